@@ -1,0 +1,1 @@
+"""psych201.analysis"""

@@ -1,0 +1,56 @@
+"""The engine contract: token ids in, per-target-token scores out. Nothing else crosses it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+
+@dataclass(frozen=True, eq=False)
+class ScoringRequest:
+    """One sequence to run through the model.
+
+    ``target_positions[j] = t`` asks for ``log P(token_ids[t] | token_ids[:t])``; t >= 1.
+    ``key`` is opaque to the engine and comes back on the matching :class:`TokenScores`.
+    """
+
+    key: str
+    token_ids: npt.NDArray[np.int64]
+    target_positions: npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True, eq=False)
+class TokenScores:
+    """Scores at the target positions of one request, in the order they were asked for."""
+
+    key: str
+    logprobs: npt.NDArray[np.float64]
+    top1: npt.NDArray[np.int64]
+    entropy: npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    """What the run manifest records about an engine."""
+
+    name: str
+    model_id: str
+    dtype: str
+    device: str
+    max_context: int | None
+    versions: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """Scores token sequences. Engines know nothing about studies, spans or responses."""
+
+    @property
+    def info(self) -> EngineInfo: ...
+
+    def score(self, requests: Sequence[ScoringRequest]) -> list[TokenScores]: ...
