@@ -1,0 +1,359 @@
+"""Hierarchical bootstrap over studies and participants, vectorised on per-participant sums.
+
+Responses within a participant are not independent (same person, same transcript), and studies
+differ far more than participants within a study. The bootstrap therefore resamples whole
+participants within each study and whole studies within the dataset, never single responses.
+
+Every statistic here is a function of per-participant sums (count, sum and sum of squares of the
+value on each of two *arms*: e.g. post-trained and base NLLs of the same responses). A bootstrap
+replicate only re-weights participants, so it costs one gather-and-sum per resampled study
+instead of a pandas group-by: thousands of replicates of a 19-study table take a second or two.
+
+Resampling levels (``levels``):
+
+``"both"`` (default)
+    studies with replacement, then participants with replacement within each drawn study. The
+    target is the effect in the population of studies the dataset stands for. Its variance is
+    right when studies differ more than their sampling error (true of Psych-201: per-study effects
+    spread by ~0.1 d, a study's sampling error is a few hundredths); when studies are homogeneous
+    it double-counts within-study noise and the interval is conservative (wider than nominal).
+``"studies"``
+    studies only (participants kept as observed): the cluster bootstrap of Ren et al. (2010).
+``"participants"``
+    participants within each study, studies fixed: the effect on exactly these studies.
+
+Intervals are *expanded percentile* intervals (Hesterberg 2015): the percentile levels are widened
+so that, for a mean, the interval matches a t interval with the right degrees of freedom. Plain
+percentile intervals are too narrow with the ~20 top-level units a comparison usually has
+(coverage ≈ 92 % instead of 95 % with 19 studies). The p-value inverts the same interval, so
+``p < 1 − ci`` exactly when the interval excludes zero.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+Levels = Literal["both", "studies", "participants"]
+Statistic = Literal["mean", "mean_participant", "mean_response", "mean_diff", "d"]
+SD = Literal["sample", "population"]
+
+#: Per-participant columns: count, sum, sum of squares and mean of each arm, and presence flags.
+COLUMNS = ("n_a", "s_a", "q_a", "n_b", "s_b", "q_b", "m_a", "m_b", "has_a", "has_b")
+#: Column index of each name in a participant row.
+COLUMN_INDEX = {name: i for i, name in enumerate(COLUMNS)}
+_COL = COLUMN_INDEX
+
+#: Columns each statistic needs (only these are resampled: less memory, faster gathers).
+_NEEDS: dict[str, tuple[str, ...]] = {
+    "mean": ("n_a", "s_a"),
+    "mean_participant": ("m_a", "has_a"),
+    "mean_response": ("n_a", "s_a"),
+    "mean_diff": ("n_a", "s_a", "n_b", "s_b"),
+    "d": ("n_a", "s_a", "q_a", "n_b", "s_b", "q_b"),
+}
+
+#: Statistics that average per-study values with equal weight (the paper's weighting).
+_STUDY_WEIGHTED = frozenset({"mean", "mean_diff", "d"})
+
+_GATHER_BUDGET = 4_000_000  # floats per gather block (bounds memory on 4k-participant studies)
+
+
+def ddof_of(sd: SD) -> int:
+    """``sample`` → 1 (pandas ``.std()``), ``population`` → 0 (the authors' ``sqrt(E[x²]−m²)``)."""
+    if sd == "sample":
+        return 1
+    if sd == "population":
+        return 0
+    raise ValueError(f"sd must be 'sample' or 'population', not {sd!r}")
+
+
+@dataclass(frozen=True, eq=False)
+class StudyArrays:
+    """Per-participant sums of one or two arms, one array per study (rows = participants)."""
+
+    studies: tuple[str, ...]
+    stats: tuple[np.ndarray, ...]
+
+    @property
+    def n_studies(self) -> int:
+        return len(self.studies)
+
+    @property
+    def n_participants(self) -> int:
+        return int(sum(len(s) for s in self.stats))
+
+    @property
+    def n_responses(self) -> int:
+        """Responses of arm A (= of each arm in a paired comparison)."""
+        return int(sum(s[:, _COL["n_a"]].sum() for s in self.stats))
+
+
+def _participant_sums(frame: pd.DataFrame, value: str) -> pd.DataFrame:
+    values = frame[value].astype(float)
+    grouped = (
+        frame.assign(_v=values, _q=values * values)
+        .groupby(["study", "experiment", "participant"], sort=True, observed=True)
+        .agg(n=("_v", "size"), s=("_v", "sum"), q=("_q", "sum"))
+    )
+    return grouped
+
+
+def participant_arrays(a: pd.DataFrame, b: pd.DataFrame | None = None, *,
+                       value: str = "nll") -> StudyArrays:
+    """Build :class:`StudyArrays` from response rows of arm ``a`` and (optionally) arm ``b``.
+
+    Rows need ``study``, ``experiment``, ``participant`` and ``value``. Participants are matched
+    across arms by (study, experiment, participant); one missing on one side gets zero counts
+    there, so unpaired designs (e.g. the paper's persona reference) resample correctly too.
+    """
+    sa = _participant_sums(a, value)
+    if b is not None:
+        sb = _participant_sums(b, value)
+        joined = sa.join(sb, how="outer", lsuffix="_a", rsuffix="_b").fillna(0.0)
+    else:
+        joined = sa.add_suffix("_a")
+        for col in ("n_b", "s_b", "q_b"):
+            joined[col] = 0.0
+    n_a = joined["n_a"].to_numpy(float)
+    n_b = joined["n_b"].to_numpy(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        m_a = np.where(n_a > 0, joined["s_a"].to_numpy(float) / np.maximum(n_a, 1), 0.0)
+        m_b = np.where(n_b > 0, joined["s_b"].to_numpy(float) / np.maximum(n_b, 1), 0.0)
+    table = np.column_stack(
+        [
+            n_a, joined["s_a"].to_numpy(float), joined["q_a"].to_numpy(float),
+            n_b, joined["s_b"].to_numpy(float), joined["q_b"].to_numpy(float),
+            m_a, m_b, (n_a > 0).astype(float), (n_b > 0).astype(float),
+        ]
+    )
+    study_index = joined.index.get_level_values("study").to_numpy()
+    studies = tuple(dict.fromkeys(study_index))
+    bounds = np.flatnonzero(np.r_[True, study_index[1:] != study_index[:-1], True])
+    stats = tuple(table[bounds[i]: bounds[i + 1]] for i in range(len(bounds) - 1))
+    return StudyArrays(studies, stats)
+
+
+def study_values(sums: Mapping[str, np.ndarray], statistic: Statistic,
+                 ddof: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Numerator and denominator each study adds to the dataset-level statistic.
+
+    Study-weighted statistics (the paper's) contribute (value, 1); participant- and response-
+    weighted means contribute (sum, count), so the dataset value is Σ numerators / Σ denominators.
+    """
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if statistic == "mean":
+            return sums["s_a"] / sums["n_a"], np.ones_like(sums["n_a"])
+        if statistic == "mean_participant":
+            return sums["m_a"], sums["has_a"]
+        if statistic == "mean_response":
+            return sums["s_a"], sums["n_a"]
+        mean_a = sums["s_a"] / sums["n_a"]
+        mean_b = sums["s_b"] / sums["n_b"]
+        if statistic == "mean_diff":
+            return mean_a - mean_b, np.ones_like(mean_a)
+        if statistic == "d":
+            var_a = (sums["q_a"] - sums["n_a"] * mean_a**2) / (sums["n_a"] - ddof)
+            var_b = (sums["q_b"] - sums["n_b"] * mean_b**2) / (sums["n_b"] - ddof)
+            pooled = np.sqrt(np.maximum((var_a + var_b) / 2, 0.0))
+            return (mean_a - mean_b) / pooled, np.ones_like(mean_a)
+    raise ValueError(f"unknown statistic {statistic!r}")
+
+
+def _named(sums: np.ndarray, cols: tuple[str, ...]) -> dict[str, np.ndarray]:
+    return {name: sums[..., i] for i, name in enumerate(cols)}
+
+
+def per_study(arrays: StudyArrays, statistic: Statistic, *, sd: SD = "sample") -> np.ndarray:
+    """The statistic's per-study value (numerator / denominator within each study)."""
+    cols = _NEEDS[statistic]
+    idx = [_COL[c] for c in cols]
+    out = np.empty(arrays.n_studies)
+    for s, table in enumerate(arrays.stats):
+        num, den = study_values(_named(table[:, idx].sum(axis=0), cols), statistic, ddof_of(sd))
+        out[s] = float(num) / float(den) if float(den) else math.nan
+    return out
+
+
+def estimate(arrays: StudyArrays, statistic: Statistic, *, sd: SD = "sample") -> float:
+    """The statistic on the observed data (studies whose value is undefined are left out)."""
+    cols = _NEEDS[statistic]
+    idx = [_COL[c] for c in cols]
+    num_total = den_total = 0.0
+    for table in arrays.stats:
+        num, den = study_values(_named(table[:, idx].sum(axis=0), cols), statistic, ddof_of(sd))
+        if np.isfinite(num):
+            num_total += float(num)
+            den_total += float(den)
+    return num_total / den_total if den_total else math.nan
+
+
+def _within(values: np.ndarray, m: int, rng: np.random.Generator) -> np.ndarray:
+    """Column sums of ``m`` participant resamples of one study (rows of ``values``)."""
+    n, k = values.shape
+    sums = np.empty((m, k))
+    block = max(1, _GATHER_BUDGET // max(1, n * k))
+    for start in range(0, m, block):
+        stop = min(m, start + block)
+        picks = rng.integers(0, n, size=(stop - start, n))
+        sums[start:stop] = values[picks].sum(axis=1)
+    return sums
+
+
+def resample(arrays: StudyArrays, statistic: Statistic, *, levels: Levels = "both",
+             n_boot: int = 2000, seed: int = 0, sd: SD = "sample",
+             shrink: bool = True) -> np.ndarray:
+    """``n_boot`` bootstrap replicates of the statistic (see the module notes for ``levels``).
+
+    With ``levels="both"`` and a study-weighted statistic, ``shrink`` applies the two-stage
+    correction of Davison & Hinkley (1997, §3.8): a drawn study contributes
+    ``v̄ + c·(v_s − v̄) + (v*_s − v_s)`` — its observed value shrunk towards the mean of all
+    studies, plus its own participant-resampling deviation — with ``c² = max(0, 1 − W/B)``,
+    ``W`` the mean within-study bootstrap variance and ``B`` the variance of the observed study
+    values. Plain two-stage resampling counts within-study noise twice (once inside ``B``, once
+    again in ``v*_s``) and gives intervals that are too wide unless studies differ a lot.
+    """
+    if levels not in ("both", "studies", "participants"):
+        raise ValueError(f"levels must be both, studies or participants, not {levels!r}")
+    if n_boot < 1:
+        raise ValueError("n_boot must be ≥ 1")
+    rng = np.random.default_rng(seed)
+    cols = _NEEDS[statistic]
+    idx = [_COL[c] for c in cols]
+    ddof = ddof_of(sd)
+    n_studies = arrays.n_studies
+    if levels == "participants":
+        draws = np.broadcast_to(np.arange(n_studies), (n_boot, n_studies))
+    else:
+        draws = rng.integers(0, n_studies, size=(n_boot, n_studies))
+    study_weighted = statistic in _STUDY_WEIGHTED
+    correct = shrink and levels == "both" and study_weighted and n_studies > 1
+    observed = per_study(arrays, statistic, sd=sd) if correct else None
+    parts: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []
+    for s, table in enumerate(arrays.stats):
+        replicate = np.nonzero(draws == s)[0]  # one entry per time study s was drawn
+        m = len(replicate)
+        if m == 0:
+            continue
+        values = table[:, idx]
+        if levels == "studies":
+            sums = np.broadcast_to(values.sum(axis=0), (m, len(cols)))
+        else:
+            sums = _within(values, m, rng)
+        nu, de = study_values(_named(sums, cols), statistic, ddof)
+        parts.append((s, replicate, np.asarray(nu, dtype=float), np.asarray(de, dtype=float)))
+    if correct and observed is not None:
+        parts = _shrunk(parts, observed)
+    num = np.zeros(n_boot)
+    den = np.zeros(n_boot)
+    for _, replicate, nu, de in parts:
+        ok = np.isfinite(nu)
+        np.add.at(num, replicate[ok], nu[ok])
+        np.add.at(den, replicate[ok], de[ok])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return num / den
+
+
+def _shrunk(parts: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]],
+            observed: np.ndarray) -> list[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
+    """Apply the two-stage shrinkage correction to study-weighted replicate values."""
+    finite = np.isfinite(observed)
+    if finite.sum() < 2:
+        return parts
+    centre = float(observed[finite].mean())
+    between = float(observed[finite].var())  # the spread the study-level draw reproduces
+    within_vars = [float(np.nanvar(nu)) for _, _, nu, _ in parts if np.isfinite(nu).sum() > 1]
+    within = float(np.mean(within_vars)) if within_vars else 0.0
+    c = math.sqrt(max(0.0, 1.0 - within / between)) if between > 0 else 0.0
+    out = []
+    for s, replicate, nu, de in parts:
+        if np.isfinite(observed[s]):
+            nu = centre + c * (observed[s] - centre) + (nu - observed[s])
+        out.append((s, replicate, nu, de))
+    return out
+
+
+@dataclass(frozen=True)
+class BootstrapResult:
+    """A point estimate with its bootstrap interval, p-value (H0: 0) and sample sizes."""
+
+    estimate: float
+    ci_low: float
+    ci_high: float
+    ci_level: float
+    p_value: float
+    n_boot: int
+    levels: str
+    n_studies: int
+    n_participants: int
+    n_responses: int
+
+
+def _units(arrays: StudyArrays, levels: Levels) -> tuple[int, int]:
+    """Top-level resampling units and the degrees of freedom of their variance estimate."""
+    if levels == "participants":
+        n = arrays.n_participants
+        return n, n - arrays.n_studies
+    return arrays.n_studies, arrays.n_studies - 1
+
+
+def expansion(n_units: int, df: int) -> float:
+    """Factor by which the expanded percentile interval widens a normal-theory interval."""
+    return math.sqrt(n_units / df)
+
+
+def expanded_alpha(ci: float, n_units: int, df: int) -> float:
+    """Two-sided tail mass of the percentile interval that matches a t interval (Hesterberg)."""
+    q = float(sps.t.ppf(1 - (1 - ci) / 2, df)) * expansion(n_units, df)
+    return float(2 * sps.norm.sf(q))
+
+
+def interval(replicates: np.ndarray, ci: float, n_units: int, df: int) -> tuple[float, float]:
+    """Expanded percentile interval of ``replicates`` (NaN when df < 1)."""
+    finite = replicates[np.isfinite(replicates)]
+    if df < 1 or finite.size == 0:
+        return math.nan, math.nan
+    alpha = expanded_alpha(ci, n_units, df)
+    low, high = np.quantile(finite, [alpha / 2, 1 - alpha / 2])
+    return float(low), float(high)
+
+
+def p_value(replicates: np.ndarray, n_units: int, df: int) -> float:
+    """Two-sided p for H0: statistic = 0, by inverting the expanded percentile interval."""
+    finite = replicates[np.isfinite(replicates)]
+    if df < 1 or finite.size == 0:
+        return math.nan
+    b = finite.size
+    below = int((finite <= 0).sum())
+    above = int((finite >= 0).sum())
+    raw = min(1.0, 2 * (min(below, above) + 1) / (b + 1))
+    z = float(sps.norm.isf(raw / 2))
+    return float(min(1.0, 2 * sps.t.sf(z / expansion(n_units, df), df)))
+
+
+def bootstrap(arrays: StudyArrays, statistic: Statistic, *, levels: Levels = "both",
+              n_boot: int = 2000, ci: float = 0.95, seed: int = 0,
+              sd: SD = "sample") -> BootstrapResult:
+    """Point estimate, expanded-percentile interval and p-value of ``statistic``."""
+    point = estimate(arrays, statistic, sd=sd)
+    replicates = resample(arrays, statistic, levels=levels, n_boot=n_boot, seed=seed, sd=sd)
+    n_units, df = _units(arrays, levels)
+    low, high = interval(replicates, ci, n_units, df)
+    return BootstrapResult(
+        estimate=point,
+        ci_low=low,
+        ci_high=high,
+        ci_level=ci,
+        p_value=p_value(replicates, n_units, df),
+        n_boot=n_boot,
+        levels=levels,
+        n_studies=arrays.n_studies,
+        n_participants=arrays.n_participants,
+        n_responses=arrays.n_responses,
+    )

@@ -1,0 +1,68 @@
+"""What each prompt condition of a response table is for in the analyses.
+
+Conditions are named by ``psych201.prompts.conditions.make_condition`` (``raw``, ``paper``,
+``discrete``, ``chat-template``, ``persona`` with its modes, ``persona-shuffled``). The analyses
+only need to know each condition's *role*: the main NLL measurement, or one of the paper's
+controls. A persona condition may carry its mode after the name (``persona:qa``, ``persona-bio``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Literal
+
+Role = Literal["main", "discrete", "chat-template", "persona", "persona-shuffled"]
+
+#: Main conditions tried, in this order, when none is named and several are present.
+PREFERRED_MAIN = ("raw", "paper")
+
+
+class ConditionError(ValueError):
+    """The table does not hold the condition an analysis needs (message lists what it holds)."""
+
+
+def condition_role(name: str) -> Role:
+    """The analysis role of condition ``name``."""
+    low = name.lower()
+    if low.startswith("persona-shuffled") or low.startswith("persona_shuffled"):
+        return "persona-shuffled"
+    if low.startswith("persona"):
+        return "persona"
+    if low.startswith("discrete"):
+        return "discrete"
+    if low.startswith("chat-template") or low.startswith("chat_template"):
+        return "chat-template"
+    return "main"
+
+
+def conditions_with_role(conditions: Iterable[str], role: Role) -> list[str]:
+    return sorted(c for c in set(conditions) if condition_role(c) == role)
+
+
+def main_condition(conditions: Iterable[str], requested: str | None = None) -> str:
+    """The condition whose NLLs the leaderboard and pair effects use.
+
+    ``requested`` wins when present. Otherwise the only main-role condition, or the first of
+    :data:`PREFERRED_MAIN` present; anything else is ambiguous and refused.
+    """
+    present = sorted(set(conditions))
+    if requested is not None:
+        if requested not in present:
+            raise ConditionError(
+                f"condition {requested!r} is not in the results (present: {', '.join(present)})"
+            )
+        return requested
+    mains = conditions_with_role(present, "main")
+    if len(mains) == 1:
+        return mains[0]
+    for name in PREFERRED_MAIN:
+        if name in mains:
+            return name
+    if not mains:
+        raise ConditionError(
+            "no main condition in the results (only controls: "
+            f"{', '.join(present)}); name one with --condition"
+        )
+    raise ConditionError(
+        f"several main conditions ({', '.join(mains)}); choose one with --condition"
+    )

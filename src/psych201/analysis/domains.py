@@ -1,0 +1,72 @@
+"""Study → research domain, from the paper's ``categories.csv`` (shipped with the package).
+
+The file is the authors' one-hot table (``experiment`` = study folder, ``dataset``, then one 0/1
+column per category; 157 studies, 11 categories). Fig. 4 of the paper drops four categories and
+shows the other seven; :data:`PAPER_DOMAINS` lists those, in the order of the paper's text.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+CATEGORIES_FILE = Path(__file__).with_name("categories.csv")
+
+#: The seven domains of the paper's Fig. 4 (Intertemporal Choice, Moral Judgment, Psychophysics
+#: and Cognitive Control are dropped there).
+PAPER_DOMAINS: tuple[str, ...] = (
+    "Economic Games",
+    "Categorization",
+    "Reinforcement Learning",
+    "Risky Choice",
+    "Memory",
+    "Reasoning",
+    "Psycholinguistics",
+)
+
+
+class CategoriesError(ValueError):
+    """A categories file that does not have the expected shape."""
+
+
+def load_categories(path: str | Path | None = None) -> pd.DataFrame:
+    """Boolean study × category table, indexed by study (folder name).
+
+    Raises :class:`CategoriesError` naming the file and line of a bad row.
+    """
+    path = Path(path) if path is not None else CATEGORIES_FILE
+    try:
+        table = pd.read_csv(path, dtype={"experiment": str, "dataset": str})
+    except (OSError, pd.errors.ParserError) as exc:
+        raise CategoriesError(f"{path}: cannot read categories ({exc})") from exc
+    if "experiment" not in table.columns:
+        raise CategoriesError(f"{path}: no 'experiment' column (the study folder names)")
+    categories = [c for c in table.columns if c not in ("experiment", "dataset")]
+    if not categories:
+        raise CategoriesError(f"{path}: no category columns")
+    values = table[categories]
+    bad = ~values.isin([0, 1]).all(axis=1)
+    if bad.any():
+        row = int(bad.to_numpy().nonzero()[0][0])
+        raise CategoriesError(
+            f"{path}:{row + 2}: category values must be 0 or 1 (study {table.loc[row, 'experiment']!r})"
+        )
+    duplicated = table["experiment"].duplicated()
+    if duplicated.any():
+        row = int(duplicated.to_numpy().nonzero()[0][0])
+        raise CategoriesError(f"{path}:{row + 2}: study {table.loc[row, 'experiment']!r} listed twice")
+    return values.astype(bool).set_axis(table["experiment"].rename("study"), axis=0)
+
+
+def study_domains(categories: pd.DataFrame, studies: list[str] | None = None) -> dict[str, list[str]]:
+    """Domains of each study (all studies of the table, or ``studies``; unknown ones get [])."""
+    names = list(categories.index) if studies is None else studies
+    out: dict[str, list[str]] = {}
+    for study in names:
+        if study in categories.index:
+            row = categories.loc[study]
+            out[study] = [c for c in categories.columns if bool(row[c])]
+        else:
+            out[study] = []
+    return out

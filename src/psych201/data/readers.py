@@ -1,0 +1,708 @@
+"""Stream Psych-201 sessions from study folders, zips, JSONL and Parquet files, checking each line.
+
+A study is whatever :func:`discover_studies` finds: a folder holding ``prompts.jsonl.zip``
+(or ``prompts.zip``, ``prompts_jsonl.zip``, ``prompts.jsonl``, ``prompts.parquet``), a single such
+file, or — for a whole dataset — a directory of study folders or of ``<study>.jsonl|.zip|.parquet``
+files. The study id is the folder name, or the file stem unless the file is named ``prompts*``.
+
+Files are read line by line with a byte limit per line, so memory stays bounded whatever the input
+(some studies unzip to 75 MB; a corrupt file may hold one 100 MB line). Every line is checked:
+UTF-8, JSON (bare ``NaN`` accepted, duplicate fields rejected), the three required fields, the
+``<<``/``>>`` markers, duplicate (experiment, participant) pairs, RT list lengths. See
+:data:`psych201.data.issues.ISSUE_CODES` for every error and warning.
+
+``Session.line`` is the 1-based line number, counted across the JSONL members of a zip in archive
+order (it equals the line in the file when there is one member); for Parquet it is the ``line``
+column when present (a dataset built by ``psych201 data build``), else the row number.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import zipfile
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import IO, Any, Literal
+
+from psych201.data.harmonise import harmonise_with_report
+from psych201.data.issues import DataError, IssueLog, OnError
+from psych201.data.markers import MarkerError, parse_responses
+from psych201.data.records import Session
+
+#: Lines longer than this are rejected without being held in memory (the longest real session is
+#: ~120 K characters; the contributor guideline is 32 K tokens).
+DEFAULT_MAX_LINE_BYTES = 16 * 1024 * 1024
+
+#: The data file of a study folder, in order of preference.
+STUDY_FILES: tuple[str, ...] = (
+    "prompts.jsonl.zip",
+    "prompts.zip",
+    "prompts_jsonl.zip",
+    "prompts.jsonl",
+    "prompts.parquet",
+)
+_SUFFIXES: tuple[tuple[str, Literal["zip", "jsonl", "parquet"]], ...] = (
+    (".jsonl.zip", "zip"),
+    (".zip", "zip"),
+    (".jsonl", "jsonl"),
+    (".parquet", "parquet"),
+)
+
+#: Fields every line must have; everything else is metadata.
+REQUIRED_FIELDS: tuple[str, ...] = ("text", "experiment", "participant")
+
+LFS_PREFIX = b"version https://git-lfs.github.com/spec/"
+LFS_MESSAGE = "this is a Git LFS pointer, not data: fetch the real file (git lfs pull)"
+_BOM = b"\xef\xbb\xbf"
+_READ_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class StudySource:
+    """One study to read: its id (``name``) and the data file (``path``)."""
+
+    name: str
+    path: Path
+
+    @property
+    def format(self) -> Literal["zip", "jsonl", "parquet"]:
+        fmt = _format_of(self.path)
+        if fmt is None:  # discover_studies never builds one; a hand-made one may be wrong
+            raise DataError("unsupported file type", file=str(self.path), code="unsupported")
+        return fmt
+
+
+def discover_studies(path: str | Path) -> list[StudySource]:
+    """The studies under ``path`` (a study folder, a data file or a dataset directory), by name.
+
+    Raises :class:`DataError` when the path does not exist, holds no study, or two sources would
+    give the same study id.
+    """
+    root = Path(path)
+    if not root.exists():
+        raise DataError("no such file or directory", file=str(root), code="not-found")
+    if root.is_file():
+        if _format_of(root) is None:
+            raise DataError(
+                "unsupported file type: expected a .zip, .jsonl or .parquet file or a folder",
+                file=str(root),
+                code="unsupported",
+            )
+        return [StudySource(_study_name(root), root)]
+    own = _study_file_in(root)
+    if own is not None:
+        return [StudySource(root.name, own)]
+    found: dict[str, StudySource] = {}
+    for child in sorted(root.iterdir()):
+        if _ignored(child.name):
+            continue
+        if child.is_dir():
+            data = _study_file_in(child)
+            source = StudySource(child.name, data) if data is not None else None
+        else:
+            source = StudySource(_study_name(child), child) if _format_of(child) else None
+        if source is None:
+            continue
+        if source.name in found:
+            raise DataError(
+                f"study {source.name!r} is given twice: {found[source.name].path} and "
+                f"{source.path}",
+                file=str(root),
+                code="duplicate-study",
+            )
+        found[source.name] = source
+    if not found:
+        raise DataError(
+            "no Psych-201 study here: expected a folder with prompts.jsonl.zip (or prompts.zip, "
+            "prompts_jsonl.zip, prompts.jsonl), a .zip/.jsonl/.parquet file, or a directory of "
+            "those",
+            file=str(root),
+            code="no-study",
+        )
+    return list(found.values())
+
+
+def iter_sessions(
+    path: str | Path,
+    *,
+    on_error: OnError = "fail",
+    log: IssueLog | None = None,
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    strict_rts: bool = False,
+) -> Iterator[Session]:
+    """Stream every session under ``path``, study by study, with responses parsed and metadata
+    harmonised.
+
+    ``on_error="fail"`` raises the first :class:`DataError`; ``"skip"`` drops the broken line (or
+    member or file), counts it in ``log`` and logs a warning. Warnings (empty responses, RT list
+    length, BOM, …) never stop reading; with ``strict_rts`` an RT length mismatch is an error.
+    Finding the studies (:func:`discover_studies`) raises in both modes: there is nothing to skip
+    to.
+    """
+    if on_error not in ("fail", "skip"):
+        raise ValueError(f"on_error must be 'fail' or 'skip', got {on_error!r}")
+    issues = log if log is not None else IssueLog()
+    for source in discover_studies(path):
+        reader = _StudyReader(source, on_error, issues, max_line_bytes, strict_rts)
+        yield from reader.sessions()
+
+
+class _DuplicateField(Exception):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _no_duplicate_fields(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # json.loads keeps the last of two equal keys silently; a transcript with two "text" fields
+    # is ambiguous, so refuse it.
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise _DuplicateField(key)
+        obj[key] = value
+    return obj
+
+
+class _StudyReader:
+    """Reads one study source; holds the per-study state used for duplicate detection."""
+
+    def __init__(
+        self,
+        source: StudySource,
+        on_error: OnError,
+        log: IssueLog,
+        max_line_bytes: int,
+        strict_rts: bool,
+    ) -> None:
+        self.source = source
+        self.on_error = on_error
+        self.log = log
+        self.max_line_bytes = max_line_bytes
+        self.strict_rts = strict_rts
+        self.line = 0  # running line number across the members of a zip
+        self.member_line = 0
+        self.seen_keys: dict[tuple[str, str, str], int] = {}
+        self.seen_texts: dict[bytes, int] = {}
+
+    # -- policy ------------------------------------------------------------------------------
+
+    def _problem(self, error: DataError) -> None:
+        """A line-level error: raise it (fail) or count and log it (skip)."""
+        if self.on_error == "fail":
+            raise error
+        self.log.add(error.to_issue())
+        self.log.skipped_lines += 1
+
+    def sessions(self) -> Iterator[Session]:
+        fmt = self.source.format
+        try:
+            if fmt == "zip":
+                yield from self._zip()
+            elif fmt == "jsonl":
+                yield from self._jsonl_file()
+            else:
+                yield from self._parquet()
+        except DataError as error:
+            # A file-level error: the rest of the file cannot be read.
+            if self.on_error == "fail":
+                raise
+            self.log.add(error.to_issue())
+
+    # -- containers --------------------------------------------------------------------------
+
+    def _check_lfs(self, path: Path) -> None:
+        try:
+            with open(path, "rb") as stream:
+                head = stream.read(len(LFS_PREFIX))
+        except OSError as error:
+            raise DataError(f"cannot open: {error.strerror}", file=str(path), code="read") from None
+        if head == LFS_PREFIX:
+            raise DataError(LFS_MESSAGE, file=str(path), line=1, code="lfs-pointer")
+
+    def _zip(self) -> Iterator[Session]:
+        path = self.source.path
+        self._check_lfs(path)
+        try:
+            archive = zipfile.ZipFile(path)
+        except (zipfile.BadZipFile, OSError) as error:
+            raise DataError(
+                f"not a readable zip archive (truncated or corrupt: {error})",
+                file=str(path),
+                code="bad-zip",
+            ) from None
+        with archive:
+            members = []
+            for info in archive.infolist():
+                name = info.filename
+                if info.is_dir() or not name.endswith(".jsonl"):
+                    continue
+                if _unsafe_member(name):
+                    self._problem(
+                        DataError(
+                            f"unsafe member name {name!r} (absolute path or '..'): not read",
+                            file=str(path),
+                            code="unsafe-member",
+                        )
+                    )
+                    continue
+                if any(_ignored(part) for part in PurePosixPath(name).parts):
+                    continue  # __MACOSX/ and ._* resource forks
+                members.append(info)
+            if not members:
+                raise DataError(
+                    "the zip holds no .jsonl member (expected prompts.jsonl)",
+                    file=str(path),
+                    code="no-jsonl",
+                )
+            for info in members:
+                label = f"{path}:{info.filename}"
+                try:
+                    # ZipExtFile.readline is pure Python; a C buffer on top is ~3x faster.
+                    with io.BufferedReader(archive.open(info), _READ_CHUNK) as stream:  # type: ignore[type-var]
+                        yield from self._jsonl_stream(stream, label)
+                except (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError) as error:
+                    raise DataError(
+                        f"cannot read the member to the end ({error}): the zip is truncated or "
+                        "corrupt",
+                        file=label,
+                        line=self.member_line + 1,
+                        code="read",
+                    ) from None
+
+    def _jsonl_file(self) -> Iterator[Session]:
+        path = self.source.path
+        self._check_lfs(path)
+        try:
+            with open(path, "rb") as stream:
+                yield from self._jsonl_stream(stream, str(path))
+        except OSError as error:
+            raise DataError(
+                f"cannot read the file to the end: {error}",
+                file=str(path),
+                line=self.member_line + 1,
+                code="read",
+            ) from None
+
+    def _jsonl_stream(self, stream: IO[bytes], label: str) -> Iterator[Session]:
+        self.member_line = 0
+        crlf_reported = False
+        for member_line, payload in _iter_raw_lines(stream, self.max_line_bytes):
+            self.line += 1
+            self.member_line = member_line
+            if isinstance(payload, int):
+                self._problem(
+                    DataError(
+                        f"line is {payload:,} bytes, over the limit of {self.max_line_bytes:,} "
+                        "bytes (raise it with --max-line-mb if the line is genuine)",
+                        file=label,
+                        line=member_line,
+                        code="line-too-long",
+                    )
+                )
+                continue
+            if member_line == 1:
+                if payload.startswith(LFS_PREFIX):
+                    raise DataError(LFS_MESSAGE, file=label, line=1, code="lfs-pointer")
+                if payload.startswith(_BOM):
+                    payload = payload[len(_BOM) :]
+                    self.log.warn("bom", "UTF-8 byte order mark removed", file=label, line=1)
+            if payload.endswith(b"\r\n") and not crlf_reported:
+                crlf_reported = True
+                self.log.warn("crlf", "Windows (CRLF) line endings", file=label, line=member_line)
+            raw = payload.rstrip(b"\r\n")
+            if not raw.strip():
+                continue  # blank lines (a trailing newline, say) carry nothing
+            session = self._from_bytes(raw, label, member_line)
+            if session is not None:
+                yield session
+
+    def _parquet(self) -> Iterator[Session]:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        path = self.source.path
+        self._check_lfs(path)
+        label = str(path)
+        try:
+            parquet = pq.ParquetFile(path)
+            names = set(parquet.schema_arrow.names)
+            # A dataset written by `data build` carries the raw metadata as one JSON column.
+            built = "metadata_raw" in names
+            columns = (
+                [
+                    c
+                    for c in ("study", "experiment", "participant", "line", "text", "metadata_raw")
+                    if c in names
+                ]
+                if built
+                else None
+            )
+            row = 0
+            for batch in parquet.iter_batches(batch_size=64, columns=columns):
+                for record in batch.to_pylist():
+                    row += 1
+                    self.member_line = row
+                    session = self._from_parquet_row(record, built, label, row)
+                    if session is not None:
+                        yield session
+        except (pa.ArrowException, OSError) as error:
+            raise DataError(
+                f"not a readable Parquet file: {error}",
+                file=label,
+                line=self.member_line + 1 if self.member_line else None,
+                code="bad-parquet",
+            ) from None
+
+    def _from_parquet_row(
+        self, record: dict[str, Any], built: bool, label: str, row: int
+    ) -> Session | None:
+        if not built:
+            return self._from_record(record, label, row, row, self.source.name)
+        try:
+            metadata = json.loads(record.get("metadata_raw") or "{}")
+        except json.JSONDecodeError as error:
+            self._problem(
+                DataError(
+                    f"metadata_raw is not valid JSON: {error.msg}",
+                    file=label,
+                    line=row,
+                    code="json",
+                )
+            )
+            return None
+        if not isinstance(metadata, dict):
+            metadata = {"metadata_raw": metadata}
+        fields = {k: record[k] for k in REQUIRED_FIELDS if k in record}
+        study = record.get("study") or self.source.name
+        line = record.get("line") or row
+        return self._from_record({**fields, **metadata}, label, row, int(line), str(study))
+
+    # -- one line ----------------------------------------------------------------------------
+
+    def _from_bytes(self, raw: bytes, label: str, member_line: int) -> Session | None:
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            self._problem(
+                DataError(
+                    f"not valid UTF-8: byte 0x{raw[error.start]:02X} at byte {error.start + 1} "
+                    "(Latin-1 or Windows-1252? re-save the file as UTF-8)",
+                    file=label,
+                    line=member_line,
+                    column=error.start + 1,
+                    code="encoding",
+                )
+            )
+            return None
+        try:
+            obj = json.loads(line, object_pairs_hook=_no_duplicate_fields)
+        except _DuplicateField as error:
+            self._problem(
+                DataError(
+                    f"field {error.key!r} appears twice in one JSON object",
+                    file=label,
+                    line=member_line,
+                    code="duplicate-field",
+                )
+            )
+            return None
+        except json.JSONDecodeError as error:
+            self._problem(
+                DataError(
+                    f"invalid JSON: {error.msg}",
+                    file=label,
+                    line=member_line,
+                    column=error.colno,
+                    code="json",
+                )
+            )
+            return None
+        except RecursionError:
+            self._problem(
+                DataError(
+                    "invalid JSON: nested too deeply", file=label, line=member_line, code="json"
+                )
+            )
+            return None
+        if not isinstance(obj, dict):
+            self._problem(
+                DataError(
+                    f"the line is a JSON {_type_name(obj)}, not an object with text, experiment "
+                    "and participant",
+                    file=label,
+                    line=member_line,
+                    code="not-object",
+                )
+            )
+            return None
+        if ("\\ud" in line or "\\uD" in line) and not _encodable(obj):
+            self._problem(
+                DataError(
+                    "a lone UTF-16 surrogate escape (\\udXXX) that is not a character",
+                    file=label,
+                    line=member_line,
+                    code="surrogate",
+                )
+            )
+            return None
+        return self._from_record(obj, label, member_line, self.line, self.source.name)
+
+    def _from_record(
+        self, obj: dict[str, Any], label: str, where: int, line: int, study: str
+    ) -> Session | None:
+        """Validate one record and build its Session; ``where`` locates errors in the file."""
+
+        def problem(reason: str, code: str, column: int | None = None) -> None:
+            self._problem(DataError(reason, file=label, line=where, column=column, code=code))
+
+        if "text" not in obj:
+            problem(
+                "no 'text' field (every line needs text, experiment and participant)",
+                "text-missing",
+            )
+            return None
+        text = obj["text"]
+        if not isinstance(text, str):
+            problem(f"'text' is {_type_name(text)}, not a string", "text-type")
+            return None
+        ids: dict[str, str] = {}
+        for name in ("experiment", "participant"):
+            if name not in obj:
+                problem(
+                    f"no {name!r} field (every line needs text, experiment and participant)",
+                    "field-missing",
+                )
+                return None
+            value = _identifier(obj[name])
+            if value is None:
+                problem(
+                    f"{name!r} is {_type_name(obj[name])}, not a string or integer", "field-type"
+                )
+                return None
+            ids[name] = value
+        try:
+            responses = parse_responses(text)
+        except MarkerError as error:
+            problem(error.reason, "marker", error.column)
+            return None
+        experiment, participant = ids["experiment"], ids["participant"]
+        key = (study, experiment, participant)
+        if key in self.seen_keys:
+            problem(
+                f"experiment {experiment!r} participant {participant!r} already appears on line "
+                f"{self.seen_keys[key]} (participants must be unique within an experiment)",
+                "duplicate-key",
+            )
+            return None
+        metadata = {k: v for k, v in obj.items() if k not in REQUIRED_FIELDS}
+        if "RTs" in metadata and not self._check_rts(metadata["RTs"], len(responses), label, where):
+            return None
+        self.seen_keys[key] = where
+        self._warn_about_content(text, responses, label, where)
+        harmonised = harmonise_with_report(metadata)
+        if harmonised.problems:
+            self.log.unmapped.add(study, harmonised.problems)
+        return Session(
+            study=study,
+            experiment=experiment,
+            participant=participant,
+            line=line,
+            text=text,
+            responses=responses,
+            metadata=metadata,
+            harmonised=harmonised.values,
+            source=label,
+        )
+
+    def _check_rts(self, value: Any, n_responses: int, label: str, where: int) -> bool:
+        """Warn (or, with strict RTs, fail) on unreadable RTs or a length mismatch."""
+        rts = parse_rts(value)
+        if rts is None:
+            self.log.warn(
+                "rt-values",
+                f"RTs is {_type_name(value)}, not a list of numbers",
+                file=label,
+                line=where,
+            )
+            return True
+        bad = sum(1 for rt in rts if rt is None)
+        if bad:
+            self.log.warn(
+                "rt-values", f"{bad} of {len(rts)} RTs are not numbers", file=label, line=where
+            )
+        # The authors accept an empty RT list as "no RTs recorded".
+        if rts and len(rts) != n_responses:
+            reason = f"{len(rts)} RTs for {n_responses} responses"
+            if self.strict_rts:
+                self._problem(DataError(reason, file=label, line=where, code="rt-length"))
+                return False
+            self.log.warn("rt-length", reason, file=label, line=where)
+        return True
+
+    def _warn_about_content(
+        self, text: str, responses: tuple[Any, ...], label: str, where: int
+    ) -> None:
+        if not responses:
+            self.log.warn("no-responses", "no << >> response in the text", file=label, line=where)
+        blank = [r for r in responses if not r.text.strip()]
+        if blank:
+            self.log.warn(
+                "empty-response",
+                f"{len(blank)} empty or blank response(s), first at text column {blank[0].start}",
+                file=label,
+                line=where,
+            )
+        digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+        if digest in self.seen_texts:
+            self.log.warn(
+                "duplicate-text",
+                f"same text as line {self.seen_texts[digest]}",
+                file=label,
+                line=where,
+            )
+        else:
+            self.seen_texts[digest] = where
+
+
+def parse_rts(value: Any) -> list[float | None] | None:
+    """An RT list as floats (NaN where missing, None where unreadable); None if not a list.
+
+    Accepts a JSON list of numbers or numeric strings, and the string forms found in real data
+    (``"[1159, 987]"``, ``"['1159', '987']"``, with ``nan`` entries).
+    """
+    if isinstance(value, str):
+        body = value.strip()
+        if not (body.startswith("[") and body.endswith("]")):
+            return None
+        items: list[Any] = [item.strip().strip("'\"") for item in body[1:-1].split(",")]
+        if items == [""]:
+            items = []
+    elif isinstance(value, list | tuple):
+        items = list(value)
+    else:
+        return None
+    return [_rt(item) for item in items]
+
+
+def _rt(item: Any) -> float | None:
+    if item is None:
+        return math.nan
+    if isinstance(item, bool):
+        return None
+    if isinstance(item, int | float):
+        return float(item)
+    if isinstance(item, str):
+        text = item.strip()
+        if text.lower() in ("", "nan", "none", "null"):
+            return math.nan
+        try:
+            return float(text)
+        except ValueError:
+            return None
+    return None
+
+
+def _iter_raw_lines(stream: IO[bytes], max_bytes: int) -> Iterator[tuple[int, bytes | int]]:
+    """(line number, bytes) per line; an over-long line yields its size instead of its bytes.
+
+    ``readline(limit)`` never holds more than ``max_bytes`` of one line: the rest of a long line is
+    consumed in 1 MiB chunks and only counted.
+    """
+    number = 0
+    while True:
+        chunk = stream.readline(max_bytes + 1)
+        if not chunk:
+            return
+        number += 1
+        if len(chunk) > max_bytes and not chunk.endswith(b"\n"):
+            size = len(chunk)
+            del chunk
+            while True:
+                more = stream.readline(_READ_CHUNK)
+                size += len(more)
+                if not more or more.endswith(b"\n"):
+                    break
+            yield number, size
+            continue
+        yield number, chunk
+
+
+def _format_of(path: Path) -> Literal["zip", "jsonl", "parquet"] | None:
+    name = path.name.lower()
+    for suffix, fmt in _SUFFIXES:
+        if name.endswith(suffix):
+            return fmt
+    return None
+
+
+def _study_name(path: Path) -> str:
+    """The file stem without its data suffix; a ``prompts*`` file takes its folder's name."""
+    name = path.name
+    for suffix, _ in _SUFFIXES:
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    if name.lower().startswith("prompts"):
+        return path.resolve().parent.name
+    return name
+
+
+def _study_file_in(folder: Path) -> Path | None:
+    for name in STUDY_FILES:
+        candidate = folder / name
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _ignored(name: str) -> bool:
+    """macOS resource forks and hidden files are never data."""
+    return name.startswith((".", "__MACOSX"))
+
+
+def _unsafe_member(name: str) -> bool:
+    parts = name.replace("\\", "/").split("/")
+    return name.startswith(("/", "\\")) or ".." in parts or (len(name) > 1 and name[1] == ":")
+
+
+def _identifier(value: Any) -> str | None:
+    """Experiment and participant ids as strings; ints are fine, NaN/bool/None/lists are not."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float) and math.isfinite(value):
+        return str(int(value)) if value.is_integer() else str(value)
+    return None
+
+
+def _encodable(obj: Any) -> bool:
+    try:
+        json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, float) and math.isnan(value):
+        return "NaN"
+    names = {
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+        dict: "an object",
+    }
+    return names.get(type(value), type(value).__name__)

@@ -1,0 +1,742 @@
+"""Orchestration of a scoring run: data → prompts → scoring → results, resumable.
+
+:func:`score_run` reads the selected studies and split, renders each study's prompts with the
+condition, scores the sessions that are not done yet in chunks, and writes each finished chunk as
+an atomic Parquet part; at the end it combines the parts into ``responses.parquet``. Killing it at
+any moment loses at most the chunk in flight, and rerunning the same command scores only what is
+missing and ends with the same table as an uninterrupted run.
+
+A run's session set is fixed by the data, split, seed, studies and ``limit`` (the first ``limit``
+participants of each study's split, in file order); ``shard`` then keeps the sessions whose
+stable key hash falls in it, so shards partition exactly that set. Conditions render a whole study
+at a time (a shuffled persona draws another participant of the same study), so every run renders
+all of a study's selected sessions, whatever it then scores.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from psych201.data.issues import IssueLog
+from psych201.data.readers import StudySource, discover_studies, iter_sessions
+from psych201.data.records import Session, SessionKey
+from psych201.data.split import iter_split
+from psych201.prompts.conditions import Condition, make_condition
+from psych201.prompts.records import Prompt
+from psych201.results.manifest import build_manifest, mark_complete, mark_status, open_run_dir
+from psych201.results.schema import ResponseScore, RunSpec
+from psych201.results.shards import Shard
+from psych201.results.writer import (
+    RESPONSES_FILE,
+    PartWriter,
+    completed_sessions,
+    finalize,
+    remove_stale_temporaries,
+)
+from psych201.scoring.engine import EngineInfo
+
+Split = Literal["test", "train", "all"]
+OnError = Literal["fail", "skip"]
+
+#: Keep the selected sessions of pass 1 in memory up to this many characters; beyond, re-read.
+_RETAIN_CHARS = 400_000_000
+
+
+class PipelineError(ValueError):
+    """A run that cannot start or go on as asked (bad option, unknown study, ...)."""
+
+
+class SessionScoringError(PipelineError):
+    """Scoring one session failed; names its file and line. Finished work is already saved."""
+
+    def __init__(self, session: Session, reason: str) -> None:
+        where = session.source or session.study
+        super().__init__(
+            f"{where}:{session.line}: cannot score participant {session.participant!r} of "
+            f"study {session.study!r}: {reason}"
+        )
+        self.session_key = session.key
+        self.reason = reason
+
+
+class SpanScoreLike(Protocol):
+    """What the pipeline reads from each scored span (B's ``SpanScore``)."""
+
+    @property
+    def index(self) -> int: ...
+    @property
+    def n_tokens(self) -> int: ...
+    @property
+    def nll(self) -> float: ...
+    @property
+    def top1_correct(self) -> bool | None: ...
+    @property
+    def entropy(self) -> float: ...
+    @property
+    def context_tokens(self) -> int: ...
+    @property
+    def truncated(self) -> bool: ...
+
+
+class PromptScorer(Protocol):
+    """Scores prompts: one list of span scores per prompt, one per span, in span order."""
+
+    def score(self, prompts: Sequence[Prompt]) -> Sequence[Sequence[SpanScoreLike]]: ...
+
+
+@dataclass(frozen=True)
+class ScoringSetup:
+    """A loaded model ready to score, and what the manifest records about it."""
+
+    model_id: str
+    engine: str
+    tokenizer: Any
+    scorer: PromptScorer
+    model_info: dict[str, Any]
+    engine_info: EngineInfo
+    tokenizer_info: dict[str, Any]
+    window: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    """Everything ``psych201 score`` is asked to do."""
+
+    data: Path
+    out: Path
+    model: str = "gemma-3-270m"
+    model_args: Mapping[str, Any] = field(default_factory=dict)
+    split: Split = "test"
+    studies: tuple[str, ...] = ()
+    limit: int | None = None
+    seed: int = 0
+    device: str = "cpu"
+    dtype: str = "float32"
+    batch_tokens: int = 8192
+    condition: str = "raw"
+    condition_args: Mapping[str, Any] = field(default_factory=dict)
+    alignment: str = "offsets"
+    max_tokens: int | None = None
+    window_overlap: int | None = None
+    shard: Shard | None = None
+    #: A part holds at most this many participants and about this many characters, so a crash
+    #: loses little; neither changes the numbers.
+    part_size: int = 16
+    part_chars: int = 300_000
+    on_error: OnError = "fail"
+
+    def __post_init__(self) -> None:
+        if self.limit is not None and self.limit < 1:
+            raise PipelineError(f"--limit must be at least 1, got {self.limit}")
+        if self.part_size < 1 or self.part_chars < 1:
+            raise PipelineError("part size must be positive")
+        if self.batch_tokens < 1:
+            raise PipelineError(f"--batch-tokens must be positive, got {self.batch_tokens}")
+        if self.split not in ("test", "train", "all"):
+            raise PipelineError(f"--split must be test, train or all, got {self.split!r}")
+        if self.on_error not in ("fail", "skip"):
+            raise PipelineError(f"on_error must be fail or skip, got {self.on_error!r}")
+
+
+class ProgressSink(Protocol):
+    """Receives progress; the CLI draws it with rich. Units: sessions and characters."""
+
+    def start(self, *, sessions: int, chars: int, already_done: int) -> None: ...
+    def advance(self, *, sessions: int, chars: int) -> None: ...
+    def note(self, message: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What a :func:`score_run` call did."""
+
+    run_dir: Path
+    config_hash: str
+    sessions: int
+    already_done: int
+    scored_now: int
+    failed: tuple[SessionKey, ...]
+    responses: int
+    wall_s: float
+    table: Path | None
+
+
+# ---------------------------------------------------------------------------------------------
+# Selection of the run's sessions
+
+
+@dataclass
+class _StudyPlan:
+    source: StudySource
+    keys: list[SessionKey]
+    chars: dict[SessionKey, int]
+    sessions: list[Session] | None  # None: re-read in pass 2 (too large to keep)
+
+
+def shard_filter(shard: Shard | None) -> Callable[[SessionKey], bool]:
+    return (lambda _key: True) if shard is None else shard.contains
+
+
+def _select_sources(config: ScoreConfig) -> list[StudySource]:
+    sources = discover_studies(config.data)
+    if not config.studies:
+        return sources
+    names = {s.name for s in sources}
+    unknown = sorted(set(config.studies) - names)
+    if unknown:
+        raise PipelineError(
+            f"{config.data}: no study named {', '.join(unknown)} "
+            f"(available: {', '.join(sorted(names))})"
+        )
+    wanted = set(config.studies)
+    return [s for s in sources if s.name in wanted]
+
+
+def _study_sessions(
+    config: ScoreConfig, source: StudySource, log: IssueLog | None = None
+) -> Iterator[Session]:
+    """The study's split in file order, cut to ``limit``."""
+    sessions = iter_split(
+        source.path, config.split, seed=config.seed, on_error=config.on_error, log=log
+    )
+    for count, session in enumerate(sessions, start=1):
+        if session.study != source.name:
+            raise PipelineError(
+                f"{source.path}: read a session of study {session.study!r} while reading study "
+                f"{source.name!r}"
+            )
+        yield session
+        if config.limit is not None and count >= config.limit:
+            return
+
+
+def _plan(config: ScoreConfig, sources: Sequence[StudySource], log: IssueLog) -> list[_StudyPlan]:
+    plans: list[_StudyPlan] = []
+    retained = 0
+    for source in sources:
+        sessions = list(_study_sessions(config, source, log))
+        chars = {s.key: len(s.text) for s in sessions}
+        keep = retained + sum(chars.values()) <= _RETAIN_CHARS
+        retained += sum(chars.values()) if keep else 0
+        plans.append(
+            _StudyPlan(
+                source=source,
+                keys=[s.key for s in sessions],
+                chars=chars,
+                sessions=sessions if keep else None,
+            )
+        )
+    return plans
+
+
+def data_fingerprint(sources: Sequence[StudySource]) -> tuple[str, dict[str, str]]:
+    """SHA-256 of each selected study's data files, and one hash over all of them."""
+    per_study: dict[str, str] = {}
+    for source in sources:
+        path = Path(source.path)
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        digest = hashlib.sha256()
+        for file in files:
+            if file.name.startswith("."):
+                continue
+            digest.update(str(file.relative_to(path) if path.is_dir() else file.name).encode())
+            digest.update(b"\0")
+            with file.open("rb") as handle:
+                for block in iter(lambda h=handle: h.read(1 << 20), b""):  # type: ignore[misc]
+                    digest.update(block)
+        per_study[source.name] = digest.hexdigest()
+    overall = hashlib.sha256(
+        "".join(f"{name}:{h}\n" for name, h in sorted(per_study.items())).encode()
+    ).hexdigest()
+    return overall, per_study
+
+
+# ---------------------------------------------------------------------------------------------
+# Model loading (B's HF engine)
+
+
+def parse_kv(text: str | None, *, what: str = "--model-args") -> dict[str, Any]:
+    """Parse lm-eval-style ``k=v,k2=v2`` into a dict (ints, floats, true/false, none coerced)."""
+    if not text:
+        return {}
+    out: dict[str, Any] = {}
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise PipelineError(f"{what}: expected key=value, got {item!r}")
+        out[key] = _coerce(value.strip())
+    return out
+
+
+def _coerce(value: str) -> Any:
+    lowered = value.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("none", "null"):
+        return None
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value
+
+
+def _check_kwargs(func: Callable[..., Any], kwargs: Mapping[str, Any], what: str) -> None:
+    params = inspect.signature(func).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    accepted = {n for n, p in params.items() if p.kind is not inspect.Parameter.POSITIONAL_ONLY}
+    unknown = sorted(set(kwargs) - accepted)
+    if unknown:
+        raise PipelineError(
+            f"{what}: unknown key(s) {', '.join(unknown)} (accepted: {', '.join(sorted(accepted))})"
+        )
+
+
+def tokenizer_info(tokenizer: Any) -> dict[str, Any]:
+    """What identifies a tokenizer: class, name, size, special tokens and a hash of its rules."""
+    info: dict[str, Any] = {
+        "class": type(tokenizer).__name__,
+        "name_or_path": str(getattr(tokenizer, "name_or_path", "")),
+        "vocab_size": len(tokenizer) if hasattr(tokenizer, "__len__") else None,
+        "bos_token": getattr(tokenizer, "bos_token", None),
+        "eos_token": getattr(tokenizer, "eos_token", None),
+        "add_bos_token": getattr(tokenizer, "add_bos_token", None),
+    }
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None and hasattr(backend, "to_str"):
+        info["sha256"] = hashlib.sha256(backend.to_str().encode()).hexdigest()
+    return info
+
+
+def load_hf_setup(config: ScoreConfig) -> ScoringSetup:
+    """Load ``config.model`` with transformers (B's loader, engine and session scorer)."""
+    from psych201.scoring.hf import HFEngine
+    from psych201.scoring.models import load_model
+    from psych201.scoring.scorer import SessionScorer, WindowConfig
+
+    model_args = dict(config.model_args)
+    _check_kwargs(load_model, model_args, "--model-args")
+    loaded = load_model(config.model, dtype=config.dtype, device=config.device, **model_args)
+    engine = HFEngine(loaded.model, device=config.device, batch_tokens=config.batch_tokens)
+    window_kwargs: dict[str, Any] = {"max_tokens": config.max_tokens}
+    if config.window_overlap is not None:
+        window_kwargs["overlap"] = config.window_overlap
+    window = WindowConfig(**window_kwargs)
+    scorer = SessionScorer(loaded.tokenizer, engine, alignment=config.alignment, window=window)
+    return ScoringSetup(
+        model_id=loaded.model_id,
+        engine=engine.info.name,
+        tokenizer=loaded.tokenizer,
+        scorer=scorer,
+        model_info={
+            "id": loaded.model_id,
+            "source": str(loaded.source),
+            "file_sha256": loaded.file_sha256,
+            "max_context": loaded.max_context,
+        },
+        engine_info=engine.info,
+        tokenizer_info=tokenizer_info(loaded.tokenizer),
+        window=asdict(window),
+    )
+
+
+def _make_condition(config: ScoreConfig, tokenizer: Any) -> Condition:
+    try:
+        condition = make_condition(
+            config.condition, tokenizer=tokenizer, seed=config.seed, **dict(config.condition_args)
+        )
+    except (TypeError, ValueError) as exc:
+        raise PipelineError(f"--condition {config.condition}: {exc}") from exc
+    return condition
+
+
+def _device_kind(device: str) -> str:
+    # cuda:0 and cuda:1 give the same numbers; cpu and cuda may not (kernels differ).
+    return device.split(":", 1)[0]
+
+
+def build_spec(
+    config: ScoreConfig, setup: ScoringSetup, condition: Condition, data_hash: str
+) -> RunSpec:
+    """The :class:`RunSpec` of this run: everything that determines its numbers."""
+    model_args = {k: v for k, v in config.model_args.items() if k != "cache_dir"}
+    return RunSpec(
+        model=setup.model_id,
+        engine=setup.engine,
+        condition=condition.name,
+        alignment=config.alignment,
+        dtype=config.dtype,
+        data=config.data.resolve().name,
+        data_hash=data_hash,
+        split=config.split,
+        seed=config.seed,
+        studies=tuple(sorted(config.studies)),
+        limit=config.limit,
+        window=dict(setup.window),
+        extra={
+            "condition_spec": condition.spec(),
+            "model_sha256": setup.model_info.get("file_sha256"),
+            "tokenizer_sha256": setup.tokenizer_info.get("sha256"),
+            "model_args": model_args,
+            "device": _device_kind(config.device),
+        },
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The run
+
+
+def score_run(
+    config: ScoreConfig,
+    *,
+    setup: ScoringSetup | None = None,
+    progress: ProgressSink | None = None,
+    argv: list[str] | None = None,
+) -> RunSummary:
+    """Score ``config`` into ``config.out`` (create, or resume the same configuration).
+
+    ``setup`` replaces the default transformers engine (:func:`load_hf_setup`).
+    """
+    started = time.perf_counter()
+    sources = _select_sources(config)
+    data_hash, per_study = data_fingerprint(sources)
+    # Read the data before loading the model: bad input fails in seconds, before any work.
+    data_issues = IssueLog()
+    plans = _plan(config, sources, data_issues)
+    if setup is None:
+        setup = load_hf_setup(config)
+    condition = _make_condition(config, setup.tokenizer)
+    spec = build_spec(config, setup, condition, data_hash)
+    config_hash = spec.config_hash()
+    manifest = open_run_dir(
+        config.out,
+        build_manifest(
+            spec,
+            model=setup.model_info,
+            engine=asdict(setup.engine_info),
+            tokenizer=setup.tokenizer_info,
+            data={"path": str(config.data.resolve()), "hash": data_hash, "studies": per_study},
+            shard=config.shard,
+        ),
+        argv=argv,
+        options={
+            "batch_tokens": config.batch_tokens,
+            "part_size": config.part_size,
+            "part_chars": config.part_chars,
+            "device": config.device,
+            "on_error": config.on_error,
+        },
+    )
+    for path in remove_stale_temporaries(config.out):
+        _note(progress, f"removed {path.name}, left by an interrupted run")
+    done = completed_sessions(config.out, config_hash=config_hash)
+    in_shard = shard_filter(config.shard)
+    run_keys = [k for plan in plans for k in plan.keys if in_shard(k)]
+    todo = [k for k in run_keys if k not in done]
+    stray = done - set(run_keys)
+    if stray:
+        raise PipelineError(
+            f"{config.out}: its parts hold {len(stray)} sessions this run does not select "
+            f"(e.g. {sorted(stray, key=str)[0]}); the directory is not from this configuration"
+        )
+    if not todo and manifest.get("status") == "complete":
+        _note(progress, f"{config.out}: complete, nothing to score")
+        counts = {**manifest.get("counts", {}), "scored_now_sessions": 0}
+        mark_complete(config.out, manifest, counts)
+        return RunSummary(
+            run_dir=config.out,
+            config_hash=config_hash,
+            sessions=len(run_keys),
+            already_done=len(run_keys),
+            scored_now=0,
+            failed=(),
+            responses=int(manifest.get("counts", {}).get("responses", 0)),
+            wall_s=time.perf_counter() - started,
+            table=config.out / RESPONSES_FILE,
+        )
+    if done:
+        _note(progress, f"resuming: {len(done)} of {len(run_keys)} sessions already scored")
+    mark_status(config.out, manifest, "running")
+
+    chars_of = {k: plan.chars[k] for plan in plans for k in plan.keys}
+    if progress is not None:
+        progress.start(
+            sessions=len(todo), chars=sum(chars_of[k] for k in todo), already_done=len(done)
+        )
+    ordinal = {k: i for i, k in enumerate(run_keys)}
+    todo_set = set(todo)
+    writer = PartWriter(config.out, config_hash)
+    stats = _Counts()
+    failed: list[SessionKey] = []
+    scored_now = 0
+    for plan in plans:
+        sessions = plan.sessions
+        if sessions is None:
+            sessions = list(_study_sessions(config, plan.source))
+        prompts = _render(condition, sessions)
+        stats.add_study(sessions, prompts, in_shard)
+        chunk_keys = [s.key for s in sessions if s.key in todo_set]
+        by_key = {s.key: s for s in sessions}
+        for chunk in _chunks(chunk_keys, chars_of, config.part_size, config.part_chars):
+            items = [(by_key[k], prompts.get(k)) for k in chunk]
+            results, errors = _score_chunk(setup.scorer, items)
+            finished = [k for k in chunk if k in results]
+            if finished:
+                rows = [
+                    row
+                    for k in finished
+                    for row in _rows(
+                        setup.model_id, condition.name, by_key[k], prompts.get(k), results[k]
+                    )
+                ]
+                writer.write(rows, finished, first=ordinal[finished[0]], last=ordinal[finished[-1]])
+                scored_now += len(finished)
+                if progress is not None:
+                    progress.advance(
+                        sessions=len(finished), chars=sum(chars_of[k] for k in finished)
+                    )
+            if errors:
+                session, reason = errors[0]
+                if config.on_error == "fail":
+                    raise SessionScoringError(session, reason)
+                for session, reason in errors:
+                    failed.append(session.key)
+                    _note(progress, f"skipped: {SessionScoringError(session, reason)}")
+
+    table, rows_total = finalize(config.out, config_hash=config_hash)
+    counts = stats.as_dict()
+    counts.update(
+        {
+            "sessions": len(run_keys),
+            "responses": rows_total,
+            "scored_now_sessions": scored_now,
+            "failed_sessions": [list(asdict(k).values()) for k in failed],
+            "data_issues": {f"{sev}:{code}": n for sev, code, n in data_issues.summary()},
+            "skipped_lines": data_issues.skipped_lines,
+        }
+    )
+    mark_complete(config.out, manifest, counts, status="incomplete" if failed else "complete")
+    return RunSummary(
+        run_dir=config.out,
+        config_hash=config_hash,
+        sessions=len(run_keys),
+        already_done=len(done),
+        scored_now=scored_now,
+        failed=tuple(failed),
+        responses=rows_total,
+        wall_s=time.perf_counter() - started,
+        table=table,
+    )
+
+
+class _Counts:
+    """Sessions and responses a condition left out, over the run's (shard's) sessions."""
+
+    def __init__(self) -> None:
+        self.ineligible = 0
+        self.without_spans = 0
+        self.dropped_responses = 0
+
+    def add_study(
+        self,
+        sessions: Sequence[Session],
+        prompts: Mapping[SessionKey, Prompt],
+        in_shard: Callable[[SessionKey], bool],
+    ) -> None:
+        for session in sessions:
+            if not in_shard(session.key):
+                continue
+            prompt = prompts.get(session.key)
+            if prompt is None:
+                self.ineligible += 1
+                continue
+            self.dropped_responses += prompt.n_dropped
+            if not prompt.spans:
+                self.without_spans += 1
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ineligible_sessions": self.ineligible,
+            "sessions_without_responses": self.without_spans,
+            "dropped_responses": self.dropped_responses,
+        }
+
+
+def _render(condition: Condition, sessions: Sequence[Session]) -> dict[SessionKey, Prompt]:
+    eligible = [s for s in sessions if condition.eligible(s)]
+    prompts = condition.render_study(eligible) if eligible else []
+    if len(prompts) != len(eligible):
+        raise PipelineError(
+            f"condition {condition.name!r} rendered {len(prompts)} prompts for "
+            f"{len(eligible)} sessions"
+        )
+    return {s.key: p for s, p in zip(eligible, prompts, strict=True)}
+
+
+def _chunks(
+    keys: Sequence[SessionKey], chars: Mapping[SessionKey, int], size: int, max_chars: int
+) -> Iterator[list[SessionKey]]:
+    chunk: list[SessionKey] = []
+    total = 0
+    for key in keys:
+        if chunk and (len(chunk) >= size or total + chars[key] > max_chars):
+            yield chunk
+            chunk, total = [], 0
+        chunk.append(key)
+        total += chars[key]
+    if chunk:
+        yield chunk
+
+
+def _score_chunk(
+    scorer: PromptScorer, items: Sequence[tuple[Session, Prompt | None]]
+) -> tuple[dict[SessionKey, Sequence[SpanScoreLike]], list[tuple[Session, str]]]:
+    """Score the chunk's prompts; on failure retry one by one to keep the good and name the bad.
+
+    Sessions without a prompt (ineligible) or without spans finish with no scores.
+    """
+    results: dict[SessionKey, Sequence[SpanScoreLike]] = {}
+    work = [(s, p) for s, p in items if p is not None and p.spans]
+    for session, prompt in items:
+        if prompt is None or not prompt.spans:
+            results[session.key] = []
+    if not work:
+        return results, []
+    try:
+        scores = scorer.score([p for _, p in work])
+        _check_scores(work, scores)
+        results.update({s.key: sc for (s, _), sc in zip(work, scores, strict=True)})
+        return results, []
+    except (ValueError, RuntimeError, IndexError, KeyError) as exc:
+        if len(work) == 1:
+            return results, [(work[0][0], f"{type(exc).__name__}: {exc}")]
+    errors: list[tuple[Session, str]] = []
+    for session, prompt in work:
+        try:
+            one = scorer.score([prompt])
+            _check_scores([(session, prompt)], one)
+            results[session.key] = one[0]
+        except (ValueError, RuntimeError, IndexError, KeyError) as exc:
+            errors.append((session, f"{type(exc).__name__}: {exc}"))
+    return results, errors
+
+
+def _check_scores(
+    work: Sequence[tuple[Session, Prompt]], scores: Sequence[Sequence[SpanScoreLike]]
+) -> None:
+    if len(scores) != len(work):
+        raise RuntimeError(f"scorer returned {len(scores)} results for {len(work)} prompts")
+    for (_, prompt), span_scores in zip(work, scores, strict=True):
+        got = [s.index for s in span_scores]
+        want = [s.index for s in prompt.spans]
+        if got != want:
+            raise RuntimeError(f"scorer returned spans {got[:5]}… for spans {want[:5]}…")
+
+
+def _rows(
+    model: str,
+    condition: str,
+    session: Session,
+    prompt: Prompt | None,
+    scores: Sequence[SpanScoreLike],
+) -> list[ResponseScore]:
+    if prompt is None:
+        return []
+    return [
+        ResponseScore(
+            model=model,
+            condition=condition,
+            study=session.study,
+            experiment=session.experiment,
+            participant=session.participant,
+            line=session.line,
+            response_index=span.index,
+            response_text=span.text,
+            n_tokens=int(score.n_tokens),
+            nll=float(score.nll),
+            top1_correct=None if score.top1_correct is None else bool(score.top1_correct),
+            entropy=float(score.entropy),
+            context_tokens=int(score.context_tokens),
+            truncated=bool(score.truncated),
+        )
+        for span, score in zip(prompt.spans, scores, strict=True)
+    ]
+
+
+def _note(progress: ProgressSink | None, message: str) -> None:
+    if progress is not None:
+        progress.note(message)
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-study summary (``psych201 demo``)
+
+
+@dataclass(frozen=True)
+class StudySummary:
+    """One line of the demo table: a study's mean NLL per response, and the oracle's."""
+
+    study: str
+    participants: int
+    responses: int
+    mean_nll: float
+    oracle_nll: float | None
+
+
+def oracle_nll(data: Path) -> dict[tuple[str, int, int], float]:
+    """The generating model's NLL per (study, line, response index) where sessions store it.
+
+    Simulated data keeps it in metadata ``loglik`` (see :class:`~psych201.scoring.oracle.
+    OracleScorer`).
+    """
+    from psych201.scoring.oracle import OracleScorer
+
+    oracle = OracleScorer()
+    out: dict[tuple[str, int, int], float] = {}
+    for session in iter_sessions(data):
+        if oracle.field not in session.metadata:
+            continue
+        (scores,) = oracle.score_sessions([session])
+        for score in scores:
+            out[(session.study, session.line, score.index)] = float(score.nll)
+    return out
+
+
+def demo_summary(run_dir: Path, data: Path) -> list[StudySummary]:
+    """Per study: participants, responses, mean NLL/response and, where the data stores it,
+    the generating model's NLL over the very same responses."""
+    from psych201.results.io import read_responses
+
+    table = read_responses(run_dir)
+    oracle = oracle_nll(data)
+    rows: list[StudySummary] = []
+    for study, group in table.groupby("study", sort=True):
+        values = [
+            oracle.get((str(study), int(line), int(index)))
+            for line, index in zip(group["line"], group["response_index"], strict=True)
+        ]
+        known = [v for v in values if v is not None]
+        rows.append(
+            StudySummary(
+                study=str(study),
+                participants=int(
+                    group[["experiment", "participant", "line"]].drop_duplicates().shape[0]
+                ),
+                responses=len(group),
+                mean_nll=float(group["nll"].mean()),
+                oracle_nll=sum(known) / len(known) if len(known) == len(values) else None,
+            )
+        )
+    return rows

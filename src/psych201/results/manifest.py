@@ -1,0 +1,225 @@
+"""The run manifest (``DIR/manifest.json``): what produced a run directory's numbers.
+
+The manifest records the :class:`RunSpec` (whose hash, the *config hash*, is the identity of a
+run), the model file's hash, engine and library versions, the tokenizer, the data hash and seed,
+the shard, and one entry per invocation (a resumed run has several). Opening a run directory that
+already holds another configuration is refused with a message that names each differing field.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+from psych201.results.schema import RunSpec
+from psych201.results.shards import Shard
+from psych201.results.writer import (
+    PARTS_DIR,
+    RESPONSES_FILE,
+    ResultsError,
+    write_text_atomic,
+)
+
+MANIFEST_FILE = "manifest.json"
+MANIFEST_FORMAT = "psych201-run/1"
+
+#: Libraries whose versions can move the numbers; recorded on every invocation.
+_LIBRARIES = ("psych201", "torch", "transformers", "tokenizers", "numpy", "pyarrow", "gguf")
+
+
+class ConfigMismatchError(ResultsError):
+    """The run directory belongs to another configuration (or shard)."""
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def library_versions() -> dict[str, str]:
+    """Installed versions of the libraries that matter for the numbers, plus Python's."""
+    versions = {"python": platform.python_version()}
+    for name in _LIBRARIES:
+        try:
+            versions[name] = importlib_metadata.version(name)
+        except importlib_metadata.PackageNotFoundError:
+            versions[name] = "absent"
+    return versions
+
+
+def build_manifest(
+    spec: RunSpec,
+    *,
+    model: Mapping[str, Any],
+    engine: Mapping[str, Any],
+    tokenizer: Mapping[str, Any],
+    data: Mapping[str, Any],
+    shard: Shard | None = None,
+) -> dict[str, Any]:
+    """A fresh manifest for ``spec`` (status ``running``, no invocations yet)."""
+    created = now_iso()
+    return {
+        "format": MANIFEST_FORMAT,
+        "config_hash": spec.config_hash(),
+        "spec": _jsonable(spec.to_dict()),
+        "shard": shard.to_dict() if shard else None,
+        "model": _jsonable(dict(model)),
+        "engine": _jsonable(dict(engine)),
+        "tokenizer": _jsonable(dict(tokenizer)),
+        "alignment": spec.alignment,
+        "dtype": spec.dtype,
+        "seed": spec.seed,
+        "data": _jsonable(dict(data)),
+        "status": "running",
+        "created": created,
+        "updated": created,
+        "counts": {},
+        "invocations": [],
+    }
+
+
+def _jsonable(value: Any) -> Any:
+    # Round-trip through JSON so tuples become lists and the stored manifest compares equal.
+    return json.loads(json.dumps(value, default=str))
+
+
+def manifest_path(run_dir: Path) -> Path:
+    return Path(run_dir) / MANIFEST_FILE
+
+
+def load_manifest(run_dir: Path) -> dict[str, Any]:
+    """The manifest of ``run_dir`` (a directory or the manifest file itself)."""
+    path = Path(run_dir)
+    if path.is_dir():
+        path = path / MANIFEST_FILE
+    if not path.is_file():
+        raise ResultsError(f"{path}: no run manifest here (not a psych201 run directory?)")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ResultsError(f"{path}: unreadable manifest ({exc})") from exc
+    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
+        raise ResultsError(f"{path}: not a {MANIFEST_FORMAT} manifest")
+    return manifest
+
+
+def save_manifest(run_dir: Path, manifest: Mapping[str, Any]) -> None:
+    body = dict(manifest)
+    body["updated"] = now_iso()
+    text = json.dumps(body, indent=2)
+    write_text_atomic(text + "\n", manifest_path(run_dir))
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, Mapping):
+        flat: dict[str, Any] = {}
+        for key, item in value.items():
+            flat.update(_flatten(item, f"{prefix}{key}."))
+        return flat
+    return {prefix.rstrip("."): value}
+
+
+def describe_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """Human-readable ``field: old -> new`` lines for two spec dicts."""
+    a, b = _flatten(old), _flatten(new)
+    return [
+        f"{name}: {a.get(name, '<absent>')!r} -> {b.get(name, '<absent>')!r}"
+        for name in sorted(a.keys() | b.keys())
+        if a.get(name, "<absent>") != b.get(name, "<absent>")
+    ]
+
+
+def open_run_dir(
+    run_dir: Path,
+    manifest: Mapping[str, Any],
+    *,
+    argv: list[str] | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Create ``run_dir`` for ``manifest``, or reopen it when it holds the same configuration.
+
+    ``options`` are settings that do not change the numbers (batch budget, part size) and may
+    differ between invocations; they are recorded per invocation.
+
+    Returns the manifest to keep updating (the stored one when resuming, with a new invocation
+    entry). Raises :class:`ConfigMismatchError` when ``run_dir`` holds another configuration or
+    shard, and :class:`ResultsError` when it is a non-empty directory that is not a run.
+    """
+    run_dir = Path(run_dir)
+    invocation = {
+        "started": now_iso(),
+        "argv": list(argv if argv is not None else sys.argv),
+        "host": platform.node(),
+        "versions": library_versions(),
+        "options": _jsonable(dict(options or {})),
+    }
+    if manifest_path(run_dir).exists():
+        stored = load_manifest(run_dir)
+        if stored.get("config_hash") != manifest["config_hash"]:
+            diff = describe_differences(stored.get("spec", {}), manifest["spec"])
+            raise ConfigMismatchError(
+                f"{run_dir} holds run {stored.get('config_hash')}, a different configuration "
+                f"than this one ({manifest['config_hash']}); a run directory never mixes "
+                "configurations. Use another --out, or delete the directory to start over. "
+                "Differences: " + ("; ".join(diff) or "(spec identical, hash scheme differs)")
+            )
+        if stored.get("shard") != manifest["shard"]:
+            raise ConfigMismatchError(
+                f"{run_dir} holds shard {_shard_text(stored.get('shard'))}, this command asks "
+                f"for shard {_shard_text(manifest['shard'])}; use one directory per shard"
+            )
+        resumed = dict(stored)  # status unchanged: the caller knows whether work is left
+        resumed["invocations"] = [*stored.get("invocations", []), invocation]
+        save_manifest(run_dir, resumed)
+        return resumed
+    if run_dir.exists():
+        if not run_dir.is_dir():
+            raise ResultsError(f"{run_dir}: exists and is not a directory")
+        leftovers = [p.name for p in run_dir.iterdir() if p.name not in (PARTS_DIR,)]
+        if leftovers or any((run_dir / PARTS_DIR).glob("*")):
+            raise ResultsError(
+                f"{run_dir}: not empty and holds no {MANIFEST_FILE}; refusing to write a run "
+                f"into it (found {', '.join(sorted(leftovers)[:5]) or PARTS_DIR})"
+            )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fresh = dict(manifest)
+    fresh["invocations"] = [invocation]
+    save_manifest(run_dir, fresh)
+    return fresh
+
+
+def _shard_text(shard: Any) -> str:
+    if isinstance(shard, Mapping):
+        return f"{shard.get('index')}/{shard.get('count')}"
+    return "none (unsharded)"
+
+
+def mark_status(run_dir: Path, manifest: dict[str, Any], status: str) -> None:
+    """Set the run's status (``running`` while parts are being added) and save."""
+    manifest["status"] = status
+    save_manifest(run_dir, manifest)
+
+
+def mark_complete(
+    run_dir: Path,
+    manifest: dict[str, Any],
+    counts: Mapping[str, Any],
+    *,
+    status: str = "complete",
+) -> None:
+    """Record the end of an invocation: status, counts and the final table's name.
+
+    ``status`` is ``complete``, or ``incomplete`` when some sessions failed and were skipped.
+    """
+    manifest["status"] = status
+    manifest["counts"] = _jsonable(dict(counts))
+    manifest["responses"] = RESPONSES_FILE
+    if manifest.get("invocations"):
+        manifest["invocations"][-1]["finished"] = now_iso()
+        manifest["invocations"][-1]["scored_sessions"] = counts.get("scored_now_sessions", 0)
+    save_manifest(run_dir, manifest)

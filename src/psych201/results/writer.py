@@ -1,0 +1,223 @@
+"""Crash-safe response tables: atomic Parquet parts as participants finish, then one final table.
+
+A run directory holds ``parts/part-<first>-<last>.parquet``: one part per chunk of finished
+participant sessions, ``first``/``last`` being the ordinals of its sessions in the run's
+deterministic session order. Each part's Parquet footer lists every session it completes (also
+sessions that produced no row, e.g. ineligible for a condition), so resuming only has to read
+footers to know what is done. A part appears only whole: it is written to a temporary file in the
+same directory and moved into place with ``os.replace`` (atomic on POSIX), so a crash or SIGKILL
+at any moment leaves either the complete part or a stray temporary file that the next run removes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from psych201.data.records import SessionKey
+from psych201.results.schema import RESPONSE_SCHEMA, ResponseScore
+
+PARTS_DIR = "parts"
+RESPONSES_FILE = "responses.parquet"
+#: Footer key holding the JSON list of sessions a part completes.
+SESSIONS_KEY = b"psych201.sessions"
+#: Footer key holding the config hash of the run that wrote the table.
+CONFIG_KEY = b"psych201.config_hash"
+#: Row order of a final table: file order within each study (study, line), then response order.
+SORT_COLUMNS: tuple[str, ...] = ("study", "line", "experiment", "participant", "response_index")
+
+_TMP_MARK = ".tmp-"
+
+
+class ResultsError(ValueError):
+    """A run directory or table that psych201 cannot use as it is (names the file and reason)."""
+
+
+def rows_to_table(rows: Sequence[ResponseScore]) -> pa.Table:
+    """The rows as an Arrow table with exactly :data:`RESPONSE_SCHEMA`."""
+    columns: dict[str, list[object]] = {name: [] for name in RESPONSE_SCHEMA.names}
+    for row in rows:
+        for name, value in asdict(row).items():
+            columns[name].append(value)
+    return pa.Table.from_pydict(columns, schema=RESPONSE_SCHEMA)
+
+
+def write_parquet_atomic(table: pa.Table, path: Path) -> None:
+    """Write ``table`` to ``path`` so that ``path`` is either absent/old or whole, never partial."""
+    tmp = path.with_name(f"{path.name}{_TMP_MARK}{os.getpid()}")
+    try:
+        with tmp.open("wb") as handle:
+            pq.write_table(table, handle, compression="zstd")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _fsync_dir(path.parent)
+
+
+def write_text_atomic(text: str, path: Path) -> None:
+    """Write a small text file (the manifest) atomically, like :func:`write_parquet_atomic`."""
+    tmp = path.with_name(f"{path.name}{_TMP_MARK}{os.getpid()}")
+    try:
+        with tmp.open("w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    # The rename itself must reach the disk too, or a power loss could undo a finished part.
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+def _key_to_json(key: SessionKey) -> list[object]:
+    return [key.study, key.experiment, key.participant, key.line]
+
+
+def _key_from_json(item: object, source: Path) -> SessionKey:
+    if (
+        not isinstance(item, list)
+        or len(item) != 4
+        or not all(isinstance(x, str) for x in item[:3])
+        or not isinstance(item[3], int)
+    ):
+        raise ResultsError(f"{source}: malformed session entry {item!r} in the part footer")
+    return SessionKey(item[0], item[1], item[2], item[3])
+
+
+class PartWriter:
+    """Writes the parts of one run directory (``DIR/parts``), each atomically."""
+
+    def __init__(self, run_dir: Path, config_hash: str) -> None:
+        self.parts_dir = Path(run_dir) / PARTS_DIR
+        self.config_hash = config_hash
+        self.parts_dir.mkdir(parents=True, exist_ok=True)
+
+    def write(
+        self,
+        rows: Sequence[ResponseScore],
+        sessions: Sequence[SessionKey],
+        *,
+        first: int,
+        last: int,
+    ) -> Path:
+        """Write one part: ``rows`` of the finished ``sessions`` (ordinals ``first``..``last``)."""
+        if not sessions:
+            raise ValueError("a part must complete at least one session")
+        table = rows_to_table(rows)
+        table = table.replace_schema_metadata(
+            {
+                SESSIONS_KEY: json.dumps([_key_to_json(k) for k in sessions]).encode(),
+                CONFIG_KEY: self.config_hash.encode(),
+            }
+        )
+        path = self.parts_dir / f"part-{first:08d}-{last:08d}.parquet"
+        if path.exists():
+            raise ResultsError(f"{path}: part already exists; refusing to overwrite finished work")
+        write_parquet_atomic(table, path)
+        return path
+
+
+def part_paths(run_dir: Path) -> list[Path]:
+    """Finished parts of a run directory, in name (= session order) order."""
+    parts = Path(run_dir) / PARTS_DIR
+    if not parts.is_dir():
+        return []
+    return sorted(p for p in parts.glob("part-*.parquet") if p.is_file())
+
+
+def remove_stale_temporaries(run_dir: Path) -> list[Path]:
+    """Delete temporary files a killed run left behind; returns what was removed."""
+    removed: list[Path] = []
+    for directory in (Path(run_dir), Path(run_dir) / PARTS_DIR):
+        if directory.is_dir():
+            for path in directory.iterdir():
+                if _TMP_MARK in path.name and path.is_file():
+                    path.unlink()
+                    removed.append(path)
+    return removed
+
+
+def part_sessions(path: Path, *, config_hash: str | None = None) -> list[SessionKey]:
+    """Sessions a part completes, read from its footer only (no row data is read)."""
+    try:
+        metadata = pq.read_schema(path).metadata or {}
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise ResultsError(
+            f"{path}: unreadable part ({exc}); delete it to rescore its sessions"
+        ) from exc
+    if SESSIONS_KEY not in metadata:
+        raise ResultsError(f"{path}: not a psych201 part (no session list in its footer)")
+    if config_hash is not None and metadata.get(CONFIG_KEY, b"").decode() != config_hash:
+        raise ResultsError(
+            f"{path}: written by run {metadata.get(CONFIG_KEY, b'?').decode()}, "
+            f"not by this run ({config_hash}); a run directory never mixes configurations"
+        )
+    try:
+        items = json.loads(metadata[SESSIONS_KEY])
+    except json.JSONDecodeError as exc:
+        raise ResultsError(f"{path}: malformed session list in the footer ({exc})") from exc
+    if not isinstance(items, list):
+        raise ResultsError(f"{path}: malformed session list in the footer")
+    return [_key_from_json(item, path) for item in items]
+
+
+def completed_sessions(run_dir: Path, *, config_hash: str | None = None) -> frozenset[SessionKey]:
+    """Every session some finished part of ``run_dir`` completes."""
+    done: set[SessionKey] = set()
+    for path in part_paths(run_dir):
+        for key in part_sessions(path, config_hash=config_hash):
+            if key in done:
+                raise ResultsError(f"{path}: session {key} is already in another part")
+            done.add(key)
+    return frozenset(done)
+
+
+def read_parts(run_dir: Path) -> pa.Table:
+    """All rows of all finished parts (unsorted, footer metadata dropped)."""
+    tables = []
+    for path in part_paths(run_dir):
+        table = pq.read_table(path).replace_schema_metadata(None)
+        if not table.schema.equals(RESPONSE_SCHEMA):
+            raise ResultsError(f"{path}: columns differ from the response schema")
+        tables.append(table)
+    return pa.concat_tables(tables) if tables else RESPONSE_SCHEMA.empty_table()
+
+
+def sort_responses(table: pa.Table) -> pa.Table:
+    """Rows in the canonical order of a final table (see :data:`SORT_COLUMNS`)."""
+    return table.sort_by([(name, "ascending") for name in SORT_COLUMNS])
+
+
+def finalize(run_dir: Path, *, config_hash: str) -> tuple[Path, int]:
+    """Combine the parts into ``DIR/responses.parquet`` (sorted, atomic); returns (path, rows)."""
+    table = sort_responses(read_parts(run_dir))
+    table = table.replace_schema_metadata({CONFIG_KEY: config_hash.encode()})
+    path = Path(run_dir) / RESPONSES_FILE
+    write_parquet_atomic(table, path)
+    return path, table.num_rows
+
+
+def iter_keys_json(keys: Iterable[SessionKey]) -> list[list[object]]:
+    """Session keys as JSON-ready lists (for manifests)."""
+    return [_key_to_json(k) for k in keys]

@@ -1,0 +1,267 @@
+"""The reference engine: Hugging Face transformers causal LMs, on CPU or GPU.
+
+Scoring only needs the output distribution at the response tokens, so the model's body runs on
+the whole sequence but the output layer (lm_head, soft-capping, log-softmax) runs only at the
+positions that predict a target: a 32k-token session with Gemma's 262,144-entry vocabulary would
+otherwise need ~34 GB of float32 logits. The head is applied in row chunks so even many targets
+never hold more than ``head_chunk_elems`` logits at once.
+
+Requests are sorted by length and packed into batches of at most ``batch_tokens`` tokens
+(padded length × batch size), right-padded with an attention mask; causal attention means the
+padding never reaches a real token. A batch that runs out of memory is split in half and
+retried; a single sequence that does not fit is an error naming its length.
+
+The shortcut is verified, not assumed: on construction the engine compares its head against the
+model's own ``forward`` logits on a short probe, so an architecture with an output transform we do
+not know (beyond Gemma's final-logit soft-capping, Cohere's ``logit_scale`` and Granite's
+``logits_scaling``) fails loudly instead of scoring wrongly.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from psych201.scoring.engine import EngineInfo, ScoringRequest, TokenScores
+from psych201.scoring.engine_util import EngineError, check_request, empty_scores
+from psych201.scoring.models import LoadedModel, max_context
+
+#: Default token budget per batch (padded tokens); fits a 270M model comfortably on CPU.
+DEFAULT_BATCH_TOKENS = 8192
+
+_PROBE_TOL = 1e-3  # nats: head shortcut vs the model's own logits (bf16 noise is ~1e-2 relative)
+
+
+class HFEngine:
+    """Score token sequences with a transformers causal LM (implements ``Engine``).
+
+    ``model`` is a :class:`~psych201.scoring.models.LoadedModel` or a transformers
+    ``PreTrainedModel``. ``device`` moves the model there unless it is spread over devices
+    already (``load_model(..., device="auto")``). ``batch_tokens`` caps padded tokens per batch.
+    """
+
+    def __init__(
+        self,
+        model: LoadedModel | Any,
+        *,
+        device: str = "cpu",
+        batch_tokens: int = DEFAULT_BATCH_TOKENS,
+        head_chunk_elems: int = 1 << 24,
+    ) -> None:
+        if batch_tokens < 1:
+            raise ValueError(f"batch_tokens must be >= 1, got {batch_tokens}")
+        loaded = model if isinstance(model, LoadedModel) else None
+        raw: Any = model
+        if loaded is not None:
+            raw = loaded.model
+        self._model: Any = raw
+        if getattr(self._model, "hf_device_map", None) is None and device != "auto":
+            self._model.to(device)
+        self._model.eval()
+        self.batch_tokens = batch_tokens
+        self._head_chunk_elems = head_chunk_elems
+        self._body: Any = self._model.get_decoder()
+        self._head: Any = self._model.get_output_embeddings()
+        if self._body is None or self._head is None:
+            raise EngineError(f"hf: {type(self._model).__name__} has no decoder/lm_head to split")
+        self._transform, transform_name = _logit_transform(self._model.config)
+        config = self._model.config
+        vocab = int(self._head.weight.shape[0])
+        self._rows_per_chunk = max(1, head_chunk_elems // vocab)
+        model_id = (
+            loaded.model_id
+            if loaded is not None
+            else str(getattr(self._model, "name_or_path", "") or type(self._model).__name__)
+        )
+        import transformers
+
+        self._info = EngineInfo(
+            name="hf",
+            model_id=model_id,
+            dtype=str(self._model.dtype).removeprefix("torch."),
+            device=str(self._input_device()) if device != "auto" else "auto",
+            max_context=loaded.max_context if loaded is not None else max_context(config),
+            versions={"torch": torch.__version__, "transformers": transformers.__version__},
+            extra={"logit_transform": transform_name, "batch_tokens": batch_tokens},
+        )
+        self._check_head()
+
+    @property
+    def info(self) -> EngineInfo:
+        return self._info
+
+    def score(self, requests: Sequence[ScoringRequest]) -> list[TokenScores]:
+        """Scores for every request, in request order."""
+        for req in requests:
+            check_request(req, engine="hf", max_context=self._info.max_context)
+        results: dict[int, TokenScores] = {}
+        todo = [i for i, r in enumerate(requests) if r.target_positions.size]
+        for i, r in enumerate(requests):
+            if not r.target_positions.size:
+                results[i] = empty_scores(r.key)
+        # Longest first: a batch's padded length is set by its first member.
+        todo.sort(key=lambda i: -int(requests[i].token_ids.size))
+        for batch in _pack(todo, [int(r.token_ids.size) for r in requests], self.batch_tokens):
+            for i, scores in self._run_with_backoff([requests[i] for i in batch], batch):
+                results[i] = scores
+        return [results[i] for i in range(len(requests))]
+
+    # -----------------------------------------------------------------------------------------
+
+    def _run_with_backoff(
+        self, batch: list[ScoringRequest], ids: list[int]
+    ) -> list[tuple[int, TokenScores]]:
+        try:
+            return list(zip(ids, self._forward(batch), strict=True))
+        except (torch.OutOfMemoryError, RuntimeError) as exc:
+            if not _is_oom(exc):
+                raise
+            _free_memory()
+            if len(batch) == 1:
+                raise EngineError(
+                    f"hf: out of memory on one sequence of {batch[0].token_ids.size} tokens "
+                    f"(request {batch[0].key!r}); lower WindowConfig.max_tokens or use a "
+                    "smaller dtype"
+                ) from exc
+            half = len(batch) // 2
+            # Later batches of the same size would fail too: shrink the budget for the run.
+            self.batch_tokens = max(1, min(self.batch_tokens, _padded(batch[:half])))
+            return self._run_with_backoff(batch[:half], ids[:half]) + self._run_with_backoff(
+                batch[half:], ids[half:]
+            )
+
+    @torch.inference_mode()
+    def _forward(self, batch: list[ScoringRequest]) -> list[TokenScores]:
+        device = self._input_device()
+        width = max(int(r.token_ids.size) for r in batch)
+        input_ids = torch.zeros((len(batch), width), dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for b, req in enumerate(batch):
+            n = int(req.token_ids.size)
+            input_ids[b, :n] = torch.from_numpy(req.token_ids)
+            mask[b, :n] = 1
+        # Without padding, no mask: attention takes its causal fast path.
+        attention_mask = mask.to(device) if bool((mask == 0).any()) else None
+        out = self._body(
+            input_ids=input_ids.to(device), attention_mask=attention_mask, use_cache=False
+        )
+        hidden = out[0] if isinstance(out, tuple) else out.last_hidden_state
+        # Target t is predicted by the hidden state at t - 1.
+        rows = [torch.from_numpy(r.target_positions - 1) for r in batch]
+        which = torch.cat([torch.full((len(p),), b, dtype=torch.long) for b, p in enumerate(rows)])
+        picked = hidden[which.to(hidden.device), torch.cat(rows).to(hidden.device)]
+        targets = torch.cat([torch.from_numpy(r.token_ids[r.target_positions]) for r in batch])
+        logp, top1, entropy = self._head_scores(picked, targets)
+        results: list[TokenScores] = []
+        offset = 0
+        for req in batch:
+            k = int(req.target_positions.size)
+            results.append(
+                TokenScores(
+                    key=req.key,
+                    logprobs=logp[offset : offset + k],
+                    top1=top1[offset : offset + k],
+                    entropy=entropy[offset : offset + k],
+                )
+            )
+            offset += k
+        return results
+
+    def _head_scores(
+        self, hidden: torch.Tensor, targets: torch.Tensor
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Log-prob of each target, arg-max id and entropy from the hidden rows, chunk by chunk."""
+        head_device = self._head.weight.device
+        logps, tops, ents = [], [], []
+        for lo in range(0, hidden.shape[0], self._rows_per_chunk):
+            h = hidden[lo : lo + self._rows_per_chunk].to(head_device)
+            # float32 softmax whatever the model dtype: bf16 log-probs lose ~2 significant digits.
+            logits = self._transform(self._head(h).float())
+            logp = torch.log_softmax(logits, dim=-1)
+            tgt = targets[lo : lo + self._rows_per_chunk].to(head_device)
+            logps.append(logp.gather(1, tgt[:, None])[:, 0].double().cpu())
+            tops.append(logits.argmax(dim=-1).cpu())
+            ents.append((-(logp.exp() * logp).nan_to_num(0.0).sum(dim=-1)).double().cpu())
+            del logits, logp
+        return (
+            torch.cat(logps).numpy(),
+            torch.cat(tops).numpy().astype(np.int64),
+            torch.cat(ents).numpy(),
+        )
+
+    def _input_device(self) -> torch.device:
+        return torch.device(self._model.get_input_embeddings().weight.device)
+
+    @torch.inference_mode()
+    def _check_head(self) -> None:
+        """Compare the at-target head with the model's own forward on a short probe."""
+        vocab = int(self._head.weight.shape[0])
+        gen = torch.Generator().manual_seed(0)
+        probe = torch.randint(0, vocab, (1, 12), generator=gen).to(self._input_device())
+        reference = self._model(input_ids=probe, use_cache=False).logits[0, :-1].float()
+        ref_logp = torch.log_softmax(reference, dim=-1).cpu()
+        positions = np.arange(1, probe.shape[1], dtype=np.int64)
+        req = ScoringRequest("probe", probe[0].cpu().numpy().astype(np.int64), positions)
+        mine = self._forward([req])[0]
+        expected = ref_logp[torch.arange(len(positions)), probe[0, 1:].cpu()].double().numpy()
+        gap = float(np.max(np.abs(mine.logprobs - expected)))
+        if not gap <= _PROBE_TOL * max(1.0, float(np.max(np.abs(expected)))):
+            raise EngineError(
+                f"hf: {type(self._model).__name__}'s output layer does more than lm_head + "
+                f"{self._info.extra['logit_transform']} (probe differs by {gap:.3g} nats); "
+                "this architecture needs support in psych201.scoring.hf"
+            )
+
+
+def _logit_transform(config: Any) -> tuple[Callable[[torch.Tensor], torch.Tensor], str]:
+    """The post-lm_head transform the architecture's forward applies (from its config)."""
+    cfg = getattr(config, "text_config", None) or config
+    cap = getattr(cfg, "final_logit_softcapping", None)
+    if cap:
+        c = float(cap)
+        return (lambda x: torch.tanh(x / c) * c), f"softcap({c:g})"
+    scale = getattr(cfg, "logit_scale", None)
+    if isinstance(scale, int | float) and not isinstance(scale, bool) and scale != 1:
+        s = float(scale)
+        return (lambda x: x * s), f"scale({s:g})"
+    div = getattr(cfg, "logits_scaling", None)
+    if isinstance(div, int | float) and not isinstance(div, bool) and div != 1:
+        d = float(div)
+        return (lambda x: x / d), f"divide({d:g})"
+    return (lambda x: x), "none"
+
+
+def _pack(order: list[int], lengths: list[int], budget: int) -> list[list[int]]:
+    """Greedy batches over ``order`` (longest first) with padded size ``n * longest <= budget``."""
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for i in order:
+        width = lengths[current[0]] if current else lengths[i]
+        if current and (len(current) + 1) * width > budget:
+            batches.append(current)
+            current = []
+        current.append(i)
+    if current:
+        batches.append(current)
+    return batches
+
+
+def _padded(batch: list[ScoringRequest]) -> int:
+    return len(batch) * max(int(r.token_ids.size) for r in batch)
+
+
+def _is_oom(exc: BaseException) -> bool:
+    if isinstance(exc, torch.OutOfMemoryError):
+        return True
+    text = str(exc).lower()
+    return "out of memory" in text or "can't allocate memory" in text or "not enough memory" in text
+
+
+def _free_memory() -> None:
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

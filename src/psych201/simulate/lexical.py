@@ -1,0 +1,134 @@
+"""Lexical decision (word or not?); choices from a drift-diffusion model's choice probabilities.
+
+Model (per participant): evidence drifts from a starting point ``bias * boundary`` between 0
+("not a word") and ``boundary`` ("word"), with unit diffusion. Drift is ``+drift_word`` for a
+common word, ``+RARE_FACTOR * drift_word`` for a rare word and ``-drift_nonword`` for a
+pseudoword. The probability of hitting the "word" boundary first is the classic
+``(1 - exp(-2 v a z)) / (1 - exp(-2 v a))`` (``v`` drift, ``a`` boundary, ``z`` bias).
+Only choices are simulated (no response times), so the choices identify ``drift * boundary``
+and ``bias`` but not drift and boundary separately (and even those only weakly: three item
+classes give three choice probabilities); all four true values are stored.
+
+Population: ``log(drift_word) ~ Normal(log 2, 0.3)``, ``log(drift_nonword) ~ Normal(log 1.5,
+0.3)``, ``log(boundary) ~ Normal(log 1.2, 0.2)``, ``bias ~ Beta(12, 12)``.
+
+Task: letter strings from a pool of 30 common words, 30 rare words and 60 pseudowords, in random
+order without repetition until the pool is used up (then a fresh random pass); no feedback.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from psych201.simulate.core import (
+    Demographics,
+    SimulatedSession,
+    choose_binary,
+    option_letters,
+    rounded,
+)
+
+EXPERIMENT = "simulated lexical decision (drift-diffusion choice probabilities)"
+DEFAULT_TRIALS = 40
+RARE_FACTOR = 0.4  # rare words give weaker evidence for "word" than common ones
+
+COMMON_WORDS: tuple[str, ...] = (
+    "house", "water", "garden", "window", "money", "friend", "table", "morning", "river",
+    "doctor", "paper", "bread", "music", "summer", "school", "animal", "letter", "market",
+    "winter", "family", "kitchen", "mountain", "picture", "teacher", "forest", "island",
+    "number", "village", "orange", "pocket",
+)  # fmt: skip
+RARE_WORDS: tuple[str, ...] = (
+    "sallow", "quixotic", "limpid", "fulcrum", "cudgel", "wimple", "bailiwick", "gimlet",
+    "tureen", "sinecure", "ferrule", "plinth", "galoshes", "nacre", "cairn", "rubric",
+    "wainscot", "dirge", "jerkin", "flagon", "lectern", "poultice", "spindrift", "hawser",
+    "mullion", "gewgaw", "scupper", "tocsin", "pinion", "dewlap",
+)  # fmt: skip
+PSEUDOWORDS: tuple[str, ...] = (
+    "blonter", "fraspen", "gloxit", "snarbel", "pludge", "vostrin", "cremble", "dwindor",
+    "flurket", "grastom", "humbrel", "kelpid", "mirtol", "orbick", "pranzel", "quendle",
+    "ristow", "scalpen", "thornip", "ulbrane", "vardle", "wispen", "yorkle", "zembly",
+    "brindow", "chastel", "drombit", "fengle", "glorpen", "hastric", "inkrel", "jandow",
+    "klister", "lorbin", "mendrick", "narpel", "ospret", "plimber", "quardon", "rentick",
+    "sporble", "traspel", "umbric", "velkin", "wadrel", "yestor", "zorpil", "bastrel",
+    "crundle", "dimpok", "estrow", "flendor", "grobbin", "hulper", "istran", "jorvel",
+    "kremble", "lusket", "morpen", "nistral",
+)  # fmt: skip
+
+_INSTRUCTIONS = (
+    "In this study, you will see letter strings one after another. For each one, decide whether "
+    "it is an existing English word.\n"
+    "If the string is a word, press the {word} key. If it is not a word, press the {nonword} "
+    "key.\n"
+    "Please respond as fast, but most importantly as accurately as possible.\n\n"
+)
+
+
+def log_p_upper(v: float, a: float, z: float) -> float:
+    """log P(a diffusion with drift v, boundary a, start z*a ends at the upper boundary).
+
+    Written in terms of ``expm1`` for both signs of ``v`` so that neither branch overflows or
+    cancels; near ``v == 0`` it uses the first-order expansion around the limit ``z``.
+    """
+    if abs(v * a) < 1e-9:
+        # Near zero drift expm1 underflows; first order in v*a the probability is
+        # z * (1 + v a (1 - z)), exact to ~1e-18 here.
+        return math.log(z) + v * a * (1 - z)
+    if v > 0:
+        return math.log(-math.expm1(-2 * v * a * z)) - math.log(-math.expm1(-2 * v * a))
+    u = -v  # (exp(2ua z) - 1) / (exp(2ua) - 1), factored to keep every exponent negative
+    return (
+        2 * u * a * (z - 1)
+        + math.log(-math.expm1(-2 * u * a * z))
+        - math.log(-math.expm1(-2 * u * a))
+    )
+
+
+def drift(item: str, drift_word: float, drift_nonword: float) -> float:
+    if item in COMMON_WORDS:
+        return drift_word
+    if item in RARE_WORDS:
+        return RARE_FACTOR * drift_word
+    if item in PSEUDOWORDS:
+        return -drift_nonword
+    raise KeyError(f"{item!r} is not in the lexical decision item pool")
+
+
+def simulate(
+    rng: np.random.Generator, demographics: Demographics, n_trials: int
+) -> SimulatedSession:
+    del demographics  # no planted demographic effect in this task
+    drift_word = rounded(math.exp(rng.normal(math.log(2.0), 0.3)))
+    drift_nonword = rounded(math.exp(rng.normal(math.log(1.5), 0.3)))
+    boundary = rounded(math.exp(rng.normal(math.log(1.2), 0.2)))
+    bias = rounded(rng.beta(12.0, 12.0))
+    key_word, key_nonword = option_letters(rng)
+
+    pool = COMMON_WORDS + RARE_WORDS + PSEUDOWORDS
+    order: list[int] = []
+    while len(order) < n_trials:  # a fresh random pass over the pool each time it runs out
+        order.extend(int(i) for i in rng.permutation(len(pool)))
+
+    lines = [_INSTRUCTIONS.format(word=key_word, nonword=key_nonword)]
+    loglik: list[float] = []
+    for i in order[:n_trials]:
+        item = pool[i]
+        v = drift(item, drift_word, drift_nonword)
+        # P("not a word") is the upper-boundary probability of the mirrored process.
+        lp_word, lp_nonword = log_p_upper(v, boundary, bias), log_p_upper(-v, boundary, 1 - bias)
+        choice, lp = choose_binary(rng, lp_word, lp_nonword)
+        loglik.append(lp)
+        lines.append(f"{item}. You press <<{(key_word, key_nonword)[choice]}>>.\n")
+    return SimulatedSession(
+        text="".join(lines),
+        params={
+            "drift_word": drift_word,
+            "drift_nonword": drift_nonword,
+            "boundary": boundary,
+            "bias": bias,
+        },
+        loglik=tuple(loglik),
+        n_options=(2,) * n_trials,
+    )

@@ -1,0 +1,136 @@
+"""Risky choice between two-outcome lotteries; choices from cumulative prospect theory.
+
+Model (per participant; Tversky & Kahneman 1992 with one curvature and one weighting parameter):
+value ``v(x) = x**alpha`` for gains and ``-lam * (-x)**alpha`` for losses; probability weighting
+``w(p) = p**gamma / (p**gamma + (1 - p)**gamma)**(1 / gamma)``, applied rank-dependently (for two
+gains the better outcome gets ``w(p)`` and the other ``1 - w(p)``; mirrored for two losses; in a
+mixed lottery each outcome gets ``w`` of its own probability); choice
+``P(A) = 1 / (1 + exp(-theta * (V(A) - V(B))))``.
+
+Population: ``alpha ~ 0.3 + 0.7 * Beta(6, 2)``, ``log(lam) ~ Normal(log 1.8, 0.35)``,
+``gamma ~ 0.3 + 0.7 * Beta(5, 2)``, ``log(theta) ~ Normal(log 0.12, 0.5)``.
+
+Task: on each problem, two lotteries drawn at random from the gain, loss or mixed domain
+(outcomes multiples of 5 up to 100 points, probabilities multiples of 5 %), no feedback.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from psych201.simulate.core import (
+    Demographics,
+    SimulatedSession,
+    choose_binary,
+    log_sigmoid,
+    option_letters,
+    rounded,
+)
+
+EXPERIMENT = "simulated risky choice (cumulative prospect theory, logit choice)"
+DEFAULT_TRIALS = 30
+
+_INSTRUCTIONS = (
+    "In this experiment, you will make a series of choices between two lotteries, labelled "
+    "{a} and {b}.\n"
+    "Each lottery has two possible outcomes, in points, each with a given chance. Points can be "
+    "won or lost.\n"
+    "There is no feedback. At the end, one of your choices will be played out for a bonus, so "
+    "choose the lottery you prefer.\n\n"
+)
+
+
+@dataclass(frozen=True)
+class Lottery:
+    """Outcome ``x1`` with probability ``pct1`` %, otherwise ``x2``.
+
+    Probabilities are whole percentages, so the text states exactly what the model used.
+    """
+
+    x1: int
+    pct1: int
+    x2: int
+
+    @property
+    def p1(self) -> float:
+        return self.pct1 / 100
+
+    @property
+    def p2(self) -> float:
+        return (100 - self.pct1) / 100
+
+    def describe(self) -> str:
+        return f"{self.x1} points with {self.pct1}% or {self.x2} points with {100 - self.pct1}%"
+
+
+@dataclass(frozen=True)
+class ProspectTheory:
+    alpha: float
+    lam: float
+    gamma: float
+
+    def value(self, x: float) -> float:
+        return x**self.alpha if x >= 0 else -self.lam * (-x) ** self.alpha
+
+    def weight(self, p: float) -> float:
+        g = self.gamma
+        return p**g / (p**g + (1.0 - p) ** g) ** (1.0 / g)
+
+    def utility(self, lot: Lottery) -> float:
+        (x_lo, p_lo), (x_hi, p_hi) = sorted(((lot.x1, lot.p1), (lot.x2, lot.p2)))
+        if x_lo >= 0:  # two gains: decision weight of the better outcome is w(its p)
+            w_hi = self.weight(p_hi)
+            return w_hi * self.value(x_hi) + (1.0 - w_hi) * self.value(x_lo)
+        if x_hi <= 0:  # two losses: the worse outcome is ranked first
+            w_lo = self.weight(p_lo)
+            return w_lo * self.value(x_lo) + (1.0 - w_lo) * self.value(x_hi)
+        return self.weight(p_hi) * self.value(x_hi) + self.weight(p_lo) * self.value(x_lo)
+
+
+def _draw_lottery(rng: np.random.Generator, domain: str) -> Lottery:
+    pct1 = int(rng.integers(1, 20)) * 5  # 5 % .. 95 %
+    a, b = (int(v) * 5 for v in rng.integers(0, 21, size=2))  # 0 .. 100 points
+    if domain == "gain":
+        x1, x2 = a, b
+    elif domain == "loss":
+        x1, x2 = -a, -b
+    else:  # mixed: one gain and one loss, in random order
+        x1, x2 = (max(a, 5), -max(b, 5)) if rng.random() < 0.5 else (-max(a, 5), max(b, 5))
+    return Lottery(x1=x1, pct1=pct1, x2=x2)
+
+
+def simulate(
+    rng: np.random.Generator, demographics: Demographics, n_trials: int
+) -> SimulatedSession:
+    del demographics  # no planted demographic effect in this task
+    pt = ProspectTheory(
+        alpha=rounded(0.3 + 0.7 * rng.beta(6.0, 2.0)),
+        lam=rounded(math.exp(rng.normal(math.log(1.8), 0.35))),
+        gamma=rounded(0.3 + 0.7 * rng.beta(5.0, 2.0)),
+    )
+    theta = rounded(math.exp(rng.normal(math.log(0.12), 0.5)))
+    letters = option_letters(rng)
+
+    lines = [_INSTRUCTIONS.format(a=letters[0], b=letters[1])]
+    loglik: list[float] = []
+    for t in range(n_trials):
+        domain = ("gain", "loss", "mixed")[int(rng.integers(3))]
+        lot_a, lot_b = _draw_lottery(rng, domain), _draw_lottery(rng, domain)
+        x = theta * (pt.utility(lot_a) - pt.utility(lot_b))
+        choice, lp = choose_binary(rng, log_sigmoid(x), log_sigmoid(-x))
+        loglik.append(lp)
+        lines.append(
+            f"Problem {t + 1}:\n"
+            f"Lottery {letters[0]}: {lot_a.describe()}.\n"
+            f"Lottery {letters[1]}: {lot_b.describe()}.\n"
+            f"You choose <<{letters[choice]}>>.\n\n"
+        )
+    return SimulatedSession(
+        text="".join(lines).rstrip("\n") + "\n",
+        params={"alpha": pt.alpha, "lambda": pt.lam, "gamma": pt.gamma, "theta": theta},
+        loglik=tuple(loglik),
+        n_options=(2,) * n_trials,
+    )
