@@ -328,7 +328,7 @@ def load_hf_setup(config: ScoreConfig) -> ScoringSetup:
     model_args = dict(config.model_args)
     _check_kwargs(load_model, model_args, "--model-args")
     loaded = load_model(config.model, dtype=config.dtype, device=config.device, **model_args)
-    engine = HFEngine(loaded.model, device=config.device, batch_tokens=config.batch_tokens)
+    engine = HFEngine(loaded, device=config.device, batch_tokens=config.batch_tokens)
     window_kwargs: dict[str, Any] = {"max_tokens": config.max_tokens}
     if config.window_overlap is not None:
         window_kwargs["overlap"] = config.window_overlap

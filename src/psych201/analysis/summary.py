@@ -25,6 +25,11 @@ from psych201.analysis.registry import ModelPair, ModelRegistry
 from psych201.analysis.tables import Results, common_studies, select
 
 
+#: Columns any analysis reads (the rest of a response table is carried by reports only).
+ANALYSIS_COLUMNS = ("model", "condition", "study", "experiment", "participant", "line",
+                    "response_index", "response_text", "nll", "top1_correct", "n_options")
+
+
 @dataclass(frozen=True)
 class AnalysisOptions:
     """Choices that change numbers; all recorded in the report."""
@@ -77,14 +82,19 @@ class Summary:
 
 def _pair_rows(frame: pd.DataFrame, pairs: list[ModelPair], registry: ModelRegistry,
                options: AnalysisOptions, condition: str) -> pd.DataFrame:
-    """Paper pair d (chosen SD) with a paired bootstrap interval, per pair."""
+    """Paper pair d (chosen SD) with a paired bootstrap interval, per pair.
+
+    ``frame`` holds the main condition only. The point estimate is the paper's (all studies each
+    model has); the interval resamples the shared studies' participants and studies.
+    """
     table = paper.pair_table(frame, pairs, registry, condition=condition, sd=options.sd)
+    by_model = {str(m): g for m, g in frame.groupby("model", observed=True)}
     lows, highs, ps, n_parts = [], [], [], []
     for i, pair in enumerate(pairs):
         studies = common_studies(frame, [pair.post, pair.base], condition,
                                  allow_missing=options.allow_missing)
-        a = select(frame, model=pair.post, condition=condition, studies=studies)
-        b = select(frame, model=pair.base, condition=condition, studies=studies)
+        a = select(by_model[pair.post], studies=studies)
+        b = select(by_model[pair.base], studies=studies)
         arrays = bs.participant_arrays(a, b)
         result = bs.bootstrap(arrays, "d", levels=options.levels, n_boot=options.n_boot,
                               ci=options.ci, seed=options.seed + i, sd=options.sd)
@@ -136,35 +146,39 @@ def summarize(results: Results, registry: ModelRegistry,
               population: bl.PopulationBaseline | None = None) -> Summary:
     """Run every applicable analysis on ``results`` (see the module docstring)."""
     options = options or AnalysisOptions()
-    frame = results.responses
+    full = results.responses
     notes: list[str] = []
-    condition = main_condition(frame["condition"].unique(), options.condition)
-    models = sorted(select(frame, condition=condition)["model"].unique())
-    studies = common_studies(frame, models, condition, allow_missing=options.allow_missing)
+    condition = main_condition(full["condition"].unique(), options.condition)
+    # Analyses select rows many times over: keep only the columns they read, and give the
+    # pair analyses a table of the main condition alone.
+    frame = full[[c for c in ANALYSIS_COLUMNS if c in full.columns]]
+    main = select(frame, condition=condition)
+    models = sorted(main["model"].unique())
+    studies = common_studies(main, models, condition, allow_missing=options.allow_missing)
     unknown = [m for m in models if registry.get(m) is None]
     if unknown:
         notes.append(f"not in the model registry (no family/size/type): {', '.join(unknown)}")
-    board = leaderboard(frame, registry, condition=condition, weighting=options.weighting,
+    board = leaderboard(main, registry, condition=condition, weighting=options.weighting,
                         allow_missing=options.allow_missing, n_boot=options.n_boot,
                         ci=options.ci, seed=options.seed, levels=options.levels)
-    means = study_matrix(select(frame, studies=studies), condition=condition)
-    points, fits = paper.size_scaling(select(frame, studies=studies), registry,
+    means = study_matrix(select(main, studies=studies), condition=condition)
+    points, fits = paper.size_scaling(select(main, studies=studies), registry,
                                       condition=condition)
 
     # pairs: registry pairs present + any the user named
-    pairs = paper.pairs_present(frame, registry, condition=condition, extra=options.extra_pairs)
+    pairs = paper.pairs_present(main, registry, condition=condition, extra=options.extra_pairs)
     pair_df = pd.DataFrame()
     types = pd.DataFrame()
     pair_sign: Effect | None = None
     details: list[PairComparison] = []
     if pairs:
-        pair_df = _pair_rows(frame, pairs, registry, options, condition)
+        pair_df = _pair_rows(main, pairs, registry, options, condition)
         types = paper.type_d(pair_df)
         if len(pair_df) >= 2:
             pair_sign = sign_test(pair_df["d"], name="sign test across pairs", ci=options.ci,
                                   unit="pairs")
         for pair in pairs[: options.detail_pairs]:
-            details.append(compare_pair(frame, pair.post, pair.base, condition=condition,
+            details.append(compare_pair(main, pair.post, pair.base, condition=condition,
                                         allow_missing=options.allow_missing,
                                         n_boot=options.n_boot, ci=options.ci,
                                         seed=options.seed, levels=options.levels))
@@ -172,14 +186,14 @@ def summarize(results: Results, registry: ModelRegistry,
         notes.append("no base/post-trained pair among the scored models: pair, type, domain "
                      "and generation analyses skipped (name one with --pair POST BASE)")
 
-    generation = paper.generation_trend(frame, registry, condition=condition)
+    generation = paper.generation_trend(main, registry, condition=condition)
     if generation.base_scores.empty and generation.pair_d.empty:
         generation = None
 
     categories = load_categories(options.categories)
     domains = None
     if pairs:
-        domains = paper.domain_d(frame, pairs, categories, condition=condition,
+        domains = paper.domain_d(main, pairs, categories, condition=condition,
                                  domains=PAPER_DOMAINS)
         if domains.empty:
             domains = None
@@ -189,7 +203,7 @@ def summarize(results: Results, registry: ModelRegistry,
     acc_study = acc_points = None
     discrete = conditions_with_role(frame["condition"].unique(), "discrete")
     acc_condition = discrete[0] if discrete else None
-    if acc_condition is None and select(frame, condition=condition)["top1_correct"].notna().any():
+    if acc_condition is None and main["top1_correct"].notna().any():
         acc_condition = condition
     if acc_condition is not None:
         acc_study, acc_model = paper.accuracy(frame, condition=acc_condition)
@@ -210,7 +224,7 @@ def summarize(results: Results, registry: ModelRegistry,
     persona = _persona(frame, condition, options)
 
     r2 = None
-    main_rows = select(frame, condition=condition, studies=studies)
+    main_rows = select(main, studies=studies)
     if option_counts is not None or ("n_options" in frame.columns and
                                      main_rows["n_options"].notna().any()):
         _, r2 = bl.pseudo_r2(main_rows, condition=condition, counts=option_counts)
@@ -219,7 +233,7 @@ def summarize(results: Results, registry: ModelRegistry,
 
     pop = None
     if population is not None:
-        pop = bl.against_population(frame, population, condition=condition)
+        pop = bl.against_population(main, population, condition=condition)
 
     return Summary(
         condition=condition, options=options, studies=tuple(studies), leaderboard=board,

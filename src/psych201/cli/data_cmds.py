@@ -1,6 +1,6 @@
 """``psych201 data validate|stats|build``: parse arguments, call psych201.data, print results.
 
-Exit codes: 0 = fine, 1 = the data has errors (validate) , 2 = bad input that stopped the command
+Exit codes: 0 = fine, 1 = the data has errors (validate), 2 = bad input that stopped the command
 (a ``DataError`` under ``--on-error fail``, a missing path). Errors are printed as one line with
 file, line, column and reason — never as a traceback.
 """

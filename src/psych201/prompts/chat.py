@@ -88,6 +88,8 @@ def render_chat(
         raise ChatTemplateError(
             f"tokenizer {getattr(tokenizer, 'name_or_path', '?')!r} has no chat template"
         )
+    if not messages:  # an empty transcript: nothing to render (templates refuse empty chats)
+        return RenderedChat("", (), 0)
     contents = [m.content for m in messages]
     tag = _fresh_tag(contents)
     sentinels = [f"\ue000{tag}:{i}\ue001" for i in range(len(messages))]

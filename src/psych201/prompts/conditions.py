@@ -6,20 +6,20 @@ whose spans always point at exactly the response text they score and keep the re
 index, so scores pair up across conditions. :meth:`Condition.spec` is JSON and goes into the run
 hash, so two runs share a hash only when they scored the same prompts.
 
-=================  =========================================================================
-name               prompt
-=================  =========================================================================
-``raw``            the session text unchanged (the default)
-``no-persona``     ``raw``, but only for sessions with metadata (the persona experiment's
-                   reference: the same participants as ``persona`` and ``persona-shuffled``)
-``paper``          the authors' clean-ups and 32,768-character truncation
-``discrete``       the discrete variant (only one-letter responses stay responses) with the
-                   option set offered for each response where the transcript states it
-``chat-template``  user turns around assistant turns, rendered with the model's own template
-``persona``        a persona preamble (``mode``: interview | qa | bio | portray) + transcript
-``persona-         the same preamble with the metadata of another participant of the same
-shuffled``         study (seeded derangement)
-=================  =========================================================================
+* ``raw`` (default): the session text unchanged.
+* ``no-persona``: ``raw`` restricted to sessions with metadata, the persona experiment's reference
+  (exactly the participants ``persona`` and ``persona-shuffled`` score).
+* ``paper``: the authors' clean-ups and 32,768-character truncation.
+* ``discrete``: the discrete variant (only one-letter responses stay responses), each prompt
+  carrying the option set offered for each response where the transcript states it.
+* ``chat-template``: user turns around assistant turns, in the model's own chat template.
+* ``persona`` (``mode`` = interview | qa | bio | portray): a preamble from harmonised metadata
+  before the unchanged transcript.
+* ``persona-shuffled``: the same preamble built from another participant of the same study
+  (seeded derangement).
+
+A condition's ``name`` is its label in the results table and includes what distinguishes variants
+(``persona-qa``, ``persona-shuffled-bio``, ``discrete-paper``); the seed is in the spec only.
 
 ``paper=True`` on ``discrete``, ``chat-template`` and the persona conditions applies the authors'
 clean-ups and truncation as their scripts do (after the preamble / discrete unwrapping), so the

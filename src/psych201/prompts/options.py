@@ -192,6 +192,8 @@ def _read_instructions(masked: str) -> _Instructions:
         contribution = _coin_options(range(int(m.group("lo")), int(m.group("hi")) + 1))
     elif m := _CONTRIBUTE_ALL.search(masked):
         contribution = _coin_options((0, int(m.group("n"))))
+    if contribution is not None and len(contribution) < 2:
+        contribution = None  # a single possible answer is not a choice
     return _Instructions(templates, contribution)
 
 

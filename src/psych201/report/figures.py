@@ -167,8 +167,7 @@ def fig_generation(trend: GenerationTrend | None) -> Figure | None:
                         width=0.6, color="#9ecae1", linewidth=0.7, showmeans=True,
                         meanline=True, meanprops={"color": "#08306b", "linestyle": "-"},
                         medianprops={"visible": False})
-            sns.stripplot(data=pair_d, x="family", y="d", order=order, ax=ax2, color="black",
-                          size=3, jitter=0.15, seed=0)
+            _strip(ax2, pair_d, "family", "d", order, size=9)
         ax2.axhline(0, color="black", linewidth=0.5)
         ax2.set_xlabel("")
         ax2.set_ylabel("Post-training effect (pair d)")
@@ -227,8 +226,7 @@ def fig_persona(persona: PersonaResult | None, is_base: Mapping[str, bool]) -> F
                         color="#9ecae1", linewidth=0.7, showmeans=True, meanline=True,
                         meanprops={"color": "#08306b", "linestyle": "-"},
                         medianprops={"visible": False})
-            sns.stripplot(data=sub, x="label", y="d", order=order, ax=ax, color="black",
-                          size=2, jitter=0.2, seed=0)
+            _strip(ax, sub, "label", "d", order, size=4)
             ax.axhline(0, color="black", linewidth=0.5)
             ax.set_title(title)
             ax.set_xlabel("")
@@ -344,6 +342,17 @@ def save_figures(figures: Mapping[str, Figure], directory: str | Path, *,
             fig.savefig(path, format=fmt, dpi=dpi, metadata=meta, bbox_inches="tight")
             written.append(path)
     return written
+
+
+def _strip(ax: object, data: pd.DataFrame, x: str, y: str, order: Sequence[str], *,
+           size: float) -> None:
+    """Jittered points over a categorical axis (fixed jitter: figures are byte-reproducible)."""
+    rng = np.random.default_rng(0)
+    for i, level in enumerate(order):
+        values = data.loc[data[x] == level, y].to_numpy(float)
+        jitter = rng.uniform(-0.15, 0.15, len(values))
+        ax.scatter(i + jitter, values, s=size, color="black", alpha=0.8, zorder=3,  # type: ignore[attr-defined]
+                   linewidths=0)
 
 
 def _short(name: str) -> str:

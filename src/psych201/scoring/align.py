@@ -148,8 +148,13 @@ def _align_by_offsets(prompt: Prompt, tokenizer: Any, *, split_all: bool) -> Ali
     mode: AlignmentMode = "pieces" if split_all else "offsets"
     cuts = bounds if split_all else _straddled(natural, bounds)
     tokens = natural
-    if cuts.size:
+    while cuts.size:
         tokens = _encode_with_breaks(text, tokenizer, natural, cuts, prompt)
+        # A re-tokenised piece can merge across a boundary the natural tokens respected.
+        more = _straddled(tokens, bounds)
+        if not more.size:
+            break
+        cuts = np.union1d(cuts, more)
     positions, first = _positions_inside(tokens, prompt)
     return AlignedPrompt(
         token_ids=tokens.ids,
@@ -272,15 +277,23 @@ def _continuation_backend(backend: Any) -> Any:
     cached = _CONTINUATION.get(id(backend))
     if cached is not None and cached[0] is backend:
         return cached[1] if cached[1] is not None else backend
+    # Cheap look first: serialising a 262k-entry vocabulary to patch nothing costs seconds.
+    shape = f"{backend.normalizer!r} {backend.pre_tokenizer!r}"
+    patched = None
+    if not any(flag in shape for flag in _PREFIX_FLAGS):
+        _CONTINUATION[id(backend)] = (backend, None)
+        return backend
     spec = json.loads(backend.to_str())
     changed = _drop_prefix_space(spec)
-    patched = None
     if changed:
         from tokenizers import Tokenizer
 
         patched = Tokenizer.from_str(json.dumps(spec))
     _CONTINUATION[id(backend)] = (backend, patched)
     return patched if patched is not None else backend
+
+
+_PREFIX_FLAGS = ("Prepend(", "prepend_scheme=always", "prepend_scheme=first", "add_prefix_space=True")
 
 
 def _drop_prefix_space(node: Any) -> bool:

@@ -1,0 +1,295 @@
+"""One self-contained HTML page: leaderboard, effects, figures, per-study tables, manifests.
+
+Images are embedded as ``data:`` URIs and a Content-Security-Policy forbids every other source,
+so the page opens offline, from an e-mail attachment or a CI artefact, and cannot phone home.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import struct
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup, escape
+
+from psych201.analysis.effects import Effect, effects_frame
+from psych201.analysis.registry import ModelRegistry
+from psych201.analysis.summary import Summary
+from psych201.analysis.tables import Results
+from psych201.report.figures import caption, png_bytes, render_figures
+
+Formatter = Callable[[Any], str]
+
+_TEMPLATE_DIR = Path(__file__).parent
+_WEIGHTING_TEXT = {
+    "study": "responses pooled within each study and studies weighted equally (the paper's "
+             "weighting)",
+    "participant": "each participant's mean weighted equally",
+    "response": "every response weighted equally",
+}
+
+
+def _num(digits: int) -> Formatter:
+    def fmt(value: Any) -> str:
+        if value is None or (isinstance(value, float) and not math.isfinite(value)):
+            return "–"
+        if isinstance(value, (int,)) and not isinstance(value, bool):
+            return f"{value:,}"
+        try:
+            return f"{float(value):.{digits}f}"
+        except (TypeError, ValueError):
+            return str(value)
+    return fmt
+
+
+def _int(value: Any) -> str:
+    try:
+        if value is None or (isinstance(value, float) and not math.isfinite(value)):
+            return "–"
+        return f"{int(value):,}"
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _p(value: Any) -> str:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return "–"
+    if not math.isfinite(v):
+        return "–"
+    return "<0.001" if v < 0.001 else f"{v:.3f}"
+
+
+def _text(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return str(value)
+
+
+def html_table(frame: pd.DataFrame, columns: Mapping[str, tuple[str, Formatter]] | None = None,
+               *, index: str | None = None) -> Markup:
+    """An escaped HTML table; ``columns`` maps column → (header, formatter), in display order."""
+    if frame is None or frame.empty:
+        return Markup("<p><i>no rows</i></p>")
+    data = frame.reset_index() if index is not None else frame
+    if columns is None:
+        columns = {
+            c: (str(c), _num(3) if pd.api.types.is_float_dtype(data[c]) else _text)
+            for c in data.columns
+        }
+    head = "".join(
+        f'<th class="{"text" if fmt is _text else ""}">{escape(h)}</th>'
+        for h, fmt in columns.values()
+    )
+    body = []
+    for _, row in data.iterrows():
+        cells = "".join(
+            f'<td class="{"text" if fmt is _text else ""}">{escape(fmt(row[c]))}</td>'
+            for c, (_, fmt) in columns.items()
+        )
+        body.append(f"<tr>{cells}</tr>")
+    return Markup(f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
+
+
+def _ci(frame: pd.DataFrame, low: str = "ci_low", high: str = "ci_high",
+        digits: int = 3) -> pd.Series:
+    fmt = _num(digits)
+    return frame.apply(lambda r: f"[{fmt(r[low])}, {fmt(r[high])}]", axis=1)
+
+
+def _effects_table(effects: Sequence[Effect]) -> Markup:
+    frame = effects_frame(effects)
+    frame["interval"] = _ci(frame, digits=3)
+    return html_table(frame, {
+        "name": ("effect", _text), "estimate": ("estimate", _num(3)),
+        "interval": (f"{int(effects[0].ci_level * 100)}% interval", _text),
+        "p_value": ("p", _p), "units": ("units", _text), "n_studies": ("studies", _int),
+        "n_participants": ("participants", _int), "n_responses": ("responses", _int),
+        "method": ("method", _text),
+    })
+
+
+def _png_size(data: bytes) -> tuple[int, int]:
+    width, height = struct.unpack(">II", data[16:24])
+    return int(width), int(height)
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+def build_report(summary: Summary, results: Results, registry: ModelRegistry, *,
+                 title: str = "psych201 report", dpi: int = 110,
+                 generated: str | None = None) -> str:
+    """The report page as a string (see the module docstring)."""
+    is_base = {m: bool(registry.get(m).is_base) if registry.get(m) else False
+               for m in results.models}
+    figures = []
+    for name, fig in render_figures(summary, is_base).items():
+        data = png_bytes(fig, dpi=dpi)
+        width, height = _png_size(data)
+        figures.append({"name": name, "caption": caption(name), "width": width,
+                        "height": height, "data": base64.b64encode(data).decode("ascii")})
+    board = summary.leaderboard.copy()
+    board["interval"] = _ci(board)
+    leaderboard_html = html_table(board, {
+        "rank": ("#", _int), "display": ("model", _text), "family": ("family", _text),
+        "type": ("type", _text), "params_b": ("params (B)", _num(2)),
+        "score": ("NLL", _num(3)), "interval": (f"{int(summary.options.ci * 100)}% interval", _text),
+        "n_studies": ("studies", _int), "n_participants": ("participants", _int),
+        "n_responses": ("responses", _int),
+    })
+    pairs_html = type_html = sign_html = None
+    details = []
+    if not summary.pairs.empty:
+        pairs = summary.pairs.copy()
+        pairs["interval"] = _ci(pairs)
+        pairs_html = html_table(pairs, {
+            "post": ("post-trained", _text), "base": ("base", _text), "type": ("type", _text),
+            "d": ("pair d", _num(3)), "interval": ("interval", _text), "p_value": ("p", _p),
+            "n_studies": ("studies", _int), "n_participants": ("participants", _int),
+        })
+        type_html = html_table(summary.type_d, {
+            "type": ("type", _text), "d": ("type d", _num(3)), "n_pairs": ("pairs", _int)})
+        if summary.pair_sign_test is not None:
+            sign_html = _effects_table([summary.pair_sign_test])
+        for detail in summary.pair_details:
+            per = detail.per_study.copy()
+            per["interval"] = _ci(per)
+            details.append({
+                "title": f"{detail.post} vs {detail.base}",
+                "effects": _effects_table(detail.effects),
+                "per_study": html_table(per, {
+                    "study": ("study", _text), "n_participants": ("participants", _int),
+                    "n_responses": ("responses", _int), "mean_post": ("NLL post", _num(3)),
+                    "mean_base": ("NLL base", _num(3)), "mean_diff": ("difference", _num(3)),
+                    "interval": ("interval", _text), "d_sample": ("d (sample SD)", _num(3)),
+                    "d_population": ("d (population SD)", _num(3)),
+                }),
+            })
+    extra = _extra_sections(summary)
+    sources = pd.DataFrame([
+        {"path": s.path, "rows": s.n_rows, "models": ", ".join(s.models),
+         "conditions": ", ".join(s.conditions),
+         "config": (s.manifest or {}).get("config_hash", ""),
+         "status": (s.manifest or {}).get("status", "no manifest")}
+        for s in results.sources
+    ])
+    manifests = [
+        {"path": s.path, "json": json.dumps(_jsonable(s.manifest), indent=2, sort_keys=True)}
+        for s in results.sources if s.manifest is not None
+    ]
+    sections = [("leaderboard", "Leaderboard")]
+    if pairs_html is not None:
+        sections.append(("post-training", "Post-training"))
+    sections += [("figures", "Figures"), ("studies", "Per study")]
+    sections += [(s["anchor"], s["title"]) for s in extra]
+    sections.append(("runs", "Runs"))
+    env = Environment(loader=FileSystemLoader(_TEMPLATE_DIR), autoescape=select_autoescape())
+    template = env.get_template("template.html")
+    study_means = summary.study_means.copy()
+    study_means.columns = [str(c) for c in study_means.columns]
+    return template.render(
+        title=title,
+        version=_version(),
+        generated=generated or datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        condition=summary.condition,
+        n_models=len(summary.leaderboard),
+        n_studies=len(summary.studies),
+        options=asdict(summary.options),
+        weighting_text=_WEIGHTING_TEXT[summary.options.weighting],
+        sections=sections,
+        notes=summary.notes,
+        leaderboard=leaderboard_html,
+        pairs=pairs_html,
+        type_d=type_html,
+        pair_sign=sign_html,
+        details=details,
+        figures=figures,
+        study_means=html_table(study_means, index="study"),
+        extra_sections=extra,
+        sources=html_table(sources),
+        manifests=manifests,
+    )
+
+
+def _extra_sections(summary: Summary) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    if summary.accuracy_points is not None:
+        out.append({"anchor": "accuracy", "title": "Accuracy",
+                    "text": "Top-1 hit rate (argmax over the vocabulary equals the human's "
+                            "response), mean per study then over studies, condition "
+                            f"{summary.accuracy_points['condition'].iloc[0]}.",
+                    "table": html_table(summary.accuracy_points, {
+                        "display": ("model", _text), "accuracy": ("accuracy", _num(3)),
+                        "n_studies": ("studies", _int), "n_responses": ("responses", _int)})})
+    if summary.chat_template is not None:
+        out.append({"anchor": "chat-template", "title": "Chat-template control", "text": "",
+                    "table": html_table(summary.chat_template, {
+                        "display": ("model", _text), "no_template": ("NLL raw", _num(3)),
+                        "template": ("NLL chat template", _num(3)),
+                        "n_studies": ("studies", _int)})})
+    if summary.persona is not None:
+        out.append({"anchor": "persona", "title": "Persona induction",
+                    "text": "Benefit d = (mean without persona − mean with persona) / pooled SD "
+                            "per study (population SD), averaged over studies; positive = the "
+                            "persona helps.",
+                    "table": html_table(summary.persona.per_model, {
+                        "model": ("model", _text), "comparison": ("comparison", _text),
+                        "d": ("mean d", _num(3)), "sem": ("s.e.m.", _num(3)),
+                        "n_studies": ("studies", _int), "sign_p": ("sign test p", _p)})})
+    if summary.pseudo_r2 is not None:
+        out.append({"anchor": "baselines", "title": "Random baseline (pseudo-R²)",
+                    "text": "1 − Σ NLL / Σ log k over responses with k known options; mean "
+                            "over studies and pooled.",
+                    "table": html_table(summary.pseudo_r2, {
+                        "model": ("model", _text), "pseudo_r2": ("pseudo-R² (study mean)",
+                                                                 _num(3)),
+                        "pseudo_r2_pooled": ("pooled", _num(3)),
+                        "n_studies": ("studies", _int), "n_responses": ("responses", _int)})})
+    if summary.population is not None:
+        out.append({"anchor": "population", "title": "Population baseline",
+                    "text": "Mean NLL of the model and of the training participants' response "
+                            "frequencies at the same trial, on the responses it covers.",
+                    "table": html_table(summary.population, {
+                        "model": ("model", _text), "study": ("study", _text),
+                        "n_responses": ("responses", _int), "nll": ("NLL model", _num(3)),
+                        "nll_population": ("NLL population", _num(3))})})
+    if not summary.scaling_fits.empty:
+        out.append({"anchor": "scaling", "title": "Size scaling",
+                    "text": "Least-squares slope of NLL on log10(parameters): change per "
+                            "tenfold size.",
+                    "table": html_table(summary.scaling_fits, {
+                        "family": ("family", _text), "line": ("line", _text),
+                        "slope_per_decade": ("Δ NLL per 10×", _num(3)),
+                        "n_sizes": ("sizes", _int)})})
+    return out
+
+
+def write_report(path: str | Path, summary: Summary, results: Results,
+                 registry: ModelRegistry, **kw: Any) -> Path:
+    """Render and write the page atomically (a half-written report never replaces a good one)."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    text = build_report(summary, results, registry, **kw)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(out)
+    return out
+
+
+def _version() -> str:
+    try:
+        return metadata.version("psych201")
+    except metadata.PackageNotFoundError:
+        return "unknown"
