@@ -5,7 +5,7 @@ Three tokenizer families, each trained on the same synthetic Psych-201-style cor
 - :func:`byte_bpe_tokenizer`: byte-level BPE with GPT-2's pre-tokenizer (SmolLM2, Llama 3, Qwen
   style), adds ``<s>`` as BOS by default;
 - :func:`sentencepiece_tokenizer`: SentencePiece-style BPE over ``▁``-joined words with a
-  dummy-prefix space on the first word (Llama 2 / Mistral style), no BOS;
+  dummy-prefix space before the text and byte fallback (Llama 2 / Mistral style), no BOS;
 - :func:`merging_bpe_tokenizer`: byte-level BPE without any pre-tokenizer split, so markers merge
   with their neighbours: ``>>.``, ``<<A`` and ``A>>`` are single tokens (like Gemma, more so).
 
@@ -17,6 +17,7 @@ cached per process.
 from __future__ import annotations
 
 import functools
+import json
 import random
 from pathlib import Path
 from typing import Any
@@ -27,10 +28,11 @@ from tokenizers.trainers import BpeTrainer
 from transformers import PreTrainedTokenizerFast
 
 _LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-_WORDS = (
+_VOCABULARY = (
     "you press chose option machine reward points trial the a of and was left right "
     "correct answer gamble safe lottery win lose feedback next round word recall"
-).split()
+)
+_WORDS = _VOCABULARY.split()
 _SPECIALS = ["<unk>", "<s>", "</s>", "<pad>"]
 
 
@@ -51,7 +53,9 @@ def psych_corpus() -> tuple[str, ...]:
             elif kind < 0.85:
                 parts.append(f"You chose <<{letter}>>.\nThe answer was {rng.choice(_LETTERS)}.")
             else:
-                parts.append(f"You recall <<{' '.join(rng.choices(_WORDS, k=rng.randint(1, 3)))}>>.")
+                parts.append(
+                    f"You recall <<{' '.join(rng.choices(_WORDS, k=rng.randint(1, 3)))}>>."
+                )
         docs.append(" ".join(parts))
     return tuple(docs)
 
@@ -90,16 +94,47 @@ def byte_bpe_tokenizer(*, bos: bool = True, vocab_size: int = 600) -> PreTrained
     return _wrap(tok, bos="<s>")
 
 
-@functools.lru_cache(maxsize=2)
-def sentencepiece_tokenizer(vocab_size: int = 600) -> PreTrainedTokenizerFast:
-    """SentencePiece-style BPE: ``▁`` for spaces, a dummy ``▁`` before the first word, no BOS."""
+@functools.lru_cache(maxsize=4)
+def sentencepiece_tokenizer(
+    style: str = "metaspace", vocab_size: int = 600
+) -> PreTrainedTokenizerFast:
+    """SentencePiece-style BPE: ``▁`` for spaces, a dummy ``▁`` before the text, byte fallback.
+
+    ``style="metaspace"``: the dummy prefix comes from a Metaspace pre-tokenizer (Llama 2 as
+    converted by transformers); ``"prepend"``: from a ``Prepend`` normalizer over unsplit text
+    (Llama 2 / Mistral with ``legacy=False``). No BOS.
+    """
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.normalizer = normalizers.NFKC()
     tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first")
-    tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="first")
     alphabet = sorted(set("".join(psych_corpus())) | set("0123456789.,-%<>"))
     _train(tok, vocab_size, alphabet)
+    tok = _with_byte_fallback(tok)
+    if style == "prepend":
+        tok.pre_tokenizer = None
+        tok.normalizer = normalizers.Sequence(
+            [normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")]
+        )
+    elif style != "metaspace":
+        raise ValueError(f"unknown style {style!r}")
+    tok.decoder = decoders.Sequence(
+        [
+            decoders.Replace("▁", " "),
+            decoders.ByteFallback(),
+            decoders.Fuse(),
+            decoders.Strip(" ", 1, 0),
+        ]
+    )
     return _wrap(tok, bos=None)
+
+
+def _with_byte_fallback(tok: Tokenizer) -> Tokenizer:
+    """Add the 256 ``<0xNN>`` byte tokens SentencePiece falls back to for unseen characters."""
+    spec = json.loads(tok.to_str())
+    vocab = spec["model"]["vocab"]
+    for byte in range(256):
+        vocab.setdefault(f"<0x{byte:02X}>", len(vocab))
+    spec["model"]["byte_fallback"] = True
+    return Tokenizer.from_str(json.dumps(spec))
 
 
 @functools.lru_cache(maxsize=2)

@@ -40,6 +40,8 @@ from psych201.results.writer import (
     remove_stale_temporaries,
 )
 from psych201.scoring.engine import EngineInfo
+from psych201.scoring.align import ALIGNMENT_MODES
+from psych201.scoring.models import DEFAULT_MODEL, DTYPES
 
 Split = Literal["test", "train", "all"]
 OnError = Literal["fail", "skip"]
@@ -110,7 +112,7 @@ class ScoreConfig:
 
     data: Path
     out: Path
-    model: str = "gemma-3-270m"
+    model: str = DEFAULT_MODEL
     model_args: Mapping[str, Any] = field(default_factory=dict)
     split: Split = "test"
     studies: tuple[str, ...] = ()
@@ -142,6 +144,12 @@ class ScoreConfig:
             raise PipelineError(f"--split must be test, train or all, got {self.split!r}")
         if self.on_error not in ("fail", "skip"):
             raise PipelineError(f"on_error must be fail or skip, got {self.on_error!r}")
+        if self.alignment not in ALIGNMENT_MODES:
+            raise PipelineError(
+                f"--alignment must be one of {', '.join(ALIGNMENT_MODES)}, got {self.alignment!r}"
+            )
+        if self.dtype not in DTYPES:
+            raise PipelineError(f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
 
 
 class ProgressSink(Protocol):
@@ -291,15 +299,24 @@ def _coerce(value: str) -> Any:
     return value
 
 
-def _check_kwargs(func: Callable[..., Any], kwargs: Mapping[str, Any], what: str) -> None:
+def _check_kwargs(
+    func: Callable[..., Any], kwargs: Mapping[str, Any], what: str, *, own_flags: Sequence[str]
+) -> None:
+    """Refuse keys ``func`` does not take, and keys that have a flag of their own."""
+    flagged = sorted(set(kwargs) & set(own_flags))
+    if flagged:
+        raise PipelineError(
+            f"{what}: {', '.join(flagged)} has its own option ({', '.join('--' + f for f in flagged)})"
+        )
     params = inspect.signature(func).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return
-    accepted = {n for n, p in params.items() if p.kind is not inspect.Parameter.POSITIONAL_ONLY}
+    accepted = {n for n, p in params.items() if p.kind is p.KEYWORD_ONLY and n not in own_flags}
     unknown = sorted(set(kwargs) - accepted)
     if unknown:
         raise PipelineError(
-            f"{what}: unknown key(s) {', '.join(unknown)} (accepted: {', '.join(sorted(accepted))})"
+            f"{what}: unknown key(s) {', '.join(unknown)} "
+            f"(accepted: {', '.join(sorted(accepted)) or 'none'})"
         )
 
 
@@ -326,7 +343,7 @@ def load_hf_setup(config: ScoreConfig) -> ScoringSetup:
     from psych201.scoring.scorer import SessionScorer, WindowConfig
 
     model_args = dict(config.model_args)
-    _check_kwargs(load_model, model_args, "--model-args")
+    _check_kwargs(load_model, model_args, "--model-args", own_flags=("dtype", "device"))
     loaded = load_model(config.model, dtype=config.dtype, device=config.device, **model_args)
     engine = HFEngine(loaded, device=config.device, batch_tokens=config.batch_tokens)
     window_kwargs: dict[str, Any] = {"max_tokens": config.max_tokens}
@@ -407,9 +424,89 @@ def score_run(
 ) -> RunSummary:
     """Score ``config`` into ``config.out`` (create, or resume the same configuration).
 
-    ``setup`` replaces the default transformers engine (:func:`load_hf_setup`).
+    ``setup`` replaces the default transformers engine (:func:`load_hf_setup`). Raises
+    :class:`PipelineError` (bad options, a session that cannot be scored), ``DataError`` (bad
+    input, with file and line) or ``ResultsError`` (the directory holds another configuration);
+    whatever finished before an error or interrupt stays saved for the next call.
     """
     started = time.perf_counter()
+    run = _open_run(config, setup, argv)
+    for path in remove_stale_temporaries(config.out):
+        _note(progress, f"removed {path.name}, left by an interrupted run")
+    done = completed_sessions(config.out, config_hash=run.config_hash)
+    stray = done - set(run.keys)
+    if stray:
+        raise PipelineError(
+            f"{config.out}: its parts hold {len(stray)} sessions this run does not select "
+            f"(e.g. {sorted(stray, key=str)[0]}); the directory is not from this configuration"
+        )
+    todo = [k for k in run.keys if k not in done]
+
+    if not todo and run.manifest.get("status") == "complete":
+        _note(progress, f"{config.out}: complete, nothing to score")
+        counts = {**run.manifest.get("counts", {}), "scored_now_sessions": 0}
+        mark_complete(config.out, run.manifest, counts)
+        return RunSummary(
+            run_dir=config.out,
+            config_hash=run.config_hash,
+            sessions=len(run.keys),
+            already_done=len(done),
+            scored_now=0,
+            failed=(),
+            responses=int(counts.get("responses", 0)),
+            wall_s=time.perf_counter() - started,
+            table=config.out / RESPONSES_FILE,
+        )
+    if done:
+        _note(progress, f"resuming: {len(done)} of {len(run.keys)} sessions already scored")
+    mark_status(config.out, run.manifest, "running")
+    if progress is not None:
+        chars = sum(run.chars[k] for k in todo)
+        progress.start(sessions=len(todo), chars=chars, already_done=len(done))
+
+    outcome = _score_missing(run, set(todo), progress)
+
+    table, rows_total = finalize(config.out, config_hash=run.config_hash)
+    counts = {
+        **outcome.counts.as_dict(),
+        "sessions": len(run.keys),
+        "responses": rows_total,
+        "scored_now_sessions": outcome.scored,
+        "failed_sessions": [[k.study, k.experiment, k.participant, k.line] for k in outcome.failed],
+        "data_issues": {f"{sev}:{code}": n for sev, code, n in run.data_issues.summary()},
+        "skipped_lines": run.data_issues.skipped_lines,
+    }
+    status = "incomplete" if outcome.failed else "complete"
+    mark_complete(config.out, run.manifest, counts, status=status)
+    return RunSummary(
+        run_dir=config.out,
+        config_hash=run.config_hash,
+        sessions=len(run.keys),
+        already_done=len(done),
+        scored_now=outcome.scored,
+        failed=tuple(outcome.failed),
+        responses=rows_total,
+        wall_s=time.perf_counter() - started,
+        table=table,
+    )
+
+
+@dataclass
+class _Run:
+    """An opened run: its configuration, identity, manifest and selected sessions."""
+
+    config: ScoreConfig
+    setup: ScoringSetup
+    condition: Condition
+    config_hash: str
+    manifest: dict[str, Any]
+    plans: list[_StudyPlan]
+    keys: list[SessionKey]  # the run's sessions (this shard's), in order
+    chars: dict[SessionKey, int]
+    data_issues: IssueLog
+
+
+def _open_run(config: ScoreConfig, setup: ScoringSetup | None, argv: list[str] | None) -> _Run:
     sources = _select_sources(config)
     data_hash, per_study = data_fingerprint(sources)
     # Read the data before loading the model: bad input fails in seconds, before any work.
@@ -419,7 +516,6 @@ def score_run(
         setup = load_hf_setup(config)
     condition = _make_condition(config, setup.tokenizer)
     spec = build_spec(config, setup, condition, data_hash)
-    config_hash = spec.config_hash()
     manifest = open_run_dir(
         config.out,
         build_manifest(
@@ -439,106 +535,70 @@ def score_run(
             "on_error": config.on_error,
         },
     )
-    for path in remove_stale_temporaries(config.out):
-        _note(progress, f"removed {path.name}, left by an interrupted run")
-    done = completed_sessions(config.out, config_hash=config_hash)
     in_shard = shard_filter(config.shard)
-    run_keys = [k for plan in plans for k in plan.keys if in_shard(k)]
-    todo = [k for k in run_keys if k not in done]
-    stray = done - set(run_keys)
-    if stray:
-        raise PipelineError(
-            f"{config.out}: its parts hold {len(stray)} sessions this run does not select "
-            f"(e.g. {sorted(stray, key=str)[0]}); the directory is not from this configuration"
-        )
-    if not todo and manifest.get("status") == "complete":
-        _note(progress, f"{config.out}: complete, nothing to score")
-        counts = {**manifest.get("counts", {}), "scored_now_sessions": 0}
-        mark_complete(config.out, manifest, counts)
-        return RunSummary(
-            run_dir=config.out,
-            config_hash=config_hash,
-            sessions=len(run_keys),
-            already_done=len(run_keys),
-            scored_now=0,
-            failed=(),
-            responses=int(manifest.get("counts", {}).get("responses", 0)),
-            wall_s=time.perf_counter() - started,
-            table=config.out / RESPONSES_FILE,
-        )
-    if done:
-        _note(progress, f"resuming: {len(done)} of {len(run_keys)} sessions already scored")
-    mark_status(config.out, manifest, "running")
+    return _Run(
+        config=config,
+        setup=setup,
+        condition=condition,
+        config_hash=spec.config_hash(),
+        manifest=manifest,
+        plans=plans,
+        keys=[k for plan in plans for k in plan.keys if in_shard(k)],
+        chars={k: n for plan in plans for k, n in plan.chars.items()},
+        data_issues=data_issues,
+    )
 
-    chars_of = {k: plan.chars[k] for plan in plans for k in plan.keys}
-    if progress is not None:
-        progress.start(
-            sessions=len(todo), chars=sum(chars_of[k] for k in todo), already_done=len(done)
-        )
-    ordinal = {k: i for i, k in enumerate(run_keys)}
-    todo_set = set(todo)
-    writer = PartWriter(config.out, config_hash)
-    stats = _Counts()
-    failed: list[SessionKey] = []
-    scored_now = 0
-    for plan in plans:
+
+@dataclass
+class _Outcome:
+    scored: int
+    failed: list[SessionKey]
+    counts: _Counts
+
+
+def _score_missing(run: _Run, todo: set[SessionKey], progress: ProgressSink | None) -> _Outcome:
+    """Render each study, score its missing sessions chunk by chunk, write a part per chunk."""
+    config, condition = run.config, run.condition
+    in_shard = shard_filter(config.shard)
+    ordinal = {k: i for i, k in enumerate(run.keys)}
+    writer = PartWriter(config.out, run.config_hash)
+    outcome = _Outcome(scored=0, failed=[], counts=_Counts())
+    for plan in run.plans:
         sessions = plan.sessions
-        if sessions is None:
+        if sessions is None:  # too large to have kept from the first pass
             sessions = list(_study_sessions(config, plan.source))
+            if [s.key for s in sessions] != plan.keys:
+                raise PipelineError(f"{plan.source.path}: the data changed during the run")
+        # The whole study is rendered, done sessions included: a shuffled persona must draw
+        # from the same pool in every run, shard and resume.
         prompts = _render(condition, sessions)
-        stats.add_study(sessions, prompts, in_shard)
-        chunk_keys = [s.key for s in sessions if s.key in todo_set]
+        outcome.counts.add_study(sessions, prompts, in_shard)
         by_key = {s.key: s for s in sessions}
-        for chunk in _chunks(chunk_keys, chars_of, config.part_size, config.part_chars):
-            items = [(by_key[k], prompts.get(k)) for k in chunk]
-            results, errors = _score_chunk(setup.scorer, items)
+        missing = [s.key for s in sessions if s.key in todo]
+        for chunk in _chunks(missing, run.chars, config.part_size, config.part_chars):
+            results, errors = _score_chunk(
+                run.setup.scorer, [(by_key[k], prompts.get(k)) for k in chunk]
+            )
             finished = [k for k in chunk if k in results]
             if finished:
                 rows = [
                     row
                     for k in finished
                     for row in _rows(
-                        setup.model_id, condition.name, by_key[k], prompts.get(k), results[k]
+                        run.setup.model_id, condition.name, by_key[k], prompts.get(k), results[k]
                     )
                 ]
                 writer.write(rows, finished, first=ordinal[finished[0]], last=ordinal[finished[-1]])
-                scored_now += len(finished)
+                outcome.scored += len(finished)
                 if progress is not None:
-                    progress.advance(
-                        sessions=len(finished), chars=sum(chars_of[k] for k in finished)
-                    )
-            if errors:
-                session, reason = errors[0]
+                    chars = sum(run.chars[k] for k in finished)
+                    progress.advance(sessions=len(finished), chars=chars)
+            for session, reason in errors:
                 if config.on_error == "fail":
                     raise SessionScoringError(session, reason)
-                for session, reason in errors:
-                    failed.append(session.key)
-                    _note(progress, f"skipped: {SessionScoringError(session, reason)}")
-
-    table, rows_total = finalize(config.out, config_hash=config_hash)
-    counts = stats.as_dict()
-    counts.update(
-        {
-            "sessions": len(run_keys),
-            "responses": rows_total,
-            "scored_now_sessions": scored_now,
-            "failed_sessions": [list(asdict(k).values()) for k in failed],
-            "data_issues": {f"{sev}:{code}": n for sev, code, n in data_issues.summary()},
-            "skipped_lines": data_issues.skipped_lines,
-        }
-    )
-    mark_complete(config.out, manifest, counts, status="incomplete" if failed else "complete")
-    return RunSummary(
-        run_dir=config.out,
-        config_hash=config_hash,
-        sessions=len(run_keys),
-        already_done=len(done),
-        scored_now=scored_now,
-        failed=tuple(failed),
-        responses=rows_total,
-        wall_s=time.perf_counter() - started,
-        table=table,
-    )
+                outcome.failed.append(session.key)
+                _note(progress, f"skipped: {SessionScoringError(session, reason)}")
+    return outcome
 
 
 class _Counts:

@@ -59,14 +59,14 @@ def model_scores(frame: pd.DataFrame, *, weighting: Weighting = "study",
     """One score per model and condition (no intervals; see :func:`leaderboard`)."""
     if weighting == "study":
         studies = study_table(frame, value)
-        grouped = studies.groupby(["model", "condition"])
+        grouped = studies.groupby(["model", "condition"], observed=True)
         out = grouped.agg(
             score=("mean", "mean"), n_studies=("study", "size"),
             n_participants=("n_participants", "sum"), n_responses=("n_responses", "sum"),
         )
     elif weighting == "participant":
         parts = participant_table(frame, value)
-        grouped = parts.groupby(["model", "condition"])
+        grouped = parts.groupby(["model", "condition"], observed=True)
         out = grouped.agg(
             score=("mean", "mean"), n_studies=("study", "nunique"),
             n_participants=("mean", "size"), n_responses=("n_responses", "sum"),
@@ -74,7 +74,7 @@ def model_scores(frame: pd.DataFrame, *, weighting: Weighting = "study",
     elif weighting == "response":
         parts = participant_table(frame, value)
         parts["total"] = parts["mean"] * parts["n_responses"]
-        grouped = parts.groupby(["model", "condition"])
+        grouped = parts.groupby(["model", "condition"], observed=True)
         out = grouped.agg(
             total=("total", "sum"), n_studies=("study", "nunique"),
             n_participants=("mean", "size"), n_responses=("n_responses", "sum"),

@@ -63,10 +63,10 @@ def pseudo_r2(frame: pd.DataFrame, *, condition: str,
     rows = with_option_counts(select(frame, condition=condition), counts)
     rows = rows.assign(nll_random=random_nll(rows["n_options"]))
     rows = rows[rows["nll_random"].notna()]
-    per_study = rows.groupby(["model", "study"], as_index=False).agg(
+    per_study = rows.groupby(["model", "study"], as_index=False, observed=True).agg(
         n_responses=("nll", "size"), nll=("nll", "sum"), nll_random=("nll_random", "sum"))
     per_study["pseudo_r2"] = 1 - per_study["nll"] / per_study["nll_random"]
-    per_model = per_study.groupby("model", as_index=False).agg(
+    per_model = per_study.groupby("model", as_index=False, observed=True).agg(
         pseudo_r2=("pseudo_r2", "mean"), nll=("nll", "sum"), nll_random=("nll_random", "sum"),
         n_studies=("study", "size"), n_responses=("n_responses", "sum"))
     per_model["pseudo_r2_pooled"] = 1 - per_model.pop("nll") / per_model.pop("nll_random")
@@ -134,7 +134,7 @@ def population_baseline(train: pd.DataFrame, test: pd.DataFrame, *, alpha: float
     study_rows = []
     tables = []
     lengths = train.drop_duplicates([*RESPONSE_KEY[:4]])
-    for study, sessions in lengths.groupby("study"):
+    for study, sessions in lengths.groupby("study", observed=True):
         counts = sessions["session_responses"].value_counts()
         modal = int(counts.index[0])
         share = float(counts.iloc[0] / counts.sum())
@@ -147,8 +147,9 @@ def population_baseline(train: pd.DataFrame, test: pd.DataFrame, *, alpha: float
         if not aligned:
             continue
         rows = train[(train["study"] == study) & (train["session_responses"] == modal)]
-        freq = rows.groupby(["response_index", "response_text"]).size().rename("count")
-        trial = rows.groupby("response_index").agg(n=("response_text", "size"),
+        freq = rows.groupby(["response_index", "response_text"], observed=True).size()
+        freq = freq.rename("count")
+        trial = rows.groupby("response_index", observed=True).agg(n=("response_text", "size"),
                                                    v=("response_text", "nunique"))
         tables.append((study, freq.reset_index(), trial.reset_index()))
     studies = pd.DataFrame(study_rows, columns=["study", "aligned", "modal_length", "share",
@@ -177,7 +178,7 @@ def against_population(frame: pd.DataFrame, baseline: PopulationBaseline, *,
     covered = baseline.responses.dropna(subset=["nll"])[[*RESPONSE_KEY, "nll"]]
     rows = select(frame, condition=condition).merge(
         covered.rename(columns={"nll": "nll_population"}), on=RESPONSE_KEY)
-    out = rows.groupby(["model", "study"], as_index=False).agg(
+    out = rows.groupby(["model", "study"], as_index=False, observed=True).agg(
         n_responses=("nll", "size"), nll=("nll", "mean"), nll_population=("nll_population",
                                                                           "mean"))
     return out

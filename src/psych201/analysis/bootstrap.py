@@ -96,13 +96,20 @@ class StudyArrays:
 
 
 def _participant_sums(frame: pd.DataFrame, value: str) -> pd.DataFrame:
-    values = frame[value].astype(float)
-    grouped = (
-        frame.assign(_v=values, _q=values * values)
-        .groupby(["study", "experiment", "participant"], sort=True, observed=True)
-        .agg(n=("_v", "size"), s=("_v", "sum"), q=("_q", "sum"))
+    """Count, sum and sum of squares of ``value`` per (study, experiment, participant)."""
+    grouper = frame.groupby(["study", "experiment", "participant"], sort=True, observed=True)
+    ids = grouper.ngroup().to_numpy()
+    values = frame[value].to_numpy(dtype=float)
+    size = grouper.size()
+    n_groups = len(size)
+    return pd.DataFrame(
+        {
+            "n": np.bincount(ids, minlength=n_groups).astype(float),
+            "s": np.bincount(ids, weights=values, minlength=n_groups),
+            "q": np.bincount(ids, weights=values * values, minlength=n_groups),
+        },
+        index=size.index,
     )
-    return grouped
 
 
 def participant_arrays(a: pd.DataFrame, b: pd.DataFrame | None = None, *,
@@ -194,22 +201,28 @@ def estimate(arrays: StudyArrays, statistic: Statistic, *, sd: SD = "sample") ->
     return num_total / den_total if den_total else math.nan
 
 
-def _within(values: np.ndarray, m: int, rng: np.random.Generator) -> np.ndarray:
-    """Column sums of ``m`` participant resamples of one study (rows of ``values``)."""
-    n, k = values.shape
-    sums = np.empty((m, k))
-    block = max(1, _GATHER_BUDGET // max(1, n * k))
-    for start in range(0, m, block):
-        stop = min(m, start + block)
-        picks = rng.integers(0, n, size=(stop - start, n))
-        sums[start:stop] = values[picks].sum(axis=1)
-    return sums
+def participant_picks(rng: np.random.Generator, sizes: np.ndarray,
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """Participant draws for each (replicate, study slot): indices within the study and a mask.
+
+    ``sizes`` (replicates × slots) holds the number of participants of the study in each slot;
+    row ``[b, j, :sizes[b, j]]`` of the result is a with-replacement sample of that study's
+    participants (uniform, as ``floor(U · n)``), the rest is padding (mask False).
+    """
+    width = int(sizes.max())
+    uniform = rng.random((*sizes.shape, width))
+    picks = (uniform * sizes[..., None]).astype(np.intp)
+    valid = np.arange(width) < sizes[..., None]
+    return picks, valid
 
 
 def resample(arrays: StudyArrays, statistic: Statistic, *, levels: Levels = "both",
              n_boot: int = 2000, seed: int = 0, sd: SD = "sample",
              shrink: bool = True) -> np.ndarray:
     """``n_boot`` bootstrap replicates of the statistic (see the module notes for ``levels``).
+
+    All replicates are drawn at once (in memory-bounded chunks): studies as a (replicates ×
+    studies) index array, participants as padded index arrays gathered from one stacked table.
 
     With ``levels="both"`` and a study-weighted statistic, ``shrink`` applies the two-stage
     correction of Davison & Hinkley (1997, §3.8): a drawn study contributes
@@ -228,55 +241,58 @@ def resample(arrays: StudyArrays, statistic: Statistic, *, levels: Levels = "bot
     idx = [_COL[c] for c in cols]
     ddof = ddof_of(sd)
     n_studies = arrays.n_studies
+    tables = [t[:, idx] for t in arrays.stats]
+    sizes = np.array([len(t) for t in tables])
+    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    # one column per statistic input, with a trailing zero that padding positions point at:
+    # gathering scalars column by column is several times faster than gathering rows
+    stacked = [np.append(np.concatenate([t[:, j] for t in tables]), 0.0)
+               for j in range(len(cols))]
+    padding = len(stacked[0]) - 1
+    totals = np.array([t.sum(axis=0) for t in tables])
     if levels == "participants":
         draws = np.broadcast_to(np.arange(n_studies), (n_boot, n_studies))
     else:
         draws = rng.integers(0, n_studies, size=(n_boot, n_studies))
-    study_weighted = statistic in _STUDY_WEIGHTED
-    correct = shrink and levels == "both" and study_weighted and n_studies > 1
-    observed = per_study(arrays, statistic, sd=sd) if correct else None
-    parts: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []
-    for s, table in enumerate(arrays.stats):
-        replicate = np.nonzero(draws == s)[0]  # one entry per time study s was drawn
-        m = len(replicate)
-        if m == 0:
-            continue
-        values = table[:, idx]
+    nu = np.empty((n_boot, n_studies))
+    de = np.empty((n_boot, n_studies))
+    per_replicate = n_studies * max(1, int(sizes.max(initial=1)))
+    chunk = max(1, _GATHER_BUDGET // per_replicate)
+    for start in range(0, n_boot, chunk):
+        block = draws[start:start + chunk]
         if levels == "studies":
-            sums = np.broadcast_to(values.sum(axis=0), (m, len(cols)))
+            sums = totals[block]
         else:
-            sums = _within(values, m, rng)
-        nu, de = study_values(_named(sums, cols), statistic, ddof)
-        parts.append((s, replicate, np.asarray(nu, dtype=float), np.asarray(de, dtype=float)))
-    if correct and observed is not None:
-        parts = _shrunk(parts, observed)
-    num = np.zeros(n_boot)
-    den = np.zeros(n_boot)
-    for _, replicate, nu, de in parts:
-        ok = np.isfinite(nu)
-        np.add.at(num, replicate[ok], nu[ok])
-        np.add.at(den, replicate[ok], de[ok])
+            picks, valid = participant_picks(rng, sizes[block])
+            rows = np.where(valid, picks + offsets[block][..., None], padding)
+            sums = np.stack([column[rows].sum(axis=2) for column in stacked], axis=-1)
+        num, den = study_values(_named(sums, cols), statistic, ddof)
+        nu[start:start + chunk] = num
+        de[start:start + chunk] = den
+    if shrink and levels == "both" and statistic in _STUDY_WEIGHTED and n_studies > 1:
+        nu = _shrunk(nu, draws, per_study(arrays, statistic, sd=sd))
+    ok = np.isfinite(nu)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return num / den
+        return np.where(ok, nu, 0.0).sum(axis=1) / np.where(ok, de, 0.0).sum(axis=1)
 
 
-def _shrunk(parts: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]],
-            observed: np.ndarray) -> list[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
+def _shrunk(nu: np.ndarray, draws: np.ndarray, observed: np.ndarray) -> np.ndarray:
     """Apply the two-stage shrinkage correction to study-weighted replicate values."""
     finite = np.isfinite(observed)
     if finite.sum() < 2:
-        return parts
+        return nu
     centre = float(observed[finite].mean())
     between = float(observed[finite].var())  # the spread the study-level draw reproduces
-    within_vars = [float(np.nanvar(nu)) for _, _, nu, _ in parts if np.isfinite(nu).sum() > 1]
+    within_vars = []
+    for s in range(len(observed)):
+        values = nu[draws == s]
+        values = values[np.isfinite(values)]
+        if values.size > 1:
+            within_vars.append(float(values.var()))
     within = float(np.mean(within_vars)) if within_vars else 0.0
     c = math.sqrt(max(0.0, 1.0 - within / between)) if between > 0 else 0.0
-    out = []
-    for s, replicate, nu, de in parts:
-        if np.isfinite(observed[s]):
-            nu = centre + c * (observed[s] - centre) + (nu - observed[s])
-        out.append((s, replicate, nu, de))
-    return out
+    obs = observed[draws]
+    return np.where(np.isfinite(obs), centre + c * (obs - centre) + (nu - obs), nu)
 
 
 @dataclass(frozen=True)

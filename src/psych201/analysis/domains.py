@@ -49,17 +49,18 @@ def load_categories(path: str | Path | None = None) -> pd.DataFrame:
     bad = ~values.isin([0, 1]).all(axis=1)
     if bad.any():
         row = int(bad.to_numpy().nonzero()[0][0])
-        raise CategoriesError(
-            f"{path}:{row + 2}: category values must be 0 or 1 (study {table.loc[row, 'experiment']!r})"
-        )
+        study = table.loc[row, "experiment"]
+        raise CategoriesError(f"{path}:{row + 2}: category values must be 0 or 1 (study {study!r})")
     duplicated = table["experiment"].duplicated()
     if duplicated.any():
         row = int(duplicated.to_numpy().nonzero()[0][0])
-        raise CategoriesError(f"{path}:{row + 2}: study {table.loc[row, 'experiment']!r} listed twice")
+        study = table.loc[row, "experiment"]
+        raise CategoriesError(f"{path}:{row + 2}: study {study!r} listed twice")
     return values.astype(bool).set_axis(table["experiment"].rename("study"), axis=0)
 
 
-def study_domains(categories: pd.DataFrame, studies: list[str] | None = None) -> dict[str, list[str]]:
+def study_domains(categories: pd.DataFrame,
+                  studies: list[str] | None = None) -> dict[str, list[str]]:
     """Domains of each study (all studies of the table, or ``studies``; unknown ones get [])."""
     names = list(categories.index) if studies is None else studies
     out: dict[str, list[str]] = {}

@@ -114,10 +114,10 @@ def mixed_model_effect(diffs: pd.DataFrame, *, level: Literal["participant", "re
     frame = diffs.copy()
     frame["pid"] = frame["experiment"].astype(str) + "\x1f" + frame["participant"].astype(str)
     n_studies = int(frame["study"].nunique())
-    n_participants = int(frame.groupby("study")["pid"].nunique().sum())
+    n_participants = int(frame.groupby("study", observed=True)["pid"].nunique().sum())
     n_responses = len(frame)
     if level == "participant":
-        data = frame.groupby(["study", "pid"], as_index=False)["diff"].mean()
+        data = frame.groupby(["study", "pid"], as_index=False, observed=True)["diff"].mean()
         model = smf.mixedlm("diff ~ 1", data, groups=data["study"])
     elif level == "response":
         data = frame[["study", "pid", "diff"]]

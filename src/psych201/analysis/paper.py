@@ -80,7 +80,7 @@ def pair_d(frame: pd.DataFrame, post: str, base: str, *, condition: str, sd: SD 
 
 def pairs_present(frame: pd.DataFrame, registry: ModelRegistry, *, condition: str,
                   extra: Sequence[ModelPair] = ()) -> list[ModelPair]:
-    """Registry pairs (plus ``extra``) whose two models both have rows under ``condition``.
+    """``extra`` pairs, then registry pairs, whose two models both have rows under ``condition``.
 
     Pairs are returned with the model names *as the table spells them*.
     """
@@ -90,13 +90,12 @@ def pairs_present(frame: pd.DataFrame, registry: ModelRegistry, *, condition: st
         info = registry.get(name)
         if info is not None:
             by_id[info.id] = name
-    out: list[ModelPair] = []
+    out: list[ModelPair] = [p for p in extra if p.post in present and p.base in present]
     for pair in registry.pairs():
         if pair.post in by_id and pair.base in by_id:
-            out.append(ModelPair(by_id[pair.post], by_id[pair.base], pair.post_training))
-    for pair in extra:
-        if pair.post in present and pair.base in present and pair not in out:
-            out.append(pair)
+            found = ModelPair(by_id[pair.post], by_id[pair.base], pair.post_training)
+            if not any(p.post == found.post and p.base == found.base for p in out):
+                out.append(found)
     return out
 
 
@@ -243,6 +242,7 @@ def domain_d(frame: pd.DataFrame, pairs: Sequence[ModelPair], categories: pd.Dat
     if not rows:
         return pd.DataFrame(columns=cols)
     matrix = pd.DataFrame.from_dict(rows, orient="index")[cols]
+    matrix = matrix.dropna(axis=1, how="all")  # a domain none of the scored studies belongs to
     with np.errstate(all="ignore"):
         average = matrix.mean(axis=0, skipna=True)
         col_order = average.sort_values(kind="stable").index
@@ -281,9 +281,9 @@ def accuracy(frame: pd.DataFrame, *, condition: str) -> tuple[pd.DataFrame, pd.D
     sub = select(frame, condition=condition)
     sub = sub[sub["top1_correct"].notna()]
     hits = sub.assign(hit=sub["top1_correct"].astype(float))
-    per_study = hits.groupby(["model", "study"], as_index=False).agg(
+    per_study = hits.groupby(["model", "study"], as_index=False, observed=True).agg(
         accuracy=("hit", "mean"), n_responses=("hit", "size"))
-    per_model = per_study.groupby("model", as_index=False).agg(
+    per_model = per_study.groupby("model", as_index=False, observed=True).agg(
         accuracy=("accuracy", "mean"), n_studies=("study", "size"),
         n_responses=("n_responses", "sum"))
     return per_study, per_model
@@ -303,8 +303,8 @@ def chat_template_control(frame: pd.DataFrame, *, template_condition: str,
             continue
         studies = sorted(set(t_rows["study"]) & set(r_rows["study"]))
         t_rows = t_rows[t_rows["study"].isin(studies)]
-        t_score = float(t_rows.groupby("study")["nll"].mean().mean())
-        r_score = float(r_rows.groupby("study")["nll"].mean().mean())
+        t_score = float(t_rows.groupby("study", observed=True)["nll"].mean().mean())
+        r_score = float(r_rows.groupby("study", observed=True)["nll"].mean().mean())
         rows.append({"model": model, "no_template": r_score, "template": t_score,
                      "n_studies": len(studies)})
     return pd.DataFrame(rows, columns=["model", "no_template", "template", "n_studies"])

@@ -97,7 +97,9 @@ class ModelInfo:
         Keeps e.g. Qwen3-VL Instruct and Qwen3-VL Thinking (both ``vision``) on separate lines, as
         the paper's Fig. 2 does, without parsing model names.
         """
-        return self.type_label if self.line == "main" else f"{self.type_label} ({self.line})"
+        if self.line == "main" or self.line.lower() == self.type_label.lower():
+            return self.type_label
+        return f"{self.type_label} ({self.line})"
 
     def names(self) -> tuple[str, ...]:
         return (self.id, self.name, *self.aliases)
@@ -262,9 +264,9 @@ def _entry_lines(text: str) -> list[int]:
     if not isinstance(node, yaml.MappingNode):
         return []
     for key, value in node.value:
-        if isinstance(key, yaml.ScalarNode) and key.value == "models":
-            if isinstance(value, yaml.SequenceNode):
-                return [item.start_mark.line + 1 for item in value.value]
+        if (isinstance(key, yaml.ScalarNode) and key.value == "models"
+                and isinstance(value, yaml.SequenceNode)):
+            return [item.start_mark.line + 1 for item in value.value]
     return []
 
 
@@ -305,7 +307,8 @@ def read_registry_file(path: str | Path) -> list[ModelInfo]:
             )
             raise RegistryError(f"{where}: invalid model entry ({reasons})") from exc
         if entry.id in seen:
-            raise RegistryError(f"{where}: duplicate id {entry.id!r} (first at entry {seen[entry.id]})")
+            raise RegistryError(
+                f"{where}: duplicate id {entry.id!r} (first at entry {seen[entry.id]})")
         seen[entry.id] = i + 1
         if entry.post_training == "base" and entry.base is not None:
             raise RegistryError(f"{where}: base model {entry.id!r} cannot name a base")

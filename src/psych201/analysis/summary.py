@@ -24,10 +24,9 @@ from psych201.analysis.effects import Effect, PairComparison, compare_pair, sign
 from psych201.analysis.registry import ModelPair, ModelRegistry
 from psych201.analysis.tables import Results, common_studies, select
 
-
 #: Columns any analysis reads (the rest of a response table is carried by reports only).
 ANALYSIS_COLUMNS = ("model", "condition", "study", "experiment", "participant", "line",
-                    "response_index", "response_text", "nll", "top1_correct", "n_options")
+                    "response_index", "nll", "top1_correct", "n_options")
 
 
 @dataclass(frozen=True)
@@ -119,7 +118,8 @@ def _persona(frame: pd.DataFrame, reference: str, options: AnalysisOptions,
     rows, summary = [], []
     for p_cond in persona:
         for model in sorted(select(frame, condition=p_cond)["model"].unique()):
-            comparisons = [(f"{p_cond} vs {reference}", reference, options.persona_same_participants)]
+            comparisons = [(f"{p_cond} vs {reference}", reference,
+                            options.persona_same_participants)]
             comparisons += [(f"{p_cond} vs {s}", s, True) for s in shuffled]
             for label, ref, same in comparisons:
                 if select(frame, model=model, condition=ref).empty:
@@ -176,7 +176,9 @@ def summarize(results: Results, registry: ModelRegistry,
         types = paper.type_d(pair_df)
         if len(pair_df) >= 2:
             pair_sign = sign_test(pair_df["d"], name="sign test across pairs", ci=options.ci,
-                                  unit="pairs")
+                                  unit="pairs", n_studies=int(pair_df["n_studies"].max()),
+                                  n_participants=int(pair_df["n_participants"].max()),
+                                  n_responses=int(board["n_responses"].max()))
         for pair in pairs[: options.detail_pairs]:
             details.append(compare_pair(main, pair.post, pair.base, condition=condition,
                                         allow_missing=options.allow_missing,
@@ -186,9 +188,8 @@ def summarize(results: Results, registry: ModelRegistry,
         notes.append("no base/post-trained pair among the scored models: pair, type, domain "
                      "and generation analyses skipped (name one with --pair POST BASE)")
 
-    generation = paper.generation_trend(main, registry, condition=condition)
-    if generation.base_scores.empty and generation.pair_d.empty:
-        generation = None
+    trend = paper.generation_trend(main, registry, condition=condition)
+    generation = None if trend.base_scores.empty and trend.pair_d.empty else trend
 
     categories = load_categories(options.categories)
     domains = None

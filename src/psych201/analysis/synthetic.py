@@ -141,7 +141,7 @@ def synthetic_responses(models: Sequence[ModelInfo], *, design: SyntheticDesign 
     shared: list[dict[str, np.ndarray | float | int]] = []
     for s in studies:
         rng = _rng(design.seed, "study", s)
-        n_p = max(2, int(round(design.n_participants * rng.uniform(0.6, 1.4))))
+        n_p = max(2, round(design.n_participants * rng.uniform(0.6, 1.4)))
         shared.append(
             {
                 "mu": float(rng.uniform(2.0, 3.2)),

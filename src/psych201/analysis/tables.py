@@ -199,7 +199,7 @@ def select(frame: pd.DataFrame, *, model: str | None = None, condition: str | No
 
 def study_sets(frame: pd.DataFrame, models: Sequence[str], condition: str) -> dict[str, set[str]]:
     sub = select(frame, condition=condition)
-    grouped = sub.groupby("model")["study"].unique()
+    grouped = sub.groupby("model", observed=True)["study"].unique()
     return {m: set(grouped.get(m, [])) for m in models}
 
 

@@ -24,10 +24,12 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from psych201.results.writer import part_paths
+from psych201.scoring.models import DEFAULT_MODEL  # light: no torch until a model is loaded
+
 if TYPE_CHECKING:
     from psych201.pipeline import RunSummary, ScoreConfig
 
-DEFAULT_MODEL = "gemma-3-270m"  # = psych201.scoring.models.DEFAULT_MODEL, kept literal for --help
 DEFAULT_DEMO_OUT = Path("psych201-demo")
 
 #: Exit codes: 2 = bad input or configuration, 3 = some sessions failed (skipped), 130 = Ctrl-C.
@@ -111,8 +113,9 @@ def _known_errors() -> tuple[type[Exception], ...]:
     from psych201.data.markers import MarkerError
     from psych201.pipeline import PipelineError
     from psych201.results.writer import ResultsError
+    from psych201.scoring.models import ModelLoadError
 
-    return (PipelineError, ResultsError, DataError, MarkerError, FileNotFoundError)
+    return (PipelineError, ResultsError, DataError, MarkerError, ModelLoadError, FileNotFoundError)
 
 
 def run_scoring(config: ScoreConfig, *, quiet: bool = False) -> RunSummary:
@@ -132,7 +135,9 @@ def run_scoring(config: ScoreConfig, *, quiet: bool = False) -> RunSummary:
         ) from None
     except _known_errors() as exc:
         progress.stop()
-        raise _fail(f"{exc}\n(finished participants, if any, are saved in {config.out})") from exc
+        saved = part_paths(config.out) if config.out.is_dir() else []
+        note = f"\n(finished participants are saved in {config.out})" if saved else ""
+        raise _fail(f"{exc}{note}") from exc
     finally:
         progress.stop()
 
@@ -300,6 +305,9 @@ def demo(
     model: Annotated[
         str, typer.Option("--model", "-m", help="Model to score the demo with.")
     ] = DEFAULT_MODEL,
+    limit: Annotated[
+        int | None, typer.Option(help="At most this many participants per study.")
+    ] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda, ...")] = "cpu",
     dtype: Annotated[str, typer.Option(help="float32 or bfloat16.")] = "float32",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
@@ -307,24 +315,29 @@ def demo(
     """Score the bundled simulated studies with the default model and print a per-study table.
 
     Works offline; the first call converts the packaged GGUF model once (cached afterwards).
+    Rerunning with the same options reuses the finished run in --out.
     """
     from psych201.pipeline import ScoreConfig, demo_summary
     from psych201.simulate.demo import DEMO_DIR
 
     config = ScoreConfig(
-        data=DEMO_DIR, out=out, model=model, split="all", device=device, dtype=dtype
+        data=DEMO_DIR,
+        out=out,
+        model=model,
+        split="all",
+        limit=limit,
+        device=device,
+        dtype=dtype,
     )
     summary = run_scoring(config, quiet=quiet)
     rows = demo_summary(summary.run_dir, DEMO_DIR)
-    table = Table(title=f"psych201 demo: {summary.run_dir}", title_justify="left")
-    for name, justify in (
-        ("study", "left"),
-        ("participants", "right"),
-        ("responses", "right"),
-        ("mean NLL / response", "right"),
-        ("oracle NLL / response", "right"),
-    ):
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    table = Table(
+        title=f"Mean NLL per response (nats) of {model}",
+        title_justify="left",
+    )
+    table.add_column("study", no_wrap=True)
+    for name in ("participants", "responses", "model", "oracle"):
+        table.add_column(name, justify="right")
     for row in rows:
         table.add_row(
             row.study,
@@ -333,11 +346,13 @@ def demo(
             f"{row.mean_nll:.3f}",
             "-" if row.oracle_nll is None else f"{row.oracle_nll:.3f}",
         )
-    Console().print(table)
-    Console().print(
-        f"model {model}, NLL in nats (lower = more human-like). The oracle is the cognitive "
-        "model that generated the data, scored by its exact log-likelihood: the lowest mean NLL "
-        f"any model can expect. Run written to {summary.run_dir} in {summary.wall_s:.1f} s."
+    console = Console()
+    console.print(table)
+    console.print(
+        "Lower = more human-like. The oracle scores each response by the exact log-likelihood "
+        "of the cognitive model that generated it: the lowest mean NLL any model can expect.\n"
+        f"Run written to {summary.run_dir} ({summary.wall_s:.1f} s); tables: "
+        f"psych201.results.read_responses({str(summary.run_dir)!r})."
     )
 
 

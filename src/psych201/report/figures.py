@@ -11,6 +11,7 @@ import io
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any, cast
 
 import matplotlib as mpl
 import numpy as np
@@ -32,7 +33,7 @@ TYPE_COLORS: dict[str, str] = {
 }
 _LINESTYLES = ("-", "--", ":", "-.")
 
-STYLE: dict[str, object] = {
+STYLE: dict[str, Any] = {
     "font.size": 8, "axes.titlesize": 9, "axes.labelsize": 8, "xtick.labelsize": 7,
     "ytick.labelsize": 7, "legend.fontsize": 6.5, "lines.linewidth": 1.2, "lines.markersize": 4,
     "axes.linewidth": 0.6, "axes.grid": True, "grid.alpha": 0.3, "grid.linewidth": 0.5,
@@ -48,11 +49,12 @@ def _figure(width: float, height: float) -> Figure:
 
 
 def _panels(points: pd.DataFrame, families: Sequence[str] | None) -> list[str]:
+    """``families`` that have points; by default the paper's panels first, then the others."""
     present = list(dict.fromkeys(points["family"].dropna()))
     if families is not None:
         return [f for f in families if f in present]
-    paper = [f for f in PAPER_PANELS if f in present]
-    return paper or present
+    return [f for f in PAPER_PANELS if f in present] + [
+        f for f in present if f not in PAPER_PANELS]
 
 
 def fig_lines_by_family(points: pd.DataFrame, *, value: str = "score", ylabel: str = NLL_LABEL,
@@ -67,7 +69,7 @@ def fig_lines_by_family(points: pd.DataFrame, *, value: str = "score", ylabel: s
     panels = _panels(pts, families)
     if not panels:
         return None
-    with mpl.rc_context(STYLE):
+    with _style():
         ncols = min(len(panels), 4)
         nrows = math.ceil(len(panels) / ncols)
         fig = _figure(2.4 * ncols + 0.4, 2.1 * nrows + 0.3)
@@ -126,8 +128,8 @@ def fig_chat_template(summary: Summary,
     )
     if long["params_b"].notna().any():
         return fig_lines_by_family(long, value="value", families=families,
-                                   legend_loc="upper right")
-    with mpl.rc_context(STYLE):  # models of unknown size: paired bars
+                                   legend_loc="center right")
+    with _style():  # models of unknown size: paired bars
         fig = _figure(1.0 + 0.6 * len(chat), 2.4)
         ax = fig.subplots()
         x = np.arange(len(chat))
@@ -143,7 +145,7 @@ def fig_generation(trend: GenerationTrend | None) -> Figure | None:
     """Paper Fig. 3a: base NLL vs size per generation (left), pair d per generation (right)."""
     if trend is None:
         return None
-    with mpl.rc_context(STYLE):
+    with _style():
         fig = _figure(6.8, 2.4)
         ax1, ax2 = fig.subplots(1, 2, width_ratios=[1.4, 1.1])
         families = list(dict.fromkeys([*trend.base_scores["family"], *trend.pair_d["family"]]))
@@ -184,7 +186,7 @@ def fig_domains(matrix: pd.DataFrame | None) -> Figure | None:
     finite = np.abs(body[np.isfinite(body)])
     vmax = float(np.percentile(finite, 95)) if finite.size else 1.0
     vmax = vmax if vmax > 0 else 1.0
-    with mpl.rc_context(STYLE):
+    with _style():
         fig = _figure(1.6 + 0.55 * matrix.shape[1], 1.2 + 0.17 * matrix.shape[0])
         ax = fig.subplots()
         image = ax.imshow(values, aspect="auto", cmap="RdBu_r", vmin=-vmax, vmax=vmax)
@@ -214,7 +216,7 @@ def fig_persona(persona: PersonaResult | None, is_base: Mapping[str, bool]) -> F
               ("Post-trained models",
                [m for m in main["model"].unique() if not is_base.get(m, False)])]
     groups = [(t, ms) for t, ms in groups if ms]
-    with mpl.rc_context(STYLE):
+    with _style():
         width = max(3.2, 0.35 * sum(len(ms) for _, ms in groups) + 1.5)
         fig = _figure(width, 2.8)
         axes = np.atleast_1d(fig.subplots(1, len(groups), sharey=True, squeeze=False).ravel())
@@ -239,7 +241,7 @@ def fig_forest(comparison: PairComparison) -> Figure:
     """Per-study mean paired NLL difference with intervals, and the overall effect (diamond)."""
     per = comparison.per_study.sort_values("mean_diff")
     overall = comparison.effect(MEAN_DIFF)
-    with mpl.rc_context(STYLE):
+    with _style():
         fig = _figure(5.0, 1.0 + 0.22 * (len(per) + 2))
         ax = fig.subplots()
         y = np.arange(len(per))[::-1] + 2
@@ -263,7 +265,7 @@ def fig_leaderboard(board: pd.DataFrame) -> Figure | None:
     if board.empty:
         return None
     rows = board.sort_values("score", ascending=False)
-    with mpl.rc_context(STYLE):
+    with _style():
         fig = _figure(5.0, 0.9 + 0.2 * len(rows))
         ax = fig.subplots()
         y = np.arange(len(rows))
@@ -273,24 +275,29 @@ def fig_leaderboard(board: pd.DataFrame) -> Figure | None:
                     elinewidth=0.8)
         ax.scatter(rows["score"], y, c=colors, s=14, zorder=3)
         ax.set_yticks(y, rows["display"])
+        ax.set_ylim(-0.6, len(rows) - 0.4)
         ax.set_xlabel(NLL_LABEL)
         ax.grid(axis="y", visible=False)
     return fig
 
 
-def render_figures(summary: Summary, is_base: Mapping[str, bool] | None = None,
-                   ) -> dict[str, Figure]:
-    """All figures the summary supports, by file stem (missing data → figure left out)."""
+def render_figures(summary: Summary, is_base: Mapping[str, bool] | None = None, *,
+                   families: Sequence[str] | None = None) -> dict[str, Figure]:
+    """All figures the summary supports, by file stem (missing data → figure left out).
+
+    ``families`` picks the panels of the per-family figures (default: every scored family, the
+    paper's Qwen3 / OLMo 3 / Llama 3 first).
+    """
     if is_base is None:
         is_base = {}
     figures: dict[str, Figure | None] = {
         "leaderboard": fig_leaderboard(summary.leaderboard),
-        "fig2_size": fig_size(summary),
+        "fig2_size": fig_size(summary, families),
         "fig3a_generations": fig_generation(summary.generation),
         "fig4_domains": fig_domains(summary.domains),
         "fig5_persona": fig_persona(summary.persona, is_base),
-        "fig_accuracy": fig_accuracy(summary),
-        "fig_chat_template": fig_chat_template(summary),
+        "fig_accuracy": fig_accuracy(summary, families),
+        "fig_chat_template": fig_chat_template(summary, families),
     }
     for i, detail in enumerate(summary.pair_details):
         figures[f"forest_{i + 1}"] = fig_forest(detail)
@@ -300,7 +307,9 @@ def render_figures(summary: Summary, is_base: Mapping[str, bool] | None = None,
 #: What each figure shows (captions in the report and the docs).
 CAPTIONS: dict[str, str] = {
     "leaderboard": "Study-weighted mean NLL per model with bootstrap intervals (lower = more "
-                   "human-like predictions).",
+                   "human-like predictions). The intervals describe each score on its own and "
+                   "include how much studies differ; differences between two models are far "
+                   "more precise (paired, see the post-training effects).",
     "fig2_size": "NLL against parameter count per family, one line per model type (paper "
                  "Fig. 2).",
     "fig3a_generations": "Left: base-model NLL by size across generations. Right: pair d of each "
@@ -353,6 +362,11 @@ def _strip(ax: object, data: pd.DataFrame, x: str, y: str, order: Sequence[str],
         jitter = rng.uniform(-0.15, 0.15, len(values))
         ax.scatter(i + jitter, values, s=size, color="black", alpha=0.8, zorder=3,  # type: ignore[attr-defined]
                    linewidths=0)
+
+
+def _style() -> Any:
+    """Context manager applying :data:`STYLE` while a figure is built."""
+    return mpl.rc_context(cast(Any, STYLE))
 
 
 def _short(name: str) -> str:

@@ -132,8 +132,7 @@ def build_report(summary: Summary, results: Results, registry: ModelRegistry, *,
                  title: str = "psych201 report", dpi: int = 110,
                  generated: str | None = None) -> str:
     """The report page as a string (see the module docstring)."""
-    is_base = {m: bool(registry.get(m).is_base) if registry.get(m) else False
-               for m in results.models}
+    is_base = {m: info.is_base for m in results.models if (info := registry.get(m)) is not None}
     figures = []
     for name, fig in render_figures(summary, is_base).items():
         data = png_bytes(fig, dpi=dpi)
@@ -145,7 +144,8 @@ def build_report(summary: Summary, results: Results, registry: ModelRegistry, *,
     leaderboard_html = html_table(board, {
         "rank": ("#", _int), "display": ("model", _text), "family": ("family", _text),
         "type": ("type", _text), "params_b": ("params (B)", _num(2)),
-        "score": ("NLL", _num(3)), "interval": (f"{int(summary.options.ci * 100)}% interval", _text),
+        "score": ("NLL", _num(3)),
+        "interval": (f"{int(summary.options.ci * 100)}% interval", _text),
         "n_studies": ("studies", _int), "n_participants": ("participants", _int),
         "n_responses": ("responses", _int),
     })

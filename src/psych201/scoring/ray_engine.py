@@ -62,7 +62,7 @@ class RayConfig:
 class RayScorer:
     """A ``PromptScorer`` whose work runs on a Ray cluster (see the module docstring)."""
 
-    def __init__(self, factory: ScorerFactory, config: RayConfig = RayConfig()) -> None:  # noqa: B008
+    def __init__(self, factory: ScorerFactory, config: RayConfig = RayConfig()) -> None:
         try:
             import ray
         except ImportError as err:  # pragma: no cover - exercised where ray is absent
@@ -162,7 +162,9 @@ def _prompt_row(i: int, prompt: Prompt) -> dict[str, Any]:
 def _prompt_from_row(
     text: str, spans: str, condition: str, n_dropped: int, marker_aligned: bool
 ) -> Prompt:
-    decoded = tuple(ResponseSpan(int(i), int(a), int(b), str(t)) for i, a, b, t in json.loads(spans))
+    decoded = tuple(
+        ResponseSpan(int(i), int(a), int(b), str(t)) for i, a, b, t in json.loads(spans)
+    )
     return Prompt(str(text), decoded, str(condition), n_dropped, marker_aligned)
 
 

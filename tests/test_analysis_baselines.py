@@ -1,0 +1,117 @@
+"""Random baseline / pseudo-R² and the population baseline (the latter on the real data)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from psych201.analysis.baselines import (
+    POPULATION_MODEL,
+    option_counts,
+    population_baseline,
+    pseudo_r2,
+    random_nll,
+    session_responses,
+    with_option_counts,
+)
+from psych201.data.split import iter_split
+from psych201.results.schema import RESPONSE_KEY
+
+DATA = Path(__file__).parents[2] / "shared" / "data" / "psych201"
+needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"real data not found at {DATA}")
+
+
+def _table(nll: list[float], k: list[float], study: str = "s") -> pd.DataFrame:
+    n = len(nll)
+    return pd.DataFrame({
+        "model": "m", "condition": "raw", "study": study, "experiment": "e",
+        "participant": [str(i // 2) for i in range(n)], "line": [i // 2 + 1 for i in range(n)],
+        "response_index": [i % 2 for i in range(n)], "nll": nll, "n_options": k,
+    })
+
+
+def test_random_nll_is_log_k_where_known() -> None:
+    out = random_nll([2, 4, None, 1, float("nan"), 26])
+    np.testing.assert_allclose(out[[0, 1, 5]], np.log([2, 4, 26]))
+    assert np.isnan(out[[2, 3, 4]]).all()
+
+
+def test_pseudo_r2_is_one_minus_the_likelihood_ratio() -> None:
+    table = pd.concat([_table([0.2, 0.5, 1.0, 3.0], [2, 2, 4, float("nan")], "a"),
+                       _table([0.1, 0.1], [3, 3], "b")], ignore_index=True)
+    per_study, per_model = pseudo_r2(table, condition="raw")
+    a = 1 - (0.2 + 0.5 + 1.0) / (2 * math.log(2) + math.log(4))  # the unknown-k row is left out
+    b = 1 - 0.2 / (2 * math.log(3))
+    got = per_study.set_index("study")["pseudo_r2"]
+    assert got["a"] == pytest.approx(a) and got["b"] == pytest.approx(b)
+    assert per_model.loc[0, "pseudo_r2"] == pytest.approx((a + b) / 2)
+    pooled = 1 - (0.2 + 0.5 + 1.0 + 0.2) / (2 * math.log(2) + math.log(4) + 2 * math.log(3))
+    assert per_model.loc[0, "pseudo_r2_pooled"] == pytest.approx(pooled)
+    assert per_model.loc[0, "n_responses"] == 5
+
+
+def test_option_counts_can_come_from_a_separate_table() -> None:
+    table = _table([0.3, 0.3], [float("nan")] * 2).drop(columns="n_options")
+    with pytest.raises(ValueError, match="no option counts"):
+        with_option_counts(table)
+    counts = table[RESPONSE_KEY].assign(n_options=[2.0, 5.0])
+    merged = with_option_counts(table, counts)
+    assert list(merged["n_options"]) == [2.0, 5.0]
+
+
+@pytest.fixture(scope="module")
+def real_split() -> tuple[list, list]:
+    studies = ("frey2017lotteries", "franke2024bayesian", "olschewski2024skewness")
+    train = [s for st in studies for s in iter_split(DATA / st, "train")]
+    test = [s for st in studies for s in iter_split(DATA / st, "test")]
+    return train, test
+
+
+@needs_data
+def test_population_baseline_on_real_studies(real_split: tuple[list, list]) -> None:
+    train, test = real_split
+    train_rows = session_responses(train)
+    test_rows = session_responses(test)
+    result = population_baseline(train_rows, test_rows)
+    studies = result.studies.set_index("study")
+    # frey2017lotteries: 50 choices for everyone (trials align); olschewski2024skewness mixes
+    # 17-, 18- and 180-choice sessions (they do not)
+    assert studies.loc["frey2017lotteries", "aligned"]
+    assert studies.loc["frey2017lotteries", "modal_length"] == 50
+    assert not studies.loc["olschewski2024skewness", "aligned"]
+    assert "modal length" in studies.loc["olschewski2024skewness", "reason"]
+    rows = result.responses
+    assert (rows["model"] == POPULATION_MODEL).all()
+    assert rows.loc[rows["study"] == "olschewski2024skewness", "nll"].isna().all()
+    frey = rows[rows["study"] == "frey2017lotteries"]
+    assert frey["nll"].notna().all()
+    # lottery B is chosen far more often than A: the population beats guessing (log 2)
+    assert frey["nll"].mean() < math.log(2) - 0.05
+    # one trial by hand: (count + α) / (N + α (V + 1))
+    first = frey.iloc[0]
+    trial = train_rows[(train_rows["study"] == "frey2017lotteries")
+                       & (train_rows["session_responses"] == 50)
+                       & (train_rows["response_index"] == first["response_index"])]
+    count = int((trial["response_text"] == first["response_text"]).sum())
+    p = (count + 0.5) / (len(trial) + 0.5 * (trial["response_text"].nunique() + 1))
+    assert first["nll"] == pytest.approx(-math.log(p))
+
+
+@needs_data
+def test_option_counts_of_real_sessions(real_split: tuple[list, list]) -> None:
+    _, test = real_split
+    counts = option_counts(test)
+    assert len(counts) == sum(len(s.responses) for s in test)
+    frey = counts[counts["study"] == "frey2017lotteries"]["n_options"]
+    assert (frey == 2).all()  # lotteries A and B
+    franke = counts[counts["study"] == "franke2024bayesian"]["n_options"]
+    assert franke.notna().mean() > 0.9 and franke.min() >= 2
+
+
+def test_population_baseline_needs_positive_smoothing() -> None:
+    with pytest.raises(ValueError, match="alpha"):
+        population_baseline(pd.DataFrame(), pd.DataFrame(), alpha=0)
