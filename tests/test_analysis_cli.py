@@ -73,6 +73,10 @@ def test_compare_leaderboard_matches_direct_computation(runs: dict[str, Path]) -
     expected = paper.pair_d(frame, "Qwen/Qwen3-0.6B", "Qwen/Qwen3-0.6B-Base",
                             condition="raw").d
     assert pairs.loc[0, "d"] == pytest.approx(expected, rel=1e-12)
+    (reasoning,) = result["type_d"]
+    assert reasoning["ci_low"] < reasoning["d"] < reasoning["ci_high"]
+    assert reasoning["n_pairs"] == 1 and reasoning["n_studies"] == 6
+    assert result["generations"][0]["family"] == "Qwen3"
 
 
 def test_compare_a_named_pair_reports_all_effect_sizes(runs: dict[str, Path]) -> None:

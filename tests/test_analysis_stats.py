@@ -38,7 +38,7 @@ RESPONSES = 20
 def simulate(rng: np.random.Generator, *, mu: float, tau: float, fixed: np.ndarray | None = None,
              sd_participant: float = 0.2, sd_response: float = 0.5,
              ) -> tuple[bs.StudyArrays, np.ndarray, np.ndarray]:
-    """Per-participant sums of two models' NLLs; returns arrays, study effects, response-level diffs.
+    """Per-participant sums of two models' NLLs, the study effects and response-level diffs.
 
     Study s has effect δ_s ~ N(mu, tau²) (or ``fixed``); participant p adds u ~ N(0, sd_p²); each
     response's difference adds N(0, sd_r²); the base NLL is a participant level plus N(0, 1)
@@ -138,7 +138,7 @@ def test_one_replicate_equals_recomputing_on_the_resampled_rows() -> None:
     rows = []
     for s in range(3):
         for p in range(6):
-            for r in range(5):
+            for _ in range(5):
                 base = rng.normal(2, 1)
                 rows.append((f"s{s}", "e", str(p), base + rng.normal(0.2, 0.5), base))
     frame = pd.DataFrame(rows, columns=["study", "experiment", "participant", "post", "base"])

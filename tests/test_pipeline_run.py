@@ -283,8 +283,13 @@ def test_sigkill_mid_run_then_resume_equals_uninterrupted(
     assert not (out / "responses.parquet").exists()
     assert read_manifest(out)["status"] == "running"
 
+    # A kill during a part's write leaves only its temporary file: the rerun removes it.
+    stale = out / "parts" / "part-00000011-00000011.parquet.tmp-999999"
+    stale.write_bytes(b"PAR1 half-written")
+
     result = _score(args)  # the same command again
     assert result.exit_code == 0, result.output
+    assert not stale.exists()
     manifest = read_manifest(out)
     assert manifest["status"] == "complete"
     assert len(manifest["invocations"]) == 2
@@ -359,3 +364,27 @@ def test_a_failing_session_is_named_and_finished_work_kept(tiny_dir: Path, tmp_p
     assert (summary.scored_now, summary.failed) == (1, ())
     assert read_manifest(out)["status"] == "complete"
     assert sorted(read_responses(out).line.unique()) == sorted(s.line for s in sessions)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--alignment", "bogus"], "--alignment must be one of offsets, pieces, paper"),
+        (["--dtype", "float8"], "--dtype must be one of float32, bfloat16, float16"),
+        (["--split", "dev"], "--split must be test, train or all"),
+        (["--shard", "2/2"], "shard 2/2: need 0 <= i < N"),
+        (["--limit", "0"], "--limit must be at least 1"),
+        (["--model-args", "dtype=bfloat16"], "dtype has its own option (--dtype)"),
+        (["--model-args", "revision"], "expected key=value, got 'revision'"),
+        (["--studies", "nosuchstudy"], "no study named nosuchstudy"),
+        (["--condition", "persona", "--condition-args", "mode=telepathy"], "telepathy"),
+    ],
+)
+def test_bad_options_are_refused_before_any_work(
+    tiny_dir: Path, tmp_path: Path, extra: list[str], message: str
+) -> None:
+    out = tmp_path / "run"
+    result = _score([*_args(tiny_dir, out), *extra])
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split())
+    assert not (out / "parts").exists()

@@ -39,8 +39,8 @@ from psych201.results.writer import (
     finalize,
     remove_stale_temporaries,
 )
-from psych201.scoring.engine import EngineInfo
 from psych201.scoring.align import ALIGNMENT_MODES
+from psych201.scoring.engine import EngineInfo
 from psych201.scoring.models import DEFAULT_MODEL, DTYPES
 
 Split = Literal["test", "train", "all"]
@@ -306,7 +306,8 @@ def _check_kwargs(
     flagged = sorted(set(kwargs) & set(own_flags))
     if flagged:
         raise PipelineError(
-            f"{what}: {', '.join(flagged)} has its own option ({', '.join('--' + f for f in flagged)})"
+            f"{what}: {', '.join(flagged)} has its own option "
+            f"({', '.join('--' + f for f in flagged)})"
         )
     params = inspect.signature(func).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):

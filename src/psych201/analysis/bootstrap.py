@@ -311,7 +311,7 @@ class BootstrapResult:
     n_responses: int
 
 
-def _units(arrays: StudyArrays, levels: Levels) -> tuple[int, int]:
+def units(arrays: StudyArrays, levels: Levels) -> tuple[int, int]:
     """Top-level resampling units and the degrees of freedom of their variance estimate."""
     if levels == "participants":
         n = arrays.n_participants
@@ -359,7 +359,7 @@ def bootstrap(arrays: StudyArrays, statistic: Statistic, *, levels: Levels = "bo
     """Point estimate, expanded-percentile interval and p-value of ``statistic``."""
     point = estimate(arrays, statistic, sd=sd)
     replicates = resample(arrays, statistic, levels=levels, n_boot=n_boot, seed=seed, sd=sd)
-    n_units, df = _units(arrays, levels)
+    n_units, df = units(arrays, levels)
     low, high = interval(replicates, ci, n_units, df)
     return BootstrapResult(
         estimate=point,

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from scipy import stats as sps
 
 from psych201.analysis import baselines as bl
 from psych201.analysis import bootstrap as bs
@@ -80,32 +81,87 @@ class Summary:
 
 
 def _pair_rows(frame: pd.DataFrame, pairs: list[ModelPair], registry: ModelRegistry,
-               options: AnalysisOptions, condition: str) -> pd.DataFrame:
+               options: AnalysisOptions, condition: str,
+               ) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     """Paper pair d (chosen SD) with a paired bootstrap interval, per pair.
 
     ``frame`` holds the main condition only. The point estimate is the paper's (all studies each
-    model has); the interval resamples the shared studies' participants and studies.
+    model has); the interval resamples the shared studies' participants and studies. Every pair
+    is resampled with the same seed: pairs scored on the same human data then see the *same*
+    resampled studies and participants in each replicate, so averages over pairs (type d,
+    generation d) get intervals that respect that the pairs share their data. Returns the table
+    and each pair's replicates (keyed by the post-trained model).
     """
     table = paper.pair_table(frame, pairs, registry, condition=condition, sd=options.sd)
     by_model = {str(m): g for m, g in frame.groupby("model", observed=True)}
     lows, highs, ps, n_parts = [], [], [], []
-    for i, pair in enumerate(pairs):
+    replicates: dict[str, np.ndarray] = {}
+    for pair in pairs:
         studies = common_studies(frame, [pair.post, pair.base], condition,
                                  allow_missing=options.allow_missing)
         a = select(by_model[pair.post], studies=studies)
         b = select(by_model[pair.base], studies=studies)
         arrays = bs.participant_arrays(a, b)
-        result = bs.bootstrap(arrays, "d", levels=options.levels, n_boot=options.n_boot,
-                              ci=options.ci, seed=options.seed + i, sd=options.sd)
-        lows.append(result.ci_low)
-        highs.append(result.ci_high)
-        ps.append(result.p_value)
-        n_parts.append(result.n_participants)
+        reps = bs.resample(arrays, "d", levels=options.levels, n_boot=options.n_boot,
+                           seed=options.seed, sd=options.sd)
+        n_units, df = bs.units(arrays, options.levels)
+        low, high = bs.interval(reps, options.ci, n_units, df)
+        lows.append(low)
+        highs.append(high)
+        ps.append(bs.p_value(reps, n_units, df))
+        n_parts.append(arrays.n_participants)
+        replicates[pair.post] = reps
     table["ci_low"] = lows
     table["ci_high"] = highs
     table["p_value"] = ps
     table["n_participants"] = n_parts
-    return table
+    return table, replicates
+
+
+def _group_intervals(groups: pd.DataFrame, pairs: pd.DataFrame, by: str,
+                     replicates: dict[str, np.ndarray], options: AnalysisOptions,
+                     ) -> pd.DataFrame:
+    """Intervals for means of pair d over groups of pairs (type d, generation d).
+
+    A replicate of the group mean is the mean of its pairs' replicates (coupled resampling, see
+    :func:`_pair_rows`); units and degrees of freedom are those of the studies.
+    """
+    lows, highs, ps, n_studies = [], [], [], []
+    valid = pairs[pairs["d"].notna()]
+    for key in groups[by]:
+        members = valid[valid[by] == key]
+        reps = [replicates[p] for p in members["post"] if p in replicates]
+        n = int(members["n_studies"].max()) if len(members) else 0
+        if not reps or n < 2:
+            lows.append(np.nan)
+            highs.append(np.nan)
+            ps.append(np.nan)
+        else:
+            mean = np.mean(np.vstack(reps), axis=0)
+            units, df = (n, n - 1) if options.levels != "participants" else (
+                int(members["n_participants"].max()), int(members["n_participants"].max()) - n)
+            low, high = bs.interval(mean, options.ci, units, df)
+            lows.append(low)
+            highs.append(high)
+            ps.append(bs.p_value(mean, units, df))
+        n_studies.append(n)
+    return groups.assign(ci_low=lows, ci_high=highs, p_value=ps, n_studies=n_studies)
+
+
+def _accuracy_intervals(frame: pd.DataFrame, per_model: pd.DataFrame, condition: str,
+                        options: AnalysisOptions) -> pd.DataFrame:
+    """Bootstrap intervals (studies and participants) for each model's accuracy."""
+    rows = select(frame, condition=condition)
+    rows = rows[rows["top1_correct"].notna()]
+    rows = rows.assign(hit=rows["top1_correct"].astype(float))
+    lows, highs = [], []
+    for model in per_model["model"]:
+        arrays = bs.participant_arrays(select(rows, model=model), value="hit")
+        result = bs.bootstrap(arrays, "mean", levels=options.levels, n_boot=options.n_boot,
+                              ci=options.ci, seed=options.seed)
+        lows.append(result.ci_low)
+        highs.append(result.ci_high)
+    return per_model.assign(ci_low=lows, ci_high=highs)
 
 
 def _persona(frame: pd.DataFrame, reference: str, options: AnalysisOptions,
@@ -133,10 +189,13 @@ def _persona(frame: pd.DataFrame, reference: str, options: AnalysisOptions,
                 values = per["d"].to_numpy(float)
                 test = sign_test(values, name=label, ci=options.ci, unit="studies")
                 n = int(np.isfinite(values).sum())
+                mean = float(np.nanmean(values)) if n else math.nan
                 sem = float(np.nanstd(values, ddof=1) / math.sqrt(n)) if n > 1 else math.nan
-                summary.append({"model": model, "comparison": label,
-                                "d": float(np.nanmean(values)) if n else math.nan,
-                                "sem": sem, "n_studies": n, "sign_p": test.p_value})
+                # studies as the units: a t interval over the per-study d values
+                half = float(sps.t.ppf(0.5 + options.ci / 2, n - 1)) * sem if n > 1 else math.nan
+                summary.append({"model": model, "comparison": label, "d": mean,
+                                "ci_low": mean - half, "ci_high": mean + half, "sem": sem,
+                                "n_studies": n, "sign_p": test.p_value})
     return PersonaResult(pd.DataFrame(rows), pd.DataFrame(summary))
 
 
@@ -172,8 +231,9 @@ def summarize(results: Results, registry: ModelRegistry,
     pair_sign: Effect | None = None
     details: list[PairComparison] = []
     if pairs:
-        pair_df = _pair_rows(main, pairs, registry, options, condition)
-        types = paper.type_d(pair_df)
+        pair_df, replicates = _pair_rows(main, pairs, registry, options, condition)
+        types = _group_intervals(paper.type_d(pair_df), pair_df, "post_training", replicates,
+                                 options)
         if len(pair_df) >= 2:
             pair_sign = sign_test(pair_df["d"], name="sign test across pairs", ci=options.ci,
                                   unit="pairs", n_studies=int(pair_df["n_studies"].max()),
@@ -188,8 +248,13 @@ def summarize(results: Results, registry: ModelRegistry,
         notes.append("no base/post-trained pair among the scored models: pair, type, domain "
                      "and generation analyses skipped (name one with --pair POST BASE)")
 
-    trend = paper.generation_trend(main, registry, condition=condition)
+    trend = paper.generation_trend(main, registry, condition=condition, sd=options.sd)
     generation = None if trend.base_scores.empty and trend.pair_d.empty else trend
+    if generation is not None and not generation.mean_d.empty and not pair_df.empty:
+        members = pair_df[pair_df["post"].isin(generation.pair_d["post"])]
+        generation = paper.GenerationTrend(
+            generation.base_scores, generation.pair_d,
+            _group_intervals(generation.mean_d, members, "family", replicates, options))
 
     categories = load_categories(options.categories)
     domains = None
@@ -208,6 +273,7 @@ def summarize(results: Results, registry: ModelRegistry,
         acc_condition = condition
     if acc_condition is not None:
         acc_study, acc_model = paper.accuracy(frame, condition=acc_condition)
+        acc_model = _accuracy_intervals(frame, acc_model, acc_condition, options)
         info = registry.describe(list(acc_model["model"])).reset_index()
         acc_points = acc_model.merge(info, on="model")
         acc_points["condition"] = acc_condition

@@ -214,17 +214,12 @@ def compare(
                         detail=0)
         summary = _summarize(loaded, reg, opts)
         if fmt == "json":
-            typer.echo(json.dumps({
-                "condition": summary.condition, "studies": list(summary.studies),
-                "leaderboard": summary.leaderboard.to_dict(orient="records"),
-                "pairs": summary.pairs.to_dict(orient="records"),
-                "type_d": summary.type_d.to_dict(orient="records"),
-                "notes": list(summary.notes),
-            }, indent=2, default=str))
+            typer.echo(json.dumps(_summary_json(summary), indent=2, default=str))
             return
         _print_leaderboard(summary)
         if not summary.pairs.empty:
             _print_pairs(summary)
+        _print_controls(summary)
         for note in summary.notes:
             console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
         return
@@ -275,6 +270,77 @@ def _print_leaderboard(summary: Any) -> None:
     console.print(table)
 
 
+def _records(frame: Any) -> list[dict[str, Any]]:
+    return [] if frame is None else list(frame.to_dict(orient="records"))
+
+
+def _summary_json(summary: Any) -> dict[str, Any]:
+    """Every table of the summary, machine-readable."""
+    generation = summary.generation
+    return {
+        "condition": summary.condition,
+        "studies": list(summary.studies),
+        "options": {k: v for k, v in summary.options.__dict__.items() if k != "extra_pairs"},
+        "leaderboard": _records(summary.leaderboard),
+        "pairs": _records(summary.pairs),
+        "type_d": _records(summary.type_d),
+        "pair_sign_test": summary.pair_sign_test.to_dict() if summary.pair_sign_test else None,
+        "generations": _records(generation.mean_d) if generation is not None else [],
+        "domains": _records(summary.domains.reset_index(names="pair"))
+        if summary.domains is not None else [],
+        "size_scaling": _records(summary.scaling_fits),
+        "accuracy": _records(summary.accuracy_points),
+        "chat_template": _records(summary.chat_template),
+        "persona": _records(summary.persona.per_model) if summary.persona else [],
+        "pseudo_r2": _records(summary.pseudo_r2),
+        "notes": list(summary.notes),
+    }
+
+
+def _print_frame(title: str, frame: Any, columns: dict[str, str]) -> None:
+    """A rich table of ``frame``'s ``columns`` (name → header); floats with 3 decimals."""
+    if frame is None or len(frame) == 0:
+        return
+    table = Table(title=title)
+    for header in columns.values():
+        table.add_column(header)
+    for _, row in frame.iterrows():
+        cells = []
+        for column in columns:
+            value = row[column]
+            cells.append(_f(value) if isinstance(value, float) else str(value))
+        table.add_row(*cells)
+    console.print(table)
+
+
+def _print_controls(summary: Any) -> None:
+    if summary.generation is not None:
+        _print_frame("Generations (mean pair d)", summary.generation.mean_d,
+                     {"family": "generation", "d": "d", "ci_low": "low", "ci_high": "high",
+                      "n_pairs": "pairs"})
+    if summary.domains is not None:
+        _print_frame("Domains (mean d over pairs)", summary.domains.loc[["Average"]].T
+                     .reset_index(names="domain"), {"domain": "domain", "Average": "d"})
+    _print_frame("Size scaling (Δ NLL per tenfold parameters)", summary.scaling_fits,
+                 {"family": "family", "line": "line", "slope_per_decade": "slope",
+                  "n_sizes": "sizes"})
+    if summary.accuracy_points is not None:
+        _print_frame(f"Accuracy ({summary.accuracy_points['condition'].iloc[0]})",
+                     summary.accuracy_points, {"display": "model", "accuracy": "accuracy",
+                                               "ci_low": "low", "ci_high": "high",
+                                               "n_studies": "studies"})
+    _print_frame("Chat-template control", summary.chat_template,
+                 {"model": "model", "no_template": "NLL raw", "template": "NLL template",
+                  "n_studies": "studies"})
+    if summary.persona is not None:
+        _print_frame("Persona benefit (d > 0: persona helps)", summary.persona.per_model,
+                     {"model": "model", "comparison": "comparison", "d": "d", "ci_low": "low",
+                      "ci_high": "high", "n_studies": "studies"})
+    _print_frame("Random baseline", summary.pseudo_r2,
+                 {"model": "model", "pseudo_r2": "pseudo-R²", "pseudo_r2_pooled": "pooled",
+                  "n_responses": "responses"})
+
+
 def _short(name: Any) -> str:
     return str(name).rsplit("/", 1)[-1]
 
@@ -292,10 +358,11 @@ def _print_pairs(summary: Any) -> None:
     console.print(table)
     if not summary.type_d.empty:
         types = Table(title="Type d (mean pair d per post-training type)")
-        for column in ("type", "d", "pairs"):
+        for column in ("type", "d", "interval", "pairs"):
             types.add_column(column, justify="left" if column == "type" else "right")
         for _, r in summary.type_d.iterrows():
-            types.add_row(str(r["type"]), _f(r["d"]), str(r["n_pairs"]))
+            types.add_row(str(r["type"]), _f(r["d"]), f"[{_f(r['ci_low'])}, {_f(r['ci_high'])}]",
+                          str(r["n_pairs"]))
         console.print(types)
     if summary.pair_sign_test is not None:
         e = summary.pair_sign_test

@@ -123,19 +123,31 @@ class RawCondition:
     """The session text and its spans unchanged; ``only_with_metadata`` makes it ``no-persona``."""
 
     only_with_metadata: bool = False
+    #: ``no-persona`` with ``paper=True`` is the reference of the paper-mode persona cells.
+    paper: bool = False
+    max_chars: int = PAPER_MAX_CHARS
 
     @property
     def name(self) -> str:
-        return "no-persona" if self.only_with_metadata else "raw"
+        base = "no-persona" if self.only_with_metadata else "raw"
+        return f"{base}-paper" if self.paper else base
 
     def spec(self) -> dict[str, Any]:
-        return {"condition": self.name}
+        spec: dict[str, Any] = {"condition": self.name}
+        if self.paper:
+            spec["max_chars"] = self.max_chars
+        return spec
 
     def eligible(self, session: Session) -> bool:
         return has_persona(session) if self.only_with_metadata else True
 
     def render_study(self, sessions: Sequence[Session]) -> list[Prompt]:
         _check_eligible(self, sessions)
+        if self.paper:
+            return [
+                _prompt_from_session(paper_variant(s, self.max_chars), s, self.name)
+                for s in sessions
+            ]
         return [_prompt_from_session(s, s, self.name) for s in sessions]
 
 
@@ -366,7 +378,7 @@ def _no_persona(**params: Any) -> Condition:
 
 _FACTORIES: dict[str, tuple[_Factory, frozenset[str]]] = {
     "raw": (_raw, frozenset()),
-    "no-persona": (_no_persona, frozenset()),
+    "no-persona": (_no_persona, frozenset({"paper", "max_chars"})),
     "paper": (PaperCondition, frozenset({"max_chars"})),
     "discrete": (DiscreteCondition, frozenset({"paper", "max_chars"})),
     "chat-template": (ChatTemplateCondition, frozenset({"paper", "max_chars"})),

@@ -77,7 +77,12 @@ def fig_lines_by_family(points: pd.DataFrame, *, value: str = "score", ylabel: s
         for ax, family in zip(axes, panels, strict=False):
             sub = pts[pts["family"] == family]
             styles: dict[str, int] = {}
-            for line, group in sub.groupby("line", sort=False):
+            # legend order: base first, then the paper's order of post-training types
+            rank = {t: i for i, t in enumerate(TYPE_COLORS)}
+            lines = sorted(sub.groupby("line", sort=False),
+                           key=lambda item: (rank.get(str(item[1]["type"].iloc[0]), 99),
+                                             str(item[0])))
+            for line, group in lines:
                 kind = str(group["type"].iloc[0])
                 n = styles.get(kind, 0)
                 styles[kind] = n + 1

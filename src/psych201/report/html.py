@@ -159,8 +159,11 @@ def build_report(summary: Summary, results: Results, registry: ModelRegistry, *,
             "d": ("pair d", _num(3)), "interval": ("interval", _text), "p_value": ("p", _p),
             "n_studies": ("studies", _int), "n_participants": ("participants", _int),
         })
-        type_html = html_table(summary.type_d, {
-            "type": ("type", _text), "d": ("type d", _num(3)), "n_pairs": ("pairs", _int)})
+        types = summary.type_d.copy()
+        types["interval"] = _ci(types)
+        type_html = html_table(types, {
+            "type": ("type", _text), "d": ("type d", _num(3)), "interval": ("interval", _text),
+            "p_value": ("p", _p), "n_pairs": ("pairs", _int), "n_studies": ("studies", _int)})
         if summary.pair_sign_test is not None:
             sign_html = _effects_table([summary.pair_sign_test])
         for detail in summary.pair_details:
@@ -230,9 +233,11 @@ def _extra_sections(summary: Summary) -> list[dict[str, Any]]:
                     "text": "Top-1 hit rate (argmax over the vocabulary equals the human's "
                             "response), mean per study then over studies, condition "
                             f"{summary.accuracy_points['condition'].iloc[0]}.",
-                    "table": html_table(summary.accuracy_points, {
+                    "table": html_table(summary.accuracy_points.assign(
+                        interval=_ci(summary.accuracy_points)), {
                         "display": ("model", _text), "accuracy": ("accuracy", _num(3)),
-                        "n_studies": ("studies", _int), "n_responses": ("responses", _int)})})
+                        "interval": ("interval", _text), "n_studies": ("studies", _int),
+                        "n_responses": ("responses", _int)})})
     if summary.chat_template is not None:
         out.append({"anchor": "chat-template", "title": "Chat-template control", "text": "",
                     "table": html_table(summary.chat_template, {
@@ -244,9 +249,10 @@ def _extra_sections(summary: Summary) -> list[dict[str, Any]]:
                     "text": "Benefit d = (mean without persona − mean with persona) / pooled SD "
                             "per study (population SD), averaged over studies; positive = the "
                             "persona helps.",
-                    "table": html_table(summary.persona.per_model, {
+                    "table": html_table(summary.persona.per_model.assign(
+                        interval=_ci(summary.persona.per_model)), {
                         "model": ("model", _text), "comparison": ("comparison", _text),
-                        "d": ("mean d", _num(3)), "sem": ("s.e.m.", _num(3)),
+                        "d": ("mean d", _num(3)), "interval": ("t interval", _text),
                         "n_studies": ("studies", _int), "sign_p": ("sign test p", _p)})})
     if summary.pseudo_r2 is not None:
         out.append({"anchor": "baselines", "title": "Random baseline (pseudo-R²)",
@@ -265,6 +271,20 @@ def _extra_sections(summary: Summary) -> list[dict[str, Any]]:
                         "model": ("model", _text), "study": ("study", _text),
                         "n_responses": ("responses", _int), "nll": ("NLL model", _num(3)),
                         "nll_population": ("NLL population", _num(3))})})
+    if summary.generation is not None and not summary.generation.mean_d.empty:
+        gen = summary.generation.mean_d
+        out.append({"anchor": "generations", "title": "Generations",
+                    "text": "Mean pair d of each generation's standard post-trained models "
+                            "(paper Fig. 3a), with coupled bootstrap intervals.",
+                    "table": html_table(gen.assign(interval=_ci(gen)), {
+                        "family": ("generation", _text), "d": ("mean pair d", _num(3)),
+                        "interval": ("interval", _text), "p_value": ("p", _p),
+                        "n_pairs": ("pairs", _int), "n_studies": ("studies", _int)})})
+    if summary.domains is not None:
+        out.append({"anchor": "domains", "title": "Domains",
+                    "text": "Mean per-study d within each domain of categories.csv (population "
+                            "SD, as the authors), per pair; last row: mean over pairs.",
+                    "table": html_table(summary.domains.rename_axis("pair"), index="pair")})
     if not summary.scaling_fits.empty:
         out.append({"anchor": "scaling", "title": "Size scaling",
                     "text": "Least-squares slope of NLL on log10(parameters): change per "

@@ -1,0 +1,302 @@
+"""A whole study in one file: models × conditions × data, run cell by cell with resume.
+
+``psych201 run STUDY.yaml`` reads a :class:`StudyFile`, expands it into :class:`Cell` records
+(one run directory each), scores the cells that are not finished and leaves the finished ones
+alone: a cell whose manifest says *complete* for the same model, condition, data, split, limit
+and seed is not even opened, so rerunning a finished study loads no model and scores nothing.
+A model is loaded once and shared by all of its cells. A condition a model cannot take (the
+chat-template control on a model without a chat template) is skipped with a note, not a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from psych201.pipeline import (
+    PipelineError,
+    ProgressSink,
+    RunSummary,
+    ScoreConfig,
+    ScoringSetup,
+    load_hf_setup,
+    score_run,
+)
+from psych201.prompts.conditions import ConditionUnavailableError
+from psych201.results.manifest import MANIFEST_FILE
+from psych201.simulate.demo import DEMO_DIR
+
+#: ``path: demo`` in a study file means the bundled simulated studies.
+DEMO_DATA = "demo"
+
+
+class StudyFileError(ValueError):
+    """The study file is missing, not YAML, or does not follow the schema."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataEntry(_Strict):
+    """One dataset of the study and which of its participants to score."""
+
+    name: str
+    path: str
+    split: Literal["test", "train", "all"] = "test"
+    studies: tuple[str, ...] = ()
+    limit: int | None = Field(default=None, ge=1)
+
+
+class ConditionEntry(_Strict):
+    """A prompt condition and its parameters (``{name: persona, mode: qa}``)."""
+
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        parts = [self.name, *(f"{k}={v}" for k, v in sorted(self.params.items()))]
+        return re.sub(r"[^A-Za-z0-9_.=-]+", "_", "-".join(parts))
+
+
+class EngineSettings(_Strict):
+    """How every model of the study is run."""
+
+    device: str = "cpu"
+    dtype: str = "float32"
+    batch_tokens: int = Field(default=8192, ge=1)
+    alignment: str = "offsets"
+    max_tokens: int | None = Field(default=None, ge=2)
+    window_overlap: int | None = Field(default=None, ge=0)
+    model_args: dict[str, Any] = Field(default_factory=dict)
+
+
+class StudyFile(_Strict):
+    """The schema of ``studies/*.yaml`` (unknown keys are refused)."""
+
+    name: str
+    out: str = "runs"
+    models: tuple[str, ...]
+    conditions: tuple[ConditionEntry, ...] = (ConditionEntry(name="raw"),)
+    data: tuple[DataEntry, ...]
+    engine: EngineSettings = EngineSettings()
+    seed: int = 0
+    report: str | None = "report.html"
+
+    @field_validator("conditions", mode="before")
+    @classmethod
+    def _conditions(cls, value: Any) -> Any:
+        # A bare string is a condition without parameters; a mapping's other keys are params.
+        if not isinstance(value, list | tuple):
+            return value
+        out: list[Any] = []
+        for item in value:
+            if isinstance(item, str):
+                out.append({"name": item})
+            elif isinstance(item, dict) and "params" not in item:
+                rest = {k: v for k, v in item.items() if k != "name"}
+                out.append({"name": item.get("name"), "params": rest})
+            else:
+                out.append(item)
+        return out
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One (data, model, condition) run of a study and its run directory."""
+
+    data: DataEntry
+    model: str
+    condition: ConditionEntry
+    out: Path
+
+    @property
+    def label(self) -> str:
+        return f"{self.data.name} / {self.model} / {self.condition.label}"
+
+
+@dataclass(frozen=True)
+class CellOutcome:
+    cell: Cell
+    status: Literal["done", "scored", "skipped", "failed"]
+    message: str = ""
+    summary: RunSummary | None = None
+
+
+@dataclass(frozen=True)
+class StudyOutcome:
+    study: StudyFile
+    outcomes: tuple[CellOutcome, ...]
+    wall_s: float
+    run_dirs: tuple[Path, ...] = field(default=())
+
+    @property
+    def scored_cells(self) -> int:
+        return sum(o.status == "scored" for o in self.outcomes)
+
+
+def load_study(path: Path) -> StudyFile:
+    """Read and validate a study file; errors name the file and the offending key."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise StudyFileError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    except yaml.YAMLError as exc:
+        raise StudyFileError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise StudyFileError(f"{path}: a study file is a mapping (name, models, data, ...)")
+    try:
+        return StudyFile.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise StudyFileError(f"{path}: {problems}") from exc
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", name).strip("_") or "model"
+
+
+def data_path(entry: DataEntry) -> Path:
+    return DEMO_DIR if entry.path == DEMO_DATA else Path(entry.path)
+
+
+def expand(study: StudyFile, *, limit: int | None = None, out: Path | None = None) -> list[Cell]:
+    """Every cell of ``study``; ``limit`` caps participants per study (overrides the file)."""
+    root = out if out is not None else Path(study.out)
+    cells = []
+    for data in study.data:
+        entry = data if limit is None else data.model_copy(update={"limit": limit})
+        for model in study.models:
+            for condition in study.conditions:
+                cells.append(
+                    Cell(entry, model, condition, root / data.name / _safe(model) / condition.label)
+                )
+    return cells
+
+
+def score_config(cell: Cell, study: StudyFile) -> ScoreConfig:
+    engine = study.engine
+    return ScoreConfig(
+        data=data_path(cell.data),
+        out=cell.out,
+        model=cell.model,
+        model_args=dict(engine.model_args),
+        split=cell.data.split,
+        studies=tuple(cell.data.studies),
+        limit=cell.data.limit,
+        seed=study.seed,
+        device=engine.device,
+        dtype=engine.dtype,
+        batch_tokens=engine.batch_tokens,
+        condition=cell.condition.name,
+        condition_args=dict(cell.condition.params),
+        alignment=engine.alignment,
+        max_tokens=engine.max_tokens,
+        window_overlap=engine.window_overlap,
+    )
+
+
+def is_complete(cell: Cell, config: ScoreConfig) -> bool:
+    """A finished run of this very cell is in its directory (checked without loading a model)."""
+    try:
+        manifest = json.loads((cell.out / MANIFEST_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    spec = manifest.get("spec", {})
+    wanted = {
+        "split": config.split,
+        "seed": config.seed,
+        "limit": config.limit,
+        "alignment": config.alignment,
+        "dtype": config.dtype,
+        "studies": list(config.studies),
+    }
+    return manifest.get("status") == "complete" and all(
+        _same(spec.get(key), value) for key, value in wanted.items()
+    )
+
+
+def _same(stored: Any, wanted: Any) -> bool:
+    if isinstance(stored, list | tuple) and isinstance(wanted, list | tuple):
+        return list(stored) == list(wanted)
+    return bool(stored == wanted)
+
+
+SetupLoader = Callable[[ScoreConfig], ScoringSetup]
+
+
+def run_study(
+    study: StudyFile,
+    *,
+    limit: int | None = None,
+    out: Path | None = None,
+    load_setup: SetupLoader = load_hf_setup,
+    progress: Callable[[Cell], ProgressSink | None] | None = None,
+    note: Callable[[str], None] = print,
+    argv: list[str] | None = None,
+) -> StudyOutcome:
+    """Run every unfinished cell; one failing cell does not stop the others (it is reported)."""
+    started = time.perf_counter()
+    cells = expand(study, limit=limit, out=out)
+    setups: dict[str, ScoringSetup] = {}
+    outcomes: list[CellOutcome] = []
+    for cell in _by_model(cells):
+        config = score_config(cell, study)
+        if is_complete(cell, config):
+            outcomes.append(CellOutcome(cell, "done", "already complete"))
+            note(f"{cell.label}: complete, skipped")
+            continue
+        try:
+            if cell.model not in setups:
+                setups.clear()  # cells come grouped by model: the previous one is done
+                note(f"loading {cell.model}")
+                setups[cell.model] = load_setup(replace(config, condition="raw"))
+            summary = score_run(
+                config,
+                setup=setups[cell.model],
+                progress=progress(cell) if progress else None,
+                argv=argv,
+            )
+        except ConditionUnavailableError as exc:
+            outcomes.append(CellOutcome(cell, "skipped", str(exc)))
+            note(f"{cell.label}: skipped: {exc}")
+            continue
+        except PipelineError as exc:
+            if isinstance(exc.__cause__, ConditionUnavailableError):
+                outcomes.append(CellOutcome(cell, "skipped", str(exc)))
+                note(f"{cell.label}: skipped: {exc}")
+                continue
+            outcomes.append(CellOutcome(cell, "failed", str(exc)))
+            note(f"{cell.label}: FAILED: {exc}")
+            continue
+        status: Literal["scored", "failed"] = "failed" if summary.failed else "scored"
+        outcomes.append(CellOutcome(cell, status, f"{summary.scored_now} sessions", summary))
+        note(f"{cell.label}: {summary.scored_now} sessions scored in {summary.wall_s:.1f} s")
+    run_dirs = tuple(
+        o.cell.out for o in outcomes if o.status in ("done", "scored") and _has_table(o.cell.out)
+    )
+    return StudyOutcome(study, tuple(outcomes), time.perf_counter() - started, run_dirs)
+
+
+def _by_model(cells: Sequence[Cell]) -> Iterator[Cell]:
+    # All cells of one model run together so its weights are loaded once and then released.
+    order = list(dict.fromkeys(c.model for c in cells))
+    for model in order:
+        yield from (c for c in cells if c.model == model)
+
+
+def _has_table(run_dir: Path) -> bool:
+    from psych201.results.writer import RESPONSES_FILE
+
+    return (run_dir / RESPONSES_FILE).exists()
