@@ -55,6 +55,9 @@ RESPONSES_AT_LEAST = 8
 
 FP32_ATOL = 1e-4
 QUANT_MEAN_ATOL = 0.05
+#: llama.cpp's thread pool spins while waiting: on a shared 2-core machine more threads than
+#: free cores makes it ~5x slower, so tests use one unless told otherwise.
+THREADS = int(os.environ.get("PSYCH201_TEST_THREADS", "1"))
 
 pytestmark = pytest.mark.slow
 
@@ -258,7 +261,8 @@ def llamacpp_engine() -> Iterator[Engine]:
                     "llama.cpp; .ci/engines.sh caches the wheel)")
     from psych201.scoring.llamacpp import LlamaCppEngine
 
-    engine = LlamaCppEngine(gguf_file(MODEL), model_id=MODEL, n_ctx=2048, n_batch=128)
+    engine = LlamaCppEngine(gguf_file(MODEL), model_id=MODEL, n_ctx=2048, n_batch=128,
+                            n_threads=THREADS)
     yield engine
     engine.close()
 
@@ -282,7 +286,8 @@ def test_llamacpp_never_holds_context_times_vocab_logits(llamacpp_engine):
 def test_llamacpp_targets_path_equals_eval_scores_path(llamacpp_engine, requests):
     from psych201.scoring.llamacpp import LlamaCppEngine
 
-    plain = LlamaCppEngine(gguf_file(MODEL), n_ctx=2048, n_batch=128, mode="scores")
+    plain = LlamaCppEngine(gguf_file(MODEL), n_ctx=2048, n_batch=128, mode="scores",
+                           n_threads=THREADS)
     try:
         some = requests[:3]
         # Targets out of order and repeated must come back in the order asked.

@@ -15,7 +15,7 @@ import yaml
 from psych201.analysis.registry import load_registry
 from psych201.data.markers import parse_responses
 from psych201.data.readers import iter_sessions
-from psych201.data.records import ResponseSpan, Session
+from psych201.data.records import Session
 from psych201.data.split import iter_split, test_participants
 from psych201.lab.adapter import CARD_FILE, AdapterCard, read_card
 from psych201.lab.assistant import (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from psych201.cli import analysis_cmds, data_cmds, score_cmds, simulate_cmds
+from psych201.cli import analysis_cmds, data_cmds, run_cmds, score_cmds, simulate_cmds
 
 app = typer.Typer(
     name="psych201",
@@ -16,6 +16,7 @@ app.add_typer(data_cmds.app, name="data", help="Read, validate, describe and bui
 score_cmds.register(app)
 analysis_cmds.register(app)
 simulate_cmds.register(app)
+run_cmds.register(app)
 
 
 def main() -> None:

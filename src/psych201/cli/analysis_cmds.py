@@ -423,18 +423,24 @@ def report(
     detail: Annotated[int, typer.Option(help="Pairs shown in full (effects, forest plot).")] = 3,
 ) -> None:
     """Write ONE self-contained HTML page: leaderboard, effects, figures, tables, manifests."""
+    from psych201.analysis.conditions import ConditionError
+    from psych201.analysis.tables import StudySetError
     from psych201.report.figures import render_figures, save_figures
     from psych201.report.html import write_report
+    from psych201.report.make import ReportDataError, summarize_runs
 
     reg = _registry(registry)
     loaded = _load(results)
     opts = _options(condition=condition, weighting=weighting, sd=sd, levels=levels,
                     n_boot=n_boot, seed=seed, allow_missing=allow_missing,
                     pairs=_pairs(pair, reg), detail=detail)
-    counts = population = None
-    if data is not None:
-        counts, population = _from_data(data, loaded, split_seed)
-    summary = _summarize(loaded, reg, opts, option_counts=counts, population=population)
+    try:
+        summary = summarize_runs(loaded, reg, opts, data=[data] if data else [],
+                                 split_seed=split_seed)
+    except (StudySetError, ConditionError, ReportDataError) as exc:
+        raise _fail(str(exc)) from exc
+    except ValueError as exc:  # a data error in the transcripts named by --data
+        raise _fail(f"{data}: {exc}") from exc
     path = write_report(output, summary, loaded, reg, title=title)
     console.print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
     if figures_dir is not None:
@@ -443,34 +449,6 @@ def report(
         console.print(f"wrote {len(written)} figure files to {figures_dir}")
     for note in summary.notes:
         console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
-
-
-def _from_data(data: Path, loaded: Any, split_seed: int | None) -> tuple[Any, Any]:
-    """Option counts of the scored sessions and the population baseline of the training split."""
-    from psych201.analysis.baselines import option_counts, population_baseline, session_responses
-    from psych201.data.split import iter_split
-
-    seeds = {int(s.manifest["seed"]) for s in loaded.sources
-             if s.manifest and s.manifest.get("seed") is not None}
-    if split_seed is None:
-        if len(seeds) > 1:
-            raise _fail(f"the runs used different split seeds {sorted(seeds)}; pass --split-seed")
-        split_seed = seeds.pop() if seeds else 0
-    scored = sorted(loaded.responses["study"].unique())
-    # a dataset directory: read only the scored studies' folders (the split is per study)
-    sources = [data / study for study in scored] if data.is_dir() and all(
-        (data / study).exists() for study in scored) else [data]
-    try:
-        test = [s for src in sources for s in iter_split(src, "all", seed=split_seed)
-                if s.study in scored]
-        train = [s for src in sources for s in iter_split(src, "train", seed=split_seed)
-                 if s.study in scored]
-    except ValueError as exc:
-        raise _fail(f"{data}: {exc}") from exc
-    counts = option_counts(test)
-    table = loaded.responses.drop_duplicates(["study", "experiment", "participant", "line",
-                                              "response_index"])
-    return counts, population_baseline(session_responses(train), table)
 
 
 # -- figures --------------------------------------------------------------------------------------

@@ -192,7 +192,7 @@ def fig_domains(matrix: pd.DataFrame | None) -> Figure | None:
     vmax = float(np.percentile(finite, 95)) if finite.size else 1.0
     vmax = vmax if vmax > 0 else 1.0
     with _style():
-        fig = _figure(1.6 + 0.55 * matrix.shape[1], 1.2 + 0.17 * matrix.shape[0])
+        fig = _figure(2.4 + 0.55 * matrix.shape[1], max(2.6, 1.2 + 0.17 * matrix.shape[0]))
         ax = fig.subplots()
         image = ax.imshow(values, aspect="auto", cmap="RdBu_r", vmin=-vmax, vmax=vmax)
         ax.grid(False)

@@ -1,0 +1,82 @@
+"""`psych201 run STUDY.yaml`: every (model, condition, data) cell of a study, then the report."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from psych201.cli.score_cmds import RichProgress
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def run(
+    study_file: Annotated[Path, typer.Argument(help="The study file (see studies/*.yaml).")],
+    limit: Annotated[
+        int | None, typer.Option(help="At most this many participants per study (all cells).")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Root of the run directories (default: the file's `out`).")
+    ] = None,
+    report: Annotated[
+        bool, typer.Option("--report/--no-report", help="Write the study's HTML report at the end.")
+    ] = True,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Run a whole study: score every unfinished cell (resumable), then write the report.
+
+    Rerunning a finished study scores nothing: finished cells are recognised from their
+    manifests without loading any model.
+    """
+    from psych201.study import StudyFileError, expand, load_study, run_study
+
+    try:
+        study = load_study(study_file)
+    except StudyFileError as exc:
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from exc
+    cells = expand(study, limit=limit, out=out)
+    console.print(
+        f"study [bold]{study.name}[/bold]: {len(cells)} cells "
+        f"({len(study.models)} models × {len(study.conditions)} conditions × "
+        f"{len(study.data)} datasets)"
+    )
+    outcome = run_study(
+        study,
+        limit=limit,
+        out=out,
+        progress=lambda cell: RichProgress(err_console, enabled=not quiet),
+        note=lambda message: console.print(f"[dim]{message}[/dim]", highlight=False),
+        argv=sys.argv,
+    )
+    table = Table(title=f"{study.name}: {outcome.wall_s:.0f} s", title_justify="left")
+    for column in ("data", "model", "condition", "status", "detail"):
+        table.add_column(column)
+    for o in outcome.outcomes:
+        table.add_row(o.cell.data.name, o.cell.model, o.cell.condition.label, o.status, o.message)
+    console.print(table)
+    if report and study.report and outcome.run_dirs:
+        from psych201.report.make import report_from_runs
+        from psych201.study import data_path
+
+        root = out if out is not None else Path(study.out)
+        path = report_from_runs(
+            outcome.run_dirs,
+            root / study.report,
+            title=f"psych201 study: {study.name}",
+            data=[data_path(d) for d in study.data],
+        )
+        console.print(f"wrote {path}")
+    if any(o.status == "failed" for o in outcome.outcomes):
+        raise typer.Exit(3)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``run`` to ``app``."""
+    app.command("run")(run)
