@@ -1,0 +1,150 @@
+"""`psych201 run STUDY.yaml`: every cell of a study on real data, resume, skips, and the report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from psych201.cli import app
+from psych201.pipeline import ScoreConfig, ScoringSetup, load_hf_setup
+from psych201.results import read_responses
+from psych201.study import StudyFileError, expand, load_study, run_study
+from tiny_models import byte_bpe_tokenizer, save_tiny, tiny_llama
+
+DATA = Path(__file__).parents[2] / "shared" / "data" / "psych201"
+REPO = Path(__file__).parents[1]
+
+pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"real data not found at {DATA}")
+
+runner = CliRunner()
+
+# A ChatML-like template: the chat-template cell runs for the model that has it.
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("models")
+    plain_tok = byte_bpe_tokenizer()
+    plain = save_tiny(tiny_llama(plain_tok), plain_tok, root / "tiny-base")
+    chat_tok = byte_bpe_tokenizer()
+    chat_tok.chat_template = CHAT_TEMPLATE
+    chat = save_tiny(tiny_llama(chat_tok, seed=1), chat_tok, root / "tiny-chat")
+    return plain, chat
+
+
+def _study(tmp_path: Path, models: tuple[Path, Path]) -> Path:
+    spec: dict[str, Any] = {
+        "name": "tiny",
+        "out": str(tmp_path / "runs"),
+        "seed": 0,
+        "models": [str(m) for m in models],
+        "conditions": [
+            "raw",
+            "chat-template",
+            "no-persona",
+            {"name": "persona", "mode": "interview"},
+            {"name": "persona-shuffled", "mode": "interview"},
+        ],
+        "data": [
+            {
+                "name": "shared",
+                "path": str(DATA),
+                "split": "test",
+                "studies": ["franke2024bayesian", "guenther2023associations_individual"],
+            },
+            {"name": "demo", "path": "demo", "split": "all", "studies": ["simulated_bandit"]},
+        ],
+        "engine": {"batch_tokens": 4096},
+    }
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def test_shipped_study_files_are_valid() -> None:
+    for name, n_models in (("local.yaml", 2), ("paper.yaml", 102)):
+        study = load_study(REPO / "studies" / name)
+        assert len(study.models) == n_models
+        assert len(expand(study)) == n_models * len(study.conditions) * len(study.data)
+
+
+def test_bad_study_files_name_the_problem(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nmodels: [m]\ndata: [{name: d, path: p}]\nengin: {}\n")
+    with pytest.raises(StudyFileError, match=r"bad.yaml: engin: Extra inputs"):
+        load_study(bad)
+    bad.write_text("name: x\nmodels: [m]\ndata: [{name: d, path: p, split: dev}]\n")
+    with pytest.raises(StudyFileError, match=r"data.0.split"):
+        load_study(bad)
+    bad.write_text("[unclosed")
+    result = runner.invoke(app, ["run", str(bad)])
+    assert result.exit_code == 2 and "not valid YAML" in result.output
+
+
+def test_run_scores_every_cell_then_rerun_scores_nothing(
+    tmp_path: Path, models: tuple[Path, Path]
+) -> None:
+    study_path = _study(tmp_path, models)
+    result = runner.invoke(app, ["run", str(study_path), "--limit", "3", "--quiet"])
+    assert result.exit_code == 0, result.output
+    study = load_study(study_path)
+    cells = expand(study, limit=3)
+    assert len(cells) == 2 * 5 * 2
+
+    plain, chat = (str(m) for m in models)
+    tables: dict[tuple[str, str, str], pd.DataFrame] = {}
+    for cell in cells:
+        table_path = cell.out / "responses.parquet"
+        if cell.condition.name == "chat-template" and cell.model == plain:
+            assert not table_path.exists()  # no chat template: skipped, not failed
+            continue
+        assert table_path.exists(), cell.label
+        tables[(cell.data.name, cell.model, cell.condition.label)] = read_responses(cell.out)
+    assert "skipped" in result.output and "report.html" in result.output
+    assert (tmp_path / "runs" / "report.html").stat().st_size > 10_000
+
+    # At most 3 participants per study; the persona cells and no-persona score the very same
+    # responses (franke2024bayesian has no metadata, so only the other studies appear).
+    for (data, model, _), table in tables.items():
+        assert table.groupby("study").participant.nunique().max() <= 3
+    for model in (plain, chat):
+        keys = {
+            label: set(
+                map(tuple, tables[("shared", model, label)][
+                    ["study", "participant", "line", "response_index"]
+                ].to_numpy().tolist())
+            )
+            for label in ("no-persona", "persona-mode=interview", "persona-shuffled-mode=interview")
+        }
+        assert keys["no-persona"] == keys["persona-mode=interview"]
+        assert keys["no-persona"] == keys["persona-shuffled-mode=interview"]
+        assert {k[0] for k in keys["no-persona"]} == {"guenther2023associations_individual"}
+    # The preamble changes the numbers; the response texts are the same.
+    own = tables[("demo", chat, "persona-mode=interview")]
+    none = tables[("demo", chat, "no-persona")]
+    assert own.response_text.tolist() == none.response_text.tolist()
+    assert not (own.nll.to_numpy() == none.nll.to_numpy()).all()
+
+    # Rerun: finished cells are recognised from their manifests; no model is even loaded.
+    loads: list[str] = []
+
+    def counting_loader(config: ScoreConfig) -> ScoringSetup:
+        loads.append(config.model)
+        return load_hf_setup(config)
+
+    again = run_study(study, limit=3, load_setup=counting_loader, note=lambda _: None)
+    statuses = {(o.cell.model, o.cell.condition.label): o.status for o in again.outcomes}
+    assert statuses[(plain, "chat-template")] == "skipped"  # retried: still no template
+    assert all(s == "done" for k, s in statuses.items() if k != (plain, "chat-template"))
+    assert again.scored_cells == 0
+    # Only the skipped cell needed its model (to learn it still has no chat template).
+    assert set(loads) <= {plain}
