@@ -114,7 +114,7 @@ def test_run_scores_every_cell_then_rerun_scores_nothing(
 
     # At most 3 participants per study; the persona cells and no-persona score the very same
     # responses (franke2024bayesian has no metadata, so only the other studies appear).
-    for (data, model, _), table in tables.items():
+    for table in tables.values():
         assert table.groupby("study").participant.nunique().max() <= 3
     for model in (plain, chat):
         keys = {
