@@ -1,10 +1,11 @@
 """Scale-out equals single-process, row for row: ``--shard i/N`` + merge, and the Ray engine.
 
-Real data (three studies with short sessions, three test participants each), SmolLM2-135M with
+Real data (three studies with short sessions, two test participants each), SmolLM2-135M with
 the HF engine. The single-process run is the reference; a sharded run merged back, and the same
 run with scoring on a local 2-worker Ray cluster (Ray Data ``map_batches``, one engine replica
 per worker), must give the same table: same rows in the same order, identical keys, texts, token
-counts and flags, scores within 1e-6 nats (batch composition differs, so the last float bits may).
+counts and flags; float32 sums of scores within 1e-5 nats (batches are composed differently, so
+the last float32 bits may differ: measured up to 2e-6 on NLLs of ~6 nats).
 """
 
 from __future__ import annotations
@@ -31,13 +32,16 @@ DATA = Path(__file__).parents[2] / "shared" / "data" / "psych201"
 MODEL = "smollm2-135m-instruct"
 STUDIES = ("franke2024bayesian", "guenther2023associations_individual", "guenther2022relational")
 FLOATS = ["nll", "entropy"]
+PER_STUDY = 2
 
 pytestmark = pytest.mark.slow
 
 
 def _config(out: Path, **changes: object) -> ScoreConfig:
-    base = ScoreConfig(data=DATA, out=out, model=MODEL, studies=STUDIES, limit=3, split="test",
-                       part_size=2)
+    base = ScoreConfig(
+        data=DATA, out=out, model=MODEL, studies=STUDIES, limit=PER_STUDY, split="test",
+        part_size=2,
+    )
     return replace(base, **changes)  # type: ignore[arg-type]
 
 
@@ -49,14 +53,14 @@ def _assert_same_rows(got: pd.DataFrame, want: pd.DataFrame) -> None:
         got[exact].reset_index(drop=True), want[exact].reset_index(drop=True)
     )
     for col in FLOATS:
-        np.testing.assert_allclose(got[col].to_numpy(), want[col].to_numpy(), rtol=0, atol=1e-6)
+        np.testing.assert_allclose(got[col].to_numpy(), want[col].to_numpy(), rtol=1e-6, atol=1e-5)
 
 
 @pytest.fixture(scope="module")
 def single(tmp_path_factory) -> pd.DataFrame:
     out = tmp_path_factory.mktemp("single") / "run"
     summary = score_run(_config(out))
-    assert summary.sessions == 3 * len(STUDIES)
+    assert summary.sessions == PER_STUDY * len(STUDIES)
     return read_responses(out)
 
 
@@ -109,7 +113,7 @@ def test_ray_run_equals_single_process_and_resumes(ray_cluster, single, tmp_path
     config = _config(out, part_size=16)
     setup, _ = _ray_setup()
     summary = score_run(config, setup=setup)
-    assert summary.scored_now == 3 * len(STUDIES)
+    assert summary.scored_now == PER_STUDY * len(STUDIES)
     _assert_same_rows(read_responses(out), single)
 
     # Resume: lose one part, rerun, only its participants are scored again; same table.
@@ -129,7 +133,7 @@ def test_ray_stream_scores_many_chunks_in_one_job(ray_cluster):
     condition = make_condition("raw")
     chunks = []
     for study in STUDIES:
-        sessions = [s for _, s in zip(range(3), iter_sessions(DATA / study), strict=False)]
+        sessions = [s for _, s in zip(range(PER_STUDY), iter_sessions(DATA / study), strict=False)]
         chunks.append(condition.render_study(sessions))
     chunks.insert(1, [])  # an empty chunk keeps its place
     _, scorer = _ray_setup()
@@ -139,5 +143,5 @@ def test_ray_stream_scores_many_chunks_in_one_job(ray_cluster):
     for chunk, scored in zip(chunks, got, strict=True):
         for want, have in zip(local.score(chunk), scored, strict=True):
             assert [s.index for s in have] == [s.index for s in want]
-            np.testing.assert_allclose([s.nll for s in have], [s.nll for s in want], atol=1e-6)
+            np.testing.assert_allclose([s.nll for s in have], [s.nll for s in want], atol=1e-5)
             assert [s.top1_correct for s in have] == [s.top1_correct for s in want]

@@ -36,6 +36,15 @@ DATA = Path(__file__).parents[2] / "shared" / "data" / "psych201"
 STUDY = "franke2024bayesian"
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Any:
+    """Tiny models are all OpenMP barriers: on a busy 2-core machine one thread is 3-10x faster."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tokenizer = byte_bpe_tokenizer()
@@ -272,3 +281,46 @@ def test_gemma_human_adapter_two_steps(tmp_path: Path) -> None:
     assert (result.path / WEIGHTS_FILE).stat().st_size < adapter_mod.MAX_REPO_ADAPTER_BYTES
     loaded = load_adapter_model(result.path)
     assert loaded.model_id == "gemma-3-270m-lora-human-s0"
+
+
+def test_experiment_end_to_end_on_a_tiny_base(tiny_base: Path, sim_data: Path,
+                                             tmp_path: Path) -> None:
+    from psych201.lab.experiment import ExperimentPlan, run_experiment
+
+    small = {"steps": 4, "batch_size": 2, "learning_rate": 2e-2, "warmup_steps": 1,
+             "max_tokens": 256}
+    plan = ExperimentPlan.model_validate({
+        "format": "psych201-posttraining-lab/1", "name": "tiny-lab", "base": str(tiny_base),
+        "data": str(sim_data), "studies": ["simulated_bandit"],
+        "adapters": [
+            {"name": "tiny-instruct", "recipe": "instruct", "settings": small,
+             "data": {"n_dialogues": 8}},
+            {"name": "tiny-human", "recipe": "human", "settings": small},
+        ],
+        "evaluation": {"limit": 3, "n_boot": 200,
+                       "simulated": {"kinds": ["risky"], "n_participants": 4, "n_trials": 5}},
+    })
+    out = tmp_path / "lab"
+    result = run_experiment(plan, data=sim_data, out_dir=out)
+    res = result.results
+    test = res["evaluations"]["psych201-test"]
+    assert test["n_participants"] == 3  # max_eval(30) = 3 test participants
+    assert set(test["comparisons"]) == {"tiny-instruct", "tiny-human"}
+    effect = {e["name"]: e for e in test["comparisons"]["tiny-human"]["effects"]}
+    diff = effect["mean NLL difference"]
+    models = test["models"]
+    base_id = res["base_model_id"]
+    assert base_id == tiny_base.name and set(models) == {base_id, "tiny-instruct", "tiny-human"}
+    assert diff["estimate"] == pytest.approx(
+        models["tiny-human"]["mean_nll"] - models[base_id]["mean_nll"])
+    assert diff["ci_low"] <= diff["estimate"] <= diff["ci_high"]
+    sim = res["evaluations"]["simulated"]
+    assert "oracle (generating model)" in sim["models"]
+    assert "tiny-human" in (out / "summary.md").read_text()
+    registry = load_registry(out / "registry.yaml")
+    assert registry.pair_for("tiny-human").base == str(tiny_base)  # type: ignore[union-attr]
+    assert registry["tiny-instruct"].post_training == "instruct"
+    # Resumable: a second run reuses adapters and score runs and gives the same numbers.
+    again = run_experiment(plan, data=sim_data, out_dir=out)
+    assert again.results["evaluations"] == res["evaluations"]
+    assert again.results["adapters"] == res["adapters"]

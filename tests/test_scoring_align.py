@@ -20,6 +20,7 @@ from psych201.prompts.records import Prompt
 from psych201.scoring.align import AlignmentError, align, paper_runs
 from tiny_models import (
     byte_bpe_tokenizer,
+    chat_markup_tokenizer,
     merging_bpe_tokenizer,
     psych_corpus,
     sentencepiece_tokenizer,
@@ -109,6 +110,17 @@ def test_bos_kept_and_never_a_target() -> None:
     assert aligned.token_ids[0] == tok.bos_token_id
     assert spelled(tok, aligned.token_ids[1:2]) == "<<"
     assert aligned.span_positions[0].tolist() == [2]
+
+
+def test_special_tokens_written_in_the_text_stay_once() -> None:
+    tok = chat_markup_tokenizer()
+    text = "<|im_start|>user\nYour estimate: <<-0.5>><|im_end|>\n<|im_start|>assistant\n"
+    natural = tok(text).input_ids
+    aligned = assert_exact(prompt_of(text), tok)
+    assert aligned.n_split > 0  # " <<-" is one token in this vocabulary
+    assert aligned.n_prefix == 0  # chat markup is text, not a BOS to repeat in windows
+    start = tok.convert_tokens_to_ids("<|im_start|>")
+    assert aligned.token_ids.tolist().count(start) == natural.count(start) == 2
 
 
 def test_empty_and_blank_responses() -> None:

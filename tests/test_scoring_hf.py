@@ -104,11 +104,13 @@ def test_packing_respects_the_budget() -> None:
     assert sorted(itertools.chain(*batches)) == list(range(6))
     for batch in batches:
         assert len(batch) == 1 or len(batch) * max(lengths[i] for i in batch) <= 200
+    # With a padding cap, 50 does not join 90 (44% padding) but 90 joins 100.
+    assert _pack(order, lengths, 1_000, max_padding=0.25) == [[5], [0, 1], [2], [3, 4]]
 
 
 def test_out_of_memory_backs_off_by_splitting(monkeypatch: pytest.MonkeyPatch) -> None:
     tok = byte_bpe_tokenizer()
-    engine = HFEngine(tiny_llama(tok), batch_tokens=10_000)
+    engine = HFEngine(tiny_llama(tok), batch_tokens=10_000, max_padding=1.0)
     requests = random_requests(len(tok), [50, 40, 30, 20])
     expected = [s.logprobs for s in engine.score(requests)]
     real_forward = engine._forward
@@ -158,7 +160,7 @@ def test_batch_invariance_on_real_sessions() -> None:
     model = tiny_llama(tok, max_positions=16_384)
     prompts = _real_prompts()
     one_by_one = SessionScorer(tok, HFEngine(model, batch_tokens=1)).score(prompts)
-    batched_engine = HFEngine(model, batch_tokens=200_000)
+    batched_engine = HFEngine(model, batch_tokens=200_000, max_padding=1.0)
     batched = SessionScorer(tok, batched_engine).score(prompts)
     long_alone = SessionScorer(tok, HFEngine(model, batch_tokens=1)).score(prompts[:1])
     # Long session first in the list, batched with everything else (padding of the others).

@@ -147,6 +147,15 @@ def merging_bpe_tokenizer(vocab_size: int = 800) -> PreTrainedTokenizerFast:
     return _wrap(tok, bos=None)
 
 
+@functools.lru_cache(maxsize=1)
+def chat_markup_tokenizer() -> PreTrainedTokenizerFast:
+    """The byte-level BPE (no BOS) plus ``<|im_start|>``/``<|im_end|>`` special tokens."""
+    base = byte_bpe_tokenizer(bos=False)
+    tok = _wrap(Tokenizer.from_str(base.backend_tokenizer.to_str()), bos="<s>")
+    tok.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
+    return tok
+
+
 def tiny_llama(
     tokenizer: Any,
     *,

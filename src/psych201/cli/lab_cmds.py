@@ -12,7 +12,7 @@ from rich.console import Console
 if TYPE_CHECKING:  # torch is imported only when a command runs
     from psych201.lab.train import StepLog
 
-_console = Console(stderr=True)
+_console = Console(stderr=True, soft_wrap=True)  # log lines stay one line in files
 
 posttrain_app = typer.Typer(
     help="Post-train a base model with LoRA (instruct, preference or human recipe), run the "
@@ -29,6 +29,22 @@ def register(app: typer.Typer) -> None:
 def _fail(message: str) -> typer.Exit:
     _console.print(f"[red]error:[/red] {message}", highlight=False)
     return typer.Exit(2)
+
+
+def _set_threads(threads: int | None) -> None:
+    """On a shared CPU, fewer torch threads than cores avoids OpenMP barrier stalls (measured:
+    one thread 2.4x faster than two for Gemma 3 270M on a loaded 2-core machine)."""
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+ThreadsOpt = Annotated[
+    int | None,
+    typer.Option(min=1, help="torch CPU threads (default: torch's). On a busy machine, 1 can be "
+                 "faster than all cores."),
+]
 
 
 def _csv(value: str | None) -> tuple[str, ...]:
@@ -121,11 +137,13 @@ def train_cmd(
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Adapter folder (default: the cache).")
     ] = None,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Train one LoRA adapter and write it with its card and registry entry."""
     from psych201.lab.posttrain import DataSpec, posttrain
     from psych201.lab.settings import LabError, LoRASettings, TrainSettings
 
+    _set_threads(threads)
     try:
         settings = TrainSettings(
             recipe=recipe,  # type: ignore[arg-type]
@@ -165,6 +183,7 @@ def experiment_cmd(
     retrain: Annotated[
         bool, typer.Option("--retrain", help="Retrain adapters even when they exist.")
     ] = False,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Run the worked experiment: train the plan's adapters, score them and their base on the
     test split and on simulated participants, report paired effects with CIs."""
@@ -172,6 +191,7 @@ def experiment_cmd(
     from psych201.lab.experiment import read_plan, resolve_data, run_experiment
     from psych201.lab.settings import LabError
 
+    _set_threads(threads)
     try:
         parsed = read_plan(plan)
         dataset = data if data is not None else resolve_data(parsed, plan)

@@ -143,7 +143,7 @@ def _encode_natural(text: str, tokenizer: Any) -> _Tokens:
 def _align_by_offsets(prompt: Prompt, tokenizer: Any, *, split_all: bool) -> AlignedPrompt:
     text = prompt.text
     natural = _encode_natural(text, tokenizer)
-    n_prefix = _leading_specials(natural.special)
+    n_prefix = _leading_run(_added_by_tokenizer(natural))
     bounds = _span_boundaries(prompt, len(text))
     mode: AlignmentMode = "pieces" if split_all else "offsets"
     cuts = bounds if split_all else _straddled(natural, bounds)
@@ -202,8 +202,9 @@ def _encode_with_breaks(
         encodings += _continuation_backend(backend).encode_batch(
             pieces[1:], add_special_tokens=False
         )
-    n_lead = _leading_specials(natural.special)
-    n_trail = _leading_specials(natural.special[::-1]) if natural.special.size > n_lead else 0
+    added = _added_by_tokenizer(natural)
+    n_lead = _leading_run(added)
+    n_trail = _leading_run(added[::-1]) if added.size > n_lead else 0
     lead = slice(0, n_lead)
     trail = slice(natural.ids.size - n_trail, natural.ids.size)
     ids, starts, ends, special = [natural.ids[lead]], [natural.starts[lead]], [], []
@@ -238,7 +239,12 @@ def _encode_with_breaks(
     return out
 
 
-def _leading_specials(special: npt.NDArray[np.bool_]) -> int:
+def _added_by_tokenizer(tokens: _Tokens) -> npt.NDArray[np.bool_]:
+    """Special tokens the tokenizer added (BOS/EOS: no characters), not ones the text spells."""
+    return tokens.special & (tokens.starts == tokens.ends)
+
+
+def _leading_run(special: npt.NDArray[np.bool_]) -> int:
     nonspecial = np.flatnonzero(~special)
     return int(nonspecial[0]) if nonspecial.size else int(special.size)
 
@@ -293,7 +299,12 @@ def _continuation_backend(backend: Any) -> Any:
     return patched if patched is not None else backend
 
 
-_PREFIX_FLAGS = ("Prepend(", "prepend_scheme=always", "prepend_scheme=first", "add_prefix_space=True")
+_PREFIX_FLAGS = (
+    "Prepend(",
+    "prepend_scheme=always",
+    "prepend_scheme=first",
+    "add_prefix_space=True",
+)
 
 
 def _drop_prefix_space(node: Any) -> bool:
@@ -381,7 +392,7 @@ def _align_paper(prompt: Prompt, tokenizer: Any) -> AlignedPrompt:
         span_positions=tuple(positions),
         span_first=first,
         mode="paper",
-        n_prefix=_leading_specials(natural.special),
+        n_prefix=_leading_run(_added_by_tokenizer(natural)),
         unmatched=unmatched,
     )
 

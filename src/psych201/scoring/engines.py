@@ -115,6 +115,16 @@ def hf_folder(name_or_path: str, cache_dir: Path | None = None) -> tuple[Path, s
     return Path(folder), model_id
 
 
+def model_identity(name_or_path: str, cache_dir: str | None = None) -> tuple[str, str, str]:
+    """(model id, weights SHA-256, source) of a model, as ``load_model`` records them."""
+    from psych201.scoring import models
+
+    _folder, model_id, sha, source = models._resolve(
+        name_or_path, Path(cache_dir) if cache_dir else None
+    )
+    return model_id, sha, source
+
+
 def gguf_file(name_or_path: str, cache_dir: Path | None = None) -> Path:
     """The GGUF file of a built-in model (assembled once under the cache) or a ``.gguf`` path."""
     from psych201.scoring import models

@@ -41,7 +41,9 @@ class HFEngine:
 
     ``model`` is a :class:`~psych201.scoring.models.LoadedModel` or a transformers
     ``PreTrainedModel``. ``device`` moves the model there unless it is spread over devices
-    already (``load_model(..., device="auto")``). ``batch_tokens`` caps padded tokens per batch.
+    already (``load_model(..., device="auto")``). ``batch_tokens`` caps padded tokens per batch;
+    ``max_padding`` is the largest fraction of a batch's longest sequence a shorter member may
+    be padded by. ``head_chunk_elems`` caps the logits held at once (rows × vocabulary).
     """
 
     def __init__(
@@ -50,7 +52,8 @@ class HFEngine:
         *,
         device: str = "cpu",
         batch_tokens: int = DEFAULT_BATCH_TOKENS,
-        head_chunk_elems: int = 1 << 24,
+        head_chunk_elems: int = 1 << 23,
+        max_padding: float = 0.25,
     ) -> None:
         if batch_tokens < 1:
             raise ValueError(f"batch_tokens must be >= 1, got {batch_tokens}")
@@ -62,7 +65,10 @@ class HFEngine:
         if getattr(self._model, "hf_device_map", None) is None and device != "auto":
             self._model.to(device)
         self._model.eval()
+        if not 0.0 <= max_padding <= 1.0:
+            raise ValueError(f"max_padding must lie in [0, 1], got {max_padding}")
         self.batch_tokens = batch_tokens
+        self.max_padding = max_padding
         self._head_chunk_elems = head_chunk_elems
         self._body: Any = self._model.get_decoder()
         self._head: Any = self._model.get_output_embeddings()
@@ -105,7 +111,8 @@ class HFEngine:
                 results[i] = empty_scores(r.key)
         # Longest first: a batch's padded length is set by its first member.
         todo.sort(key=lambda i: -int(requests[i].token_ids.size))
-        for batch in _pack(todo, [int(r.token_ids.size) for r in requests], self.batch_tokens):
+        lengths = [int(r.token_ids.size) for r in requests]
+        for batch in _pack(todo, lengths, self.batch_tokens, self.max_padding):
             for i, scores in self._run_with_backoff([requests[i] for i in batch], batch):
                 results[i] = scores
         return [results[i] for i in range(len(requests))]
@@ -181,12 +188,15 @@ class HFEngine:
             h = hidden[lo : lo + self._rows_per_chunk].to(head_device)
             # float32 softmax whatever the model dtype: bf16 log-probs lose ~2 significant digits.
             logits = self._transform(self._head(h).float())
+            tops.append(logits.argmax(dim=-1).cpu())
             logp = torch.log_softmax(logits, dim=-1)
+            del logits  # at most two [rows × vocab] buffers alive at once
             tgt = targets[lo : lo + self._rows_per_chunk].to(head_device)
             logps.append(logp.gather(1, tgt[:, None])[:, 0].double().cpu())
-            tops.append(logits.argmax(dim=-1).cpu())
-            ents.append((-(logp.exp() * logp).nan_to_num(0.0).sum(dim=-1)).double().cpu())
-            del logits, logp
+            # p·log p with 0·(-inf) = 0 (masked vocabulary entries), in place.
+            plogp = logp.exp().mul_(logp).nan_to_num_(0.0)
+            ents.append((-plogp.sum(dim=-1)).double().cpu())
+            del logp, plogp
         return (
             torch.cat(logps).numpy(),
             torch.cat(tops).numpy().astype(np.int64),
@@ -235,13 +245,21 @@ def _logit_transform(config: Any) -> tuple[Callable[[torch.Tensor], torch.Tensor
     return (lambda x: x), "none"
 
 
-def _pack(order: list[int], lengths: list[int], budget: int) -> list[list[int]]:
-    """Greedy batches over ``order`` (longest first) with padded size ``n * longest <= budget``."""
+def _pack(
+    order: list[int], lengths: list[int], budget: int, max_padding: float = 1.0
+) -> list[list[int]]:
+    """Greedy batches over ``order`` (longest first) with padded size ``n * longest <= budget``.
+
+    A request joins a batch only if padding it to the batch's longest member wastes at most
+    ``max_padding`` of that length: padded tokens cost as much compute as real ones.
+    """
     batches: list[list[int]] = []
     current: list[int] = []
     for i in order:
         width = lengths[current[0]] if current else lengths[i]
-        if current and (len(current) + 1) * width > budget:
+        too_big = (len(current) + 1) * width > budget
+        too_short = lengths[i] < (1.0 - max_padding) * width
+        if current and (too_big or too_short):
             batches.append(current)
             current = []
         current.append(i)

@@ -95,7 +95,7 @@ class SessionScorer:
         engine: Engine,
         *,
         alignment: str = DEFAULT_ALIGNMENT,
-        window: WindowConfig = WindowConfig(),  # noqa: B008 - frozen, shared safely
+        window: WindowConfig = WindowConfig(),  # frozen: one shared default is safe
     ) -> None:
         self.tokenizer = tokenizer
         self.engine = engine

