@@ -10,23 +10,20 @@ the last float32 bits may differ: measured up to 2e-6 on NLLs of ~6 nats).
 
 from __future__ import annotations
 
-import functools
 import importlib.util
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from psych201.pipeline import ScoreConfig, ScoringSetup, score_run, tokenizer_info
+from psych201.engine_setup import build_setup
+from psych201.pipeline import ScoreConfig, ScoringSetup, score_run
 from psych201.results.io import read_responses
 from psych201.results.merge import merge_runs
 from psych201.results.shards import Shard
-from psych201.scoring.engine import EngineInfo
-from psych201.scoring.engines import ScorerSpec, make_scorer
-from psych201.scoring.models import load_tokenizer
-from psych201.scoring.scorer import WindowConfig
+from psych201.scoring.engines import ScorerSpec
 
 DATA = Path(__file__).parents[2] / "shared" / "data" / "psych201"
 MODEL = "smollm2-135m-instruct"
@@ -88,30 +85,16 @@ def ray_cluster():
     ray.shutdown()
 
 
-def _ray_setup(num_workers: int = 2):
-    from psych201.scoring.ray_engine import RayConfig, RayScorer
-
-    spec = ScorerSpec("hf", MODEL, dtype="float32")
-    tokenizer = load_tokenizer(MODEL)
-    scorer = RayScorer(functools.partial(make_scorer, spec), RayConfig(num_workers=num_workers))
-    return ScoringSetup(
-        model_id=MODEL,
-        engine="ray",
-        tokenizer=tokenizer,
-        scorer=scorer,
-        model_info={"id": MODEL},
-        engine_info=EngineInfo("ray", MODEL, "float32", "cpu", None,
-                               extra={"inner": "hf", "workers": num_workers}),
-        tokenizer_info=tokenizer_info(tokenizer),
-        window=asdict(WindowConfig()),
-    ), scorer
+def _ray_setup(config: ScoreConfig) -> ScoringSetup:
+    return build_setup(config, engine="ray", ray_args={"engine": "hf", "num_workers": 2})
 
 
 def test_ray_run_equals_single_process_and_resumes(ray_cluster, single, tmp_path):
     out = tmp_path / "ray"
     # Larger parts: each part is one Ray Data job (engine replicas load once per job).
     config = _config(out, part_size=16)
-    setup, _ = _ray_setup()
+    setup = _ray_setup(config)
+    assert setup.engine == "ray:hf"
     summary = score_run(config, setup=setup)
     assert summary.scored_now == PER_STUDY * len(STUDIES)
     _assert_same_rows(read_responses(out), single)
@@ -125,10 +108,11 @@ def test_ray_run_equals_single_process_and_resumes(ray_cluster, single, tmp_path
     _assert_same_rows(read_responses(out), single)
 
 
-def test_ray_stream_scores_many_chunks_in_one_job(ray_cluster):
+def test_ray_stream_scores_many_chunks_in_one_job(ray_cluster, tmp_path):
     from psych201.data.readers import iter_sessions
     from psych201.prompts.conditions import make_condition
     from psych201.scoring.engines import build_scorer
+    from psych201.scoring.ray_engine import RayScorer
 
     condition = make_condition("raw")
     chunks = []
@@ -136,7 +120,8 @@ def test_ray_stream_scores_many_chunks_in_one_job(ray_cluster):
         sessions = [s for _, s in zip(range(PER_STUDY), iter_sessions(DATA / study), strict=False)]
         chunks.append(condition.render_study(sessions))
     chunks.insert(1, [])  # an empty chunk keeps its place
-    _, scorer = _ray_setup()
+    scorer = _ray_setup(_config(tmp_path)).scorer
+    assert isinstance(scorer, RayScorer)
     got = list(scorer.score_stream(chunks))
     local = build_scorer(ScorerSpec("hf", MODEL)).scorer
     assert [len(c) for c in got] == [len(c) for c in chunks]
@@ -145,3 +130,19 @@ def test_ray_stream_scores_many_chunks_in_one_job(ray_cluster):
             assert [s.index for s in have] == [s.index for s in want]
             np.testing.assert_allclose([s.nll for s in have], [s.nll for s in want], atol=1e-5)
             assert [s.top1_correct for s in have] == [s.top1_correct for s in want]
+
+
+def test_other_engine_through_the_pipeline(single, tmp_path):
+    # Any engine writes the same run directory; llama.cpp (quantised) within the parity tolerance.
+    if importlib.util.find_spec("llama_cpp") is None:
+        pytest.skip("llama-cpp-python is not installed (.ci/engines.sh installs it)")
+    out = tmp_path / "llamacpp"
+    config = _config(out)
+    setup = build_setup(config, engine="llamacpp", engine_args={"n_ctx": 4096, "n_threads": 1})
+    assert setup.engine == "llamacpp" and setup.engine_info.dtype == "gguf:Q4_1"
+    score_run(config, setup=setup)
+    got = read_responses(out)
+    exact = ["study", "experiment", "participant", "line", "response_index", "n_tokens"]
+    pd.testing.assert_frame_equal(got[exact], single[exact])
+    per_token = (got["nll"] - single["nll"]).abs().sum() / single["n_tokens"].sum()
+    assert per_token <= 0.05

@@ -27,19 +27,7 @@ from dataclasses import dataclass
 from psych201.data.records import ResponseSpan, Session
 from psych201.prompts.records import Prompt
 from psych201.scoring.engine import EngineInfo
-
-
-@dataclass(frozen=True)
-class SpanScore:
-    """Same fields as the LM scorer's record (placeholder until psych201.scoring.scorer exists)."""
-
-    index: int
-    n_tokens: int
-    nll: float
-    top1_correct: bool | None
-    entropy: float
-    context_tokens: int
-    truncated: bool
+from psych201.scoring.scorer import SpanScore
 
 
 class OracleError(ValueError):
