@@ -131,6 +131,10 @@ def validate_responses(frame: pd.DataFrame, source: str = "table") -> pd.DataFra
     missing = [c for c in RESPONSE_SCHEMA.names if c not in frame.columns]
     if missing:
         raise TableError(f"{source}: missing columns {', '.join(missing)}")
+    # A response without tokens carries no evidence: an empty response (nll 0) or one the paper's
+    # marker matching never found (nll NaN). The authors' pooled means skip both.
+    frame = frame[pd.to_numeric(frame["n_tokens"], errors="coerce").fillna(0).to_numpy() > 0]
+    frame = frame.reset_index(drop=True)
     nll = pd.to_numeric(frame["nll"], errors="coerce").to_numpy(dtype=float)
     bad = ~np.isfinite(nll) | (nll < 0)
     if bad.any():
