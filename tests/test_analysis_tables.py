@@ -31,3 +31,12 @@ def test_rows_without_tokens_are_left_out_of_the_analyses() -> None:
 def test_a_scored_response_with_a_bad_nll_is_still_refused() -> None:
     with pytest.raises(TableError, match="row 0: nll must be a finite number"):
         validate_responses(pd.DataFrame([{**ROW, "nll": float("nan")}]))
+
+
+def test_the_public_api_resolves() -> None:
+    import psych201
+
+    for name in psych201.__all__:
+        assert getattr(psych201, name) is not None, name
+    with pytest.raises(AttributeError):
+        _ = psych201.no_such_name
