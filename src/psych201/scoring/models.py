@@ -138,6 +138,10 @@ def load_model(
     torch device (``cpu``, ``cuda``, ``cuda:1``) or ``auto`` to spread a model too large for one
     GPU over all of them (accelerate's ``device_map="auto"``).
     """
+    from transformers.utils import logging as hf_logging
+
+    # psych201 draws its own progress; transformers' per-tensor loading bars only clutter it.
+    hf_logging.disable_progress_bar()
     folder, model_id, sha, source = _resolve(name_or_path, cache_dir)
     tokenizer = _load_tokenizer(folder)
     model = _load_weights(folder, dtype=dtype, device=device)
