@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import typer
 
-from psych201.cli import analysis_cmds, data_cmds, run_cmds, score_cmds, simulate_cmds
+from psych201.cli import (
+    analysis_cmds,
+    data_cmds,
+    lab_cmds,
+    run_cmds,
+    score_cmds,
+    simulate_cmds,
+)
 
 app = typer.Typer(
     name="psych201",
@@ -17,6 +24,7 @@ score_cmds.register(app)
 analysis_cmds.register(app)
 simulate_cmds.register(app)
 run_cmds.register(app)
+lab_cmds.register(app)
 
 
 def main() -> None:

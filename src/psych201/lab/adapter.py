@@ -165,6 +165,8 @@ def save_adapter(peft_model: Any, card: AdapterCard, out_dir: str | Path) -> Ada
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}-") as tmp:
         staging = Path(tmp) / "adapter"
         peft_model.save_pretrained(staging, safe_serialization=True)
+        # peft's README is a hub model-card template; the psych201 card is the documentation.
+        (staging / "README.md").unlink(missing_ok=True)
         written = _with_fields(card, adapter_sha256=sha256_file(staging / WEIGHTS_FILE))
         (staging / CARD_FILE).write_text(
             json.dumps(written.to_dict(), indent=2, sort_keys=False) + "\n", encoding="utf-8"
