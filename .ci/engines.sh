@@ -77,8 +77,10 @@ fi
 "$VENV/bin/python" -c "import vllm, ray, transformers, torch; print('vllm', vllm.__version__, \
 'ray', ray.__version__, 'transformers', transformers.__version__, 'torch', torch.__version__)"
 
-# 4. The engine tests: parity of every engine with HF on real sessions, Ray and shards.
+# 4. The engine tests: parity of every engine with HF on real sessions, Ray, llama.cpp through the
+# pipeline. The shard test needs no extra engine and already ran in the main test command.
 say "running the engine tests"
 PSYCH201_REQUIRE_ENGINES="$require" "$VENV/bin/python" -m pytest -q -p no:cacheprovider \
+  --durations=10 -k "not test_shards_merged_equal_single_process" \
   tests/test_engines_parity.py tests/test_engines_scale.py
 say "done"

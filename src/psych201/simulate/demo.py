@@ -29,9 +29,9 @@ class DemoStudy:
 
 
 DEMO_STUDIES: tuple[DemoStudy, ...] = (
-    DemoStudy("simulated_bandit", "bandit", n_participants=10, n_trials=30, seed=201),
-    DemoStudy("simulated_risky", "risky", n_participants=10, n_trials=16, seed=202),
-    DemoStudy("simulated_lexical", "lexical", n_participants=10, n_trials=40, seed=203),
+    DemoStudy("simulated_bandit", "bandit", n_participants=10, n_trials=24, seed=201),
+    DemoStudy("simulated_risky", "risky", n_participants=10, n_trials=10, seed=202),
+    DemoStudy("simulated_lexical", "lexical", n_participants=10, n_trials=30, seed=203),
 )
 
 
