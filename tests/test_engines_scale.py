@@ -30,6 +30,8 @@ MODEL = "smollm2-135m-instruct"
 STUDIES = ("franke2024bayesian", "guenther2023associations_individual", "guenther2022relational")
 FLOATS = ["nll", "entropy"]
 PER_STUDY = 2
+#: The paper's truncation, to a short prefix: a few hundred tokens per session keeps this fast.
+PREFIX_CHARS = 1500
 
 pytestmark = pytest.mark.slow
 
@@ -37,7 +39,7 @@ pytestmark = pytest.mark.slow
 def _config(out: Path, **changes: object) -> ScoreConfig:
     base = ScoreConfig(
         data=DATA, out=out, model=MODEL, studies=STUDIES, limit=PER_STUDY, split="test",
-        part_size=2,
+        part_size=2, condition="paper", condition_args={"max_chars": PREFIX_CHARS},
     )
     return replace(base, **changes)  # type: ignore[arg-type]
 
@@ -114,7 +116,7 @@ def test_ray_stream_scores_many_chunks_in_one_job(ray_cluster, tmp_path):
     from psych201.scoring.engines import build_scorer
     from psych201.scoring.ray_engine import RayScorer
 
-    condition = make_condition("raw")
+    condition = make_condition("paper", max_chars=PREFIX_CHARS)
     chunks = []
     for study in STUDIES:
         sessions = [s for _, s in zip(range(PER_STUDY), iter_sessions(DATA / study), strict=False)]
