@@ -15,6 +15,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -247,3 +248,22 @@ def test_rejects_bad_requests_and_urls(toy_server):
         engine.score([ScoringRequest("long", ids, np.array([3], dtype=np.int64))])
     with pytest.raises(ValueError, match=r"\[1, 5\)"):
         engine.score([ScoringRequest("pos0", ids[:5], np.array([0], dtype=np.int64))])
+
+
+def test_score_cli_refuses_unknown_engines_and_stray_ray_args(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from psych201.cli import app
+
+    data = tmp_path / "s.jsonl"
+    data.write_text('{"text": "Pick <<A>>.", "experiment": "e", "participant": 1}\n')
+    runner = CliRunner()
+    result = runner.invoke(
+        app, ["score", "--data", str(data), "--out", str(tmp_path / "r"), "--engine", "bogus"]
+    )
+    assert result.exit_code == 2 and "unknown engine 'bogus'" in result.output
+    result = runner.invoke(
+        app,
+        ["score", "--data", str(data), "--out", str(tmp_path / "r"), "--ray-args", "num_workers=2"],
+    )
+    assert result.exit_code == 2 and "--ray-args needs --engine ray" in result.output

@@ -28,7 +28,7 @@ from psych201.results.writer import part_paths
 from psych201.scoring.models import DEFAULT_MODEL  # light: no torch until a model is loaded
 
 if TYPE_CHECKING:
-    from psych201.pipeline import RunSummary, ScoreConfig
+    from psych201.pipeline import RunSummary, ScoreConfig, ScoringSetup
 
 DEFAULT_DEMO_OUT = Path("psych201-demo")
 
@@ -118,14 +118,16 @@ def _known_errors() -> tuple[type[Exception], ...]:
     return (PipelineError, ResultsError, DataError, MarkerError, ModelLoadError, FileNotFoundError)
 
 
-def run_scoring(config: ScoreConfig, *, quiet: bool = False) -> RunSummary:
+def run_scoring(
+    config: ScoreConfig, *, quiet: bool = False, setup: ScoringSetup | None = None
+) -> RunSummary:
     """Run the pipeline with a progress bar; turn known errors into a clean exit."""
     from psych201.pipeline import score_run
 
     console = Console(stderr=True)
     progress = RichProgress(console, enabled=not quiet)
     try:
-        return score_run(config, progress=progress, argv=sys.argv)
+        return score_run(config, setup=setup, progress=progress, argv=sys.argv)
     except KeyboardInterrupt:
         progress.stop()
         raise _fail(
@@ -230,6 +232,15 @@ def score(
     on_error: Annotated[
         str, typer.Option(help="fail: stop at the first bad line/session; skip: log it and go on.")
     ] = "fail",
+    engine: Annotated[
+        str, typer.Option(help="hf (reference), vllm, llamacpp, openai or ray (docs/scale-out.md).")
+    ] = "hf",
+    engine_args: Annotated[
+        str | None, typer.Option(help="Engine settings, k=v,... (e.g. tensor_parallel_size=4).")
+    ] = None,
+    ray_args: Annotated[
+        str | None, typer.Option(help="With --engine ray: engine=vllm,num_workers=8,...")
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Score every human response of the data with a model: one row per response, resumable."""
@@ -262,7 +273,20 @@ def score(
         raise _fail(str(exc)) from exc
     if not data.exists():
         raise _fail(f"{data}: no such file or directory")
-    summary = run_scoring(config, quiet=quiet)
+    setup = None
+    if engine != "hf" or engine_args or ray_args:
+        from psych201.engine_setup import build_setup
+
+        try:
+            setup = build_setup(
+                config,
+                engine=engine,
+                engine_args=parse_kv(engine_args, what="--engine-args"),
+                ray_args=parse_kv(ray_args, what="--ray-args"),
+            )
+        except (ImportError, ValueError, TypeError) as exc:
+            raise _fail(f"--engine {engine}: {exc}") from exc
+    summary = run_scoring(config, quiet=quiet, setup=setup)
     _print_summary(summary)
     if summary.failed:
         raise typer.Exit(EXIT_FAILED_SESSIONS)
