@@ -185,8 +185,10 @@ def experiment_cmd(
     ] = False,
     threads: ThreadsOpt = None,
 ) -> None:
-    """Run the worked experiment: train the plan's adapters, score them and their base on the
-    test split and on simulated participants, report paired effects with CIs."""
+    """Run a post-training experiment plan: train, score beside the base, compare with CIs.
+
+    Trains the plan's adapters, scores them and their base on the test split of the plan's studies and on simulated participants, and reports paired effects with bootstrap intervals. Resumable.
+    """  # noqa: E501 - one line, so the help text wraps to the terminal, not to the source
     from psych201.lab.adapter import default_adapter_root
     from psych201.lab.experiment import read_plan, resolve_data, run_experiment
     from psych201.lab.settings import LabError

@@ -164,7 +164,9 @@ def save_adapter(peft_model: Any, card: AdapterCard, out_dir: str | Path) -> Ada
         config.base_model_name_or_path = card.base
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}-") as tmp:
         staging = Path(tmp) / "adapter"
-        peft_model.save_pretrained(staging, safe_serialization=True)
+        # The vocabulary is never changed, so no embedding copies; "auto" would also query the
+        # model hub for the base's config.
+        peft_model.save_pretrained(staging, safe_serialization=True, save_embedding_layers=False)
         # peft's README is a hub model-card template; the psych201 card is the documentation.
         (staging / "README.md").unlink(missing_ok=True)
         written = _with_fields(card, adapter_sha256=sha256_file(staging / WEIGHTS_FILE))
