@@ -41,7 +41,7 @@ from psych201.results.writer import (
 )
 from psych201.scoring.align import ALIGNMENT_MODES
 from psych201.scoring.engine import EngineInfo
-from psych201.scoring.models import DEFAULT_MODEL, DTYPES
+from psych201.scoring.models import DEFAULT_MODEL, DTYPES, LoadedModel
 
 Split = Literal["test", "train", "all"]
 OnError = Literal["fail", "skip"]
@@ -339,13 +339,21 @@ def tokenizer_info(tokenizer: Any) -> dict[str, Any]:
 
 def load_hf_setup(config: ScoreConfig) -> ScoringSetup:
     """Load ``config.model`` with transformers (B's loader, engine and session scorer)."""
-    from psych201.scoring.hf import HFEngine
     from psych201.scoring.models import load_model
-    from psych201.scoring.scorer import SessionScorer, WindowConfig
 
     model_args = dict(config.model_args)
     _check_kwargs(load_model, model_args, "--model-args", own_flags=("dtype", "device"))
     loaded = load_model(config.model, dtype=config.dtype, device=config.device, **model_args)
+    return setup_from_loaded(loaded, config)
+
+
+def setup_from_loaded(
+    loaded: LoadedModel, config: ScoreConfig, *, model_info: Mapping[str, Any] | None = None
+) -> ScoringSetup:
+    """The HF engine and session scorer around an already loaded model (base or adapter)."""
+    from psych201.scoring.hf import HFEngine
+    from psych201.scoring.scorer import SessionScorer, WindowConfig
+
     engine = HFEngine(loaded, device=config.device, batch_tokens=config.batch_tokens)
     window_kwargs: dict[str, Any] = {"max_tokens": config.max_tokens}
     if config.window_overlap is not None:
@@ -362,6 +370,7 @@ def load_hf_setup(config: ScoreConfig) -> ScoringSetup:
             "source": str(loaded.source),
             "file_sha256": loaded.file_sha256,
             "max_context": loaded.max_context,
+            **(model_info or {}),
         },
         engine_info=engine.info,
         tokenizer_info=tokenizer_info(loaded.tokenizer),
