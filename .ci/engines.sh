@@ -25,12 +25,25 @@ quiet_pip() { "$@" 2>&1 | grep -v "is ignored: it is neither a file nor a direct
 # 1. llama-cpp-python wheel: reuse the cached one, else compile it in the background.
 mkdir -p "$WHEELS"
 llama_wheel() { ls "$WHEELS"/llama_cpp_python-"$LLAMA_CPP_VERSION"-*.whl 2>/dev/null | head -n1; }
+build_llama() {
+  # The build must not run in the repository (pip builds in a temp dir anyway).
+  (cd /tmp && CMAKE_BUILD_PARALLEL_LEVEL=2 timeout 1200 python3 -m pip wheel -q --no-deps \
+     -w "$WHEELS" "llama-cpp-python==$LLAMA_CPP_VERSION" >/tmp/psych201-llama-build.log 2>&1)
+}
+# `engines.sh --llama-wheel` only builds (or finds) the wheel: .ci/run starts it in the background
+# at the beginning, so the compile overlaps the main install and tests.
+if [ "${1:-}" = "--llama-wheel" ]; then
+  if [ -z "$(llama_wheel)" ]; then
+    say "compiling llama-cpp-python $LLAMA_CPP_VERSION"
+    build_llama || { echo "llama-cpp-python build failed:"; tail -n 30 /tmp/psych201-llama-build.log; }
+  fi
+  say "llama-cpp-python wheel: $(llama_wheel)"
+  exit 0
+fi
 build_pid=""
 if [ -z "$(llama_wheel)" ]; then
   say "compiling llama-cpp-python $LLAMA_CPP_VERSION in the background"
-  # The build must not run in the repository (pip builds in a temp dir anyway).
-  (cd /tmp && CMAKE_BUILD_PARALLEL_LEVEL=2 timeout 1200 python3 -m pip wheel -q --no-deps \
-     -w "$WHEELS" "llama-cpp-python==$LLAMA_CPP_VERSION" >/tmp/psych201-llama-build.log 2>&1) &
+  build_llama &
   build_pid=$!
 else
   say "reusing $(llama_wheel)"

@@ -279,6 +279,45 @@ def test_llamacpp_quantised_within_tolerance(llamacpp_engine, requests, expected
     assert np.isfinite(ent).all() and ent.mean() <= 0.1
 
 
+def _with_candidates(requests: list[ScoringRequest], vocab: int) -> list[ScoringRequest]:
+    """The first requests again, asking for 5 fixed candidate ids at a few targets each."""
+    rng = np.random.default_rng(7)
+    out = []
+    for r in requests[:3]:
+        chosen = rng.choice(r.target_positions.size, size=min(4, r.target_positions.size),
+                            replace=False)
+        candidates = {int(j): rng.choice(vocab, size=5, replace=False).astype(np.int64)
+                      for j in chosen}
+        out.append(ScoringRequest(r.key, r.token_ids, r.target_positions[::-1].copy(),
+                                  candidates))
+    return out
+
+
+def test_llamacpp_candidate_logprobs_match_hf(llamacpp_engine, reference, requests):
+    # Accuracy among offered options needs the log-probs of other ids at a target position.
+    hf, tokenizer = reference
+    asked = _with_candidates(requests, len(tokenizer))
+    want = hf.score(asked)
+    got = llamacpp_engine.score(asked)
+    from psych201.scoring.llamacpp import LlamaCppEngine
+
+    plain = LlamaCppEngine(gguf_file(MODEL), n_ctx=2048, n_batch=128, mode="scores",
+                           n_threads=THREADS)
+    try:
+        via_eval = plain.score(asked)
+    finally:
+        plain.close()
+    for g, e, w, r in zip(got, via_eval, want, asked, strict=True):
+        assert g.candidate_logprobs is not None and e.candidate_logprobs is not None
+        assert w.candidate_logprobs is not None
+        assert set(g.candidate_logprobs) == set(r.candidates)
+        for j in r.candidates:
+            np.testing.assert_allclose(g.candidate_logprobs[j], e.candidate_logprobs[j],
+                                       atol=1e-4)
+            # Quantised weights: the candidates' log-probs are close, not equal, to HF's.
+            assert np.abs(g.candidate_logprobs[j] - w.candidate_logprobs[j]).mean() <= 1.0
+
+
 def test_llamacpp_never_holds_context_times_vocab_logits(llamacpp_engine):
     llm = llamacpp_engine._llm
     assert llm.scores.shape[0] <= llamacpp_engine.info.extra["n_batch"]

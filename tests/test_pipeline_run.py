@@ -366,6 +366,39 @@ def test_a_failing_session_is_named_and_finished_work_kept(tiny_dir: Path, tmp_p
     assert sorted(read_responses(out).line.unique()) == sorted(s.line for s in sessions)
 
 
+class _StreamingScorer(_CountingScorer):
+    """Like RayScorer: ``score_stream`` takes many chunks as one job; can fail at a chunk."""
+
+    def __init__(self, inner: Any, fail_at_chunk: int | None = None) -> None:
+        super().__init__(inner)
+        self.fail_at_chunk = fail_at_chunk
+        self.jobs = 0
+
+    def score_stream(self, chunks: Sequence[Sequence[Prompt]]) -> Any:
+        self.jobs += 1
+        for i, chunk in enumerate(chunks):
+            if i == self.fail_at_chunk:
+                raise RuntimeError("planted stream failure")
+            yield self.inner.score(chunk)
+
+
+@pytest.mark.parametrize("fail_at_chunk", [None, 2])
+def test_a_streaming_scorer_runs_one_job_per_study_and_writes_the_same_parts(
+    reference: Path, tiny_dir: Path, tmp_path: Path, fail_at_chunk: int | None
+) -> None:
+    out = tmp_path / "run"
+    real = load_hf_setup(_config(tiny_dir, out))
+    scorer = _StreamingScorer(real.scorer, fail_at_chunk)
+    summary = score_run(_config(tiny_dir, out, part_size=1), setup=replace(real, scorer=scorer))
+    assert scorer.jobs == len(STUDIES)  # one job per study, not one per part
+    # After a failing chunk the rest go chunk by chunk through score(), nothing lost.
+    assert scorer.prompts == (0 if fail_at_chunk is None else 2 * (LIMIT - fail_at_chunk))
+    assert summary.scored_now == 2 * LIMIT
+    assert sorted(p.name for p in part_paths(out)) == sorted(
+        p.name for p in part_paths(reference))
+    _assert_same_table(read_responses(out), read_responses(reference), atol=1e-5)
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [

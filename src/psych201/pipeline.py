@@ -585,10 +585,11 @@ def _score_missing(run: _Run, todo: set[SessionKey], progress: ProgressSink | No
         outcome.counts.add_study(sessions, prompts, in_shard)
         by_key = {s.key: s for s in sessions}
         missing = [s.key for s in sessions if s.key in todo]
-        for chunk in _chunks(missing, run.chars, config.part_size, config.part_chars):
-            results, errors = _score_chunk(
-                run.setup.scorer, [(by_key[k], prompts.get(k)) for k in chunk]
-            )
+        chunks = list(_chunks(missing, run.chars, config.part_size, config.part_chars))
+        items = [[(by_key[k], prompts.get(k)) for k in chunk] for chunk in chunks]
+        for chunk, (results, errors) in zip(
+            chunks, _scored_chunks(run.setup.scorer, items), strict=True
+        ):
             finished = [k for k in chunk if k in results]
             if finished:
                 rows = [
@@ -670,6 +671,42 @@ def _chunks(
         yield chunk
 
 
+_ChunkResult = tuple[dict[SessionKey, Sequence[SpanScoreLike]], list[tuple[Session, str]]]
+
+
+def _scored_chunks(
+    scorer: PromptScorer, chunks: Sequence[Sequence[tuple[Session, Prompt | None]]]
+) -> Iterator[_ChunkResult]:
+    """:func:`_score_chunk` for each chunk, in order, as each finishes.
+
+    A scorer with ``score_stream`` (Ray) gets all chunks as one job, so its engine replicas load
+    once per study instead of once per part; each chunk still becomes its own part as soon as it
+    is scored. If the stream fails, the failed chunk and the rest go one call per chunk, which
+    names the sessions that cannot be scored.
+    """
+    stream = getattr(scorer, "score_stream", None)
+    if stream is None or len(chunks) < 2:
+        for items in chunks:
+            yield _score_chunk(scorer, items)
+        return
+    works = [[(s, p) for s, p in items if p is not None and p.spans] for items in chunks]
+    done = 0
+    try:
+        scored = stream([[p for _, p in work] for work in works])
+        for items, work in zip(chunks, works, strict=True):
+            scores = next(scored)
+            _check_scores(work, scores)
+            results: dict[SessionKey, Sequence[SpanScoreLike]] = {
+                s.key: [] for s, p in items if p is None or not p.spans
+            }
+            results.update({s.key: sc for (s, _), sc in zip(work, scores, strict=True)})
+            done += 1
+            yield results, []
+    except (ValueError, RuntimeError, IndexError, KeyError, StopIteration):
+        for items in chunks[done:]:
+            yield _score_chunk(scorer, items)
+
+
 def _score_chunk(
     scorer: PromptScorer, items: Sequence[tuple[Session, Prompt | None]]
 ) -> tuple[dict[SessionKey, Sequence[SpanScoreLike]], list[tuple[Session, str]]]:
@@ -740,9 +777,19 @@ def _rows(
             entropy=float(score.entropy),
             context_tokens=int(score.context_tokens),
             truncated=bool(score.truncated),
+            offered_correct=_optional_bool(getattr(score, "offered_correct", None)),
+            n_offered=_optional_int(getattr(score, "n_offered", None)),
         )
         for span, score in zip(prompt.spans, scores, strict=True)
     ]
+
+
+def _optional_bool(value: object) -> bool | None:
+    return None if value is None else bool(value)
+
+
+def _optional_int(value: object) -> int | None:
+    return None if value is None else int(value)  # type: ignore[call-overload]
 
 
 def _note(progress: ProgressSink | None, message: str) -> None:

@@ -272,20 +272,30 @@ def persona_benefit(frame: pd.DataFrame, model: str, *, persona_condition: str,
                                "n_a": "n_reference", "n_b": "n_persona"})
 
 
-def accuracy(frame: pd.DataFrame, *, condition: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+def accuracy(frame: pd.DataFrame, *, condition: str,
+             column: str = "top1_correct") -> tuple[pd.DataFrame, pd.DataFrame]:
     """Top-1 accuracy per study and model (mean per study, then over studies).
 
-    Only responses whose ``top1_correct`` is known count (single-token responses). Returns
-    (per_study, per_model) tables.
+    ``column="top1_correct"`` (the paper): the arg-max over the whole vocabulary is the human's
+    response; only single-token responses count. ``column="offered_correct"``: the response is
+    the most probable of the options the transcript offered; only responses whose options are
+    known (and one token each) count, and ``chance`` is the mean of ``1 / n_offered``, the hit
+    rate of guessing among them. Returns (per_study, per_model) tables.
     """
     sub = select(frame, condition=condition)
-    sub = sub[sub["top1_correct"].notna()]
-    hits = sub.assign(hit=sub["top1_correct"].astype(float))
-    per_study = hits.groupby(["model", "study"], as_index=False, observed=True).agg(
-        accuracy=("hit", "mean"), n_responses=("hit", "size"))
-    per_model = per_study.groupby("model", as_index=False, observed=True).agg(
-        accuracy=("accuracy", "mean"), n_studies=("study", "size"),
-        n_responses=("n_responses", "sum"))
+    sub = sub[sub[column].notna()]
+    hits = sub.assign(hit=sub[column].astype(float))
+    aggs: dict[str, tuple[str, str]] = {"accuracy": ("hit", "mean"), "n_responses": ("hit", "size")}
+    if column == "offered_correct" and "n_offered" in hits.columns:
+        hits = hits.assign(guess=1.0 / pd.to_numeric(hits["n_offered"], errors="coerce"))
+        aggs["chance"] = ("guess", "mean")
+    per_study = hits.groupby(["model", "study"], as_index=False, observed=True).agg(**aggs)
+    model_aggs: dict[str, tuple[str, str]] = {
+        "accuracy": ("accuracy", "mean"), "n_studies": ("study", "size"),
+        "n_responses": ("n_responses", "sum")}
+    if "chance" in per_study.columns:
+        model_aggs["chance"] = ("chance", "mean")
+    per_model = per_study.groupby("model", as_index=False, observed=True).agg(**model_aggs)
     return per_study, per_model
 
 

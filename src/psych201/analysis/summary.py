@@ -27,7 +27,8 @@ from psych201.analysis.tables import Results, common_studies, select
 
 #: Columns any analysis reads (the rest of a response table is carried by reports only).
 ANALYSIS_COLUMNS = ("model", "condition", "study", "experiment", "participant", "line",
-                    "response_index", "nll", "top1_correct", "n_options")
+                    "response_index", "nll", "top1_correct", "n_options", "offered_correct",
+                    "n_offered")
 
 
 @dataclass(frozen=True)
@@ -149,11 +150,11 @@ def _group_intervals(groups: pd.DataFrame, pairs: pd.DataFrame, by: str,
 
 
 def _accuracy_intervals(frame: pd.DataFrame, per_model: pd.DataFrame, condition: str,
-                        options: AnalysisOptions) -> pd.DataFrame:
+                        options: AnalysisOptions, column: str = "top1_correct") -> pd.DataFrame:
     """Bootstrap intervals (studies and participants) for each model's accuracy."""
     rows = select(frame, condition=condition)
-    rows = rows[rows["top1_correct"].notna()]
-    rows = rows.assign(hit=rows["top1_correct"].astype(float))
+    rows = rows[rows[column].notna()]
+    rows = rows.assign(hit=rows[column].astype(float))
     lows, highs = [], []
     for model in per_model["model"]:
         arrays = bs.participant_arrays(select(rows, model=model), value="hit")
@@ -274,6 +275,25 @@ def summarize(results: Results, registry: ModelRegistry,
     if acc_condition is not None:
         acc_study, acc_model = paper.accuracy(frame, condition=acc_condition)
         acc_model = _accuracy_intervals(frame, acc_model, acc_condition, options)
+        offered = select(frame, condition=acc_condition)
+        if "offered_correct" in offered.columns and offered["offered_correct"].notna().any():
+            # Accuracy among the options the transcript offered (PROTOCOL §3's accuracy control).
+            off_study, off_model = paper.accuracy(frame, condition=acc_condition,
+                                                  column="offered_correct")
+            off_model = _accuracy_intervals(frame, off_model, acc_condition, options,
+                                            column="offered_correct")
+            acc_study = acc_study.merge(
+                off_study.rename(columns={"accuracy": "accuracy_offered",
+                                          "n_responses": "n_offered_responses",
+                                          "chance": "chance_offered"}),
+                on=["model", "study"], how="left")
+            acc_model = acc_model.merge(
+                off_model.rename(columns={"accuracy": "accuracy_offered",
+                                          "ci_low": "offered_ci_low", "ci_high": "offered_ci_high",
+                                          "n_responses": "n_offered_responses",
+                                          "n_studies": "n_offered_studies",
+                                          "chance": "chance_offered"}),
+                on="model", how="left")
         info = registry.describe(list(acc_model["model"])).reset_index()
         acc_points = acc_model.merge(info, on="model")
         acc_points["condition"] = acc_condition

@@ -197,18 +197,27 @@ def synthetic_responses(models: Sequence[ModelInfo], *, design: SyntheticDesign 
                     # better (lower-NLL) predictions hit the human's letter more often
                     hit_p = 1 / (1 + np.exp(2.0 * (nll - 2.2)))
                     columns["top1_correct"].append((rng.random(n) < hit_p).astype(float))
+                    # among k offered options, a miss of the arg-max can still be the best option
+                    offered_p = hit_p + (1 - hit_p) / k
+                    columns["offered_correct"].append((rng.random(n) < offered_p).astype(float))
                     columns["n_tokens"].append(np.ones(n, dtype=np.int64))
                 else:
                     columns["top1_correct"].append(np.full(n, np.nan))
+                    columns["offered_correct"].append(np.full(n, np.nan))
                     columns["n_tokens"].append(np.full(n, 2, dtype=np.int64))
                 columns["n_options"].append(np.full(n, float(k) if k else math.nan))
     if not columns["nll"]:
         raise ValueError("no rows: no models or conditions given")
     data = {name: np.concatenate(parts) for name, parts in columns.items()}
     hits = data.pop("top1_correct")
+    offered_hits = data.pop("offered_correct")
     frame = pd.DataFrame(data)
     frame["top1_correct"] = pd.array(
         np.where(np.isnan(hits), None, hits == 1.0), dtype="boolean")
+    frame["offered_correct"] = pd.array(
+        np.where(np.isnan(offered_hits), None, offered_hits == 1.0), dtype="boolean")
+    frame["n_offered"] = pd.array(
+        np.where(np.isnan(frame["n_options"]), None, frame["n_options"]), dtype="Int64")
     frame["entropy"] = 0.8 * frame["nll"] + 0.2
     frame["context_tokens"] = (frame["response_index"] + 1) * 40
     frame["truncated"] = False
@@ -217,7 +226,7 @@ def synthetic_responses(models: Sequence[ModelInfo], *, design: SyntheticDesign 
 
 
 _COLUMNS = ("model", "condition", "study", "experiment", "participant", "line", "response_index",
-            "response_text", "nll", "top1_correct", "n_tokens", "n_options")
+            "response_text", "nll", "top1_correct", "offered_correct", "n_tokens", "n_options")
 
 
 def demo_table(registry: ModelRegistry, *, seed: int = 0) -> pd.DataFrame:

@@ -19,7 +19,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from psych201.results.io import read_manifest, read_responses
-from psych201.results.schema import RESPONSE_KEY, RESPONSE_SCHEMA
+from psych201.results.schema import ADDED_COLUMNS, RESPONSE_KEY, RESPONSE_SCHEMA
 
 #: Columns that identify a participant within a study (ids repeat across sub-experiments).
 PARTICIPANT_KEY = ["experiment", "participant"]
@@ -129,7 +129,10 @@ def validate_responses(frame: pd.DataFrame, source: str = "table") -> pd.DataFra
     one model under one condition (e.g. a run passed twice), naming the first offending row.
     """
     missing = [c for c in RESPONSE_SCHEMA.names if c not in frame.columns]
-    if missing:
+    if missing and set(missing) <= set(ADDED_COLUMNS):
+        # A table written before these columns existed: they are unknown, not wrong.
+        frame = frame.assign(**{c: pd.NA for c in missing})
+    elif missing:
         raise TableError(f"{source}: missing columns {', '.join(missing)}")
     # A response without tokens carries no evidence: an empty response (nll 0) or one the paper's
     # marker matching never found (nll NaN). The authors' pooled means skip both.

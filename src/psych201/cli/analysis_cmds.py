@@ -301,6 +301,7 @@ def _print_frame(title: str, frame: Any, columns: dict[str, str]) -> None:
     """A rich table of ``frame``'s ``columns`` (name → header); floats with 3 decimals."""
     if frame is None or len(frame) == 0:
         return
+    columns = {c: h for c, h in columns.items() if c in frame.columns}
     table = Table(title=title)
     for header in columns.values():
         table.add_column(header)
@@ -328,7 +329,11 @@ def _print_controls(summary: Any) -> None:
         _print_frame(f"Accuracy ({summary.accuracy_points['condition'].iloc[0]})",
                      summary.accuracy_points, {"display": "model", "accuracy": "accuracy",
                                                "ci_low": "low", "ci_high": "high",
-                                               "n_studies": "studies"})
+                                               "n_studies": "studies",
+                                               "accuracy_offered": "offered",
+                                               "offered_ci_low": "low",
+                                               "offered_ci_high": "high",
+                                               "chance_offered": "chance"})
     _print_frame("Chat-template control", summary.chat_template,
                  {"model": "model", "no_template": "NLL raw", "template": "NLL template",
                   "n_studies": "studies"})

@@ -82,6 +82,8 @@ def html_table(frame: pd.DataFrame, columns: Mapping[str, tuple[str, Formatter]]
     if frame is None or frame.empty:
         return Markup("<p><i>no rows</i></p>")
     data = frame.reset_index() if index is not None else frame
+    if columns is not None:  # optional columns (e.g. offered-option accuracy) may be absent
+        columns = {c: spec for c, spec in columns.items() if c in data.columns}
     if columns is None:
         columns = {
             c: (str(c), _num(3) if pd.api.types.is_float_dtype(data[c]) else _text)
@@ -226,18 +228,30 @@ def build_report(summary: Summary, results: Results, registry: ModelRegistry, *,
     )
 
 
+def _accuracy_table(points: pd.DataFrame) -> pd.DataFrame:
+    table = points.assign(interval=_ci(points))
+    if "accuracy_offered" in points.columns:
+        table["offered_interval"] = _ci(points, "offered_ci_low", "offered_ci_high")
+    return table
+
+
 def _extra_sections(summary: Summary) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     if summary.accuracy_points is not None:
         out.append({"anchor": "accuracy", "title": "Accuracy",
                     "text": "Top-1 hit rate (argmax over the vocabulary equals the human's "
-                            "response), mean per study then over studies, condition "
+                            "response) and, where the transcript states the options offered, "
+                            "the hit rate among those options (with guessing's chance rate); "
+                            "mean per study then over studies, condition "
                             f"{summary.accuracy_points['condition'].iloc[0]}.",
-                    "table": html_table(summary.accuracy_points.assign(
-                        interval=_ci(summary.accuracy_points)), {
+                    "table": html_table(_accuracy_table(summary.accuracy_points), {
                         "display": ("model", _text), "accuracy": ("accuracy", _num(3)),
                         "interval": ("interval", _text), "n_studies": ("studies", _int),
-                        "n_responses": ("responses", _int)})})
+                        "n_responses": ("responses", _int),
+                        "accuracy_offered": ("among offered options", _num(3)),
+                        "offered_interval": ("interval", _text),
+                        "chance_offered": ("chance", _num(3)),
+                        "n_offered_responses": ("responses", _int)})})
     if summary.chat_template is not None:
         out.append({"anchor": "chat-template", "title": "Chat-template control", "text": "",
                     "table": html_table(summary.chat_template, {

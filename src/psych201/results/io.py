@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from psych201.results.manifest import load_manifest
-from psych201.results.schema import RESPONSE_SCHEMA
+from psych201.results.schema import conform
 from psych201.results.writer import RESPONSES_FILE, ResultsError, read_parts, sort_responses
 
 
@@ -39,11 +39,12 @@ def read_table(run_dir_or_file: str | Path) -> pa.Table:
         table = pq.read_table(path)
     except (OSError, pa.ArrowInvalid) as exc:
         raise ResultsError(f"{path}: unreadable Parquet file ({exc})") from exc
-    missing = [n for n in RESPONSE_SCHEMA.names if n not in table.column_names]
-    if missing:
-        raise ResultsError(f"{path}: not a psych201 response table (missing {', '.join(missing)})")
     try:
-        return table.select(RESPONSE_SCHEMA.names).cast(RESPONSE_SCHEMA)
+        return conform(table)
+    except KeyError as exc:
+        raise ResultsError(
+            f"{path}: not a psych201 response table (missing {exc.args[0]})"
+        ) from exc
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
         raise ResultsError(f"{path}: column types differ from the response schema ({exc})") from exc
 
@@ -51,7 +52,7 @@ def read_table(run_dir_or_file: str | Path) -> pa.Table:
 def read_responses(run_dir_or_file: str | Path) -> pd.DataFrame:
     """The response table as pandas, one row per response (columns of ``RESPONSE_SCHEMA``).
 
-    ``top1_correct`` is a nullable boolean (``<NA>`` for multi-token responses).
+    ``top1_correct`` and ``offered_correct`` are nullable booleans (``<NA>`` where not defined).
     """
     table = read_table(run_dir_or_file)
     return table.to_pandas(types_mapper={pa.bool_(): pd.BooleanDtype()}.get)

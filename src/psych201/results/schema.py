@@ -26,8 +26,29 @@ RESPONSE_SCHEMA = pa.schema(
         pa.field("entropy", pa.float64()),  # mean predictive entropy over the span's tokens
         pa.field("context_tokens", pa.int64()),  # tokens the first span token was conditioned on
         pa.field("truncated", pa.bool_()),  # preceding context was cut (window or truncation)
+        # Among the options the transcript offered: null unless known and one token each.
+        pa.field("offered_correct", pa.bool_()),
+        pa.field("n_offered", pa.int64()),  # null where the transcript does not state them
     ]
 )
+
+#: Columns added after the first release: tables written before them are read with nulls.
+ADDED_COLUMNS = ("offered_correct", "n_offered")
+
+
+def conform(table: pa.Table) -> pa.Table:
+    """``table`` with exactly :data:`RESPONSE_SCHEMA` (added columns filled with nulls).
+
+    Raises ``KeyError`` naming a missing original column, and Arrow errors on type clashes.
+    """
+    for name in ADDED_COLUMNS:
+        if name not in table.column_names:
+            spec = RESPONSE_SCHEMA.field(name)
+            table = table.append_column(spec, pa.nulls(table.num_rows, spec.type))
+    missing = [n for n in RESPONSE_SCHEMA.names if n not in table.column_names]
+    if missing:
+        raise KeyError(", ".join(missing))
+    return table.select(RESPONSE_SCHEMA.names).cast(RESPONSE_SCHEMA)
 
 #: Columns that identify one response across models and conditions.
 RESPONSE_KEY = ["study", "experiment", "participant", "line", "response_index"]
@@ -51,6 +72,8 @@ class ResponseScore:
     entropy: float
     context_tokens: int
     truncated: bool
+    offered_correct: bool | None = None
+    n_offered: int | None = None
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from psych201.data.records import SessionKey
-from psych201.results.schema import RESPONSE_SCHEMA, ResponseScore
+from psych201.results.schema import RESPONSE_SCHEMA, ResponseScore, conform
 
 PARTS_DIR = "parts"
 RESPONSES_FILE = "responses.parquet"
@@ -199,7 +199,10 @@ def read_parts(run_dir: Path) -> pa.Table:
     for path in part_paths(run_dir):
         table = pq.read_table(path).replace_schema_metadata(None)
         if not table.schema.equals(RESPONSE_SCHEMA):
-            raise ResultsError(f"{path}: columns differ from the response schema")
+            try:  # a part written before columns were added reads with nulls there
+                table = conform(table)
+            except (KeyError, pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                raise ResultsError(f"{path}: columns differ from the response schema") from exc
         tables.append(table)
     return pa.concat_tables(tables) if tables else RESPONSE_SCHEMA.empty_table()
 

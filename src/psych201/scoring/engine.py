@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -16,21 +16,29 @@ class ScoringRequest:
 
     ``target_positions[j] = t`` asks for ``log P(token_ids[t] | token_ids[:t])``; t >= 1.
     ``key`` is opaque to the engine and comes back on the matching :class:`TokenScores`.
+    ``candidates`` optionally asks, for target index ``j``, the log-probs of other token ids at
+    the same position (the options a participant was offered, for restricted accuracy).
     """
 
     key: str
     token_ids: npt.NDArray[np.int64]
     target_positions: npt.NDArray[np.int64]
+    candidates: Mapping[int, npt.NDArray[np.int64]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, eq=False)
 class TokenScores:
-    """Scores at the target positions of one request, in the order they were asked for."""
+    """Scores at the target positions of one request, in the order they were asked for.
+
+    ``candidate_logprobs[j]`` holds the log-probs of ``request.candidates[j]`` in the same order;
+    ``None`` where the engine cannot see the whole distribution (top-k APIs) or none were asked.
+    """
 
     key: str
     logprobs: npt.NDArray[np.float64]
     top1: npt.NDArray[np.int64]
     entropy: npt.NDArray[np.float64]
+    candidate_logprobs: Mapping[int, npt.NDArray[np.float64]] | None = None
 
 
 @dataclass(frozen=True)

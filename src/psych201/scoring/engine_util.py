@@ -6,7 +6,7 @@ place is what lets the parity harness compare engines token by token.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -36,6 +36,13 @@ def check_request(request: ScoringRequest, *, engine: str, max_context: int | No
                 f"{engine}: request {request.key!r}: target positions must lie in [1, {n}), "
                 f"got [{lo}, {hi}]"
             )
+    n_targets = int(request.target_positions.size)
+    for j in request.candidates:
+        if not 0 <= j < n_targets:
+            raise ValueError(
+                f"{engine}: request {request.key!r}: candidates for target index {j}, but it "
+                f"has {n_targets} targets"
+            )
     if max_context is not None and n > max_context:
         raise ValueError(
             f"{engine}: request {request.key!r} has {n} tokens, more than the model's context "
@@ -44,11 +51,15 @@ def check_request(request: ScoringRequest, *, engine: str, max_context: int | No
 
 
 def scores_from_logits(
-    key: str, logits: npt.NDArray[np.floating], next_ids: npt.NDArray[np.int64]
+    key: str,
+    logits: npt.NDArray[np.floating],
+    next_ids: npt.NDArray[np.int64],
+    candidates: Mapping[int, npt.NDArray[np.int64]] | None = None,
 ) -> TokenScores:
     """Log-prob of ``next_ids[j]``, arg-max id and entropy from the logit row ``logits[j]``.
 
-    ``logits`` has one row per target: the output at position ``t - 1`` for target ``t``.
+    ``logits`` has one row per target: the output at position ``t - 1`` for target ``t``;
+    ``candidates[j]`` are further ids whose log-probs row ``j`` should report.
     Computed in float64 so the arithmetic adds nothing to the engine's own rounding.
     """
     rows = np.asarray(logits, dtype=np.float64)
@@ -69,6 +80,11 @@ def scores_from_logits(
         logprobs=picked.astype(np.float64),
         top1=rows.argmax(axis=1).astype(np.int64),
         entropy=entropy.astype(np.float64),
+        candidate_logprobs=(
+            {j: logp[j, ids].astype(np.float64) for j, ids in candidates.items()}
+            if candidates
+            else None
+        ),
     )
 
 

@@ -105,24 +105,18 @@ def build_engine(spec: ScorerSpec) -> tuple[Engine, Any, str]:
 
 def hf_folder(name_or_path: str, cache_dir: Path | None = None) -> tuple[Path, str]:
     """The local Hugging Face folder of a model (converting a GGUF built-in once) and its id."""
-    from psych201.scoring import models
+    from psych201.scoring.models import model_folder
 
-    public = getattr(models, "model_folder", None)  # B's public name, once it exists
-    if callable(public):
-        folder = Path(public(name_or_path, cache_dir=cache_dir))
-        return folder, name_or_path if name_or_path in models.BUILTIN_MODELS else folder.name
-    folder, model_id, _sha, _source = models._resolve(name_or_path, cache_dir)
-    return Path(folder), model_id
+    found = model_folder(name_or_path, cache_dir=cache_dir)
+    return found.folder, found.model_id
 
 
 def model_identity(name_or_path: str, cache_dir: str | None = None) -> tuple[str, str, str]:
     """(model id, weights SHA-256, source) of a model, as ``load_model`` records them."""
-    from psych201.scoring import models
+    from psych201.scoring.models import model_folder
 
-    _folder, model_id, sha, source = models._resolve(
-        name_or_path, Path(cache_dir) if cache_dir else None
-    )
-    return model_id, sha, source
+    found = model_folder(name_or_path, cache_dir=Path(cache_dir) if cache_dir else None)
+    return found.model_id, found.file_sha256, found.source
 
 
 def gguf_file(name_or_path: str, cache_dir: Path | None = None) -> Path:

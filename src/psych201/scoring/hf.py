@@ -162,7 +162,14 @@ class HFEngine:
         which = torch.cat([torch.full((len(p),), b, dtype=torch.long) for b, p in enumerate(rows)])
         picked = hidden[which.to(hidden.device), torch.cat(rows).to(hidden.device)]
         targets = torch.cat([torch.from_numpy(r.token_ids[r.target_positions]) for r in batch])
-        logp, top1, entropy = self._head_scores(picked, targets)
+        # Candidate ids per row of `picked` (rows are the batch's targets, request by request).
+        wanted: dict[int, np.ndarray] = {}
+        offset = 0
+        for req in batch:
+            for j, ids in req.candidates.items():
+                wanted[offset + j] = ids
+            offset += int(req.target_positions.size)
+        logp, top1, entropy, cand = self._head_scores(picked, targets, wanted)
         results: list[TokenScores] = []
         offset = 0
         for req in batch:
@@ -173,17 +180,28 @@ class HFEngine:
                     logprobs=logp[offset : offset + k],
                     top1=top1[offset : offset + k],
                     entropy=entropy[offset : offset + k],
+                    candidate_logprobs=(
+                        {j: cand[offset + j] for j in req.candidates} if req.candidates else None
+                    ),
                 )
             )
             offset += k
         return results
 
     def _head_scores(
-        self, hidden: torch.Tensor, targets: torch.Tensor
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Log-prob of each target, arg-max id and entropy from the hidden rows, chunk by chunk."""
+        self,
+        hidden: torch.Tensor,
+        targets: torch.Tensor,
+        candidates: dict[int, np.ndarray] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[int, np.ndarray]]:
+        """Log-prob of each target, arg-max id and entropy from the hidden rows, chunk by chunk.
+
+        ``candidates`` maps a row to further token ids whose log-probs that row reports.
+        """
         head_device = self._head.weight.device
         logps, tops, ents = [], [], []
+        cand_out: dict[int, np.ndarray] = {}
+        cand_rows = sorted(candidates or {})
         for lo in range(0, hidden.shape[0], self._rows_per_chunk):
             h = hidden[lo : lo + self._rows_per_chunk].to(head_device)
             # float32 softmax whatever the model dtype: bf16 log-probs lose ~2 significant digits.
@@ -193,6 +211,11 @@ class HFEngine:
             del logits  # at most two [rows × vocab] buffers alive at once
             tgt = targets[lo : lo + self._rows_per_chunk].to(head_device)
             logps.append(logp.gather(1, tgt[:, None])[:, 0].double().cpu())
+            for row in cand_rows:
+                if lo <= row < lo + self._rows_per_chunk:
+                    assert candidates is not None
+                    ids = torch.from_numpy(candidates[row]).to(head_device)
+                    cand_out[row] = logp[row - lo, ids].double().cpu().numpy()
             # p·log p with 0·(-inf) = 0 (masked vocabulary entries), in place.
             plogp = logp.exp().mul_(logp).nan_to_num_(0.0)
             ents.append((-plogp.sum(dim=-1)).double().cpu())
@@ -201,6 +224,7 @@ class HFEngine:
             torch.cat(logps).numpy(),
             torch.cat(tops).numpy().astype(np.int64),
             torch.cat(ents).numpy(),
+            cand_out,
         )
 
     def _input_device(self) -> torch.device:

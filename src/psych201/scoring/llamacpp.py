@@ -134,6 +134,9 @@ class LlamaCppEngine:
         self._clear_memory()
         batch = lib.llama_batch_init(self._n_batch, 0, 1)
         rows: dict[int, TokenScores] = {}
+        # Candidate ids by target position, and their log-probs once decoded.
+        want_at = {int(targets[j]): c for j, c in request.candidates.items()}
+        cand_at: dict[int, np.ndarray] = {}
         try:
             for start in range(0, n, self._n_batch):
                 stop = min(n, start + self._n_batch)
@@ -160,14 +163,31 @@ class LlamaCppEngine:
                             shape=(self._n_vocab,),
                         )
                     positions = start + picked  # output row at p predicts token p + 1
-                    rows[start] = scores_from_logits(request.key, logits, ids[positions + 1])
+                    asked = {
+                        r: want_at[int(p) + 1]
+                        for r, p in enumerate(positions.tolist())
+                        if int(p) + 1 in want_at
+                    }
+                    rows[start] = scores_from_logits(
+                        request.key, logits, ids[positions + 1], asked
+                    )
+                    for r, logps in (rows[start].candidate_logprobs or {}).items():
+                        cand_at[int(positions[r]) + 1] = logps
         finally:
             lib.llama_batch_free(batch)
             self._clear_memory()
         merged = _concat(request.key, [rows[k] for k in sorted(rows)])
         # From ascending unique positions back to the targets in the order they were asked.
         return TokenScores(
-            request.key, merged.logprobs[inverse], merged.top1[inverse], merged.entropy[inverse]
+            request.key,
+            merged.logprobs[inverse],
+            merged.top1[inverse],
+            merged.entropy[inverse],
+            candidate_logprobs=(
+                {j: cand_at[int(targets[j])] for j in request.candidates}
+                if request.candidates
+                else None
+            ),
         )
 
     def _score_eval(self, request: ScoringRequest) -> TokenScores:
@@ -177,7 +197,10 @@ class LlamaCppEngine:
         self._llm.eval(request.token_ids[:n].tolist())
         logits = np.asarray(self._llm.scores[: self._llm.n_tokens])[request.target_positions - 1]
         return scores_from_logits(
-            request.key, logits, request.token_ids[request.target_positions]
+            request.key,
+            logits,
+            request.token_ids[request.target_positions],
+            dict(request.candidates),
         )
 
     def _clear_memory(self) -> None:

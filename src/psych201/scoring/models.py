@@ -161,6 +161,26 @@ def load_tokenizer(name_or_path: str, *, cache_dir: Path | None = None) -> Any:
     return _load_tokenizer(folder)
 
 
+@dataclass(frozen=True)
+class ModelFolder:
+    """Where a model's Hugging Face files are and what the run manifest records about them."""
+
+    folder: Path
+    model_id: str
+    file_sha256: str
+    source: str
+
+
+def model_folder(name_or_path: str, *, cache_dir: Path | None = None) -> ModelFolder:
+    """The local Hugging Face folder of a model, without loading it (a GGUF is converted once).
+
+    Engines that load weights themselves (vLLM) start from this folder; the identity fields are
+    the ones :func:`load_model` records.
+    """
+    folder, model_id, sha, source = _resolve(name_or_path, cache_dir)
+    return ModelFolder(Path(folder), model_id, sha, source)
+
+
 def max_context(config: Any) -> int | None:
     """The model's trained context length from its config (text config for multimodal ones)."""
     for cfg in (config, getattr(config, "text_config", None)):

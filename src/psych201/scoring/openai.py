@@ -120,6 +120,7 @@ class OpenAICompatEngine:
         extra: dict[str, Any] = {
             "base_url": self.server.base_url,
             "entropy": "nan: servers return top-k log-probs only",
+            "offered_correct": "null: needs log-probs of ids outside the top-k",
         }
         if self._probe is not None:
             extra["probe"] = {

@@ -133,13 +133,14 @@ class _ScoreActor:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         prompts = [
-            _prompt_from_row(text, spans, condition, int(dropped), bool(aligned))
-            for text, spans, condition, dropped, aligned in zip(
+            _prompt_from_row(text, spans, condition, int(dropped), bool(aligned), options)
+            for text, spans, condition, dropped, aligned, options in zip(
                 batch["text"],
                 batch["spans"],
                 batch["condition"],
                 batch["n_dropped"],
                 batch["marker_aligned"],
+                batch["options"],
                 strict=True,
             )
         ]
@@ -156,16 +157,19 @@ def _prompt_row(i: int, prompt: Prompt) -> dict[str, Any]:
         "condition": prompt.condition,
         "n_dropped": prompt.n_dropped,
         "marker_aligned": prompt.marker_aligned,
+        # Option sets as sorted lists (null where unknown); "[]" when the prompt has none.
+        "options": json.dumps([None if o is None else sorted(o) for o in prompt.options]),
     }
 
 
 def _prompt_from_row(
-    text: str, spans: str, condition: str, n_dropped: int, marker_aligned: bool
+    text: str, spans: str, condition: str, n_dropped: int, marker_aligned: bool, options: str
 ) -> Prompt:
     decoded = tuple(
         ResponseSpan(int(i), int(a), int(b), str(t)) for i, a, b, t in json.loads(spans)
     )
-    return Prompt(str(text), decoded, str(condition), n_dropped, marker_aligned)
+    offered = tuple(None if o is None else frozenset(o) for o in json.loads(options))
+    return Prompt(str(text), decoded, str(condition), n_dropped, marker_aligned, offered)
 
 
 def _span_score(d: dict[str, Any]) -> SpanScore:
@@ -178,4 +182,6 @@ def _span_score(d: dict[str, Any]) -> SpanScore:
         entropy=float(d["entropy"]) if d["entropy"] is not None else math.nan,
         context_tokens=int(d["context_tokens"]),
         truncated=bool(d["truncated"]),
+        offered_correct=None if d.get("offered_correct") is None else bool(d["offered_correct"]),
+        n_offered=None if d.get("n_offered") is None else int(d["n_offered"]),
     )

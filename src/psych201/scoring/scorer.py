@@ -57,7 +57,10 @@ class SpanScore:
     whether the model's arg-max was the response token, for one-token responses (else None).
     ``entropy``: mean predictive entropy over its tokens (NaN when it has none).
     ``context_tokens``: tokens its first token was conditioned on. ``truncated``: whether any of
-    its tokens lost preceding context to a window cut.
+    its tokens lost preceding context to a window cut. ``n_offered``: how many options the
+    transcript offered for this response (None where it does not say). ``offered_correct``:
+    whether the response was the most probable of the offered options (None unless the response
+    and every option are one token each and the engine reports candidate log-probs).
     """
 
     index: int
@@ -67,6 +70,8 @@ class SpanScore:
     entropy: float
     context_tokens: int
     truncated: bool
+    offered_correct: bool | None = None
+    n_offered: int | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -114,15 +119,18 @@ class SessionScorer:
     ) -> list[list[SpanScore]]:
         """Like :meth:`score` for prompts already aligned (e.g. to inspect the tokens)."""
         plans = [self._plan(a) for a in aligned]
+        offered = [
+            option_candidates(p, a, self.tokenizer) for p, a in zip(prompts, aligned, strict=True)
+        ]
         requests: list[ScoringRequest] = []
         for i, (a, plan) in enumerate(zip(aligned, plans, strict=True)):
             for w, win in enumerate(plan):
-                requests.append(_request(f"{i}/{w}", a, win))
+                requests.append(_request(f"{i}/{w}", a, win, offered[i]))
         by_key = {s.key: s for s in self.engine.score(requests)}
         out: list[list[SpanScore]] = []
         for i, (prompt, a, plan) in enumerate(zip(prompts, aligned, plans, strict=True)):
             scored = [by_key[f"{i}/{w}"] for w in range(len(plan))]
-            out.append(_span_scores(prompt, a, plan, scored))
+            out.append(_span_scores(prompt, a, plan, scored, offered[i]))
         return out
 
     def _plan(self, a: AlignedPrompt) -> list[Window]:
@@ -186,18 +194,74 @@ def _all_targets(a: AlignedPrompt) -> IntArray:
     return np.unique(np.concatenate(parts))
 
 
-def _request(key: str, a: AlignedPrompt, win: Window) -> ScoringRequest:
+@dataclass(frozen=True, eq=False)
+class OptionCandidates:
+    """The one-token options offered for a one-token response, as token ids in its context."""
+
+    token_ids: IntArray  # one id per option, the response's own id among them
+    response: int  # index of the response's id in ``token_ids``
+
+
+def option_candidates(
+    prompt: Prompt, a: AlignedPrompt, tokenizer: Any
+) -> dict[int, OptionCandidates]:
+    """Candidate ids per target position, for every span whose offered options can be scored.
+
+    A span qualifies when the transcript states its options (``prompt.options``), the response
+    is one of them and one token long, and every other option is one token of the same form
+    (e.g. ``A`` after ``<<`` as ``A``, ``▁A`` or ``ĠA``, whatever the response's token is): the
+    option's token is the response's token with the response text swapped for the option.
+    """
+    if not prompt.options:
+        return {}
+    out: dict[int, OptionCandidates] = {}
+    for span, pos, options in zip(prompt.spans, a.span_positions, prompt.options, strict=True):
+        if options is None or pos.size != 1 or span.text not in options or len(options) < 2:
+            continue
+        response_id = int(a.token_ids[pos[0]])
+        piece = tokenizer.convert_ids_to_tokens(response_id)
+        if not isinstance(piece, str) or not piece.endswith(span.text):
+            continue
+        lead = piece[: len(piece) - len(span.text)]
+        ordered = sorted(options)
+        ids = [tokenizer.convert_tokens_to_ids(lead + option) for option in ordered]
+        unknown = getattr(tokenizer, "unk_token_id", None)
+        if any(not isinstance(t, int) or t == unknown for t in ids):
+            continue
+        if len(set(ids)) != len(ids) or ids[ordered.index(span.text)] != response_id:
+            continue
+        out[int(pos[0])] = OptionCandidates(
+            np.asarray(ids, dtype=np.int64), ordered.index(span.text)
+        )
+    return out
+
+
+def _request(
+    key: str, a: AlignedPrompt, win: Window, offered: dict[int, OptionCandidates]
+) -> ScoringRequest:
     if win.start == 0:
         ids = a.token_ids[: win.end]
         targets = win.targets
     else:
         ids = np.concatenate([a.token_ids[: a.n_prefix], a.token_ids[win.start : win.end]])
         targets = win.targets - win.start + a.n_prefix
-    return ScoringRequest(key=key, token_ids=ids.astype(np.int64), target_positions=targets)
+    candidates = {
+        j: offered[int(t)].token_ids for j, t in enumerate(win.targets.tolist()) if t in offered
+    }
+    return ScoringRequest(
+        key=key,
+        token_ids=ids.astype(np.int64),
+        target_positions=targets,
+        candidates=candidates,
+    )
 
 
 def _span_scores(
-    prompt: Prompt, a: AlignedPrompt, plan: list[Window], scored: list[TokenScores]
+    prompt: Prompt,
+    a: AlignedPrompt,
+    plan: list[Window],
+    scored: list[TokenScores],
+    offered: dict[int, OptionCandidates],
 ) -> list[SpanScore]:
     # Per target position: log-prob, arg-max, entropy, context length and whether it was cut.
     n = int(a.token_ids.size)
@@ -206,7 +270,12 @@ def _span_scores(
     ent = np.full(n, np.nan)
     context = np.zeros(n, dtype=np.int64)
     cut = np.zeros(n, dtype=bool)
+    # Whether the response beat every other offered option, by target position.
+    beat: dict[int, bool] = {}
     for win, s in zip(plan, scored, strict=True):
+        for j, values in (s.candidate_logprobs or {}).items():
+            position = int(win.targets[j])
+            beat[position] = bool(values[offered[position].response] >= values.max())
         logp[win.targets] = s.logprobs
         top1[win.targets] = s.top1
         ent[win.targets] = s.entropy
@@ -218,6 +287,8 @@ def _span_scores(
     unmatched = set(a.unmatched)
     out: list[SpanScore] = []
     for k, (span, pos) in enumerate(zip(prompt.spans, a.span_positions, strict=True)):
+        options = prompt.options[k] if prompt.options else None
+        n_offered = len(options) if options is not None else None
         if pos.size == 0:
             out.append(
                 SpanScore(
@@ -228,6 +299,7 @@ def _span_scores(
                     entropy=float("nan"),
                     context_tokens=int(a.span_first[k]),
                     truncated=False,
+                    n_offered=n_offered,
                 )
             )
             continue
@@ -241,6 +313,8 @@ def _span_scores(
                 entropy=float(ent[pos].mean()),
                 context_tokens=int(context[pos[0]]),
                 truncated=bool(cut[pos].any()),
+                offered_correct=beat.get(int(pos[0])) if pos.size == 1 else None,
+                n_offered=n_offered,
             )
         )
     return out

@@ -133,6 +133,7 @@ class VLLMEngine:
                 "config": cfg,
                 "prompt_logprobs": "target_ids" if self._target_ids_mode else "top1",
                 "entropy": "nan: vLLM returns top-k log-probs only",
+                "offered_correct": "null: needs log-probs of ids outside the top-k",
             },
         )
 
