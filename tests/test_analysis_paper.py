@@ -253,3 +253,32 @@ def test_extra_pairs_come_first_and_use_table_names(table: pd.DataFrame) -> None
     pairs = paper.pairs_present(table, REGISTRY, condition="raw", extra=(extra,))
     assert pairs[0] == extra
     assert ModelPair("Qwen/Qwen3-VL-2B-Instruct", "Qwen/Qwen3-1.7B-Base", "vision") in pairs
+
+
+def test_paired_persona_benefit_recovers_the_planted_effect() -> None:
+    """Own persona vs none and vs a shuffled persona, per study in nats with paired intervals."""
+    from psych201.analysis.summary import AnalysisOptions, summarize
+    from psych201.analysis.tables import results_from_frame
+
+    design = SyntheticDesign(n_participants=30, n_responses=20, seed=4, persona_effect=0.3)
+    frame = synthetic_responses([REGISTRY["gemma-3-270m"]], design=design,
+                                conditions=("raw", "no-persona", "persona", "persona-shuffled"))
+    summary = summarize(results_from_frame(frame), REGISTRY, AnalysisOptions(n_boot=400))
+    persona = summary.persona
+    assert persona is not None
+    paired, overall = persona.paired, persona.per_model.set_index("comparison")
+    assert set(paired["comparison"]) == set(overall.index)
+    for comparison, rows in paired.groupby("comparison"):
+        # Each study's interval holds the planted 0.3 nats (independent noise per condition).
+        covered = ((rows["ci_low"] <= 0.3) & (0.3 <= rows["ci_high"])).mean()
+        assert covered >= 0.75, (comparison, rows)
+        pooled = overall.loc[comparison]
+        assert pooled["benefit_ci_low"] < 0.3 < pooled["benefit_ci_high"]
+        assert pooled["benefit"] == pytest.approx(0.3, abs=0.1)
+        # Paired on the same responses: both sides count the same responses per study.
+        assert (rows["n_responses"] > 0).all()
+        assert int(pooled["n_responses"]) == int(rows["n_responses"].sum())
+    # The reference is restricted to persona participants, so the counts match the persona rows.
+    persona_rows = frame[frame["condition"] == "persona"]
+    assert int(paired["n_responses"].iloc[0]) == int(
+        (persona_rows["study"] == paired["study"].iloc[0]).sum())

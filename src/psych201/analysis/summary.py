@@ -21,9 +21,17 @@ from psych201.analysis import paper
 from psych201.analysis.aggregate import Weighting, leaderboard, study_matrix
 from psych201.analysis.conditions import condition_role, conditions_with_role, main_condition
 from psych201.analysis.domains import PAPER_DOMAINS, load_categories
-from psych201.analysis.effects import Effect, PairComparison, compare_pair, sign_test
+from psych201.analysis.effects import (
+    Effect,
+    PairComparison,
+    bootstrap_effect,
+    compare_pair,
+    per_study_table,
+    sign_test,
+)
 from psych201.analysis.registry import ModelPair, ModelRegistry
 from psych201.analysis.tables import Results, common_studies, select
+from psych201.results.schema import RESPONSE_KEY
 
 #: Columns any analysis reads (the rest of a response table is carried by reports only).
 ANALYSIS_COLUMNS = ("model", "condition", "study", "experiment", "participant", "line",
@@ -51,10 +59,17 @@ class AnalysisOptions:
 
 @dataclass(frozen=True, eq=False)
 class PersonaResult:
-    """Per model and study: persona benefit d (and the shuffled-persona control where scored)."""
+    """Per model and study: persona benefit d (and the shuffled-persona control where scored).
+
+    ``paired`` is the individual-level analysis: per study, the mean NLL benefit in nats
+    (reference − persona, positive = the persona helps) over the very same responses of the
+    same participants, with a participant-bootstrap interval; ``per_model`` adds the pooled
+    benefit over studies and participants (``benefit``, ``benefit_ci_low``/``high``).
+    """
 
     per_study: pd.DataFrame  # model, study, d, comparison
-    per_model: pd.DataFrame  # model, comparison, d, ci_low, ci_high, n_studies
+    per_model: pd.DataFrame  # model, comparison, d, ci_low, ci_high, n_studies, benefit, ...
+    paired: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 @dataclass(frozen=True, eq=False)
@@ -172,7 +187,7 @@ def _persona(frame: pd.DataFrame, reference: str, options: AnalysisOptions,
     shuffled = conditions_with_role(conditions, "persona-shuffled")
     if not persona:
         return None
-    rows, summary = [], []
+    rows, summary, paired = [], [], []
     for p_cond in persona:
         for model in sorted(select(frame, condition=p_cond)["model"].unique()):
             comparisons = [(f"{p_cond} vs {reference}", reference,
@@ -194,10 +209,44 @@ def _persona(frame: pd.DataFrame, reference: str, options: AnalysisOptions,
                 sem = float(np.nanstd(values, ddof=1) / math.sqrt(n)) if n > 1 else math.nan
                 # studies as the units: a t interval over the per-study d values
                 half = float(sps.t.ppf(0.5 + options.ci / 2, n - 1)) * sem if n > 1 else math.nan
+                benefit = _paired_benefit(frame, model, ref, p_cond, options)
+                if benefit is not None:
+                    per_study_paired, pooled = benefit
+                    paired.append(per_study_paired.assign(model=model, comparison=label))
+                else:
+                    pooled = {}
                 summary.append({"model": model, "comparison": label, "d": mean,
                                 "ci_low": mean - half, "ci_high": mean + half, "sem": sem,
-                                "n_studies": n, "sign_p": test.p_value})
-    return PersonaResult(pd.DataFrame(rows), pd.DataFrame(summary))
+                                "n_studies": n, "sign_p": test.p_value, **pooled})
+    paired_table = pd.concat(paired, ignore_index=True) if paired else pd.DataFrame()
+    if not paired_table.empty:
+        first = ["model", "comparison", "study"]
+        paired_table = paired_table[first + [c for c in paired_table if c not in first]]
+    return PersonaResult(pd.DataFrame(rows), pd.DataFrame(summary), paired_table)
+
+
+def _paired_benefit(frame: pd.DataFrame, model: str, reference: str, persona: str,
+                    options: AnalysisOptions) -> tuple[pd.DataFrame, dict[str, float]] | None:
+    """Benefit in nats on the responses scored under both conditions, per study and pooled."""
+    with_persona = select(frame, model=model, condition=persona)
+    without = select(frame, model=model, condition=reference)
+    keys = with_persona[RESPONSE_KEY].merge(without[RESPONSE_KEY], on=RESPONSE_KEY)
+    if keys.empty:
+        return None
+    a = without.merge(keys, on=RESPONSE_KEY)
+    b = with_persona.merge(keys, on=RESPONSE_KEY)
+    per_study = per_study_table(a, b, n_boot=max(200, options.n_boot // 2), ci=options.ci,
+                                seed=options.seed)
+    per_study = per_study.rename(columns={"mean_post": "mean_reference",
+                                          "mean_base": "mean_persona", "mean_diff": "benefit"})
+    per_study = per_study.drop(columns=["d_sample", "d_population"])
+    pooled = bootstrap_effect(a, b, "mean_diff", name="persona benefit", levels=options.levels,
+                              n_boot=options.n_boot, ci=options.ci, seed=options.seed,
+                              units="nats")
+    return per_study, {"benefit": pooled.estimate, "benefit_ci_low": pooled.ci_low,
+                       "benefit_ci_high": pooled.ci_high,
+                       "n_participants": int(per_study["n_participants"].sum()),
+                       "n_responses": int(per_study["n_responses"].sum())}
 
 
 def summarize(results: Results, registry: ModelRegistry,

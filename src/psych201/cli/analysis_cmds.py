@@ -292,6 +292,7 @@ def _summary_json(summary: Any) -> dict[str, Any]:
         "accuracy": _records(summary.accuracy_points),
         "chat_template": _records(summary.chat_template),
         "persona": _records(summary.persona.per_model) if summary.persona else [],
+        "persona_per_study": _records(summary.persona.paired) if summary.persona else [],
         "pseudo_r2": _records(summary.pseudo_r2),
         "notes": list(summary.notes),
     }
@@ -340,7 +341,13 @@ def _print_controls(summary: Any) -> None:
     if summary.persona is not None:
         _print_frame("Persona benefit (d > 0: persona helps)", summary.persona.per_model,
                      {"model": "model", "comparison": "comparison", "d": "d", "ci_low": "low",
-                      "ci_high": "high", "n_studies": "studies"})
+                      "ci_high": "high", "n_studies": "studies", "benefit": "nats",
+                      "benefit_ci_low": "low", "benefit_ci_high": "high"})
+        _print_frame("Persona benefit per study (nats, paired; > 0: persona helps)",
+                     summary.persona.paired,
+                     {"model": "model", "comparison": "comparison", "study": "study",
+                      "n_participants": "participants", "benefit": "nats", "ci_low": "low",
+                      "ci_high": "high"})
     _print_frame("Random baseline", summary.pseudo_r2,
                  {"model": "model", "pseudo_r2": "pseudo-R²", "pseudo_r2_pooled": "pooled",
                   "n_responses": "responses"})

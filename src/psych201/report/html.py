@@ -235,6 +235,29 @@ def _accuracy_table(points: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
+def _persona_tables(summary: Summary) -> Markup:
+    assert summary.persona is not None
+    per_model = summary.persona.per_model.assign(interval=_ci(summary.persona.per_model))
+    if "benefit" in per_model.columns:
+        per_model["benefit_interval"] = _ci(per_model, "benefit_ci_low", "benefit_ci_high")
+    overall = html_table(per_model, {
+        "model": ("model", _text), "comparison": ("comparison", _text),
+        "d": ("mean d", _num(3)), "interval": ("t interval", _text),
+        "n_studies": ("studies", _int), "sign_p": ("sign test p", _p),
+        "benefit": ("benefit (nats)", _num(3)), "benefit_interval": ("interval", _text),
+        "n_participants": ("participants", _int)})
+    paired = summary.persona.paired
+    if paired.empty:
+        return overall
+    by_study = html_table(paired.assign(interval=_ci(paired)), {
+        "model": ("model", _text), "comparison": ("comparison", _text),
+        "study": ("study", _text), "n_participants": ("participants", _int),
+        "n_responses": ("responses", _int), "mean_reference": ("NLL without", _num(3)),
+        "mean_persona": ("NLL with", _num(3)), "benefit": ("benefit (nats)", _num(3)),
+        "interval": ("participant bootstrap", _text)})
+    return Markup(overall + Markup("<p>Per study, paired:</p>") + by_study)
+
+
 def _extra_sections(summary: Summary) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     if summary.accuracy_points is not None:
@@ -262,12 +285,11 @@ def _extra_sections(summary: Summary) -> list[dict[str, Any]]:
         out.append({"anchor": "persona", "title": "Persona induction",
                     "text": "Benefit d = (mean without persona − mean with persona) / pooled SD "
                             "per study (population SD), averaged over studies; positive = the "
-                            "persona helps.",
-                    "table": html_table(summary.persona.per_model.assign(
-                        interval=_ci(summary.persona.per_model)), {
-                        "model": ("model", _text), "comparison": ("comparison", _text),
-                        "d": ("mean d", _num(3)), "interval": ("t interval", _text),
-                        "n_studies": ("studies", _int), "sign_p": ("sign test p", _p)})})
+                            "persona helps. Benefit in nats: the same difference per response, "
+                            "paired on the same responses of the same participants, with a "
+                            "bootstrap interval (pooled: studies and participants; per study: "
+                            "participants).",
+                    "table": _persona_tables(summary)})
     if summary.pseudo_r2 is not None:
         out.append({"anchor": "baselines", "title": "Random baseline (pseudo-R²)",
                     "text": "1 − Σ NLL / Σ log k over responses with k known options; mean "
