@@ -20,7 +20,8 @@ WHEELS="${HOME}/.cache/psych201-ci/wheels"
 started=$(date +%s)
 say() { echo "[engines.sh +$(( $(date +%s) - started ))s] $*"; }
 # pip warns about every missing local index folder; keep the log readable.
-quiet_pip() { "$@" 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true; }
+# pipefail keeps pip's exit status (grep finding nothing to print is not a failure).
+quiet_pip() { "$@" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }; }
 
 # 1. llama-cpp-python wheel: reuse the cached one, else compile it in the background.
 mkdir -p "$WHEELS"

@@ -143,8 +143,17 @@ def test_run_scores_every_cell_then_rerun_scores_nothing(
 
     again = run_study(study, limit=3, load_setup=counting_loader, note=lambda _: None)
     statuses = {(o.cell.model, o.cell.condition.label): o.status for o in again.outcomes}
-    assert statuses[(plain, "chat-template")] == "skipped"  # retried: still no template
+    assert statuses[(plain, "chat-template")] == "skipped"  # recorded: no template
     assert all(s == "done" for k, s in statuses.items() if k != (plain, "chat-template"))
     assert again.scored_cells == 0
-    # Only the skipped cell needed its model (to learn it still has no chat template).
-    assert set(loads) <= {plain}
+    assert loads == []  # not even the skipped cell's model: its skip was recorded
+    # Deleting the record retries the cell (and learns again that there is no template).
+    skip_files = [c.out / "skipped.json" for c in cells
+                  if c.model == plain and c.condition.label == "chat-template"]
+    assert skip_files
+    for path in skip_files:
+        path.unlink()  # a missing record fails the test here
+    third = run_study(study, limit=3, load_setup=counting_loader, note=lambda _: None)
+    assert {o.status for o in third.outcomes if o.cell.condition.label == "chat-template"
+            and o.cell.model == plain} == {"skipped"}
+    assert set(loads) == {plain} and third.scored_cells == 0

@@ -5,7 +5,8 @@
 alone: a cell whose manifest says *complete* for the same model, condition, data, split, limit
 and seed is not even opened, so rerunning a finished study loads no model and scores nothing.
 A model is loaded once and shared by all of its cells. A condition a model cannot take (the
-chat-template control on a model without a chat template) is skipped with a note, not a failure.
+chat-template control on a model without a chat template) is skipped with a note, not a failure,
+and the skip is recorded in the cell's directory so a rerun loads no model at all.
 """
 
 from __future__ import annotations
@@ -227,6 +228,31 @@ def is_complete(cell: Cell, config: ScoreConfig) -> bool:
     )
 
 
+#: Written in a cell's directory when its condition does not apply to its model (a base model
+#: without a chat template): reruns skip the cell without loading the model to find that out
+#: again. Delete the file (or the directory) to retry, e.g. after giving the model a template.
+SKIP_FILE = "skipped.json"
+
+
+def record_skip(cell: Cell, reason: str) -> None:
+    cell.out.mkdir(parents=True, exist_ok=True)
+    record = {"model": cell.model, "condition": cell.condition.label, "reason": reason}
+    (cell.out / SKIP_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+
+
+def skipped_before(cell: Cell) -> str | None:
+    """The recorded reason this very cell (same model and condition) was skipped, if any."""
+    try:
+        record = json.loads((cell.out / SKIP_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict):
+        return None
+    if record.get("model") != cell.model or record.get("condition") != cell.condition.label:
+        return None
+    return str(record.get("reason", "condition unavailable"))
+
+
 def _same(stored: Any, wanted: Any) -> bool:
     if isinstance(stored, list | tuple) and isinstance(wanted, list | tuple):
         return list(stored) == list(wanted)
@@ -257,6 +283,11 @@ def run_study(
             outcomes.append(CellOutcome(cell, "done", "already complete"))
             note(f"{cell.label}: complete, skipped")
             continue
+        known = skipped_before(cell)
+        if known is not None:
+            outcomes.append(CellOutcome(cell, "skipped", known))
+            note(f"{cell.label}: skipped: {known} (recorded in {cell.out / SKIP_FILE})")
+            continue
         try:
             if cell.model not in setups:
                 setups.clear()  # cells come grouped by model: the previous one is done
@@ -269,11 +300,13 @@ def run_study(
                 argv=argv,
             )
         except ConditionUnavailableError as exc:
+            record_skip(cell, str(exc))
             outcomes.append(CellOutcome(cell, "skipped", str(exc)))
             note(f"{cell.label}: skipped: {exc}")
             continue
         except PipelineError as exc:
             if isinstance(exc.__cause__, ConditionUnavailableError):
+                record_skip(cell, str(exc))
                 outcomes.append(CellOutcome(cell, "skipped", str(exc)))
                 note(f"{cell.label}: skipped: {exc}")
                 continue

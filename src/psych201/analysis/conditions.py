@@ -66,3 +66,14 @@ def main_condition(conditions: Iterable[str], requested: str | None = None) -> s
     raise ConditionError(
         f"several main conditions ({', '.join(mains)}); choose one with --condition"
     )
+
+
+def persona_reference(conditions: Iterable[str], persona: str, main: str) -> str:
+    """The condition a persona condition is compared with: its own text without a preamble.
+
+    ``no-persona`` (``no-persona-paper`` for a paper-mode persona condition) scores the same
+    participants' raw text, so it pairs response by response; without it, the main condition.
+    """
+    present = set(conditions)
+    wanted = "no-persona-paper" if "paper" in persona.lower() else "no-persona"
+    return wanted if wanted in present else main

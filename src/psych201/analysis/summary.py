@@ -19,7 +19,12 @@ from psych201.analysis import baselines as bl
 from psych201.analysis import bootstrap as bs
 from psych201.analysis import paper
 from psych201.analysis.aggregate import Weighting, leaderboard, study_matrix
-from psych201.analysis.conditions import condition_role, conditions_with_role, main_condition
+from psych201.analysis.conditions import (
+    condition_role,
+    conditions_with_role,
+    main_condition,
+    persona_reference,
+)
 from psych201.analysis.domains import PAPER_DOMAINS, load_categories
 from psych201.analysis.effects import (
     Effect,
@@ -173,7 +178,9 @@ def _accuracy_intervals(frame: pd.DataFrame, per_model: pd.DataFrame, condition:
     lows, highs = [], []
     for model in per_model["model"]:
         arrays = bs.participant_arrays(select(rows, model=model), value="hit")
-        result = bs.bootstrap(arrays, "mean", levels=options.levels, n_boot=options.n_boot,
+        # One study cannot be resampled over studies: its participants still can.
+        levels = "participants" if len(arrays.studies) == 1 else options.levels
+        result = bs.bootstrap(arrays, "mean", levels=levels, n_boot=options.n_boot,
                               ci=options.ci, seed=options.seed)
         lows.append(result.ci_low)
         highs.append(result.ci_high)
@@ -189,8 +196,9 @@ def _persona(frame: pd.DataFrame, reference: str, options: AnalysisOptions,
         return None
     rows, summary, paired = [], [], []
     for p_cond in persona:
+        own_reference = persona_reference(conditions, p_cond, reference)
         for model in sorted(select(frame, condition=p_cond)["model"].unique()):
-            comparisons = [(f"{p_cond} vs {reference}", reference,
+            comparisons = [(f"{p_cond} vs {own_reference}", own_reference,
                             options.persona_same_participants)]
             comparisons += [(f"{p_cond} vs {s}", s, True) for s in shuffled]
             for label, ref, same in comparisons:
