@@ -93,8 +93,9 @@ def _ray_setup(config: ScoreConfig) -> ScoringSetup:
 
 def test_ray_run_equals_single_process_and_resumes(ray_cluster, single, tmp_path):
     out = tmp_path / "ray"
-    # Larger parts: each part is one Ray Data job (engine replicas load once per job).
-    config = _config(out, part_size=16)
+    # One participant per part: each study is one Ray Data job (RayScorer.score_stream, engine
+    # replicas load once per study) that still writes a part per participant as it finishes.
+    config = _config(out, part_size=1)
     setup = _ray_setup(config)
     assert setup.engine == "ray:hf"
     summary = score_run(config, setup=setup)
@@ -103,7 +104,7 @@ def test_ray_run_equals_single_process_and_resumes(ray_cluster, single, tmp_path
 
     # Resume: lose one part, rerun, only its participants are scored again; same table.
     parts = sorted((out / "parts").glob("*.parquet"))
-    assert len(parts) == len(STUDIES)
+    assert len(parts) == PER_STUDY * len(STUDIES)
     parts[1].unlink()
     again = score_run(config, setup=setup)
     assert 0 < again.scored_now < summary.scored_now
