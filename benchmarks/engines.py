@@ -105,11 +105,11 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
         options = {"base_url": base, "tokenizer": args.model, "max_context": args.max_len,
                    "concurrency": 4}
     model = "bench" if args.worker == "openai" else args.model
-    engine, tokenizer, _ = build_engine(
-        ScorerSpec(args.worker, model, dtype=args.dtype, options=options)
-    )
-    load_s = time.perf_counter() - t0
-    try:
+    try:  # from here on the server (if any) is stopped whatever fails, the probe included
+        engine, tokenizer, _ = build_engine(
+            ScorerSpec(args.worker, model, dtype=args.dtype, options=options)
+        )
+        load_s = time.perf_counter() - t0
         scorer = SessionScorer(tokenizer, engine)
         tokens = sum(int(align(p, tokenizer).token_ids.size) for p in prompts)
         scorer.score(prompts[:1])  # warm-up: kernels, caches, the openai probe

@@ -274,8 +274,11 @@ def test_paired_persona_benefit_recovers_the_planted_effect() -> None:
         # Each study's interval holds the planted 0.3 nats (independent noise per condition).
         covered = ((rows["ci_low"] <= 0.3) & (rows["ci_high"] >= 0.3)).mean()
         assert covered >= 0.75, (comparison, rows)
+        # ...and is informative: pairing removes the participant variance, so it excludes 0.
+        assert (rows["ci_low"] > 0).all() and (rows["ci_high"] - rows["ci_low"] < 0.5).all()
         pooled = overall.loc[comparison]
         assert pooled["benefit_ci_low"] < 0.3 < pooled["benefit_ci_high"]
+        assert pooled["benefit_ci_high"] - pooled["benefit_ci_low"] < 0.2
         assert pooled["benefit"] == pytest.approx(0.3, abs=0.1)
         # Paired on the same responses: both sides count the same responses per study.
         assert (rows["n_responses"] > 0).all()

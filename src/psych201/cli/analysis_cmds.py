@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
@@ -298,11 +299,15 @@ def _summary_json(summary: Any) -> dict[str, Any]:
     }
 
 
-def _print_frame(title: str, frame: Any, columns: dict[str, str]) -> None:
-    """A rich table of ``frame``'s ``columns`` (name → header); floats with 3 decimals."""
+def _print_frame(title: str, frame: Any, columns: dict[str, str],
+                 optional: Sequence[str] = ()) -> None:
+    """A rich table of ``frame``'s ``columns`` (name → header); floats with 3 decimals.
+
+    ``optional`` columns are left out where the frame lacks them.
+    """
     if frame is None or len(frame) == 0:
         return
-    columns = {c: h for c, h in columns.items() if c in frame.columns}
+    columns = {c: h for c, h in columns.items() if c in frame.columns or c not in optional}
     table = Table(title=title)
     for header in columns.values():
         table.add_column(header)
@@ -334,7 +339,9 @@ def _print_controls(summary: Any) -> None:
                                                "accuracy_offered": "offered",
                                                "offered_ci_low": "low",
                                                "offered_ci_high": "high",
-                                               "chance_offered": "chance"})
+                                               "chance_offered": "chance"},
+                     optional=("accuracy_offered", "offered_ci_low", "offered_ci_high",
+                               "chance_offered"))
     _print_frame("Chat-template control", summary.chat_template,
                  {"model": "model", "no_template": "NLL raw", "template": "NLL template",
                   "n_studies": "studies"})
@@ -342,7 +349,8 @@ def _print_controls(summary: Any) -> None:
         _print_frame("Persona benefit (d > 0: persona helps)", summary.persona.per_model,
                      {"model": "model", "comparison": "comparison", "d": "d", "ci_low": "low",
                       "ci_high": "high", "n_studies": "studies", "benefit": "nats",
-                      "benefit_ci_low": "low", "benefit_ci_high": "high"})
+                      "benefit_ci_low": "low", "benefit_ci_high": "high"},
+                     optional=("benefit", "benefit_ci_low", "benefit_ci_high"))
         _print_frame("Persona benefit per study (nats, paired; > 0: persona helps)",
                      summary.persona.paired,
                      {"model": "model", "comparison": "comparison", "study": "study",

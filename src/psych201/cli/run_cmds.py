@@ -39,7 +39,7 @@ def run(
     try:
         study = load_study(study_file)
     except StudyFileError as exc:
-        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from exc
     cells = expand(study, limit=limit, out=out)
     console.print(
@@ -62,16 +62,24 @@ def run(
         table.add_row(o.cell.data.name, o.cell.model, o.cell.condition.label, o.status, o.message)
     console.print(table)
     if report and study.report and outcome.run_dirs:
-        from psych201.report.make import report_from_runs
+        from psych201.analysis.conditions import ConditionError
+        from psych201.analysis.tables import StudySetError
+        from psych201.report.make import ReportDataError, report_from_runs
         from psych201.study import data_path
 
         root = out if out is not None else Path(study.out)
-        path = report_from_runs(
-            outcome.run_dirs,
-            root / study.report,
-            title=f"psych201 study: {study.name}",
-            data=[data_path(d) for d in study.data],
-        )
+        try:
+            path = report_from_runs(
+                outcome.run_dirs,
+                root / study.report,
+                title=f"psych201 study: {study.name}",
+                data=[data_path(d) for d in study.data],
+            )
+        except (StudySetError, ConditionError, ReportDataError) as exc:
+            # The scored cells are kept; `psych201 report RUN…` can be retried on them.
+            err_console.print(f"[red]error:[/red] report not written: {exc}", highlight=False,
+                              soft_wrap=True)
+            raise typer.Exit(2) from exc
         console.print(f"wrote {path}")
     if any(o.status == "failed" for o in outcome.outcomes):
         raise typer.Exit(3)

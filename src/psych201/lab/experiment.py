@@ -28,14 +28,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pandas as pd
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from psych201.lab.adapter import CARD_FILE, AdapterCard, is_adapter_dir, read_card
 from psych201.lab.posttrain import DataSpec, posttrain
 from psych201.lab.registry_entry import write_registry_fragment
 from psych201.lab.settings import RECIPES, LabError, TrainSettings
 from psych201.lab.train import StepLog
+from psych201.yaml_files import read_yaml_model
 
 PLAN_FORMAT = "psych201-posttraining-lab/1"
 CONDITION = "raw"
@@ -108,23 +108,9 @@ class ExperimentPlan(_Strict):
 def read_plan(path: str | Path) -> ExperimentPlan:
     """The plan in YAML file ``path``; errors name the file and the offending field."""
     p = Path(path)
-    try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise LabError(f"{p}: cannot read the plan ({exc.strerror or exc})") from exc
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark is not None else ""
-        raise LabError(f"{p}{where}: not valid YAML ({exc})") from exc
-    if not isinstance(raw, dict):
-        raise LabError(f"{p}: expected a mapping with format: {PLAN_FORMAT}")
-    try:
-        plan = ExperimentPlan.model_validate(raw)
-    except ValidationError as exc:
-        reasons = "; ".join(
-            f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
-        raise LabError(f"{p}: invalid plan ({reasons})") from exc
+    plan = read_yaml_model(p, ExperimentPlan, LabError, kind="plan",
+                           expected=f"format: {PLAN_FORMAT}, ...",
+                           invalid="invalid plan ({reasons})")
     for adapter in plan.adapters:
         if adapter.recipe not in RECIPES:  # pragma: no cover - Literal already checks
             raise LabError(f"{p}: adapter {adapter.name}: unknown recipe {adapter.recipe}")

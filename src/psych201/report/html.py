@@ -77,13 +77,18 @@ def _text(value: Any) -> str:
 
 
 def html_table(frame: pd.DataFrame, columns: Mapping[str, tuple[str, Formatter]] | None = None,
-               *, index: str | None = None) -> Markup:
-    """An escaped HTML table; ``columns`` maps column → (header, formatter), in display order."""
+               *, index: str | None = None, optional: Sequence[str] = ()) -> Markup:
+    """An escaped HTML table; ``columns`` maps column → (header, formatter), in display order.
+
+    Columns named in ``optional`` are left out where the frame lacks them (analyses that only
+    some runs support); any other missing column is an error.
+    """
     if frame is None or frame.empty:
         return Markup("<p><i>no rows</i></p>")
     data = frame.reset_index() if index is not None else frame
-    if columns is not None:  # optional columns (e.g. offered-option accuracy) may be absent
-        columns = {c: spec for c, spec in columns.items() if c in data.columns}
+    if columns is not None:
+        columns = {c: spec for c, spec in columns.items()
+                   if c in data.columns or c not in optional}
     if columns is None:
         columns = {
             c: (str(c), _num(3) if pd.api.types.is_float_dtype(data[c]) else _text)
@@ -228,6 +233,11 @@ def build_report(summary: Summary, results: Results, registry: ModelRegistry, *,
     )
 
 
+#: Accuracy columns present only where some run scored offered options.
+_OFFERED_COLUMNS = ("accuracy_offered", "offered_interval", "chance_offered",
+                    "n_offered_responses")
+
+
 def _accuracy_table(points: pd.DataFrame) -> pd.DataFrame:
     table = points.assign(interval=_ci(points))
     if "accuracy_offered" in points.columns:
@@ -245,7 +255,8 @@ def _persona_tables(summary: Summary) -> Markup:
         "d": ("mean d", _num(3)), "interval": ("t interval", _text),
         "n_studies": ("studies", _int), "sign_p": ("sign test p", _p),
         "benefit": ("benefit (nats)", _num(3)), "benefit_interval": ("interval", _text),
-        "n_participants": ("participants", _int)})
+        "n_participants": ("participants", _int)},
+        optional=("benefit", "benefit_interval", "n_participants"))
     paired = summary.persona.paired
     if paired.empty:
         return overall
@@ -274,7 +285,8 @@ def _extra_sections(summary: Summary) -> list[dict[str, Any]]:
                         "accuracy_offered": ("among offered options", _num(3)),
                         "offered_interval": ("interval", _text),
                         "chance_offered": ("chance", _num(3)),
-                        "n_offered_responses": ("responses", _int)})})
+                        "n_offered_responses": ("responses", _int)},
+                        optional=_OFFERED_COLUMNS)})
     if summary.chat_template is not None:
         out.append({"anchor": "chat-template", "title": "Chat-template control", "text": "",
                     "table": html_table(summary.chat_template, {

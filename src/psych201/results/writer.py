@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from psych201.data.records import SessionKey
-from psych201.results.schema import RESPONSE_SCHEMA, ResponseScore, conform
+from psych201.results.schema import RESPONSE_SCHEMA, ResponseScore
 
 PARTS_DIR = "parts"
 RESPONSES_FILE = "responses.parquet"
@@ -199,10 +199,12 @@ def read_parts(run_dir: Path) -> pa.Table:
     for path in part_paths(run_dir):
         table = pq.read_table(path).replace_schema_metadata(None)
         if not table.schema.equals(RESPONSE_SCHEMA):
-            try:  # a part written before columns were added reads with nulls there
-                table = conform(table)
-            except (KeyError, pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-                raise ResultsError(f"{path}: columns differ from the response schema") from exc
+            # Parts stay strict: a run resumed across a schema change would mix rows with and
+            # without the added columns. Finished tables (read_table) are read leniently.
+            missing = [n for n in RESPONSE_SCHEMA.names if n not in table.column_names]
+            hint = (f" (missing {', '.join(missing)}: written by an older psych201; score the "
+                    "run again in a fresh directory)" if missing else "")
+            raise ResultsError(f"{path}: columns differ from the response schema{hint}")
         tables.append(table)
     return pa.concat_tables(tables) if tables else RESPONSE_SCHEMA.empty_table()
 

@@ -162,14 +162,19 @@ class HFEngine:
         which = torch.cat([torch.full((len(p),), b, dtype=torch.long) for b, p in enumerate(rows)])
         picked = hidden[which.to(hidden.device), torch.cat(rows).to(hidden.device)]
         targets = torch.cat([torch.from_numpy(r.token_ids[r.target_positions]) for r in batch])
-        # Candidate ids per row of `picked` (rows are the batch's targets, request by request).
-        wanted: dict[int, np.ndarray] = {}
+        # Candidate ids per row of `picked` (rows are the batch's targets, request by request),
+        # flattened so each head chunk gathers all of its candidates at once.
+        asked: list[tuple[int, np.ndarray]] = []  # (row, candidate ids), rows ascending
         offset = 0
         for req in batch:
-            for j, ids in req.candidates.items():
-                wanted[offset + j] = ids
+            asked.extend((offset + j, req.candidates[j]) for j in sorted(req.candidates))
             offset += int(req.target_positions.size)
-        logp, top1, entropy, cand = self._head_scores(picked, targets, wanted)
+        sizes = [int(ids.size) for _, ids in asked]
+        cand_rows = np.repeat(np.asarray([r for r, _ in asked], dtype=np.int64), sizes)
+        cand_ids = np.concatenate([ids for _, ids in asked] or [np.zeros(0)]).astype(np.int64)
+        logp, top1, entropy, cand_flat = self._head_scores(picked, targets, cand_rows, cand_ids)
+        splits = np.split(cand_flat, np.cumsum(sizes)[:-1]) if asked else []
+        cand = dict(zip([r for r, _ in asked], splits, strict=True))
         results: list[TokenScores] = []
         offset = 0
         for req in batch:
@@ -192,16 +197,18 @@ class HFEngine:
         self,
         hidden: torch.Tensor,
         targets: torch.Tensor,
-        candidates: dict[int, np.ndarray] | None = None,
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[int, np.ndarray]]:
+        cand_rows: np.ndarray | None = None,
+        cand_ids: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Log-prob of each target, arg-max id and entropy from the hidden rows, chunk by chunk.
 
-        ``candidates`` maps a row to further token ids whose log-probs that row reports.
+        ``cand_rows[i]`` (ascending) and ``cand_ids[i]`` ask for one more log-prob: token
+        ``cand_ids[i]`` at row ``cand_rows[i]``; they come back in that order.
         """
         head_device = self._head.weight.device
-        logps, tops, ents = [], [], []
-        cand_out: dict[int, np.ndarray] = {}
-        cand_rows = sorted(candidates or {})
+        logps, tops, ents, cands = [], [], [], []
+        rows = np.zeros(0, dtype=np.int64) if cand_rows is None else cand_rows
+        ids = np.zeros(0, dtype=np.int64) if cand_ids is None else cand_ids
         for lo in range(0, hidden.shape[0], self._rows_per_chunk):
             h = hidden[lo : lo + self._rows_per_chunk].to(head_device)
             # float32 softmax whatever the model dtype: bf16 log-probs lose ~2 significant digits.
@@ -211,11 +218,11 @@ class HFEngine:
             del logits  # at most two [rows × vocab] buffers alive at once
             tgt = targets[lo : lo + self._rows_per_chunk].to(head_device)
             logps.append(logp.gather(1, tgt[:, None])[:, 0].double().cpu())
-            for row in cand_rows:
-                if lo <= row < lo + self._rows_per_chunk:
-                    assert candidates is not None
-                    ids = torch.from_numpy(candidates[row]).to(head_device)
-                    cand_out[row] = logp[row - lo, ids].double().cpu().numpy()
+            a, b = np.searchsorted(rows, [lo, lo + self._rows_per_chunk])
+            if b > a:
+                picked_rows = torch.from_numpy(rows[a:b] - lo).to(head_device)
+                picked_ids = torch.from_numpy(ids[a:b]).to(head_device)
+                cands.append(logp[picked_rows, picked_ids].double().cpu())
             # p·log p with 0·(-inf) = 0 (masked vocabulary entries), in place.
             plogp = logp.exp().mul_(logp).nan_to_num_(0.0)
             ents.append((-plogp.sum(dim=-1)).double().cpu())
@@ -224,7 +231,7 @@ class HFEngine:
             torch.cat(logps).numpy(),
             torch.cat(tops).numpy().astype(np.int64),
             torch.cat(ents).numpy(),
-            cand_out,
+            torch.cat(cands).numpy() if cands else np.zeros(0, dtype=np.float64),
         )
 
     def _input_device(self) -> torch.device:

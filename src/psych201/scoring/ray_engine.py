@@ -15,7 +15,6 @@ once per run: the right shape for a whole study set on a cluster.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
@@ -173,15 +172,5 @@ def _prompt_from_row(
 
 
 def _span_score(d: dict[str, Any]) -> SpanScore:
-    # json turns NaN into NaN and back; None stays None (top1_correct of multi-token spans).
-    return SpanScore(
-        index=int(d["index"]),
-        n_tokens=int(d["n_tokens"]),
-        nll=float(d["nll"]) if d["nll"] is not None else math.nan,
-        top1_correct=None if d["top1_correct"] is None else bool(d["top1_correct"]),
-        entropy=float(d["entropy"]) if d["entropy"] is not None else math.nan,
-        context_tokens=int(d["context_tokens"]),
-        truncated=bool(d["truncated"]),
-        offered_correct=None if d.get("offered_correct") is None else bool(d["offered_correct"]),
-        n_offered=None if d.get("n_offered") is None else int(d["n_offered"]),
-    )
+    # asdict went out, JSON keeps NaN and None (multi-token top1_correct): the fields come back.
+    return SpanScore(**d)

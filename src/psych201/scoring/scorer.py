@@ -214,6 +214,7 @@ def option_candidates(
     """
     if not prompt.options:
         return {}
+    unknown = getattr(tokenizer, "unk_token_id", None)
     out: dict[int, OptionCandidates] = {}
     for span, pos, options in zip(prompt.spans, a.span_positions, prompt.options, strict=True):
         if options is None or pos.size != 1 or span.text not in options or len(options) < 2:
@@ -225,14 +226,12 @@ def option_candidates(
         lead = piece[: len(piece) - len(span.text)]
         ordered = sorted(options)
         ids = [tokenizer.convert_tokens_to_ids(lead + option) for option in ordered]
-        unknown = getattr(tokenizer, "unk_token_id", None)
         if any(not isinstance(t, int) or t == unknown for t in ids):
             continue
-        if len(set(ids)) != len(ids) or ids[ordered.index(span.text)] != response_id:
+        response = ordered.index(span.text)
+        if len(set(ids)) != len(ids) or ids[response] != response_id:
             continue
-        out[int(pos[0])] = OptionCandidates(
-            np.asarray(ids, dtype=np.int64), ordered.index(span.text)
-        )
+        out[int(pos[0])] = OptionCandidates(np.asarray(ids, dtype=np.int64), response)
     return out
 
 
@@ -245,9 +244,11 @@ def _request(
     else:
         ids = np.concatenate([a.token_ids[: a.n_prefix], a.token_ids[win.start : win.end]])
         targets = win.targets - win.start + a.n_prefix
-    candidates = {
-        j: offered[int(t)].token_ids for j, t in enumerate(win.targets.tolist()) if t in offered
-    }
+    candidates = (
+        {j: offered[t].token_ids for j, t in enumerate(win.targets.tolist()) if t in offered}
+        if offered
+        else {}
+    )
     return ScoringRequest(
         key=key,
         token_ids=ids.astype(np.int64),
