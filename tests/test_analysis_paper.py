@@ -287,3 +287,24 @@ def test_paired_persona_benefit_recovers_the_planted_effect() -> None:
     persona_rows = frame[frame["condition"] == "persona"]
     assert int(paired["n_responses"].iloc[0]) == int(
         (persona_rows["study"] == paired["study"].iloc[0]).sum())
+
+
+def test_group_interval_averages_every_pair_of_one_post_trained_model() -> None:
+    """One post-trained model paired with two bases: the group uses both pairs' replicates."""
+    from psych201.analysis.summary import AnalysisOptions, _group_intervals, _pair_rows
+
+    post, bases = "Qwen/Qwen2.5-7B-Instruct", ("Qwen/Qwen2.5-7B", "Qwen/Qwen2.5-Coder-7B")
+    design = SyntheticDesign(n_participants=12, n_responses=10, seed=3)
+    frame = results_from_frame(synthetic_responses(
+        [REGISTRY[m] for m in (post, *bases)], design=design)).responses
+    pairs = [ModelPair(post, base, "instruct") for base in bases]
+    options = AnalysisOptions(n_boot=300)
+    table, replicates = _pair_rows(frame, pairs, REGISTRY, options, "raw")
+    assert set(replicates) == {(post, base) for base in bases}
+    assert not np.allclose(replicates[(post, bases[0])], replicates[(post, bases[1])])
+    groups = pd.DataFrame({"post_training": ["instruct"]})
+    got = _group_intervals(groups, table, "post_training", replicates, options).iloc[0]
+    mean = (replicates[(post, bases[0])] + replicates[(post, bases[1])]) / 2
+    n = int(table["n_studies"].max())
+    low, high = bs.interval(mean, options.ci, n, n - 1)
+    assert (got["ci_low"], got["ci_high"]) == pytest.approx((low, high))

@@ -103,7 +103,7 @@ class Summary:
 
 def _pair_rows(frame: pd.DataFrame, pairs: list[ModelPair], registry: ModelRegistry,
                options: AnalysisOptions, condition: str,
-               ) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+               ) -> tuple[pd.DataFrame, dict[tuple[str, str], np.ndarray]]:
     """Paper pair d (chosen SD) with a paired bootstrap interval, per pair.
 
     ``frame`` holds the main condition only. The point estimate is the paper's (all studies each
@@ -111,12 +111,13 @@ def _pair_rows(frame: pd.DataFrame, pairs: list[ModelPair], registry: ModelRegis
     is resampled with the same seed: pairs scored on the same human data then see the *same*
     resampled studies and participants in each replicate, so averages over pairs (type d,
     generation d) get intervals that respect that the pairs share their data. Returns the table
-    and each pair's replicates (keyed by the post-trained model).
+    and each pair's replicates (keyed by (post, base): one post-trained model may be paired
+    with several bases).
     """
     table = paper.pair_table(frame, pairs, registry, condition=condition, sd=options.sd)
     by_model = {str(m): g for m, g in frame.groupby("model", observed=True)}
     lows, highs, ps, n_parts = [], [], [], []
-    replicates: dict[str, np.ndarray] = {}
+    replicates: dict[tuple[str, str], np.ndarray] = {}
     for pair in pairs:
         studies = common_studies(frame, [pair.post, pair.base], condition,
                                  allow_missing=options.allow_missing)
@@ -131,7 +132,7 @@ def _pair_rows(frame: pd.DataFrame, pairs: list[ModelPair], registry: ModelRegis
         highs.append(high)
         ps.append(bs.p_value(reps, n_units, df))
         n_parts.append(arrays.n_participants)
-        replicates[pair.post] = reps
+        replicates[(pair.post, pair.base)] = reps
     table["ci_low"] = lows
     table["ci_high"] = highs
     table["p_value"] = ps
@@ -140,7 +141,7 @@ def _pair_rows(frame: pd.DataFrame, pairs: list[ModelPair], registry: ModelRegis
 
 
 def _group_intervals(groups: pd.DataFrame, pairs: pd.DataFrame, by: str,
-                     replicates: dict[str, np.ndarray], options: AnalysisOptions,
+                     replicates: dict[tuple[str, str], np.ndarray], options: AnalysisOptions,
                      ) -> pd.DataFrame:
     """Intervals for means of pair d over groups of pairs (type d, generation d).
 
@@ -151,7 +152,8 @@ def _group_intervals(groups: pd.DataFrame, pairs: pd.DataFrame, by: str,
     valid = pairs[pairs["d"].notna()]
     for key in groups[by]:
         members = valid[valid[by] == key]
-        reps = [replicates[p] for p in members["post"] if p in replicates]
+        keys = zip(members["post"], members["base"], strict=True)
+        reps = [replicates[k] for k in keys if k in replicates]
         n = int(members["n_studies"].max()) if len(members) else 0
         if not reps or n < 2:
             lows.append(np.nan)
