@@ -34,7 +34,7 @@ def test_the_paper_has_101_checkpoints_and_65_pairs_by_type() -> None:
     ("deepseek-ai/DeepSeek-R1-Distill-Qwen-32B", "Qwen/Qwen2.5-32B"),
     ("Qwen/Qwen2.5-Math-72B", "Qwen/Qwen2.5-72B"),
     ("Qwen/Qwen1.5-1.8B-Chat", "Qwen/Qwen1.5-1.8B"),
-    ("marcelbinz/Llama-3.1-Centaur-70B-adapter", "meta-llama/Llama-3.1-70B"),
+    ("marcelbinz/Llama-3.1-Centaur-70B-adapter", "unsloth/Meta-Llama-3.1-70B-bnb-4bit"),
     ("smollm2-135m-instruct", "HuggingFaceTB/SmolLM2-135M"),
 ])
 def test_pairs_follow_the_protocol_table(post: str, base: str) -> None:

@@ -71,3 +71,12 @@ def study_domains(categories: pd.DataFrame,
         else:
             out[study] = []
     return out
+
+
+def psych101_studies(path: str | Path | None = None) -> frozenset[str]:
+    """Studies the categories table marks as Psych-101 (``dataset`` column) — Centaur's training."""
+    table = pd.read_csv(Path(path) if path is not None else CATEGORIES_FILE,
+                        dtype={"experiment": str, "dataset": str})
+    if "dataset" not in table.columns:
+        return frozenset()
+    return frozenset(table.loc[table["dataset"] == "Psych-101", "experiment"])

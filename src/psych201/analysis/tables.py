@@ -24,7 +24,7 @@ from psych201.results.schema import ADDED_COLUMNS, RESPONSE_KEY, RESPONSE_SCHEMA
 #: Columns that identify a participant within a study (ids repeat across sub-experiments).
 PARTICIPANT_KEY = ["experiment", "participant"]
 #: Optional columns the analyses use when a table carries them.
-OPTIONAL_COLUMNS = ("n_options",)
+OPTIONAL_COLUMNS = ("n_options", "is_psych101")
 
 
 class TableError(ValueError):
