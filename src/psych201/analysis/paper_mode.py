@@ -25,15 +25,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 
+from psych201.analysis import paper
 from psych201.analysis.conditions import conditions_with_role, main_condition
 from psych201.analysis.domains import load_categories, psych101_studies
 from psych201.analysis.paper import QWEN_GENERATIONS
 from psych201.analysis.registry import TYPE_LABELS, ModelRegistry
+from psych201.analysis.summary import PersonaResult, Summary
 
 #: Categories the authors' Fig. 4 script drops.
 DROPPED_DOMAINS: tuple[str, ...] = ("Intertemporal Choice", "Moral Judgment", "Psychophysics",
@@ -304,7 +306,7 @@ def _pick(conditions: Iterable[str], role: str) -> str | None:
     """The condition of ``role``; a paper-mode one (name contains ``paper``) is preferred."""
     found = conditions_with_role(conditions, role)  # type: ignore[arg-type]
     papers = [c for c in found if "paper" in c.lower()]
-    return (papers or found or [None])[0]
+    return (papers or found)[0] if found else None
 
 
 def paper_tables(frame: pd.DataFrame, registry: ModelRegistry, *, condition: str | None = None,
@@ -366,3 +368,62 @@ def paper_tables(frame: pd.DataFrame, registry: ModelRegistry, *, condition: str
     else:
         notes.append(f"Centaur comparison needs {CENTAUR} and {CENTAUR_BASE}: skipped")
     return PaperTables(tables, used, tuple(notes))
+
+
+# -- the figures drawn from the paper tables ------------------------------------------------------
+PAPER_PERSONA_COMPARISON = "persona vs all test participants (paper)"
+
+
+def domain_matrix(tables: PaperTables) -> pd.DataFrame | None:
+    """The heatmap matrix (pairs × domains, ``Average`` row last) of the paper's domain table."""
+    cells = tables.tables.get("domains")
+    if cells is None or cells.empty:
+        return None
+    matrix = cells.pivot(index="post", columns="domain", values="d")
+    means = tables.tables["domain_means"].set_index("domain")["d"]
+    matrix = matrix[list(means.index)]
+    order = matrix.mean(axis=1, skipna=True).sort_values(kind="stable").index
+    matrix = matrix.loc[order]
+    matrix.loc["Average"] = means
+    matrix.columns.name = None
+    return matrix
+
+
+def paper_summary(summary: Summary, frame: pd.DataFrame, registry: ModelRegistry,
+                  tables: PaperTables) -> Summary:
+    """``summary`` with every figure's data replaced by its paper-mode version.
+
+    Model names become registry ids (as in the paper tables); leaderboard, pair intervals and
+    the other psych201 tables are left as they are.
+    """
+    frame = canonical_models(frame, registry)
+    main = frame[frame["condition"] == tables.conditions["main"]]
+    points, fits = paper.size_scaling(main, registry, condition=tables.conditions["main"])
+    t = tables.tables
+    generation = None
+    if not t["generation_pairs"].empty:
+        bases = points[points["is_base"] & points["family"].isin(QWEN_GENERATIONS)]
+        order = {f: i for i, f in enumerate(QWEN_GENERATIONS)}
+        bases = bases.assign(_o=bases["family"].map(order)).sort_values(
+            ["_o", "params_b"], kind="stable")[["family", "model", "params_b", "score"]]
+        generation = paper.GenerationTrend(
+            bases.reset_index(drop=True),
+            t["generation_pairs"][["family", "post", "base", "params_b", "d"]],
+            t["generations"])
+    persona = None
+    if "persona" in t and not t["persona"].empty:
+        persona = PersonaResult(
+            t["persona_per_study"].assign(comparison=PAPER_PERSONA_COMPARISON),
+            t["persona"].assign(comparison=PAPER_PERSONA_COMPARISON))
+    accuracy_points = summary.accuracy_points
+    if "accuracy" in t:
+        info = registry.describe(list(t["accuracy"]["model"])).reset_index()
+        accuracy_points = t["accuracy"].merge(info, on="model").assign(
+            condition=tables.conditions["accuracy"])
+    chat = summary.chat_template
+    if "chat_template" in t:
+        info = registry.describe(list(t["chat_template"]["model"])).reset_index()
+        chat = t["chat_template"].merge(info, on="model")
+    return replace(summary, scaling_points=points, scaling_fits=fits,
+                   generation=generation, domains=domain_matrix(tables), persona=persona,
+                   accuracy_points=accuracy_points, chat_template=chat)

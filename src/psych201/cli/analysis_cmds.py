@@ -54,6 +54,10 @@ SeedOpt = Annotated[int, typer.Option(help="Bootstrap seed.")]
 AllowMissingOpt = Annotated[
     bool, typer.Option("--allow-missing", help="Compare on shared studies when sets differ.")
 ]
+PaperOpt = Annotated[
+    bool, typer.Option("--paper", help="Also compute every figure exactly as the paper's "
+                       "plotting scripts do (PROTOCOL §6).")
+]
 
 
 def _fail(message: str) -> typer.Exit:
@@ -194,11 +198,17 @@ def compare(
     allow_missing: AllowMissingOpt = False,
     registry: RegistryOpt = None,
     output_format: Annotated[str, typer.Option("--format", help="table | json.")] = "table",
+    paper: PaperOpt = False,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write the tables as JSON to this file (with "
+                                  "--paper: one table per figure, paper mode).",
+                                  dir_okay=False)] = None,
 ) -> None:
     """Compare models: a leaderboard, or (with --pair) a post-trained vs base pair in full.
 
     Every model must have been scored on the same studies; otherwise the command names the
-    studies that differ and stops, unless --allow-missing.
+    studies that differ and stops, unless --allow-missing. With --paper, the figures' numbers
+    as the paper computes them (each model on its own studies; no study-set check).
     """
     from psych201.analysis.conditions import ConditionError, main_condition
     from psych201.analysis.effects import compare_pair
@@ -209,11 +219,22 @@ def compare(
     reg = _registry(registry)
     loaded = _load(results)
     pairs = _pairs(pair, reg)
+    if paper:
+        tables = _paper_tables(loaded, reg, condition)
+        if json_out is not None:
+            _write_json(json_out, tables.to_json())
+        if fmt == "json":
+            typer.echo(json.dumps(tables.to_json(), indent=2))
+        else:
+            _print_paper(tables)
+        return
     if not pairs:
         opts = _options(condition=condition, weighting=weighting, sd=sd, levels=levels,
                         n_boot=n_boot, seed=seed, allow_missing=allow_missing, pairs=(),
                         detail=0)
         summary = _summarize(loaded, reg, opts)
+        if json_out is not None:
+            _write_json(json_out, _summary_json(summary))
         if fmt == "json":
             typer.echo(json.dumps(_summary_json(summary), indent=2, default=str))
             return
@@ -253,6 +274,38 @@ def compare(
         return
     for c in comparisons:
         _print_comparison(c)
+
+
+def _paper_tables(loaded: Any, registry: Any, condition: str | None) -> Any:
+    from psych201.analysis.conditions import ConditionError
+    from psych201.analysis.paper_mode import paper_tables
+
+    try:
+        return paper_tables(loaded.responses, registry, condition=condition)
+    except ConditionError as exc:
+        raise _fail(str(exc)) from exc
+
+
+def _write_json(path: Path, payload: Any) -> None:
+    text = json.dumps(payload, indent=2, default=str)
+    try:
+        path.write_text(text + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise _fail(f"{path}: cannot write ({exc.strerror or exc})") from exc
+    console.print(f"wrote {path}")
+
+
+def _print_paper(tables: Any) -> None:
+    """Each paper-mode table, with the line saying how psych201's default differs."""
+    from psych201.analysis.paper_mode import DEFAULT_DIFFERS
+
+    for name, frame in tables.tables.items():
+        columns = {c: c for c in frame.columns}
+        _print_frame(f"paper mode · {name}", frame, columns)
+        if name in DEFAULT_DIFFERS:
+            console.print(f"[dim]{DEFAULT_DIFFERS[name]}[/dim]", highlight=False)
+    for note in tables.notes:
+        console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
 
 
 def _print_leaderboard(summary: Any) -> None:

@@ -1,0 +1,294 @@
+"""`compare --paper --json`: every figure's table against an independent plain-pandas computation.
+
+The score table has known structure (``analysis/synthetic.py``) plus the irregularities that make
+the paper's figures differ from psych201's defaults: models scored on different studies, a pair
+with a single shared study, a study without categories, the two studies the persona figure
+excludes, a Psych-101 study (left out of the Centaur comparison), and a model named by an alias.
+Each expected value is computed here from PROTOCOL §6 with plain pandas, not with psych201.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from psych201.analysis.registry import load_registry
+from psych201.analysis.synthetic import SyntheticDesign, synthetic_responses
+from psych201.cli import app
+
+REGISTRY = load_registry()
+CATEGORIES = Path(__file__).parents[1] / "src" / "psych201" / "analysis" / "categories.csv"
+TOL = 1e-10
+Paper = dict[str, list[dict[str, Any]]]
+
+STUDIES = {
+    "alsobay2025publicGoodsGame": None,  # Economic Games
+    "busch2024_stroop": 3,  # Cognitive Control only: dropped from the heatmap
+    "dezfouli2019": 2,  # Reinforcement Learning
+    "frey2017lotteries": 2,  # Risky Choice
+    "guenther2020LDT": 2,  # Psycholinguistics
+    "xu2023augmenting": 2,  # Reasoning
+    "evangelidis2023upscaling": None,  # excluded from the persona figure
+    "gunadi2021deferral": 2,  # excluded from the persona figure; Intertemporal Choice only
+    "badham2017deficits": 2,  # Psych-101: not in the Centaur comparison
+    "zz2026uncategorised": 2,  # not in categories.csv
+}
+MODELS = (
+    "Qwen/Qwen3-0.6B-Base", "Qwen/Qwen3-0.6B", "Qwen/Qwen3-1.7B-Base", "Qwen/Qwen3-VL-2B-Instruct",
+    "meta-llama/Llama-3.1-8B", "meta-llama/Llama-3.1-8B-Instruct",
+    "deepseek-ai/DeepSeek-R1-Distill-Llama-8B",
+    "Qwen/Qwen2-0.5B", "Qwen/Qwen2-0.5B-Instruct",
+    "Qwen/Qwen2.5-0.5B", "Qwen/Qwen2.5-0.5B-Instruct", "Qwen/Qwen2.5-Coder-0.5B",
+    "unsloth/Meta-Llama-3.1-70B-bnb-4bit", "marcelbinz/Llama-3.1-Centaur-70B-adapter",
+)
+PERSONA = ("Qwen/Qwen3-0.6B-Base", "Qwen/Qwen3-0.6B", "meta-llama/Llama-3.1-8B",
+           "meta-llama/Llama-3.1-8B-Instruct")
+#: Registry id → the name the table uses (an alias: the JSON must report the registry id).
+ALIAS = {"Qwen/Qwen3-0.6B": "Qwen-Qwen3-0.6B.pth"}
+#: Studies each model lacks (the paper averages each model over its own studies).
+MISSING = {
+    "Qwen/Qwen3-0.6B": ("xu2023augmenting",),
+    "Qwen/Qwen2.5-0.5B-Instruct": tuple(s for s in STUDIES if s != "dezfouli2019"),
+    "Qwen/Qwen2-0.5B": ("frey2017lotteries", "guenther2020LDT"),
+}
+
+
+def _table() -> pd.DataFrame:
+    design = SyntheticDesign(studies=STUDIES, n_participants=5, n_responses=6, seed=11,
+                             persona_effect=0.05)
+    models = [REGISTRY[m] for m in MODELS]
+    main = synthetic_responses(models, design=design,
+                               conditions=("raw", "discrete", "chat-template"))
+    persona = synthetic_responses([REGISTRY[m] for m in PERSONA], design=design,
+                                  conditions=("persona",))
+    frame = pd.concat([main, persona], ignore_index=True)
+    drop = np.zeros(len(frame), dtype=bool)
+    for model, studies in MISSING.items():
+        drop |= (frame["model"] == model).to_numpy() & frame["study"].isin(studies).to_numpy()
+    frame = frame[~drop].reset_index(drop=True)
+    frame["model"] = frame["model"].replace(ALIAS)
+    return frame
+
+
+@pytest.fixture(scope="module")
+def table() -> pd.DataFrame:
+    frame = _table()
+    frame["model"] = frame["model"].replace({v: k for k, v in ALIAS.items()})
+    return frame
+
+
+@pytest.fixture(scope="module")
+def paper_json(tmp_path_factory: pytest.TempPathFactory) -> Paper:
+    folder = tmp_path_factory.mktemp("paper")
+    parquet = folder / "scores.parquet"
+    _table().to_parquet(parquet)  # a plain Parquet table in the response schema
+    out = folder / "paper.json"
+    result = CliRunner().invoke(app, ["compare", str(parquet), "--paper", "--json", str(out)],
+                                env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    data: Paper = json.loads(out.read_text())
+    return data
+
+
+# -- independent reference computations (plain pandas, PROTOCOL §6) ------------------------------
+def _rows(frame: pd.DataFrame, model: str, condition: str = "raw",
+          value: str = "nll") -> pd.DataFrame:
+    rows = frame[(frame["model"] == model) & (frame["condition"] == condition)]
+    return rows[rows[value].notna()]
+
+
+def _sd(x: pd.Series, kind: str) -> float:
+    v = x.to_numpy(float)
+    if kind == "population":
+        return float(np.sqrt(np.mean(v ** 2) - np.mean(v) ** 2))
+    return float(np.std(v, ddof=1))
+
+
+def _d_per_study(a: pd.DataFrame, b: pd.DataFrame, kind: str, value: str = "nll") -> pd.Series:
+    out = {}
+    for study in sorted(set(a["study"]) & set(b["study"])):
+        xa = a.loc[a["study"] == study, value].astype(float)
+        xb = b.loc[b["study"] == study, value].astype(float)
+        pooled = math.sqrt((_sd(xa, kind) ** 2 + _sd(xb, kind) ** 2) / 2)
+        out[study] = (xa.mean() - xb.mean()) / pooled
+    return pd.Series(out, dtype=float)
+
+
+def _by(records: list[dict[str, Any]], *keys: str) -> dict[tuple[Any, ...], dict[str, Any]]:
+    return {tuple(r[k] for k in keys): r for r in records}
+
+
+def _registry_pairs(models: set[str]) -> list[tuple[str, str, str]]:
+    return [(p.post, p.base, p.post_training) for p in REGISTRY.pairs()
+            if p.post in models and p.base in models and p.post_training != "human"]
+
+
+# -- the tests ------------------------------------------------------------------------------------
+def test_fig2_points_average_each_model_over_its_own_studies(
+        table: pd.DataFrame, paper_json: Paper) -> None:
+    got = _by(paper_json["fig2"], "model")
+    assert set(got) == {(m,) for m in MODELS}  # registry ids, also for the aliased model
+    for model in MODELS:
+        rows = _rows(table, model)
+        expected = rows.groupby("study")["nll"].mean().mean()
+        assert abs(float(got[(model,)]["score"]) - expected) < TOL
+        assert got[(model,)]["n_studies"] == rows["study"].nunique()
+    assert got[("Qwen/Qwen3-0.6B",)]["n_studies"] == len(STUDIES) - 1
+
+
+def test_pair_d_needs_two_shared_studies_and_type_d_averages_pairs(
+        table: pd.DataFrame, paper_json: Paper) -> None:
+    expected = {}
+    for post, base, kind in _registry_pairs(set(MODELS)):
+        per = _d_per_study(_rows(table, post), _rows(table, base), "sample")
+        if len(per) >= 2:
+            expected[(post, base)] = (per.mean(), len(per), kind)
+    got = _by(paper_json["pairs"], "post", "base")
+    assert set(got) == set(expected)
+    assert ("Qwen/Qwen2.5-0.5B-Instruct", "Qwen/Qwen2.5-0.5B") not in got  # one shared study
+    assert ("marcelbinz/Llama-3.1-Centaur-70B-adapter",
+            "unsloth/Meta-Llama-3.1-70B-bnb-4bit") not in got  # Centaur has its own figure
+    for key, (d, n, _) in expected.items():
+        assert abs(float(got[key]["d"]) - d) < TOL
+        assert got[key]["n_studies"] == n
+    types = pd.DataFrame([{"type": k, "d": d} for d, _, k in expected.values()])
+    want = types.groupby("type")["d"].mean()
+    got_types = _by(paper_json["type_d"], "post_training")
+    assert set(got_types) == {(t,) for t in want.index}
+    for kind, d in want.items():
+        assert abs(float(got_types[(kind,)]["d"]) - d) < TOL
+
+
+def test_generations_keep_pairs_with_one_shared_study(
+        table: pd.DataFrame, paper_json: Paper) -> None:
+    expected: dict[str, list[float]] = {}
+    for post, base, _ in _registry_pairs(set(MODELS)):
+        info = REGISTRY[post]
+        if info.family in ("Qwen2", "Qwen2.5", "Qwen3", "Qwen3.5") and info.line == "main":
+            per = _d_per_study(_rows(table, post), _rows(table, base), "sample")
+            if len(per) >= 1:
+                expected.setdefault(info.family, []).append(float(per.mean()))
+    assert len(expected["Qwen2.5"]) == 1  # the single-study pair counts here
+    got = _by(paper_json["generations"], "family")
+    assert set(got) == {(f,) for f in expected}
+    for family, values in expected.items():
+        assert abs(float(got[(family,)]["d"]) - float(np.mean(values))) < TOL
+        assert got[(family,)]["n_pairs"] == len(values)
+
+
+def test_domains_use_the_authors_pairs_population_sd_and_seven_domains(
+        table: pd.DataFrame, paper_json: Paper) -> None:
+    cats = pd.read_csv(CATEGORIES).set_index("experiment").drop(columns="dataset")
+    cats = cats.drop(columns=["Intertemporal Choice", "Moral Judgment", "Psychophysics",
+                              "Cognitive Control"])
+    authors = [("Qwen/Qwen3-0.6B", "Qwen/Qwen3-0.6B-Base"),
+               ("Qwen/Qwen3-VL-2B-Instruct", "Qwen/Qwen3-1.7B-Base"),
+               ("meta-llama/Llama-3.1-8B-Instruct", "meta-llama/Llama-3.1-8B"),
+               ("deepseek-ai/DeepSeek-R1-Distill-Llama-8B", "meta-llama/Llama-3.1-8B")]
+    expected = {}
+    for post, base in authors:
+        per = _d_per_study(_rows(table, post), _rows(table, base), "population")
+        joined = cats.join(per.rename("d"), how="inner")
+        for domain in cats.columns:
+            cell = joined.loc[joined[domain] == 1, "d"]
+            if len(cell):
+                expected[(post, domain)] = cell.mean()
+    got = _by(paper_json["domains"], "post", "domain")
+    assert set(got) == set(expected)  # Qwen2/2.5 pairs are not among the authors' 25
+    for key, d in expected.items():
+        assert abs(float(got[key]["d"]) - d) < TOL
+    means = pd.Series(expected).groupby(level=1).mean()
+    got_means = _by(paper_json["domain_means"], "domain")
+    for domain, d in means.items():
+        assert abs(float(got_means[(domain,)]["d"]) - d) < TOL
+    assert "Cognitive Control" not in {k[1] for k in got}
+
+
+def test_persona_reference_is_every_test_participant_population_sd(
+        table: pd.DataFrame, paper_json: Paper) -> None:
+    excluded = {"evangelidis2023upscaling", "gunadi2021deferral"}
+    got = _by(paper_json["persona_per_study"], "model", "study")
+    got_model = _by(paper_json["persona"], "model")
+    for model in PERSONA:
+        ref = _rows(table, model)
+        per = _rows(table, model, "persona")
+        d = _d_per_study(ref[~ref["study"].isin(excluded)], per[~per["study"].isin(excluded)],
+                         "population")
+        assert len(per.groupby(["study", "participant"])) < len(ref.groupby(
+            ["study", "participant"]))  # the reference has participants without persona
+        for study, value in d.items():
+            assert abs(float(got[(model, study)]["d"]) - value) < TOL
+        assert {s for (m, s) in got if m == model} == set(d.index)
+        assert abs(float(got_model[(model,)]["d"]) - d.mean()) < TOL
+        sem = d.std(ddof=1) / math.sqrt(len(d))
+        assert abs(float(got_model[(model,)]["sem"]) - sem) < TOL
+
+
+def test_accuracy_with_pair_d_and_type_d_on_hits(
+        table: pd.DataFrame, paper_json: Paper) -> None:
+    disc = table[table["condition"] == "discrete"]
+    got = _by(paper_json["accuracy"], "model")
+    for model in MODELS:
+        rows = _rows(disc, model, "discrete", "top1_correct")
+        expected = rows.assign(h=rows["top1_correct"].astype(float)).groupby("study")["h"].mean()
+        assert abs(float(got[(model,)]["accuracy"]) - expected.mean()) < TOL
+    pairs = {}
+    for post, base, kind in _registry_pairs(set(MODELS)):
+        a = _rows(disc, post, "discrete", "top1_correct")
+        b = _rows(disc, base, "discrete", "top1_correct")
+        a, b = a.assign(h=a["top1_correct"].astype(float)), b.assign(h=b["top1_correct"].astype(
+            float))
+        per = _d_per_study(a, b, "sample", value="h")
+        if len(per) >= 2:
+            pairs[(post, base)] = (per.mean(), kind)
+    got_pairs = _by(paper_json["accuracy_pairs"], "post", "base")
+    assert set(got_pairs) == set(pairs)
+    for key, (d, _) in pairs.items():
+        assert abs(float(got_pairs[key]["d"]) - d) < TOL
+    types = pd.DataFrame([{"t": k, "d": d} for d, k in pairs.values()]).groupby("t")["d"].mean()
+    got_types = _by(paper_json["accuracy_type_d"], "post_training")
+    for kind, d in types.items():
+        assert abs(float(got_types[(kind,)]["d"]) - d) < TOL
+
+
+def test_chat_template_scores_each_model_over_its_own_studies(
+        table: pd.DataFrame, paper_json: Paper) -> None:
+    got = _by(paper_json["chat_template"], "model")
+    templated = set(table.loc[table["condition"] == "chat-template", "model"])
+    assert set(got) == {(m,) for m in templated}
+    for model in templated:
+        rows = _rows(table, model, "chat-template")
+        expected = rows.groupby("study")["nll"].mean().mean()
+        assert abs(float(got[(model,)]["template"]) - expected) < TOL
+        raw = _rows(table, model).groupby("study")["nll"].mean().mean()
+        assert abs(float(got[(model,)]["no_template"]) - raw) < TOL
+
+
+def test_centaur_against_its_4bit_base_on_non_psych101_studies(
+        table: pd.DataFrame, paper_json: Paper) -> None:
+    base = _rows(table, "unsloth/Meta-Llama-3.1-70B-bnb-4bit")
+    centaur = _rows(table, "marcelbinz/Llama-3.1-Centaur-70B-adapter")
+    psych101 = set(pd.read_csv(CATEGORIES).query("dataset == 'Psych-101'")["experiment"])
+    assert "badham2017deficits" in psych101
+    per = {}
+    for study in sorted(set(base["study"]) - psych101):
+        b = base.loc[base["study"] == study, "nll"]
+        c = centaur.loc[centaur["study"] == study, "nll"]
+        sd_b, sd_c = b.sem() * math.sqrt(len(b)), c.sem() * math.sqrt(len(c))  # sample SD
+        per[study] = (b.mean() - c.mean()) / math.sqrt((sd_b ** 2 + sd_c ** 2) / 2)
+    d = pd.Series(per)
+    got = _by(paper_json["centaur_per_study"], "study")
+    assert set(got) == {(s,) for s in d.index}
+    for study, value in d.items():
+        assert abs(float(got[(study,)]["d"]) - value) < TOL
+    (summary,) = paper_json["centaur"]
+    assert abs(float(summary["d"]) - d.mean()) < TOL
+    assert abs(float(summary["sem"]) - d.sem()) < TOL
+    assert float(summary["d"]) > 0  # the human fine-tuned model fits
