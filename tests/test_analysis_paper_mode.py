@@ -292,3 +292,30 @@ def test_centaur_against_its_4bit_base_on_non_psych101_studies(
     assert abs(float(summary["d"]) - d.mean()) < TOL
     assert abs(float(summary["sem"]) - d.sem()) < TOL
     assert float(summary["d"]) > 0  # the human fine-tuned model fits
+
+
+def test_share_of_positive_pairs_respects_that_pairs_share_their_data() -> None:
+    """Many pairs, nearly all positive, but on two studies only: little evidence beyond them.
+
+    A sign test over pairs (the former statistic) calls that significant (p < 0.01);
+    the coupled bootstrap over studies and participants does not, because the pairs all score the
+    same two studies' responses.
+    """
+    from scipy import stats as sps
+
+    from psych201.analysis.summary import PAIR_SHARE, AnalysisOptions, summarize
+    from psych201.analysis.tables import results_from_frame
+
+    design = SyntheticDesign(studies={"dezfouli2019": 2, "frey2017lotteries": 2},
+                             n_participants=6, n_responses=10, seed=3)
+    models = [m for m in REGISTRY if m.family == "Qwen3" and m.params_b is not None]
+    frame = synthetic_responses(models, design=design, conditions=("raw",))
+    summary = summarize(results_from_frame(frame), REGISTRY,
+                        AnalysisOptions(n_boot=400, detail_pairs=0))
+    effect = summary.pair_sign_test
+    assert effect is not None and effect.name == PAIR_SHARE
+    d = summary.pairs["d"]
+    assert effect.estimate == pytest.approx(float((d > 0).mean()))
+    positive = int((d > 0).sum())
+    assert sps.binomtest(positive, len(d), 0.5).pvalue < 0.01  # what the sign test reported
+    assert effect.p_value > 0.05

@@ -171,6 +171,39 @@ def _group_intervals(groups: pd.DataFrame, pairs: pd.DataFrame, by: str,
     return groups.assign(ci_low=lows, ci_high=highs, p_value=ps, n_studies=n_studies)
 
 
+#: Name of the effect that replaced the sign test across pairs.
+PAIR_SHARE = "share of pairs with d > 0"
+
+
+def pair_share_positive(pairs: pd.DataFrame, replicates: dict[tuple[str, str], np.ndarray],
+                        options: AnalysisOptions, *, n_responses: int = 0) -> Effect:
+    """Share of pairs whose d is positive, with a bootstrap interval over studies and participants.
+
+    A sign test over pairs would treat them as independent, but pairs share bases and all score
+    the same human responses. The pairs' replicates are coupled (same resampled studies and
+    participants in each replicate, see :func:`_pair_rows`), so the share computed within each
+    replicate carries that dependence into the interval. The p-value is for H0: share = 0.5.
+    """
+    valid = pairs[pairs["d"].notna()]
+    keys = [k for k in zip(valid["post"], valid["base"], strict=True) if k in replicates]
+    n = int(valid["n_studies"].max()) if len(valid) else 0
+    n_parts = int(valid["n_participants"].max()) if len(valid) else 0
+    estimate = float((valid["d"] > 0).mean()) if len(valid) else math.nan
+    method = (f"share of {len(valid)} pairs, coupled bootstrap ({options.levels}; "
+              f"{options.n_boot} replicates; p for share = 0.5)")
+    if not keys or n < 2:
+        return Effect(PAIR_SHARE, estimate, math.nan, math.nan, options.ci, math.nan, n, n_parts,
+                      n_responses, method, "share positive")
+    reps = np.vstack([replicates[k] for k in keys])
+    with np.errstate(invalid="ignore"):
+        shares = np.where(np.isfinite(reps).all(axis=0), (reps > 0).mean(axis=0), np.nan)
+    units, df = (n, n - 1) if options.levels != "participants" else (n_parts, n_parts - n)
+    low, high = bs.interval(shares, options.ci, units, df)
+    p = bs.p_value(shares - 0.5, units, df)
+    return Effect(PAIR_SHARE, estimate, low, high, options.ci, p, n, n_parts, n_responses,
+                  method, "share positive")
+
+
 def _accuracy_intervals(frame: pd.DataFrame, per_model: pd.DataFrame, condition: str,
                         options: AnalysisOptions, column: str = "top1_correct") -> pd.DataFrame:
     """Bootstrap intervals (studies and participants) for each model's accuracy."""
@@ -295,10 +328,8 @@ def summarize(results: Results, registry: ModelRegistry,
         types = _group_intervals(paper.type_d(pair_df), pair_df, "post_training", replicates,
                                  options)
         if len(pair_df) >= 2:
-            pair_sign = sign_test(pair_df["d"], name="sign test across pairs", ci=options.ci,
-                                  unit="pairs", n_studies=int(pair_df["n_studies"].max()),
-                                  n_participants=int(pair_df["n_participants"].max()),
-                                  n_responses=int(board["n_responses"].max()))
+            pair_sign = pair_share_positive(pair_df, replicates, options,
+                                            n_responses=int(board["n_responses"].max()))
         for pair in pairs[: options.detail_pairs]:
             details.append(compare_pair(main, pair.post, pair.base, condition=condition,
                                         allow_missing=options.allow_missing,

@@ -439,7 +439,7 @@ def _print_pairs(summary: Any) -> None:
         console.print(types)
     if summary.pair_sign_test is not None:
         e = summary.pair_sign_test
-        console.print(f"{e.name}: {_f(e.estimate)} of pairs positive "
+        console.print(f"{e.name}: {_f(e.estimate)} "
                       f"[{_f(e.ci_low)}, {_f(e.ci_high)}], p = {_p(e.p_value)} ({e.method})")
 
 
