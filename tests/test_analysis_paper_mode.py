@@ -319,3 +319,44 @@ def test_share_of_positive_pairs_respects_that_pairs_share_their_data() -> None:
     positive = int((d > 0).sum())
     assert sps.binomtest(positive, len(d), 0.5).pvalue < 0.01  # what the sign test reported
     assert effect.p_value > 0.05
+
+
+def test_report_paper_mode_on_a_parquet_table(tmp_path: Path) -> None:
+    """`report --paper` reads a plain Parquet table, draws paper figures, lists paper tables."""
+    parquet = tmp_path / "scores.parquet"
+    frame = _table()
+    keep = frame["condition"].isin(["raw", "persona"]) & frame["model"].isin(
+        [ALIAS.get(m, m) for m in PERSONA])
+    frame[keep].to_parquet(parquet)
+    out = tmp_path / "report.html"
+    result = CliRunner().invoke(app, ["report", str(parquet), "-o", str(out), "--paper",
+                                      "--n-boot", "100", "--detail", "0", "--allow-missing"],
+                                env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    page = out.read_text(encoding="utf-8")
+    assert "Paper mode: domains" in page and "Paper mode: persona" in page
+    assert "Paper mode (--paper): drawn as the authors" in page  # next to each figure
+
+
+def test_default_figures_say_where_they_differ_from_the_paper(table: pd.DataFrame) -> None:
+    from psych201.analysis.paper_mode import figure_note, paper_summary, paper_tables
+    from psych201.analysis.summary import AnalysisOptions, summarize
+    from psych201.analysis.tables import results_from_frame
+
+    for name in ("fig2_size", "fig3a_generations", "fig4_domains", "fig5_persona",
+                 "fig_accuracy", "fig_chat_template"):
+        assert figure_note(name).startswith("Differs from the paper:")
+    assert figure_note("leaderboard") == ""
+    rows = table[table["condition"].isin(["raw", "persona"])]
+    results = results_from_frame(rows)
+    summary = summarize(results, REGISTRY, AnalysisOptions(n_boot=100, detail_pairs=0,
+                                                           allow_missing=True))
+    tables = paper_tables(results.responses, REGISTRY)
+    drawn = paper_summary(summary, results.responses, REGISTRY, tables)
+    assert drawn.domains is not None and summary.domains is not None
+    # the default heatmap shows every pair; the paper's only the authors' 25 (here 4)
+    assert len(summary.domains) - 1 > len(drawn.domains) - 1 == 4
+    assert abs(drawn.domains.loc["Average"].dropna().sort_index()
+               - tables.tables["domain_means"].set_index("domain")["d"].sort_index()).max() < TOL
+    assert drawn.persona is not None
+    assert set(drawn.persona.per_study["model"]) == set(PERSONA)

@@ -104,6 +104,23 @@ DEFAULT_DIFFERS: dict[str, str] = {
 }
 
 
+#: Report figure (file stem) → the :data:`DEFAULT_DIFFERS` line shown next to it.
+FIGURE_KEYS: dict[str, str] = {
+    "fig2_size": "fig2", "fig3a_generations": "generations", "fig4_domains": "domains",
+    "fig5_persona": "persona", "fig_accuracy": "accuracy", "fig_chat_template": "chat_template",
+}
+
+
+def figure_note(name: str, *, paper_mode: bool = False) -> str:
+    """One line for a report figure: how psych201's default differs from the paper (or '')."""
+    key = FIGURE_KEYS.get(name)
+    if key is None:
+        return ""
+    if paper_mode:
+        return "Paper mode (--paper): drawn as the authors' plotting script computes it."
+    return f"Differs from the paper: {DEFAULT_DIFFERS[key]} (--paper reproduces it.)"
+
+
 @dataclass(frozen=True, eq=False)
 class PaperTables:
     """One table per figure (see the module docstring) and what could not be computed."""

@@ -286,6 +286,22 @@ def _paper_tables(loaded: Any, registry: Any, condition: str | None) -> Any:
         raise _fail(str(exc)) from exc
 
 
+def _paper_summary(summary: Any, loaded: Any, registry: Any, tables: Any) -> Any:
+    from psych201.analysis.paper_mode import paper_summary
+
+    return paper_summary(summary, loaded.responses, registry, tables)
+
+
+def _is_base(loaded: Any, registry: Any) -> dict[str, bool]:
+    """Base or not, by the table's model names and by registry id (paper mode uses ids)."""
+    out: dict[str, bool] = {}
+    for name in loaded.models:
+        info = registry.get(name)
+        if info is not None:
+            out[name] = out[info.id] = info.is_base
+    return out
+
+
 def _write_json(path: Path, payload: Any) -> None:
     text = json.dumps(payload, indent=2, default=str)
     try:
@@ -494,8 +510,13 @@ def report(
     figures_dir: Annotated[
         Path | None, typer.Option(help="Also write each figure as PNG and PDF here.")] = None,
     detail: Annotated[int, typer.Option(help="Pairs shown in full (effects, forest plot).")] = 3,
+    paper: PaperOpt = False,
 ) -> None:
-    """Write ONE self-contained HTML page: leaderboard, effects, figures, tables, manifests."""
+    """Write ONE self-contained HTML page: leaderboard, effects, figures, tables, manifests.
+
+    With --paper the figures are drawn as the paper computes them and a section lists every
+    paper-mode table (as `compare --paper`).
+    """
     from psych201.analysis.conditions import ConditionError
     from psych201.analysis.tables import StudySetError
     from psych201.report.figures import render_figures, save_figures
@@ -514,11 +535,12 @@ def report(
         raise _fail(str(exc)) from exc
     except ValueError as exc:  # a data error in the transcripts named by --data
         raise _fail(f"{data}: {exc}") from exc
-    path = write_report(output, summary, loaded, reg, title=title)
+    tables = _paper_tables(loaded, reg, condition) if paper else None
+    path = write_report(output, summary, loaded, reg, title=title, paper=tables)
     console.print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
     if figures_dir is not None:
-        is_base = {m: i.is_base for m in loaded.models if (i := reg.get(m)) is not None}
-        written = save_figures(render_figures(summary, is_base), figures_dir)
+        drawn = summary if tables is None else _paper_summary(summary, loaded, reg, tables)
+        written = save_figures(render_figures(drawn, _is_base(loaded, reg)), figures_dir)
         console.print(f"wrote {len(written)} figure files to {figures_dir}")
     for note in summary.notes:
         console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
@@ -537,8 +559,12 @@ def figures(
     n_boot: NBootOpt = 1000,
     registry: RegistryOpt = None,
     formats: Annotated[str, typer.Option(help="Comma-separated: png,pdf.")] = "png,pdf",
+    paper: PaperOpt = False,
 ) -> None:
-    """Render every figure (PNG + PDF). `psych201 figures --synthetic` regenerates docs/figures."""
+    """Render every figure (PNG + PDF). `psych201 figures --synthetic` regenerates docs/figures.
+
+    With --paper each figure is drawn from the paper-mode numbers (PROTOCOL §6).
+    """
     from psych201.analysis.registry import ModelPair
     from psych201.analysis.summary import AnalysisOptions
     from psych201.analysis.synthetic import demo_table
@@ -557,7 +583,9 @@ def figures(
         loaded = _load(results or [])
         opts = AnalysisOptions(n_boot=n_boot, seed=seed)
     summary = _summarize(loaded, reg, opts)
-    is_base = {m: i.is_base for m in loaded.models if (i := reg.get(m)) is not None}
+    if paper:
+        summary = _paper_summary(summary, loaded, reg, _paper_tables(loaded, reg, None))
+    is_base = _is_base(loaded, reg)
     fmts = [f.strip() for f in formats.split(",") if f.strip()]
     for f in fmts:
         _choice("formats", f, ("png", "pdf", "svg"))

@@ -22,6 +22,12 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup, escape
 
 from psych201.analysis.effects import Effect, effects_frame
+from psych201.analysis.paper_mode import (
+    DEFAULT_DIFFERS,
+    PaperTables,
+    figure_note,
+    paper_summary,
+)
 from psych201.analysis.registry import ModelRegistry
 from psych201.analysis.summary import Summary
 from psych201.analysis.tables import Results
@@ -137,15 +143,23 @@ def _jsonable(value: Any) -> Any:
 
 def build_report(summary: Summary, results: Results, registry: ModelRegistry, *,
                  title: str = "psych201 report", dpi: int = 110,
-                 generated: str | None = None) -> str:
-    """The report page as a string (see the module docstring)."""
+                 generated: str | None = None, paper: PaperTables | None = None) -> str:
+    """The report page as a string (see the module docstring).
+
+    ``paper``: draw the figures in paper mode and add a section with every paper-mode table.
+    """
     is_base = {m: info.is_base for m in results.models if (info := registry.get(m)) is not None}
+    is_base.update({info.id: info.is_base for m in results.models
+                    if (info := registry.get(m)) is not None})
+    drawn = summary if paper is None else paper_summary(summary, results.responses, registry,
+                                                        paper)
     figures = []
-    for name, fig in render_figures(summary, is_base).items():
+    for name, fig in render_figures(drawn, is_base).items():
         data = png_bytes(fig, dpi=dpi)
         width, height = _png_size(data)
         figures.append({"name": name, "caption": caption(name), "width": width,
-                        "height": height, "data": base64.b64encode(data).decode("ascii")})
+                        "height": height, "data": base64.b64encode(data).decode("ascii"),
+                        "paper_note": figure_note(name, paper_mode=paper is not None)})
     board = summary.leaderboard.copy()
     board["interval"] = _ci(board)
     leaderboard_html = html_table(board, {
@@ -188,6 +202,8 @@ def build_report(summary: Summary, results: Results, registry: ModelRegistry, *,
                 }),
             })
     extra = _extra_sections(summary)
+    if paper is not None:
+        extra += _paper_sections(paper)
     sources = pd.DataFrame([
         {"path": s.path, "rows": s.n_rows, "models": ", ".join(s.models),
          "conditions": ", ".join(s.conditions),
@@ -341,6 +357,16 @@ def _extra_sections(summary: Summary) -> list[dict[str, Any]]:
                         "family": ("family", _text), "line": ("line", _text),
                         "slope_per_decade": ("Δ NLL per 10×", _num(3)),
                         "n_sizes": ("sizes", _int)})})
+    return out
+
+
+def _paper_sections(paper: PaperTables) -> list[dict[str, Any]]:
+    """One section per paper-mode table, with the line on how psych201's default differs."""
+    out: list[dict[str, Any]] = []
+    for name, table in paper.tables.items():
+        text = DEFAULT_DIFFERS.get(name, "")
+        out.append({"anchor": f"paper-{name.replace('_', '-')}",
+                    "title": f"Paper mode: {name}", "text": text, "table": html_table(table)})
     return out
 
 
