@@ -360,3 +360,43 @@ def test_default_figures_say_where_they_differ_from_the_paper(table: pd.DataFram
                - tables.tables["domain_means"].set_index("domain")["d"].sort_index()).max() < TOL
     assert drawn.persona is not None
     assert set(drawn.persona.per_study["model"]) == set(PERSONA)
+
+
+# -- chat-template control in paper mode (prompts/chat.py) ----------------------------------------
+class _Llama3Style:
+    """A stand-in whose template trims every content, as Llama 3.x templates do."""
+
+    chat_template = (
+        "{% for m in messages %}<|start_header_id|>{{ m.role }}<|end_header_id|>\n\n"
+        "{{ m.content | trim }}<|eot_id|>{% endfor %}"
+    )
+    bos_token = None
+    bos_token_id = None
+    name_or_path = "llama3-style stand-in"
+
+    def apply_chat_template(self, messages: list[dict[str, str]], **kwargs: Any) -> str:
+        import jinja2
+
+        return jinja2.Environment().from_string(self.chat_template).render(messages=messages)
+
+
+def test_chat_template_paper_mode_scores_trimmed_and_merges_back_to_back() -> None:
+    from psych201.data.markers import parse_responses
+    from psych201.data.records import Session
+    from psych201.prompts.conditions import make_condition
+
+    text = "Rate it. <<-3>> Now two keys. <<A>><<B>> Last. << 7 >>"
+    session = Session("s", "e", "1", 1, text, parse_responses(text))
+    tokenizer = _Llama3Style()
+    (default,) = make_condition("chat-template", tokenizer=tokenizer).render_study([session])
+    (paper,) = make_condition("chat-template", tokenizer=tokenizer,
+                              paper=True).render_study([session])
+    # default: the padded responses (" -3" after the clean-up is only in paper mode; " 7 ") are
+    # not what the participant wrote once trimmed, so they are dropped
+    assert [(s.index, s.text) for s in default.spans] == [(0, "-3"), (1, "A"), (2, "B")]
+    # paper: "<< -3>>" (clean-up) and "<< 7 >>" are scored trimmed; "A" and "B" form one turn
+    assert [(s.index, s.text) for s in paper.spans] == [(0, "-3"), (1, "AB"), (3, "7")]
+    for span in paper.spans:
+        assert paper.text[span.start:span.end] == span.text
+        assert paper.text[:span.start].endswith("assistant<|end_header_id|>\n\n")
+        assert paper.text[span.end:].startswith("<|eot_id|>")

@@ -13,6 +13,11 @@ usual case) the offsets follow directly. When a template rewrites contents (Gemm
 Qwen3's ``lstrip('\\n')`` on the last turn), the real rendering is walked piece by piece between the
 template's literal pieces, and a response whose rendered content differs from the original is not
 scored (counted in ``n_dropped``) rather than scored as something the participant did not write.
+
+The authors' ``eval_instruct.py`` (paper mode, PROTOCOL §6) differs in two places, both
+reproducible here: a response the template only trims (Llama 3.x strips whitespace, so every
+``<< -3>>`` after the paper clean-up) is scored as trimmed (``keep_trimmed``), and back-to-back
+responses (``>><<``, no user turn between them) are one assistant turn (``merge_adjacent``).
 """
 
 from __future__ import annotations
@@ -52,7 +57,8 @@ class RenderedChat:
 
 
 def transcript_messages(
-    text: str, responses: Sequence[ResponseSpan], *, skip_empty: bool = False
+    text: str, responses: Sequence[ResponseSpan], *, skip_empty: bool = False,
+    merge_adjacent: bool = False,
 ) -> list[ChatMessage]:
     """Split a transcript at its markers into alternating user and assistant turns.
 
@@ -60,6 +66,9 @@ def transcript_messages(
     responses is a user turn (even an empty one), so roles strictly alternate — some templates
     refuse anything else. ``skip_empty=True`` reproduces the authors' ``split_into_messages``,
     which drops empty turns (so an empty response is not scored and roles may repeat).
+    ``merge_adjacent=True`` (with ``skip_empty``) joins assistant turns that follow each other
+    into one, carrying the first response's index, as the authors' end-of-turn lookup scores
+    them: one span over both contents.
     """
     messages: list[ChatMessage] = []
     pos = 0
@@ -71,18 +80,37 @@ def transcript_messages(
         messages.append(ChatMessage("user", text[pos:]))
     if skip_empty:
         messages = [m for m in messages if m.content]
+    if merge_adjacent:
+        messages = _merge_assistant_runs(messages)
     return messages
 
 
+def _merge_assistant_runs(messages: Sequence[ChatMessage]) -> list[ChatMessage]:
+    out: list[ChatMessage] = []
+    for m in messages:
+        last = out[-1] if out else None
+        if last is not None and last.response is not None and m.response is not None:
+            content = last.content + m.content
+            # offsets of the merged content as if it were contiguous (the chat renders it so)
+            start = last.response.start
+            merged = ResponseSpan(last.response.index, start, start + len(content), content)
+            out[-1] = ChatMessage("assistant", content, merged)
+        else:
+            out.append(m)
+    return out
+
+
 def render_chat(
-    messages: Sequence[ChatMessage], tokenizer: Any, *, strip_bos: bool = True
+    messages: Sequence[ChatMessage], tokenizer: Any, *, strip_bos: bool = True,
+    keep_trimmed: bool = False,
 ) -> RenderedChat:
     """Render ``messages`` with ``tokenizer``'s chat template; spans point at assistant contents.
 
     ``strip_bos``: templates that write the BOS token themselves would get a second one from a
     tokenizer that also adds it by default; the leading BOS text is then removed so that
     tokenising the result with default special tokens gives exactly the template's sequence.
-    Responses whose content the template alters are dropped (``n_dropped``).
+    Responses whose content the template alters are dropped (``n_dropped``), except, with
+    ``keep_trimmed`` (the paper), those it only trims: they are scored as rendered.
     """
     if not getattr(tokenizer, "chat_template", None):
         raise ChatTemplateError(
@@ -119,7 +147,8 @@ def render_chat(
     pos = len(literals[0])
     for i, content, lit in zip(order, rendered, literals[1:], strict=True):
         response = messages[i].response
-        if response is not None and content == response.text:
+        if response is not None and (content == response.text or (
+                keep_trimmed and content and content == response.text.strip())):
             spans.append(ResponseSpan(response.index, pos, pos + len(content), content))
         pos += len(content) + len(lit)
     n_assistant = sum(m.response is not None for m in messages)

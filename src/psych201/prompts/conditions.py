@@ -271,8 +271,10 @@ class ChatTemplateCondition:
             if self.paper:
                 variant = paper_variant(session, self.max_chars)
                 text = variant.text + "."  # eval_instruct.py appends a period after truncating
-            messages = transcript_messages(text, variant.responses, skip_empty=self.paper)
-            chat = render_chat(messages, self.tokenizer, strip_bos=not self.paper)
+            messages = transcript_messages(text, variant.responses, skip_empty=self.paper,
+                                           merge_adjacent=self.paper)
+            chat = render_chat(messages, self.tokenizer, strip_bos=not self.paper,
+                               keep_trimmed=self.paper)
             prompts.append(
                 Prompt(
                     text=chat.text,
