@@ -15,7 +15,7 @@ from psych201.analysis.baselines import (
     population_baseline,
     pseudo_r2,
     random_nll,
-    session_responses,
+    trial_responses,
     with_option_counts,
 )
 from psych201.data.split import iter_split
@@ -74,31 +74,57 @@ def real_split() -> tuple[list, list]:
 @needs_data
 def test_population_baseline_on_real_studies(real_split: tuple[list, list]) -> None:
     train, test = real_split
-    train_rows = session_responses(train)
-    test_rows = session_responses(test)
+    train_rows = trial_responses(train)
+    test_rows = trial_responses(test)
     result = population_baseline(train_rows, test_rows)
     studies = result.studies.set_index("study")
-    # frey2017lotteries: 50 choices for everyone (trials align); olschewski2024skewness mixes
-    # 17-, 18- and 180-choice sessions (they do not)
+    # frey2017lotteries: the same lottery pairs for everyone (trials recur); all discrete
     assert studies.loc["frey2017lotteries", "aligned"]
-    assert studies.loc["frey2017lotteries", "modal_length"] == 50
-    assert not studies.loc["olschewski2024skewness", "aligned"]
-    assert "modal length" in studies.loc["olschewski2024skewness", "reason"]
+    assert studies.loc["frey2017lotteries", "discrete"] == 1.0
+    assert result.covered_studies == [s for s in studies.index if studies.loc[s, "aligned"]]
     rows = result.responses
     assert (rows["model"] == POPULATION_MODEL).all()
-    assert rows.loc[rows["study"] == "olschewski2024skewness", "nll"].isna().all()
-    frey = rows[rows["study"] == "frey2017lotteries"]
-    assert frey["nll"].notna().all()
+    for study in studies.index[~studies["aligned"]]:
+        assert rows.loc[rows["study"] == study, "nll"].isna().all()
+        assert studies.loc[study, "reason"]
+    frey = rows[rows["study"] == "frey2017lotteries"].merge(test_rows, on=RESPONSE_KEY)
+    assert frey["nll"].notna().mean() >= 0.5
     # lottery B is chosen far more often than A: the population beats guessing (log 2)
     assert frey["nll"].mean() < math.log(2) - 0.05
-    # one trial by hand: (count + α) / (N + α (V + 1))
-    first = frey.iloc[0]
+    # one trial by hand: (count + α) / (N + α k), counts over the same stimulus in training
+    first = frey.dropna(subset=["nll"]).iloc[0]
     trial = train_rows[(train_rows["study"] == "frey2017lotteries")
-                       & (train_rows["session_responses"] == 50)
-                       & (train_rows["response_index"] == first["response_index"])]
-    count = int((trial["response_text"] == first["response_text"]).sum())
-    p = (count + 0.5) / (len(trial) + 0.5 * (trial["response_text"].nunique() + 1))
+                       & (train_rows["trial"] == first["trial"])]
+    count = int((trial["choice"] == first["choice"]).sum())
+    p = (count + 0.5) / (len(trial) + 0.5 * 2)
     assert first["nll"] == pytest.approx(-math.log(p))
+
+
+def test_population_baseline_keys_trials_by_stimulus_with_letters_normalised() -> None:
+    """Two participants see the same lotteries under other letters: one trial, one choice."""
+    from psych201.data.markers import parse_responses
+    from psych201.data.records import Session
+
+    def session(pid: str, a: str, b: str, pick_first: bool) -> Session:
+        text = (f"Lottery {a}: 5 points. Lottery {b}: 3 points. You choose "
+                f"<<{a if pick_first else b}>>.\nWrite a word: <<apple>>")
+        return Session("s", "e", pid, int(pid), text, parse_responses(text))
+
+    def options(s: Session) -> list[frozenset[str] | None]:
+        letters = [w[0] for w in s.text.split() if len(w) == 2 and w.endswith(":")]
+        return [frozenset(letters), None]
+
+    train = [session(str(i), *("AB" if i % 2 else "KQ"), pick_first=i < 5) for i in range(6)]
+    test = [session("9", "X", "Y", pick_first=True)]
+    train_rows = trial_responses(train, options)
+    assert train_rows["trial"].dropna().nunique() == 1  # A/B and K/Q lotteries: one trial
+    assert train_rows["trial"].isna().sum() == 6  # the free-text answers get no key
+    result = population_baseline(train_rows, trial_responses(test, options), min_train=5)
+    nll = result.responses.set_index("response_index")["nll"]
+    # 5 of 6 chose the first-listed lottery: P = (5 + .5) / (6 + .5 · 2)
+    assert nll[0] == pytest.approx(-math.log(5.5 / 7))
+    assert math.isnan(nll[1])  # free text: no likelihood claimed
+    assert result.studies.loc[0, "discrete"] == 0.5
 
 
 @needs_data

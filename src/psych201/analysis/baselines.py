@@ -5,16 +5,17 @@
   Σ log k`` over the responses whose option set is known. The option counts come from the table's
   ``n_options`` column or from :func:`option_counts` (the transcript parser of
   :mod:`psych201.prompts.options`); responses with unknown or single options are left out.
-* **Population baseline**: how likely a response is given only what *other* people answered at the
-  same point of the same study — the frequency of each response among training participants at
-  the same trial (add-α smoothed). No model of the individual can be expected to beat it by
-  ignoring the individual, so it is an upper reference for non-individual prediction. It is only
-  defined where trials align across participants (see :func:`population_baseline`).
+* **Population baseline**: how likely a discrete choice is given only what *other* people chose
+  at the same trial of the same study — add-α smoothed frequencies over the offered options among
+  training participants, the trial keyed by its stimulus text with option letters normalised. It
+  is a proper likelihood of the response, defined only for discrete-choice studies whose trials
+  recur across participants (:func:`population_baseline`); free-text responses get none.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -104,71 +105,124 @@ def session_responses(sessions: Iterable[Session]) -> pd.DataFrame:
 
 
 # -- population baseline -----------------------------------------------------------------------
+_LETTER = re.compile(r"(?<![A-Za-z])([A-Z])(?![A-Za-z])")
+
+
+def _normalise_letters(stimulus: str, options: frozenset[str]) -> tuple[str, dict[str, str]]:
+    """The stimulus with its option letters renamed by order of first appearance (``<1>``, …).
+
+    Option labels are random per participant; renaming them makes the same trial shown with
+    other labels the same key, and maps each participant's letter to the same choice.
+    """
+    mapping: dict[str, str] = {}
+
+    def rename(match: re.Match[str]) -> str:
+        letter = match.group(1)
+        if letter not in options:
+            return letter
+        return mapping.setdefault(letter, f"<{len(mapping) + 1}>")
+
+    return _LETTER.sub(rename, stimulus), mapping
+
+
+def trial_responses(sessions: Iterable[Session],
+                    options_of: Callable[[Session], list[frozenset[str] | None]] | None = None,
+                    ) -> pd.DataFrame:
+    """Every response of ``sessions`` with its trial key, normalised choice and option count.
+
+    Only discrete-choice responses get a key: the offered options (read from the transcript)
+    are ≥ 2 single capital letters and the response is one of them. The trial key is the
+    stimulus — the text since the previous response — with option letters normalised
+    (:func:`_normalise_letters`); the choice is the response's normalised letter (letters the
+    stimulus does not mention stay as they are: fixed labels such as L/R). Other responses get
+    ``trial = None``.
+    """
+    if options_of is None:
+        from psych201.prompts.options import response_options
+
+        options_of = response_options
+    rows = []
+    for session in sessions:
+        previous = 0
+        for span, options in zip(session.responses, options_of(session), strict=True):
+            stimulus = session.text[previous: max(previous, span.start - 2)]
+            previous = span.end + 2
+            trial = choice = None
+            k = math.nan
+            if (options and len(options) >= 2 and span.text in options
+                    and all(len(o) == 1 and "A" <= o <= "Z" for o in options)):
+                trial, mapping = _normalise_letters(stimulus, options)
+                choice = mapping.get(span.text, span.text)
+                k = float(len(options))
+            rows.append((session.study, session.experiment, session.participant, session.line,
+                         span.index, trial, choice, k))
+    return pd.DataFrame(rows, columns=[*RESPONSE_KEY, "trial", "choice", "n_options"])
+
+
 @dataclass(frozen=True, eq=False)
 class PopulationBaseline:
     """Per-response NLLs of the population baseline and which studies it covers.
 
-    ``responses`` has the response key, ``response_text``, ``nll`` (NaN where undefined), and
-    ``model`` = :data:`POPULATION_MODEL`; ``studies`` has per study ``aligned`` (bool),
-    ``modal_length``, ``share`` (training sessions of that length), ``n_train`` and ``reason``.
+    ``responses`` has the response key, ``nll`` (NaN where undefined) and ``model`` =
+    :data:`POPULATION_MODEL`; ``studies`` has per study ``discrete`` (share of test responses
+    that are discrete choices), ``covered`` (share of test responses with an NLL), ``aligned``
+    (the study is covered: ``covered ≥ min_share``), ``n_train`` and ``reason``.
     """
 
     responses: pd.DataFrame
     studies: pd.DataFrame
 
+    @property
+    def covered_studies(self) -> list[str]:
+        return sorted(self.studies.loc[self.studies["aligned"], "study"])
+
 
 def population_baseline(train: pd.DataFrame, test: pd.DataFrame, *, alpha: float = 0.5,
-                        min_share: float = 0.8, min_train: int = 5) -> PopulationBaseline:
-    """Frequency of each test response among training participants at the same trial.
+                        min_share: float = 0.5, min_train: int = 5) -> PopulationBaseline:
+    """How likely each test choice is given what training participants chose at the same trial.
 
-    ``train`` is :func:`session_responses` of the training participants; ``test`` any table with
-    the response key and ``response_text`` (e.g. one model's rows). Trials *align* in a study
-    when at least ``min_share`` of its training sessions have the same number of responses (the
-    modal length); then response ``k`` of every session is taken to be the same trial, counts come
-    from the modal-length sessions, and ``P(text) = (count + α) / (N + α·(V + 1))`` with ``V``
-    distinct training answers at that trial (one extra slot for unseen answers). Studies that do
-    not align, and trials with fewer than ``min_train`` training answers, get NaN.
+    ``train`` and ``test`` are :func:`trial_responses` tables. For a discrete-choice response
+    with ``k`` offered options at trial ``t`` (its stimulus, option letters normalised):
+    ``P(choice) = (count_t(choice) + α) / (N_t + α·k)``, counts over the training responses at
+    the same trial with the same number of options — a proper likelihood over the offered
+    options (it sums to one over them). A trial needs ``min_train`` training responses;
+    free-text responses, trials without enough training data, and studies where fewer than
+    ``min_share`` of the test responses are covered get NaN: the baseline then says nothing
+    there rather than something that is not a likelihood of the response.
     """
     if alpha <= 0:
         raise ValueError("alpha must be > 0 (an unseen response would get probability 0)")
+    keyed = train.dropna(subset=["trial"])
+    counts = keyed.groupby(["study", "trial", "n_options", "choice"], observed=True).size()
+    totals = keyed.groupby(["study", "trial", "n_options"], observed=True).size()
+    out = test[[*RESPONSE_KEY, "trial", "choice", "n_options"]].drop_duplicates(RESPONSE_KEY)
+    out = out.merge(counts.rename("count").reset_index(),
+                    on=["study", "trial", "n_options", "choice"], how="left")
+    out = out.merge(totals.rename("n_trial").reset_index(), on=["study", "trial", "n_options"],
+                    how="left")
+    n = out["n_trial"].to_numpy(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = (out["count"].fillna(0.0).to_numpy(float) + alpha) / (
+            n + alpha * out["n_options"].to_numpy(float))
+        nll = np.where(out["trial"].notna() & (n >= min_train), -np.log(p), np.nan)
+    out["nll"] = nll
     study_rows = []
-    tables = []
-    lengths = train.drop_duplicates([*RESPONSE_KEY[:4]])
-    for study, sessions in lengths.groupby("study", observed=True):
-        counts = sessions["session_responses"].value_counts()
-        modal = int(counts.index[0])
-        share = float(counts.iloc[0] / counts.sum())
-        aligned = share >= min_share
+    n_train = train.groupby("study", observed=True).size()
+    for study, rows in out.groupby("study", observed=True):
+        discrete = float(rows["trial"].notna().mean())
+        covered = float(rows["nll"].notna().mean())
+        aligned = covered >= min_share
         reason = "" if aligned else (
-            f"only {share:.0%} of training sessions share the modal length {modal}"
-        )
-        study_rows.append({"study": study, "aligned": aligned, "modal_length": modal,
-                           "share": share, "n_train": int(counts.sum()), "reason": reason})
-        if not aligned:
-            continue
-        rows = train[(train["study"] == study) & (train["session_responses"] == modal)]
-        freq = rows.groupby(["response_index", "response_text"], observed=True).size()
-        freq = freq.rename("count")
-        trial = rows.groupby("response_index", observed=True).agg(n=("response_text", "size"),
-                                                   v=("response_text", "nunique"))
-        tables.append((study, freq.reset_index(), trial.reset_index()))
-    studies = pd.DataFrame(study_rows, columns=["study", "aligned", "modal_length", "share",
+            "not a discrete-choice study" if discrete < min_share else
+            f"only {covered:.0%} of test responses meet a trial seen in training "
+            f"≥ {min_train} times")
+        study_rows.append({"study": study, "discrete": discrete, "covered": covered,
+                           "aligned": aligned, "n_train": int(n_train.get(study, 0)),
+                           "reason": reason})
+    studies = pd.DataFrame(study_rows, columns=["study", "discrete", "covered", "aligned",
                                                 "n_train", "reason"])
-    keys = test[[*RESPONSE_KEY, "response_text"]].drop_duplicates(RESPONSE_KEY)
-    out = keys.assign(nll=np.nan)
-    for study, freq, trial in tables:
-        mask = (out["study"] == study).to_numpy()
-        part = out.loc[mask, [*RESPONSE_KEY, "response_text"]]
-        part = part.merge(trial, on="response_index", how="left").merge(
-            freq.assign(study=study), on=["study", "response_index", "response_text"], how="left")
-        count = part["count"].fillna(0.0).to_numpy(float)
-        n = part["n"].to_numpy(float)
-        v = part["v"].to_numpy(float)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            p = (count + alpha) / (n + alpha * (v + 1))
-            nll = np.where(n >= min_train, -np.log(p), np.nan)
-        out.loc[mask, "nll"] = nll
-    out["model"] = POPULATION_MODEL
+    out.loc[~out["study"].isin(studies.loc[studies["aligned"], "study"]), "nll"] = np.nan
+    out = out[[*RESPONSE_KEY, "nll"]].assign(model=POPULATION_MODEL)
     return PopulationBaseline(out.reset_index(drop=True), studies)
 
 

@@ -329,8 +329,12 @@ def _extra_sections(summary: Summary) -> list[dict[str, Any]]:
                         "n_studies": ("studies", _int), "n_responses": ("responses", _int)})})
     if summary.population is not None:
         out.append({"anchor": "population", "title": "Population baseline",
-                    "text": "Mean NLL of the model and of the training participants' response "
-                            "frequencies at the same trial, on the responses it covers.",
+                    "text": "Mean NLL of the model and of the training participants' choice "
+                            "frequencies at the same trial (stimulus text, option letters "
+                            "normalised; a likelihood over the offered options), on the "
+                            "responses it covers. Covered (discrete-choice studies whose "
+                            "trials recur): "
+                            f"{', '.join(sorted(set(summary.population['study']))) or 'none'}.",
                     "table": html_table(summary.population, {
                         "model": ("model", _text), "study": ("study", _text),
                         "n_responses": ("responses", _int), "nll": ("NLL model", _num(3)),

@@ -12,7 +12,7 @@ from psych201.analysis.baselines import (
     PopulationBaseline,
     option_counts,
     population_baseline,
-    session_responses,
+    trial_responses,
 )
 from psych201.analysis.registry import ModelRegistry, load_registry
 from psych201.analysis.summary import AnalysisOptions, Summary, summarize
@@ -68,12 +68,13 @@ def data_baselines(
         )
     everyone = [s for src in sources for s in iter_split(src.path, "all", seed=seed)]
     train = [s for src in sources for s in iter_split(src.path, "train", seed=seed)]
-    table = results.responses.drop_duplicates(
-        ["study", "experiment", "participant", "line", "response_index"]
+    trials = trial_responses(everyone)
+    train_keys = pd.DataFrame(
+        [(s.study, s.experiment, s.participant, s.line) for s in train],
+        columns=["study", "experiment", "participant", "line"],
     )
-    return DataBaselines(
-        option_counts(everyone), population_baseline(session_responses(train), table)
-    )
+    train_trials = trials.merge(train_keys, on=list(train_keys.columns))
+    return DataBaselines(option_counts(everyone), population_baseline(train_trials, trials))
 
 
 def summarize_runs(
