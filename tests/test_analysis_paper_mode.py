@@ -400,3 +400,20 @@ def test_chat_template_paper_mode_scores_trimmed_and_merges_back_to_back() -> No
         assert paper.text[span.start:span.end] == span.text
         assert paper.text[:span.start].endswith("assistant<|end_header_id|>\n\n")
         assert paper.text[span.end:].startswith("<|eot_id|>")
+
+
+def test_persona_paper_mode_counts_a_blank_metadata_value_as_present() -> None:
+    from psych201.data.fields import HARMONISED_FIELDS, NA
+    from psych201.data.markers import parse_responses
+    from psych201.data.records import Session
+    from psych201.prompts.conditions import make_condition
+
+    text = "Pick one. <<A>>"
+    harmonised = {name: NA for name in HARMONISED_FIELDS} | {"age": ""}
+    session = Session("s", "e", "1", 1, text, parse_responses(text), harmonised=harmonised)
+    assert not make_condition("persona").eligible(session)  # psych201: blank is missing
+    paper = make_condition("persona", paper=True)
+    assert paper.eligible(session)
+    (prompt,) = paper.render_study([session])
+    assert prompt.text.startswith("Interviewer: What is your age?\nInterviewee: \n\nPick one.")
+    assert [s.text for s in prompt.spans] == ["A"]

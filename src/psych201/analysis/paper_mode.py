@@ -336,7 +336,9 @@ def paper_tables(frame: pd.DataFrame, registry: ModelRegistry, *, condition: str
     """
     frame = canonical_models(frame, registry)
     all_conditions = list(frame["condition"].unique())
-    main = main_condition(all_conditions, condition)
+    # the paper's own text variant is the main condition when it was scored
+    main = main_condition(all_conditions, condition if condition is not None else (
+        "paper" if "paper" in all_conditions else None))
     used = {"main": main}
     notes: list[str] = []
     rows = frame[frame["condition"] == main]

@@ -581,7 +581,8 @@ def figures(
             ModelPair("Qwen/Qwen3-8B", "Qwen/Qwen3-8B-Base", "reasoning"),))
     else:
         loaded = _load(results or [])
-        opts = AnalysisOptions(n_boot=n_boot, seed=seed)
+        # paper mode averages each model over its own studies: differing study sets are fine
+        opts = AnalysisOptions(n_boot=n_boot, seed=seed, allow_missing=paper)
     summary = _summarize(loaded, reg, opts)
     if paper:
         summary = _paper_summary(summary, loaded, reg, _paper_tables(loaded, reg, None))

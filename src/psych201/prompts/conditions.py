@@ -336,7 +336,7 @@ class PersonaCondition:
         return spec
 
     def eligible(self, session: Session) -> bool:
-        return has_persona(session)
+        return has_persona(session, blank_present=self.paper)
 
     def render_study(self, sessions: Sequence[Session]) -> list[Prompt]:
         _check_eligible(self, sessions)
@@ -350,7 +350,7 @@ class PersonaCondition:
                 prompts.append(Prompt(session.text, (), self.name, n_dropped=dropped))
                 continue
             source = by_key[donors[session.key]] if self.shuffled else session
-            preamble = persona_preamble(source.harmonised, self.mode)
+            preamble = persona_preamble(source.harmonised, self.mode, blank_present=self.paper)
             variant = _prepend(session, preamble)
             if self.paper:
                 variant = paper_variant(variant, self.max_chars)

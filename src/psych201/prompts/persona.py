@@ -72,24 +72,30 @@ _BIO_INTRO = (
 assert tuple(QUESTIONS) == HARMONISED_FIELDS == DEMOGRAPHIC_FIELDS + QUESTIONNAIRE_FIELDS
 
 
-def persona_fields(harmonised: Mapping[str, str]) -> list[tuple[str, str]]:
-    """The available ``(field, value)`` pairs in the paper's order (N/A, blank, absent skipped)."""
+def persona_fields(harmonised: Mapping[str, str], *,
+                   blank_present: bool = False) -> list[tuple[str, str]]:
+    """The available ``(field, value)`` pairs in the paper's order (N/A, blank, absent skipped).
+
+    ``blank_present=True`` (paper mode) keeps a blank string: the authors' filter only skips
+    ``N/A``, so an empty metadata value counts as present for them.
+    """
     fields: list[tuple[str, str]] = []
     for name in HARMONISED_FIELDS:
         value = harmonised.get(name, NA)
-        if isinstance(value, str) and value.strip() and value != NA:
+        if isinstance(value, str) and (value.strip() or blank_present) and value != NA:
             fields.append((name, value))
     return fields
 
 
-def has_persona(session: Session) -> bool:
+def has_persona(session: Session, *, blank_present: bool = False) -> bool:
     """True when the session has at least one non-N/A harmonised field (the paper's filter)."""
-    return bool(persona_fields(session.harmonised))
+    return bool(persona_fields(session.harmonised, blank_present=blank_present))
 
 
-def persona_preamble(harmonised: Mapping[str, str], mode: PersonaMode = "interview") -> str:
+def persona_preamble(harmonised: Mapping[str, str], mode: PersonaMode = "interview", *,
+                     blank_present: bool = False) -> str:
     """The text placed before the transcript; ends with a blank line. Empty without metadata."""
-    fields = persona_fields(harmonised)
+    fields = persona_fields(harmonised, blank_present=blank_present)
     if not fields:
         return ""
     if mode == "interview":
