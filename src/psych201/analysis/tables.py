@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+from psych201.errors import UsageError
 from psych201.results.io import read_manifest, read_responses
 from psych201.results.schema import ADDED_COLUMNS, RESPONSE_KEY, RESPONSE_SCHEMA
 
@@ -27,11 +28,11 @@ PARTICIPANT_KEY = ["experiment", "participant"]
 OPTIONAL_COLUMNS = ("n_options",)
 
 
-class TableError(ValueError):
+class TableError(UsageError):  # a ValueError too, for older callers
     """A response table the analyses cannot use; the message names the source and reason."""
 
 
-class StudySetError(ValueError):
+class StudySetError(UsageError):  # a ValueError too, for older callers
     """Models (or conditions) compared over different study or response sets.
 
     ``missing`` maps each model to the studies the others have and it lacks.

@@ -6,6 +6,7 @@ the other commands stay fast.
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -24,18 +25,26 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from psych201.errors import (
+    EXIT_FAILED_SESSIONS,
+    EXIT_INTERRUPTED,
+    EXIT_IO,
+    EXIT_USAGE,
+    Psych201Error,
+    UsageError,
+    os_error_line,
+)
 from psych201.results.writer import part_paths
 from psych201.scoring.models import DEFAULT_MODEL  # light: no torch until a model is loaded
 
 if TYPE_CHECKING:
-    from psych201.pipeline import RunSummary, ScoreConfig, ScoringSetup
+    from psych201.pipeline import RunSummary, ScoreConfig, ScoringSetup, SetupLoader
 
 DEFAULT_DEMO_OUT = Path("psych201-demo")
 
-#: Exit codes: 2 = bad input or configuration, 3 = some sessions failed (skipped), 130 = Ctrl-C.
-EXIT_BAD_INPUT = 2
-EXIT_FAILED_SESSIONS = 3
-EXIT_INTERRUPTED = 130
+#: Exit codes (psych201.errors): 1 bad data, 2 bad options, 3 the OS refused, 4 some sessions
+#: failed (skipped), 130 Ctrl-C.
+EXIT_BAD_INPUT = EXIT_USAGE
 
 err_console = Console(stderr=True)
 
@@ -108,18 +117,8 @@ def _fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _known_errors() -> tuple[type[Exception], ...]:
-    from psych201.data.issues import DataError
-    from psych201.data.markers import MarkerError
-    from psych201.pipeline import PipelineError
-    from psych201.results.writer import ResultsError
-    from psych201.scoring.models import ModelLoadError
-
-    return (PipelineError, ResultsError, DataError, MarkerError, ModelLoadError, FileNotFoundError)
-
-
 def run_scoring(
-    config: ScoreConfig, *, quiet: bool = False, setup: ScoringSetup | None = None
+    config: ScoreConfig, *, quiet: bool = False, setup: ScoringSetup | SetupLoader | None = None
 ) -> RunSummary:
     """Run the pipeline with a progress bar; turn known errors into a clean exit."""
     from psych201.pipeline import score_run
@@ -135,13 +134,54 @@ def run_scoring(
             "Rerun the same command to score only what is missing.",
             EXIT_INTERRUPTED,
         ) from None
-    except _known_errors() as exc:
+    except (Psych201Error, OSError) as exc:
         progress.stop()
-        saved = part_paths(config.out) if config.out.is_dir() else []
-        note = f"\n(finished participants are saved in {config.out})" if saved else ""
-        raise _fail(f"{exc}{note}") from exc
+        try:
+            saved = part_paths(config.out) if config.out.is_dir() else []
+        except OSError:
+            saved = []
+        note = f" (finished participants are saved in {config.out})" if saved else ""
+        if isinstance(exc, Psych201Error):
+            raise _fail(f"{exc}{note}", exc.exit_code) from exc
+        raise _fail(f"{os_error_line(exc)}{note}", EXIT_IO) from exc
     finally:
         progress.stop()
+
+
+#: The package each optional engine imports (checked before anything is read or loaded).
+_ENGINE_PACKAGES = {"vllm": "vllm", "llamacpp": "llama_cpp", "ray": "ray"}
+
+
+def _engine_loader(
+    config: ScoreConfig, engine: str, engine_args: dict[str, Any], ray_args: dict[str, Any]
+) -> SetupLoader:
+    """Check that ``engine`` can be used here; return what loads it once the data is read."""
+    from psych201.engine_setup import ENGINE_CHOICES, build_setup
+
+    if engine not in ENGINE_CHOICES:
+        raise _fail(f"unknown engine {engine!r} (choose one of {', '.join(ENGINE_CHOICES)})")
+    if ray_args and engine != "ray":
+        raise _fail("--ray-args needs --engine ray")
+    inner = str(ray_args.get("engine", "hf")) if engine == "ray" else engine
+    for name in dict.fromkeys((engine, inner)):
+        package = _ENGINE_PACKAGES.get(name)
+        if package and importlib.util.find_spec(package) is None:
+            raise _fail(
+                f"--engine {name} needs the {package} package, which is not installed "
+                "(see docs/scale-out.md)"
+            )
+
+    def load() -> ScoringSetup:
+        try:
+            return build_setup(config, engine=engine, engine_args=engine_args, ray_args=ray_args)
+        except (ImportError, TypeError) as exc:
+            raise UsageError(f"--engine {engine}: {exc}") from exc
+        except ValueError as exc:
+            if isinstance(exc, Psych201Error):
+                raise
+            raise UsageError(f"--engine {engine}: {exc}") from exc
+
+    return load
 
 
 def _print_summary(summary: RunSummary) -> None:
@@ -244,7 +284,7 @@ def score(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Score every human response of the data with a model: one row per response, resumable."""
-    from psych201.pipeline import PipelineError, ScoreConfig, parse_kv
+    from psych201.pipeline import PipelineError, ScoreConfig, parse_kv, validate_run
     from psych201.results.shards import Shard
 
     try:
@@ -272,20 +312,16 @@ def score(
     except (PipelineError, ValueError) as exc:
         raise _fail(str(exc)) from exc
     if not data.exists():
-        raise _fail(f"{data}: no such file or directory")
-    setup = None
+        raise _fail(f"--data {data}: no such file or directory")
+    validate_run(config)
+    setup: SetupLoader | None = None
     if engine != "hf" or engine_args or ray_args:
-        from psych201.engine_setup import build_setup
-
-        try:
-            setup = build_setup(
-                config,
-                engine=engine,
-                engine_args=parse_kv(engine_args, what="--engine-args"),
-                ray_args=parse_kv(ray_args, what="--ray-args"),
-            )
-        except (ImportError, ValueError, TypeError) as exc:
-            raise _fail(f"--engine {engine}: {exc}") from exc
+        setup = _engine_loader(
+            config,
+            engine,
+            parse_kv(engine_args, what="--engine-args"),
+            parse_kv(ray_args, what="--ray-args"),
+        )
     summary = run_scoring(config, quiet=quiet, setup=setup)
     _print_summary(summary)
     if summary.failed:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from psych201.data.harmonise import HarmonisationReport
+from psych201.errors import InvalidDataError
 
 logger = logging.getLogger("psych201.data")
 
@@ -58,7 +59,7 @@ ISSUE_CODES: dict[str, str] = {
 }
 
 
-class DataError(ValueError):
+class DataError(InvalidDataError):  # a ValueError too, for older callers
     """A data problem with its location: ``file``, 1-based ``line`` and ``column`` (or None)."""
 
     def __init__(
