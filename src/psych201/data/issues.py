@@ -32,6 +32,7 @@ ISSUE_CODES: dict[str, str] = {
     "bad-zip": "a truncated or corrupt zip archive",
     "bad-parquet": "an unreadable Parquet file",
     "no-jsonl": "a zip without any .jsonl member",
+    "empty": "a study file without any participant (empty, or only blank lines)",
     "unsafe-member": "a zip member name with '..' or an absolute path (zip slip)",
     "read": "the file could not be read to the end",
     "line-too-long": "a line longer than the byte limit",

@@ -188,6 +188,7 @@ class _StudyReader:
         self.line = 0  # running line number across the members of a zip
         self.member_line = 0
         self.seen_keys: dict[tuple[str, str, str], int] = {}
+        self.records = 0  # non-blank lines (rows) seen, good or bad
         self.seen_texts: dict[bytes, int] = {}
 
     # -- policy ------------------------------------------------------------------------------
@@ -213,6 +214,17 @@ class _StudyReader:
             if self.on_error == "fail":
                 raise
             self.log.add(error.to_issue())
+            return
+        if self.records == 0:
+            # An empty study would score as "0 responses" and look like success.
+            empty = DataError(
+                "no participants in this file: it is empty or holds only blank lines",
+                file=str(self.source.path),
+                code="empty",
+            )
+            if self.on_error == "fail":
+                raise empty
+            self.log.add(empty.to_issue())
 
     # -- containers --------------------------------------------------------------------------
 
@@ -299,7 +311,8 @@ class _StudyReader:
                 self._problem(
                     DataError(
                         f"line is {payload:,} bytes, over the limit of {self.max_line_bytes:,} "
-                        "bytes (raise it with --max-line-mb if the line is genuine)",
+                        "bytes (if it is genuine, raise the limit with `psych201 data build SRC OUT.parquet "
+                        "--max-line-mb N` and read the Parquet file instead)",
                         file=label,
                         line=member_line,
                         code="line-too-long",
@@ -318,6 +331,7 @@ class _StudyReader:
             raw = payload.rstrip(b"\r\n")
             if not raw.strip():
                 continue  # blank lines (a trailing newline, say) carry nothing
+            self.records += 1
             session = self._from_bytes(raw, label, member_line)
             if session is not None:
                 yield session
@@ -347,6 +361,7 @@ class _StudyReader:
             for batch in parquet.iter_batches(batch_size=64, columns=columns):
                 for record in batch.to_pylist():
                     row += 1
+                    self.records += 1
                     self.member_line = row
                     session = self._from_parquet_row(record, built, label, row)
                     if session is not None:
@@ -430,10 +445,21 @@ class _StudyReader:
                 )
             )
             return None
+        except ValueError as error:
+            # Python refuses to convert integers of more than 4,300 digits (CVE-2020-10735).
+            self._problem(
+                DataError(
+                    f"invalid JSON: a number too long to read ({str(error).split(';')[0]})",
+                    file=label,
+                    line=member_line,
+                    code="json",
+                )
+            )
+            return None
         if not isinstance(obj, dict):
             self._problem(
                 DataError(
-                    f"the line is a JSON {_type_name(obj)}, not an object with text, experiment "
+                    f"the line is {_type_name(obj)}, not a JSON object with text, experiment "
                     "and participant",
                     file=label,
                     line=member_line,
@@ -484,6 +510,9 @@ class _StudyReader:
                 problem(
                     f"{name!r} is {_type_name(obj[name])}, not a string or integer", "field-type"
                 )
+                return None
+            if not value.strip():
+                problem(f"{name!r} is an empty string; every line needs a {name} id", "field-type")
                 return None
             ids[name] = value
         try:
