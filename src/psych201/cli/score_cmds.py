@@ -121,10 +121,12 @@ def run_scoring(
     config: ScoreConfig, *, quiet: bool = False, setup: ScoringSetup | SetupLoader | None = None
 ) -> RunSummary:
     """Run the pipeline with a progress bar; turn known errors into a clean exit."""
-    from psych201.pipeline import score_run
+    from psych201.pipeline import ScoringSetup, score_run
 
     console = Console(stderr=True)
     progress = RichProgress(console, enabled=not quiet)
+    if not isinstance(setup, ScoringSetup):
+        setup = _with_spinner(config, setup, console, enabled=not quiet)
     try:
         return score_run(config, setup=setup, progress=progress, argv=sys.argv)
     except KeyboardInterrupt:
@@ -184,12 +186,63 @@ def _engine_loader(
     return load
 
 
+def _with_spinner(
+    config: ScoreConfig, loader: SetupLoader | None, console: Console, *, enabled: bool
+) -> SetupLoader:
+    """``loader`` (default: the transformers engine) drawn as a spinner while it runs: loading
+    a model can take a minute without any other sign of life."""
+    from psych201.pipeline import load_hf_setup
+
+    def load() -> ScoringSetup:
+        run = loader if loader is not None else (lambda: load_hf_setup(config))
+        if not enabled:
+            return run()
+        with console.status(f"loading {config.model} …", spinner="dots"):
+            return run()
+
+    return load
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
 def _print_summary(summary: RunSummary) -> None:
+    from psych201.results.summary import summarise_run, write_summary
+
     console = Console()
+    lines = summarise_run(summary.run_dir) if summary.table is not None else []
+    if lines:
+        table = Table(title="NLL (nats) per study", title_justify="left")
+        table.add_column("study", no_wrap=True)
+        for name in ("participants", "responses", "per response", "per token"):
+            table.add_column(name, justify="right")
+        for line in lines:
+            table.add_row(
+                line.study,
+                str(line.participants),
+                str(line.responses),
+                _fmt(line.nll_per_response),
+                _fmt(line.nll_per_token),
+                style="bold" if line.study == "all" else None,
+            )
+        console.print(table)
+        path = write_summary(
+            summary.run_dir,
+            lines,
+            {
+                "run_dir": str(summary.run_dir),
+                "config_hash": summary.config_hash,
+                "sessions": summary.sessions,
+                "failed_sessions": len(summary.failed),
+            },
+        )
+        console.print(f"summary written to {path}", highlight=False)
     console.print(
         f"{summary.run_dir}: {summary.sessions} participants ({summary.already_done} already "
         f"done, {summary.scored_now} scored now), {summary.responses} responses, "
-        f"config {summary.config_hash}, {summary.wall_s:.1f} s"
+        f"config {summary.config_hash}, {summary.wall_s:.1f} s",
+        highlight=False,
     )
     if summary.failed:
         err_console.print(

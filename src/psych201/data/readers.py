@@ -311,8 +311,8 @@ class _StudyReader:
                 self._problem(
                     DataError(
                         f"line is {payload:,} bytes, over the limit of {self.max_line_bytes:,} "
-                        "bytes (if it is genuine, raise the limit with `psych201 data build SRC OUT.parquet "
-                        "--max-line-mb N` and read the Parquet file instead)",
+                        "bytes (if it is genuine, raise the limit with `psych201 data build SRC "
+                        "OUT.parquet --max-line-mb N` and read the Parquet file instead)",
                         file=label,
                         line=member_line,
                         code="line-too-long",
