@@ -294,13 +294,18 @@ def score(
     ] = 0,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, ...")] = "cpu",
     dtype: Annotated[
-        str, typer.Option(help="float32 (reference) or bfloat16 (the paper's).")
+        str,
+        typer.Option(
+            help="float32 (reference), bfloat16 (the paper's) or float16 (GPU memory; "
+            "overflows in some models, check against float32)."
+        ),
     ] = "float32",
     batch_tokens: Annotated[int, typer.Option(help="Token budget of one forward batch.")] = 8192,
     condition: Annotated[
         str,
         typer.Option(
-            help="Prompt condition: raw, paper, discrete, chat-template, persona, persona-shuffled."
+            help="Prompt condition: raw, paper, discrete, chat-template, persona, "
+            "persona-shuffled, no-persona."
         ),
     ] = "raw",
     condition_args: Annotated[
@@ -422,7 +427,7 @@ def demo(
         int | None, typer.Option(help="At most this many participants per study.")
     ] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda, ...")] = "cpu",
-    dtype: Annotated[str, typer.Option(help="float32 or bfloat16.")] = "float32",
+    dtype: Annotated[str, typer.Option(help="float32, bfloat16 or float16.")] = "float32",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Score the bundled simulated studies with the default model and print a per-study table.
