@@ -18,10 +18,12 @@ column when present (a dataset built by ``psych201 data build``), else the row n
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
 import math
+import os
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -33,6 +35,7 @@ from psych201.data.harmonise import harmonise_with_report
 from psych201.data.issues import DataError, IssueLog, OnError
 from psych201.data.markers import MarkerError, parse_responses
 from psych201.data.records import Session
+from psych201.errors import StorageError
 
 #: Lines longer than this are rejected without being held in memory (the longest real session is
 #: ~120 K characters; the contributor guideline is 32 K tokens).
@@ -233,7 +236,8 @@ class _StudyReader:
             with open(path, "rb") as stream:
                 head = stream.read(len(LFS_PREFIX))
         except OSError as error:
-            raise DataError(f"cannot open: {error.strerror}", file=str(path), code="read") from None
+            # The OS refused (permissions, a symlink loop): exit 3, not "invalid data".
+            raise StorageError(f"{path}: cannot open: {error.strerror or error}") from None
         if head == LFS_PREFIX:
             raise DataError(LFS_MESSAGE, file=str(path), line=1, code="lfs-pointer")
 
@@ -678,7 +682,10 @@ def _study_name(path: Path) -> str:
             name = name[: -len(suffix)]
             break
     if name.lower().startswith("prompts"):
-        return path.resolve().parent.name
+        try:
+            return path.resolve(strict=True).parent.name
+        except RuntimeError as error:  # a symlink loop before Python 3.13 (then an OSError)
+            raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), str(path)) from error
     return name
 
 
