@@ -264,3 +264,18 @@ def test_main_exits_2_on_usage_errors_and_1_on_invalid_data(tmp_path: Path) -> N
     proc = _main("data", "validate", str(bad), cwd=tmp_path)
     assert proc.returncode == EXIT_INVALID_DATA and "Traceback" not in proc.stderr
     assert "a number too long to read" in proc.stderr
+
+
+def test_messages_show_plain_numbers_not_numpy_reprs() -> None:
+    import pandas as pd
+
+    from psych201.analysis.tables import TableError, validate_responses
+    from psych201.results.schema import RESPONSE_SCHEMA
+
+    row = {name: 0 for name in RESPONSE_SCHEMA.names}
+    row.update(model="m", condition="raw", study="s", experiment="e", participant="p", line=15,
+               response_text="A", n_tokens=1, nll=1.0)  # fmt: skip
+    frame = pd.DataFrame([row, row])
+    with pytest.raises(TableError) as info:
+        validate_responses(frame)
+    assert "line=15" in str(info.value) and "np." not in str(info.value)
