@@ -279,3 +279,35 @@ def test_messages_show_plain_numbers_not_numpy_reprs() -> None:
     with pytest.raises(TableError) as info:
         validate_responses(frame)
     assert "line=15" in str(info.value) and "np." not in str(info.value)
+
+
+def test_score_ends_with_a_study_table_and_a_strict_summary_json(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from constant_setup import constant_setup
+    from psych201.results.io import read_responses
+    from psych201.results.summary import StudyLine, write_summary
+
+    monkeypatch.setattr(pipeline, "load_hf_setup", lambda config: constant_setup())
+    out = tmp_path / "run"
+    studies = "guenther2022relational,frey2017lotteries"
+    result = runner.invoke(app, _score(out, "--studies", studies, data=DATA))
+    assert result.exit_code == 0, result.output
+    assert "per response" in result.output and "per token" in result.output
+
+    def no_nan(name: str) -> None:
+        raise AssertionError(f"{name} in strict JSON")
+
+    summary = json.loads((out / "summary.json").read_text(), parse_constant=no_nan)
+    lines = {line["study"]: line for line in summary["studies"]}
+    assert sorted(lines) == ["all", "frey2017lotteries", "guenther2022relational"]
+    table = read_responses(out)
+    assert lines["all"]["responses"] == len(table)
+    frey = table[table["study"] == "frey2017lotteries"]
+    assert lines["frey2017lotteries"]["participants"] == 2
+    assert lines["frey2017lotteries"]["nll_per_response"] == pytest.approx(frey["nll"].mean())
+    per_token = table["nll"].sum() / table["n_tokens"].sum()
+    assert lines["all"]["nll_per_token"] == pytest.approx(per_token)
+    # An undefined mean is null, never NaN.
+    write_summary(out, [StudyLine("s", 1, 0, float("nan"), None)])
+    assert json.loads((out / "summary.json").read_text())["studies"][0]["nll_per_response"] is None

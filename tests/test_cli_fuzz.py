@@ -22,13 +22,11 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 import psych201.pipeline as pipeline
+from constant_setup import constant_setup
 from psych201.cli import app
 from psych201.errors import UsageError
 from psych201.prompts.conditions import CONDITION_NAMES, make_condition
-from psych201.prompts.records import Prompt
 from psych201.results.shards import Shard
-from psych201.scoring.engine import EngineInfo
-from psych201.scoring.scorer import SpanScore
 
 DATA = Path(__file__).parents[2] / "shared" / "data" / "psych201"
 STUDY = DATA / "guenther2022relational"
@@ -103,37 +101,6 @@ def test_score_flags_never_crash_or_load_an_invalid_configuration(
 # -- corrupted run directories -------------------------------------------------------------------
 
 
-class _ConstantScorer:
-    """One NLL per response from its length: enough to write real run directories fast."""
-
-    def score(self, prompts: Sequence[Prompt]) -> list[list[SpanScore]]:
-        return [
-            [
-                SpanScore(
-                    index=s.index,
-                    n_tokens=1,
-                    nll=1.0 + len(s.text) % 7,
-                    top1_correct=None,
-                    entropy=1.0,
-                    context_tokens=0,
-                    truncated=False,
-                )
-                for s in prompt.spans
-            ]
-            for prompt in prompts
-        ]
-
-
-def _constant_setup() -> pipeline.ScoringSetup:
-    info = EngineInfo(name="constant", model_id="const", dtype="float32", device="cpu",
-                      max_context=None)  # fmt: skip
-    return pipeline.ScoringSetup(
-        model_id="const", engine="constant", tokenizer=None, scorer=_ConstantScorer(),
-        model_info={"id": "const", "source": "test", "file_sha256": None, "max_context": None},
-        engine_info=info, tokenizer_info={}, window={},
-    )  # fmt: skip
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """Two shards of one small run, each a complete run directory."""
@@ -142,7 +109,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     dirs = []
     for i in range(2):
         out = root / f"shard{i}"
-        pipeline.score_run(replace(config, out=out, shard=Shard(i, 2)), setup=_constant_setup())
+        pipeline.score_run(replace(config, out=out, shard=Shard(i, 2)), setup=constant_setup())
         dirs.append(out)
     return dirs[0], dirs[1]
 
