@@ -245,6 +245,28 @@ CASES = [
         "rt-values",
         "warning",
     ),
+    # Empty data: "0 responses" must not pass as success (issue 14, row 8).
+    Case("empty prompts.jsonl", lambda t: _folder(t, b""), "empty", good=0),
+    Case("only blank lines", lambda t: _folder(t, b"\n  \n\r\n"), "empty", good=0),
+    Case("zip with an empty member", lambda t: _zip(t, {"prompts.jsonl": b""}), "empty", good=0),
+    Case(
+        "empty Parquet table",
+        lambda t: _parquet(t, pa.table({k: pa.array([], pa.string()) for k in GOOD})),
+        "empty",
+        good=0,
+    ),
+    # Values Python itself refuses (issue 14, rows 6 and 10).
+    Case(
+        "5,000-digit integer",
+        lambda t: _folder(t, GOOD_LINE + b'{"text": "<<A>>", "experiment": "e", "participant": '
+                          + b"9" * 5000 + b"}\n"),
+        "json",
+        line=2,
+    ),
+    Case("empty participant id", lambda t: _folder(t, GOOD_LINE + _line(participant="")),
+         "field-type", line=2),
+    Case("blank experiment id", lambda t: _folder(t, GOOD_LINE + _line(experiment="  ")),
+         "field-type", line=2),
     # Paths.
     Case("missing path", lambda t: t / "does-not-exist", "not-found", good=0),
     Case("folder without a study", lambda t: _folder(t, b"x", "notes.txt"), "no-study", good=0),
@@ -298,7 +320,7 @@ def test_cli_reports_without_a_traceback(case: Case, tmp_path: Path) -> None:
         assert case.code in result.output  # the summary table names the issue
     stats = runner.invoke(app, ["data", "stats", str(path)])
     assert stats.exception is None or isinstance(stats.exception, SystemExit), stats.output
-    assert stats.exit_code == (2 if failed else 0), stats.output
+    assert stats.exit_code == (1 if failed else 0), stats.output  # invalid data: exit 1
     if failed:
         assert "error:" in stats.output
 
@@ -336,3 +358,36 @@ def test_a_100_mb_line_is_rejected_quickly_in_bounded_memory(tmp_path: Path) -> 
     assert peak < 32 * 2**20  # never the whole 100 MB line
     with pytest.raises(DataError, match="over the limit"):
         list(iter_sessions(path, max_line_bytes=8 << 20))
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "no participants in this file"),
+        (b"\n\n", "no participants in this file"),
+        (GOOD_LINE + b'{"text": "<<A>>", "experiment": "e", "participant": ' + b"1" * 5000 + b"}\n",
+         "a number too long to read"),
+        (GOOD_LINE + _line(participant=""), "'participant' is an empty string"),
+        (GOOD_LINE + b"[1, 2]\n", "the line is a list, not a JSON object"),
+    ],
+)
+def test_each_message_is_one_plain_line_naming_file_and_line(
+    content: bytes, message: str, tmp_path: Path
+) -> None:
+    folder = _folder(tmp_path, content)
+    result = CliRunner().invoke(app, ["data", "stats", str(folder)])
+    assert result.exit_code == 1, result.output  # invalid data
+    text = " ".join(result.output.split())
+    assert message in text and str(folder / "prompts.jsonl") in text
+    assert "Traceback" not in result.output and "a JSON a" not in text
+
+
+def test_a_self_symlinked_data_file_is_an_os_error_naming_it(tmp_path: Path) -> None:
+    folder = tmp_path / "study"
+    folder.mkdir()
+    (folder / "prompts.jsonl").symlink_to("prompts.jsonl")
+    for command in (["data", "validate"], ["data", "stats"]):
+        result = CliRunner().invoke(app, [*command, str(folder)])
+        assert result.exit_code == 3, result.output  # the operating system refused
+        assert "Too many levels of symbolic links" in result.output
+        assert "Traceback" not in result.output

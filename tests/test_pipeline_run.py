@@ -329,7 +329,7 @@ def test_bad_input_names_file_and_line(tiny_dir: Path, tmp_path: Path) -> None:
         "-q",
     ]
     result = _score(base)
-    assert result.exit_code == 2
+    assert result.exit_code == 1  # invalid data
     assert f"{data / 'mystudy.jsonl'}:3" in result.output.replace("\n", "")
     assert not (out / "parts").exists()  # the data is read before any scoring starts
 

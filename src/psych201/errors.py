@@ -43,3 +43,10 @@ class StorageError(Psych201Error, OSError):
 
 class RunLockedError(UsageError):
     """Another process holds the run directory's lock (the message names its PID)."""
+
+
+def os_error_line(exc: OSError) -> str:
+    """One line naming the path(s) and the operating system's reason, e.g. for exit 3."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    paths = [str(p) for p in (exc.filename, exc.filename2) if p is not None]
+    return f"{' -> '.join(paths)}: {reason}" if paths else reason

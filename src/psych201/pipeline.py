@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import os
+import re
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -27,7 +30,13 @@ from psych201.data.issues import IssueLog
 from psych201.data.readers import StudySource, discover_studies, iter_sessions
 from psych201.data.records import Session, SessionKey
 from psych201.data.split import iter_split
-from psych201.prompts.conditions import Condition, make_condition
+from psych201.errors import StorageError, UsageError
+from psych201.prompts.conditions import (
+    CONDITION_NAMES,
+    Condition,
+    ConditionUnavailableError,
+    make_condition,
+)
 from psych201.prompts.records import Prompt
 from psych201.results.manifest import build_manifest, mark_complete, mark_status, open_run_dir
 from psych201.results.schema import ResponseScore, RunSpec
@@ -50,8 +59,14 @@ OnError = Literal["fail", "skip"]
 #: Keep the selected sessions of pass 1 in memory up to this many characters; beyond, re-read.
 _RETAIN_CHARS = 400_000_000
 
+#: The shortest window (``--max-tokens``) and the room a window keeps beside its overlap for
+#: leading special tokens and new targets.
+MIN_WINDOW_TOKENS = 8
+_WINDOW_SLACK = 4
+_DEVICE = re.compile(r"cpu|mps|cuda(:\d+)?")
 
-class PipelineError(ValueError):
+
+class PipelineError(UsageError):  # a ValueError too, for older callers
     """A run that cannot start or go on as asked (bad option, unknown study, ...)."""
 
 
@@ -107,6 +122,10 @@ class ScoringSetup:
     window: dict[str, Any]
 
 
+#: Loads a :class:`ScoringSetup` when called (so that cheap checks run before the weights load).
+SetupLoader = Callable[[], ScoringSetup]
+
+
 @dataclass(frozen=True)
 class ScoreConfig:
     """Everything ``psych201 score`` is asked to do."""
@@ -151,6 +170,81 @@ class ScoreConfig:
             )
         if self.dtype not in DTYPES:
             raise PipelineError(f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        if self.seed < 0:
+            raise PipelineError(f"--seed must be 0 or more, got {self.seed}")
+        if self.condition not in CONDITION_NAMES:
+            raise PipelineError(
+                f"--condition must be one of {', '.join(CONDITION_NAMES)}, got {self.condition!r}"
+            )
+        if not _DEVICE.fullmatch(self.device):
+            raise PipelineError(f"--device must be cpu, cuda, cuda:N or mps, got {self.device!r}")
+        self._check_window()
+
+    def _check_window(self) -> None:
+        # The scorer only finds out once the model is loaded; a window must hold the leading
+        # special tokens, the overlap and at least two new tokens.
+        if self.max_tokens is not None and self.max_tokens < MIN_WINDOW_TOKENS:
+            raise PipelineError(
+                f"--max-tokens must be at least {MIN_WINDOW_TOKENS}, got {self.max_tokens}"
+            )
+        if self.window_overlap is not None and self.window_overlap < 0:
+            raise PipelineError(f"--window-overlap must be 0 or more, got {self.window_overlap}")
+        if (
+            self.max_tokens is not None
+            and self.window_overlap is not None
+            and self.window_overlap > self.max_tokens - _WINDOW_SLACK
+        ):
+            raise PipelineError(
+                f"--window-overlap {self.window_overlap} leaves no room in a window of "
+                f"--max-tokens {self.max_tokens} (at most {self.max_tokens - _WINDOW_SLACK})"
+            )
+
+
+def validate_run(config: ScoreConfig) -> None:
+    """Refuse, before any data is read or model loaded, what cannot work on this machine.
+
+    Checks the output location (not a file, not under a file, writable) and the device. Raises
+    :class:`UsageError` (exit 2) or :class:`StorageError` (exit 3).
+    """
+    check_output_dir(config.out, flag="--out")
+    check_device(config.device)
+
+
+def check_output_dir(out: Path, *, flag: str = "--out") -> None:
+    """``out`` can become a directory we can write in: not a file, not under one, writable."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{flag} {out}: exists and is not a directory")
+    ancestor = out
+    while not ancestor.exists() and ancestor.parent != ancestor:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise UsageError(f"{flag} {out}: {ancestor} is a file, not a directory")
+    # os.access ignores read-only mounts and says yes to root; a real probe does not.
+    try:
+        with tempfile.TemporaryFile(dir=ancestor, prefix=".psych201-probe-"):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise StorageError(f"{flag} {out}: cannot write in {ancestor}: {reason}") from exc
+
+
+def check_device(device: str) -> None:
+    """A CUDA device needs a CUDA build of torch and a visible GPU (checked without a model)."""
+    if not device.startswith("cuda"):
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        raise UsageError(
+            f"--device {device}: this torch build has no CUDA or sees no GPU "
+            f"(torch {torch.__version__}); use --device cpu"
+        )
+    index = int(device.partition(":")[2] or 0)
+    if index >= torch.cuda.device_count():
+        raise UsageError(
+            f"--device {device}: only {torch.cuda.device_count()} GPU(s) visible "
+            f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')})"
+        )
 
 
 class ProgressSink(Protocol):
@@ -433,18 +527,20 @@ def build_spec(
 def score_run(
     config: ScoreConfig,
     *,
-    setup: ScoringSetup | None = None,
+    setup: ScoringSetup | SetupLoader | None = None,
     progress: ProgressSink | None = None,
     argv: list[str] | None = None,
 ) -> RunSummary:
     """Score ``config`` into ``config.out`` (create, or resume the same configuration).
 
-    ``setup`` replaces the default transformers engine (:func:`load_hf_setup`). Raises
+    ``setup`` replaces the default transformers engine (:func:`load_hf_setup`); a callable is
+    called only after the options, output directory and data have been checked. Raises
     :class:`PipelineError` (bad options, a session that cannot be scored), ``DataError`` (bad
     input, with file and line) or ``ResultsError`` (the directory holds another configuration);
     whatever finished before an error or interrupt stays saved for the next call.
     """
     started = time.perf_counter()
+    validate_run(config)
     run = _open_run(config, setup, argv)
     for path in remove_stale_temporaries(config.out):
         _note(progress, f"removed {path.name}, left by an interrupted run")
@@ -521,14 +617,20 @@ class _Run:
     data_issues: IssueLog
 
 
-def _open_run(config: ScoreConfig, setup: ScoringSetup | None, argv: list[str] | None) -> _Run:
+def _open_run(
+    config: ScoreConfig, setup: ScoringSetup | SetupLoader | None, argv: list[str] | None
+) -> _Run:
     sources = _select_sources(config)
     data_hash, per_study = data_fingerprint(sources)
     # Read the data before loading the model: bad input fails in seconds, before any work.
     data_issues = IssueLog()
     plans = _plan(config, sources, data_issues)
+    _check_selection(config, plans)
+    _precheck_run_dir(config, data_hash)
     if setup is None:
         setup = load_hf_setup(config)
+    elif not isinstance(setup, ScoringSetup):
+        setup = setup()  # a deferred loader: the checks above ran before any weights load
     condition = _make_condition(config, setup.tokenizer)
     spec = build_spec(config, setup, condition, data_hash)
     manifest = open_run_dir(
@@ -562,6 +664,81 @@ def _open_run(config: ScoreConfig, setup: ScoringSetup | None, argv: list[str] |
         chars={k: n for plan in plans for k, n in plan.chars.items()},
         data_issues=data_issues,
     )
+
+
+def _tokenizer_free_condition(config: ScoreConfig) -> Condition | None:
+    """The condition when it can be built without the model's tokenizer (all but chat-template)."""
+    if config.condition == "chat-template":
+        return None
+    return _make_condition(config, None)
+
+
+def _check_selection(config: ScoreConfig, plans: Sequence[_StudyPlan]) -> None:
+    """Refuse a selection that would score nothing, saying why (before the model loads)."""
+    condition = _tokenizer_free_condition(config)
+    if condition is None or any(plan.sessions is None for plan in plans):
+        return
+    if not any(plan.keys for plan in plans):
+        return  # nothing selected (e.g. a small study's test split): not the condition's doing
+    if any(condition.eligible(s) for plan in plans for s in plan.sessions or ()):
+        return
+    needs = {
+        "persona": "has metadata; persona needs it",
+        "persona-shuffled": "has metadata; persona-shuffled needs it",
+        "no-persona": "has metadata; no-persona scores only those that do",
+        "discrete": "gave a single-option response; discrete needs one",
+    }.get(config.condition, f"is eligible for condition {config.condition!r}")
+    where = ", ".join(p.source.name for p in plans)
+    # The cause lets a study runner skip the cell like a model without a chat template.
+    reason = f"no participant of the selected studies ({where}) {needs}"
+    raise PipelineError(f"--condition {config.condition}: {reason}") from (
+        ConditionUnavailableError(reason)
+    )
+
+
+def _precheck_run_dir(config: ScoreConfig, data_hash: str) -> None:
+    """Refuse a run directory of another configuration before the model loads.
+
+    Only the fields known without the model are compared; the full check (model, tokenizer
+    and window identity) follows in :func:`open_run_dir` once it is loaded.
+    """
+    from psych201.results.manifest import (
+        MANIFEST_FILE,
+        ConfigMismatchError,
+        describe_differences,
+        load_manifest,
+    )
+
+    if not (config.out / MANIFEST_FILE).is_file():
+        return
+    stored = load_manifest(config.out)
+    spec = stored.get("spec")
+    if not isinstance(spec, dict):
+        return
+    ours: dict[str, Any] = {
+        "data": config.data.resolve().name,
+        "data_hash": data_hash,
+        "split": config.split,
+        "seed": config.seed,
+        "studies": sorted(config.studies),
+        "limit": config.limit,
+        "alignment": config.alignment,
+        "dtype": config.dtype,
+    }
+    condition = _tokenizer_free_condition(config)
+    if condition is not None:
+        ours["condition"] = condition.name
+    theirs = {k: spec.get(k) for k in ours}
+    diff = describe_differences(theirs, ours)
+    shard = config.shard.to_dict() if config.shard else None
+    if stored.get("shard") != shard:
+        diff.append(f"shard: {stored.get('shard')!r} -> {shard!r} (use one directory per shard)")
+    if diff:
+        raise ConfigMismatchError(
+            f"{config.out} holds run {stored.get('config_hash')}, a different configuration; "
+            "a run directory never mixes configurations. Use another --out, or delete the "
+            "directory to start over. Differences: " + "; ".join(diff)
+        )
 
 
 @dataclass

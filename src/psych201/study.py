@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from psych201.errors import UsageError
 from psych201.pipeline import (
     PipelineError,
     ProgressSink,
@@ -41,7 +42,7 @@ from psych201.yaml_files import read_yaml_model
 DEMO_DATA = "demo"
 
 
-class StudyFileError(ValueError):
+class StudyFileError(UsageError):  # a ValueError too, for older callers
     """The study file is missing, not YAML, or does not follow the schema."""
 
 

@@ -11,13 +11,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Literal
 
+from psych201.errors import UsageError
+
 Role = Literal["main", "discrete", "chat-template", "persona", "persona-shuffled"]
 
 #: Main conditions tried, in this order, when none is named and several are present.
 PREFERRED_MAIN = ("raw", "paper")
 
 
-class ConditionError(ValueError):
+class ConditionError(UsageError):  # a ValueError too, for older callers
     """The table does not hold the condition an analysis needs (message lists what it holds)."""
 
 

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from psych201.errors import UsageError
+
 CATEGORIES_FILE = Path(__file__).with_name("categories.csv")
 
 #: The seven domains of the paper's Fig. 4 (Intertemporal Choice, Moral Judgment, Psychophysics
@@ -26,7 +28,7 @@ PAPER_DOMAINS: tuple[str, ...] = (
 )
 
 
-class CategoriesError(ValueError):
+class CategoriesError(UsageError):  # a ValueError too, for older callers
     """A categories file that does not have the expected shape."""
 
 

@@ -22,6 +22,8 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from psych201.errors import UsageError
+
 PostTraining = Literal["base", "instruct", "reasoning", "vision", "code", "math", "human"]
 POST_TRAINING_TYPES: tuple[str, ...] = get_args(PostTraining)
 
@@ -41,7 +43,7 @@ REGISTRY_FORMAT = "psych201-models/1"
 _WEIGHT_SUFFIXES = (".pth", ".gguf", ".safetensors", ".bin")
 
 
-class RegistryError(ValueError):
+class RegistryError(UsageError):  # a ValueError too, for older callers
     """A registry file or entry that cannot be used; the message names file, line and reason."""
 
 

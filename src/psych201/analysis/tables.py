@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+from psych201.errors import UsageError
 from psych201.results.io import read_manifest, read_responses
 from psych201.results.schema import ADDED_COLUMNS, RESPONSE_KEY, RESPONSE_SCHEMA
 
@@ -27,11 +28,11 @@ PARTICIPANT_KEY = ["experiment", "participant"]
 OPTIONAL_COLUMNS = ("n_options", "is_psych101")
 
 
-class TableError(ValueError):
+class TableError(UsageError):  # a ValueError too, for older callers
     """A response table the analyses cannot use; the message names the source and reason."""
 
 
-class StudySetError(ValueError):
+class StudySetError(UsageError):  # a ValueError too, for older callers
     """Models (or conditions) compared over different study or response sets.
 
     ``missing`` maps each model to the studies the others have and it lacks.
@@ -143,14 +144,15 @@ def validate_responses(frame: pd.DataFrame, source: str = "table") -> pd.DataFra
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         raise TableError(
-            f"{source}: row {row}: nll must be a finite number ≥ 0 (got {frame['nll'].iloc[row]!r}"
-            f", model {frame['model'].iloc[row]!r}, study {frame['study'].iloc[row]!r})"
+            f"{source}: row {row}: nll must be a finite number ≥ 0 (got "
+            f"{_plain(frame['nll'].iloc[row])!r}, model {frame['model'].iloc[row]!r}, "
+            f"study {frame['study'].iloc[row]!r})"
         )
     keys = ["model", "condition", *RESPONSE_KEY]
     dup = frame.duplicated(keys)
     if dup.any():
         row = int(np.flatnonzero(dup.to_numpy())[0])
-        where = ", ".join(f"{k}={frame[k].iloc[row]!r}" for k in keys)
+        where = ", ".join(f"{k}={_plain(frame[k].iloc[row])!r}" for k in keys)
         raise TableError(f"{source}: row {row}: response scored twice ({where})")
     out = frame.copy()
     out["nll"] = nll
@@ -258,3 +260,8 @@ def check_same_responses(a: pd.DataFrame, b: pd.DataFrame, names: tuple[str, str
             {},
         )
     return only_a + only_b
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as the Python value (a message shows 15, not ``np.int64(15)``)."""
+    return value.item() if isinstance(value, np.generic) else value

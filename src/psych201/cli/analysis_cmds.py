@@ -61,7 +61,7 @@ PaperOpt = Annotated[
 
 
 def _fail(message: str) -> typer.Exit:
-    err_console.print(f"[red]error:[/red] {message}", highlight=False)
+    err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(EXIT_BAD_INPUT)
 
 
@@ -163,6 +163,9 @@ def models(
     if family is not None:
         frame = frame[frame["family"].str.lower() == family.lower()]
     if post_training is not None:
+        kinds = sorted(set(frame["post_training"].dropna().astype(str)))
+        if post_training not in kinds:  # an empty table with exit 0 would look like an answer
+            raise _fail(f"--type must be one of {', '.join(kinds)} (got {post_training!r})")
         frame = frame[frame["post_training"] == post_training]
     if local:
         frame = frame[frame["local"]]
@@ -490,7 +493,7 @@ def _print_comparison(c: Any) -> None:
 # -- report ---------------------------------------------------------------------------------------
 def report(
     results: ResultsArg,
-    output: Annotated[Path, typer.Option("-o", "--output", help="The HTML file to write.")],
+    output: Annotated[Path, typer.Option("-o", "--out", "--output", help="HTML file to write.")],
     title: Annotated[str, typer.Option(help="Page title.")] = "psych201 report",
     pair: PairOpt = None,
     condition: ConditionOpt = None,
@@ -550,7 +553,7 @@ def report(
 def figures(
     results: Annotated[list[Path] | None, typer.Argument(help="Run directories or Parquet "
                                                          "files (or --synthetic).")] = None,
-    output: Annotated[Path, typer.Option("-o", "--output", help="Directory for the files.")]
+    output: Annotated[Path, typer.Option("-o", "--out", "--output", help="Output directory.")]
     = Path("docs/figures"),
     synthetic: Annotated[bool, typer.Option("--synthetic", help="Draw from the built-in "
                                             "synthetic table with known structure (the docs "

@@ -1,8 +1,8 @@
 """``psych201 data validate|stats|build``: parse arguments, call psych201.data, print results.
 
-Exit codes: 0 = fine, 1 = the data has errors (validate), 2 = bad input that stopped the command
-(a ``DataError`` under ``--on-error fail``, a missing path). Errors are printed as one line with
-file, line, column and reason — never as a traceback.
+Exit codes (psych201.errors): 0 = fine, 1 = the data has errors (validate, or a ``DataError``
+under ``--on-error fail``), 2 = bad options, 3 = the OS refused (unreadable, unwritable). Errors are
+printed as one line with file, line, column and reason — never as a traceback.
 """
 
 from __future__ import annotations
@@ -17,11 +17,12 @@ from rich.console import Console
 from rich.table import Table
 
 from psych201.data.issues import ISSUE_CODES, DataError, IssueLog, OnError
+from psych201.errors import EXIT_INVALID_DATA, EXIT_IO, EXIT_USAGE, os_error_line
 
 app = typer.Typer(no_args_is_help=True)
 
-EXIT_INVALID = 1
-EXIT_BAD_INPUT = 2
+EXIT_INVALID = EXIT_INVALID_DATA
+EXIT_BAD_INPUT = EXIT_USAGE
 
 console = Console()
 err_console = Console(stderr=True)
@@ -136,7 +137,7 @@ def stats(
             path, on_error=_policy(on_error), log=log, max_line_bytes=_max_bytes(max_line_mb)
         )
     except DataError as error:
-        raise _fail(str(error)) from None
+        raise _fail(str(error), error.exit_code) from None
     _print_issues(log, limit=show)
     table = Table(title=f"{path}", title_justify="left")
     headers = (
@@ -205,9 +206,9 @@ def build(
             max_line_bytes=_max_bytes(max_line_mb),
         )
     except DataError as error:
-        raise _fail(str(error)) from None
+        raise _fail(str(error), error.exit_code) from None
     except OSError as error:
-        raise _fail(f"{out}: cannot write: {error.strerror or error}") from None
+        raise _fail(f"cannot write {out}: {os_error_line(error)}", EXIT_IO) from None
     _print_issues(log, limit=show)
     _print_summary(log)
     console.print(

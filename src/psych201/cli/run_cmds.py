@@ -82,7 +82,7 @@ def run(
             raise typer.Exit(2) from exc
         console.print(f"wrote {path}")
     if any(o.status == "failed" for o in outcome.outcomes):
-        raise typer.Exit(3)
+        raise typer.Exit(4)  # psych201.errors.EXIT_FAILED_SESSIONS
 
 
 def register(app: typer.Typer) -> None:

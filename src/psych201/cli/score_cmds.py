@@ -6,6 +6,7 @@ the other commands stay fast.
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -24,18 +25,26 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from psych201.errors import (
+    EXIT_FAILED_SESSIONS,
+    EXIT_INTERRUPTED,
+    EXIT_IO,
+    EXIT_USAGE,
+    Psych201Error,
+    UsageError,
+    os_error_line,
+)
 from psych201.results.writer import part_paths
 from psych201.scoring.models import DEFAULT_MODEL  # light: no torch until a model is loaded
 
 if TYPE_CHECKING:
-    from psych201.pipeline import RunSummary, ScoreConfig, ScoringSetup
+    from psych201.pipeline import RunSummary, ScoreConfig, ScoringSetup, SetupLoader
 
 DEFAULT_DEMO_OUT = Path("psych201-demo")
 
-#: Exit codes: 2 = bad input or configuration, 3 = some sessions failed (skipped), 130 = Ctrl-C.
-EXIT_BAD_INPUT = 2
-EXIT_FAILED_SESSIONS = 3
-EXIT_INTERRUPTED = 130
+#: Exit codes (psych201.errors): 1 bad data, 2 bad options, 3 the OS refused, 4 some sessions
+#: failed (skipped), 130 Ctrl-C.
+EXIT_BAD_INPUT = EXIT_USAGE
 
 err_console = Console(stderr=True)
 
@@ -108,24 +117,16 @@ def _fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _known_errors() -> tuple[type[Exception], ...]:
-    from psych201.data.issues import DataError
-    from psych201.data.markers import MarkerError
-    from psych201.pipeline import PipelineError
-    from psych201.results.writer import ResultsError
-    from psych201.scoring.models import ModelLoadError
-
-    return (PipelineError, ResultsError, DataError, MarkerError, ModelLoadError, FileNotFoundError)
-
-
 def run_scoring(
-    config: ScoreConfig, *, quiet: bool = False, setup: ScoringSetup | None = None
+    config: ScoreConfig, *, quiet: bool = False, setup: ScoringSetup | SetupLoader | None = None
 ) -> RunSummary:
     """Run the pipeline with a progress bar; turn known errors into a clean exit."""
-    from psych201.pipeline import score_run
+    from psych201.pipeline import ScoringSetup, score_run
 
     console = Console(stderr=True)
     progress = RichProgress(console, enabled=not quiet)
+    if not isinstance(setup, ScoringSetup):
+        setup = _with_spinner(config, setup, console, enabled=not quiet)
     try:
         return score_run(config, setup=setup, progress=progress, argv=sys.argv)
     except KeyboardInterrupt:
@@ -135,21 +136,113 @@ def run_scoring(
             "Rerun the same command to score only what is missing.",
             EXIT_INTERRUPTED,
         ) from None
-    except _known_errors() as exc:
+    except (Psych201Error, OSError) as exc:
         progress.stop()
-        saved = part_paths(config.out) if config.out.is_dir() else []
-        note = f"\n(finished participants are saved in {config.out})" if saved else ""
-        raise _fail(f"{exc}{note}") from exc
+        try:
+            saved = part_paths(config.out) if config.out.is_dir() else []
+        except OSError:
+            saved = []
+        note = f" (finished participants are saved in {config.out})" if saved else ""
+        if isinstance(exc, Psych201Error):
+            raise _fail(f"{exc}{note}", exc.exit_code) from exc
+        raise _fail(f"{os_error_line(exc)}{note}", EXIT_IO) from exc
     finally:
         progress.stop()
 
 
+#: The package each optional engine imports (checked before anything is read or loaded).
+_ENGINE_PACKAGES = {"vllm": "vllm", "llamacpp": "llama_cpp", "ray": "ray"}
+
+
+def _engine_loader(
+    config: ScoreConfig, engine: str, engine_args: dict[str, Any], ray_args: dict[str, Any]
+) -> SetupLoader:
+    """Check that ``engine`` can be used here; return what loads it once the data is read."""
+    from psych201.engine_setup import ENGINE_CHOICES, build_setup
+
+    if engine not in ENGINE_CHOICES:
+        raise _fail(f"unknown engine {engine!r} (choose one of {', '.join(ENGINE_CHOICES)})")
+    if ray_args and engine != "ray":
+        raise _fail("--ray-args needs --engine ray")
+    inner = str(ray_args.get("engine", "hf")) if engine == "ray" else engine
+    for name in dict.fromkeys((engine, inner)):
+        package = _ENGINE_PACKAGES.get(name)
+        if package and importlib.util.find_spec(package) is None:
+            raise _fail(
+                f"--engine {name} needs the {package} package, which is not installed "
+                "(see docs/scale-out.md)"
+            )
+
+    def load() -> ScoringSetup:
+        try:
+            return build_setup(config, engine=engine, engine_args=engine_args, ray_args=ray_args)
+        except (ImportError, TypeError) as exc:
+            raise UsageError(f"--engine {engine}: {exc}") from exc
+        except ValueError as exc:
+            if isinstance(exc, Psych201Error):
+                raise
+            raise UsageError(f"--engine {engine}: {exc}") from exc
+
+    return load
+
+
+def _with_spinner(
+    config: ScoreConfig, loader: SetupLoader | None, console: Console, *, enabled: bool
+) -> SetupLoader:
+    """``loader`` (default: the transformers engine) drawn as a spinner while it runs: loading
+    a model can take a minute without any other sign of life."""
+    from psych201.pipeline import load_hf_setup
+
+    def load() -> ScoringSetup:
+        run = loader if loader is not None else (lambda: load_hf_setup(config))
+        if not enabled:
+            return run()
+        with console.status(f"loading {config.model} …", spinner="dots"):
+            return run()
+
+    return load
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
 def _print_summary(summary: RunSummary) -> None:
+    from psych201.results.summary import summarise_run, write_summary
+
     console = Console()
+    lines = summarise_run(summary.run_dir) if summary.table is not None else []
+    if lines:
+        table = Table(title="NLL (nats) per study", title_justify="left")
+        table.add_column("study", no_wrap=True)
+        for name in ("participants", "responses", "per response", "per token"):
+            table.add_column(name, justify="right")
+        for line in lines:
+            table.add_row(
+                line.study,
+                str(line.participants),
+                str(line.responses),
+                _fmt(line.nll_per_response),
+                _fmt(line.nll_per_token),
+                style="bold" if line.study == "all" else None,
+            )
+        console.print(table)
+        path = write_summary(
+            summary.run_dir,
+            lines,
+            {
+                "run_dir": str(summary.run_dir),
+                "config_hash": summary.config_hash,
+                "sessions": summary.sessions,
+                "failed_sessions": len(summary.failed),
+            },
+        )
+        console.print(f"summary written to {path}", highlight=False)
     console.print(
         f"{summary.run_dir}: {summary.sessions} participants ({summary.already_done} already "
         f"done, {summary.scored_now} scored now), {summary.responses} responses, "
-        f"config {summary.config_hash}, {summary.wall_s:.1f} s"
+        f"config {summary.config_hash}, {summary.wall_s:.1f} s",
+        highlight=False,
     )
     if summary.failed:
         err_console.print(
@@ -201,13 +294,18 @@ def score(
     ] = 0,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, ...")] = "cpu",
     dtype: Annotated[
-        str, typer.Option(help="float32 (reference) or bfloat16 (the paper's).")
+        str,
+        typer.Option(
+            help="float32 (reference), bfloat16 (the paper's) or float16 (GPU memory; "
+            "overflows in some models, check against float32)."
+        ),
     ] = "float32",
     batch_tokens: Annotated[int, typer.Option(help="Token budget of one forward batch.")] = 8192,
     condition: Annotated[
         str,
         typer.Option(
-            help="Prompt condition: raw, paper, discrete, chat-template, persona, persona-shuffled."
+            help="Prompt condition: raw, paper, discrete, chat-template, persona, "
+            "persona-shuffled, no-persona."
         ),
     ] = "raw",
     condition_args: Annotated[
@@ -244,7 +342,7 @@ def score(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Score every human response of the data with a model: one row per response, resumable."""
-    from psych201.pipeline import PipelineError, ScoreConfig, parse_kv
+    from psych201.pipeline import PipelineError, ScoreConfig, parse_kv, validate_run
     from psych201.results.shards import Shard
 
     try:
@@ -272,20 +370,16 @@ def score(
     except (PipelineError, ValueError) as exc:
         raise _fail(str(exc)) from exc
     if not data.exists():
-        raise _fail(f"{data}: no such file or directory")
-    setup = None
+        raise _fail(f"--data {data}: no such file or directory")
+    validate_run(config)
+    setup: SetupLoader | None = None
     if engine != "hf" or engine_args or ray_args:
-        from psych201.engine_setup import build_setup
-
-        try:
-            setup = build_setup(
-                config,
-                engine=engine,
-                engine_args=parse_kv(engine_args, what="--engine-args"),
-                ray_args=parse_kv(ray_args, what="--ray-args"),
-            )
-        except (ImportError, ValueError, TypeError) as exc:
-            raise _fail(f"--engine {engine}: {exc}") from exc
+        setup = _engine_loader(
+            config,
+            engine,
+            parse_kv(engine_args, what="--engine-args"),
+            parse_kv(ray_args, what="--ray-args"),
+        )
     summary = run_scoring(config, quiet=quiet, setup=setup)
     _print_summary(summary)
     if summary.failed:
@@ -333,7 +427,7 @@ def demo(
         int | None, typer.Option(help="At most this many participants per study.")
     ] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda, ...")] = "cpu",
-    dtype: Annotated[str, typer.Option(help="float32 or bfloat16.")] = "float32",
+    dtype: Annotated[str, typer.Option(help="float32, bfloat16 or float16.")] = "float32",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Score the bundled simulated studies with the default model and print a per-study table.

@@ -73,6 +73,12 @@ def simulate(
         )
     if out is None:
         raise typer.BadParameter("where to write the study", param_hint="--out")
+    if out.suffix not in (".jsonl", ".zip"):
+        # The study is JSONL (or zipped JSONL); under another suffix it would mislead its readers.
+        raise typer.BadParameter(
+            f"{out.name}: the study is written as .jsonl or .zip (holding prompts.jsonl)",
+            param_hint="--out",
+        )
     records = simulate_study(kind, n_participants=participants, n_trials=trials, seed=seed)
     path = write_study_file(records, out)
     n_responses = sum(len(r["loglik"]) for r in records)

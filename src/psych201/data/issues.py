@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from psych201.data.harmonise import HarmonisationReport
+from psych201.errors import InvalidDataError
 
 logger = logging.getLogger("psych201.data")
 
@@ -31,6 +32,7 @@ ISSUE_CODES: dict[str, str] = {
     "bad-zip": "a truncated or corrupt zip archive",
     "bad-parquet": "an unreadable Parquet file",
     "no-jsonl": "a zip without any .jsonl member",
+    "empty": "a study file without any participant (empty, or only blank lines)",
     "unsafe-member": "a zip member name with '..' or an absolute path (zip slip)",
     "read": "the file could not be read to the end",
     "line-too-long": "a line longer than the byte limit",
@@ -58,7 +60,7 @@ ISSUE_CODES: dict[str, str] = {
 }
 
 
-class DataError(ValueError):
+class DataError(InvalidDataError):  # a ValueError too, for older callers
     """A data problem with its location: ``file``, 1-based ``line`` and ``column`` (or None)."""
 
     def __init__(

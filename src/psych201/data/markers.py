@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 
 from psych201.data.records import ResponseSpan
+from psych201.errors import InvalidDataError
 
 OPEN = "<<"
 CLOSE = ">>"
@@ -21,7 +22,7 @@ CLOSE = ">>"
 _PAIR = re.compile(r"<<(.*?)>>", re.DOTALL)
 
 
-class MarkerError(ValueError):
+class MarkerError(InvalidDataError):  # a ValueError too, for older callers
     """A transcript whose ``<<``/``>>`` markers do not pair up.
 
     ``column`` is the 1-based character position of the offending marker within the text field

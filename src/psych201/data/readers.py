@@ -18,10 +18,12 @@ column when present (a dataset built by ``psych201 data build``), else the row n
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
 import math
+import os
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -33,6 +35,7 @@ from psych201.data.harmonise import harmonise_with_report
 from psych201.data.issues import DataError, IssueLog, OnError
 from psych201.data.markers import MarkerError, parse_responses
 from psych201.data.records import Session
+from psych201.errors import StorageError
 
 #: Lines longer than this are rejected without being held in memory (the longest real session is
 #: ~120 K characters; the contributor guideline is 32 K tokens).
@@ -188,6 +191,7 @@ class _StudyReader:
         self.line = 0  # running line number across the members of a zip
         self.member_line = 0
         self.seen_keys: dict[tuple[str, str, str], int] = {}
+        self.records = 0  # non-blank lines (rows) seen, good or bad
         self.seen_texts: dict[bytes, int] = {}
 
     # -- policy ------------------------------------------------------------------------------
@@ -213,6 +217,17 @@ class _StudyReader:
             if self.on_error == "fail":
                 raise
             self.log.add(error.to_issue())
+            return
+        if self.records == 0:
+            # An empty study would score as "0 responses" and look like success.
+            empty = DataError(
+                "no participants in this file: it is empty or holds only blank lines",
+                file=str(self.source.path),
+                code="empty",
+            )
+            if self.on_error == "fail":
+                raise empty
+            self.log.add(empty.to_issue())
 
     # -- containers --------------------------------------------------------------------------
 
@@ -221,7 +236,8 @@ class _StudyReader:
             with open(path, "rb") as stream:
                 head = stream.read(len(LFS_PREFIX))
         except OSError as error:
-            raise DataError(f"cannot open: {error.strerror}", file=str(path), code="read") from None
+            # The OS refused (permissions, a symlink loop): exit 3, not "invalid data".
+            raise StorageError(f"{path}: cannot open: {error.strerror or error}") from None
         if head == LFS_PREFIX:
             raise DataError(LFS_MESSAGE, file=str(path), line=1, code="lfs-pointer")
 
@@ -299,7 +315,8 @@ class _StudyReader:
                 self._problem(
                     DataError(
                         f"line is {payload:,} bytes, over the limit of {self.max_line_bytes:,} "
-                        "bytes (raise it with --max-line-mb if the line is genuine)",
+                        "bytes (if it is genuine, raise the limit with `psych201 data build SRC "
+                        "OUT.parquet --max-line-mb N` and read the Parquet file instead)",
                         file=label,
                         line=member_line,
                         code="line-too-long",
@@ -318,6 +335,7 @@ class _StudyReader:
             raw = payload.rstrip(b"\r\n")
             if not raw.strip():
                 continue  # blank lines (a trailing newline, say) carry nothing
+            self.records += 1
             session = self._from_bytes(raw, label, member_line)
             if session is not None:
                 yield session
@@ -347,6 +365,7 @@ class _StudyReader:
             for batch in parquet.iter_batches(batch_size=64, columns=columns):
                 for record in batch.to_pylist():
                     row += 1
+                    self.records += 1
                     self.member_line = row
                     session = self._from_parquet_row(record, built, label, row)
                     if session is not None:
@@ -430,10 +449,21 @@ class _StudyReader:
                 )
             )
             return None
+        except ValueError as error:
+            # Python refuses to convert integers of more than 4,300 digits (CVE-2020-10735).
+            self._problem(
+                DataError(
+                    f"invalid JSON: a number too long to read ({str(error).split(';')[0]})",
+                    file=label,
+                    line=member_line,
+                    code="json",
+                )
+            )
+            return None
         if not isinstance(obj, dict):
             self._problem(
                 DataError(
-                    f"the line is a JSON {_type_name(obj)}, not an object with text, experiment "
+                    f"the line is {_type_name(obj)}, not a JSON object with text, experiment "
                     "and participant",
                     file=label,
                     line=member_line,
@@ -484,6 +514,9 @@ class _StudyReader:
                 problem(
                     f"{name!r} is {_type_name(obj[name])}, not a string or integer", "field-type"
                 )
+                return None
+            if not value.strip():
+                problem(f"{name!r} is an empty string; every line needs a {name} id", "field-type")
                 return None
             ids[name] = value
         try:
@@ -649,7 +682,10 @@ def _study_name(path: Path) -> str:
             name = name[: -len(suffix)]
             break
     if name.lower().startswith("prompts"):
-        return path.resolve().parent.name
+        try:
+            return path.resolve(strict=True).parent.name
+        except RuntimeError as error:  # a symlink loop before Python 3.13 (then an OSError)
+            raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), str(path)) from error
     return name
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, get_args
 
+from psych201.errors import UsageError
+
 Recipe = Literal["instruct", "preference", "human"]
 RECIPES: tuple[str, ...] = get_args(Recipe)
 
@@ -27,7 +29,7 @@ REGISTRY_LINE: dict[str, str] = {
 ATTENTION_PROJECTIONS: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
 
 
-class LabError(ValueError):
+class LabError(UsageError):  # a ValueError too, for older callers
     """A post-training run that cannot start or be saved as asked (message says why)."""
 
 

@@ -29,12 +29,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from psych201.data.records import ResponseSpan
+from psych201.errors import UsageError
 
 OPEN = "<<"
 CLOSE = ">>"
 
 
-class ChatTemplateError(ValueError):
+class ChatTemplateError(UsageError):  # a ValueError too, for older callers
     """A chat template whose rendering cannot be mapped back to the message contents."""
 
 

@@ -41,6 +41,7 @@ from psych201.data.variants import (
     is_discrete_response,
     paper_variant,
 )
+from psych201.errors import UsageError
 from psych201.prompts.chat import render_chat, transcript_messages
 from psych201.prompts.options import response_options
 from psych201.prompts.persona import (
@@ -87,11 +88,11 @@ class Condition(Protocol):
         ...
 
 
-class IneligibleSessionError(ValueError):
+class IneligibleSessionError(UsageError):  # a ValueError too, for older callers
     """A session was handed to a condition that does not apply to it."""
 
 
-class ConditionUnavailableError(ValueError):
+class ConditionUnavailableError(UsageError):  # a ValueError too, for older callers
     """The condition cannot be built for this model (e.g. chat-template without a chat template,
     as for base models). A study runner can skip such a (model, condition) cell."""
 

@@ -19,11 +19,12 @@ from psych201.analysis.summary import AnalysisOptions, Summary, summarize
 from psych201.analysis.tables import Results, read_results
 from psych201.data.readers import discover_studies
 from psych201.data.split import iter_split
+from psych201.errors import UsageError
 from psych201.report.figures import render_figures, save_figures
 from psych201.report.html import write_report
 
 
-class ReportDataError(ValueError):
+class ReportDataError(UsageError):  # a ValueError too, for older callers
     """The runs cannot be matched to the data given for the baselines."""
 
 

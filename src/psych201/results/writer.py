@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from psych201.data.records import SessionKey
+from psych201.errors import UsageError
 from psych201.results.schema import RESPONSE_SCHEMA, ResponseScore
 
 PARTS_DIR = "parts"
@@ -35,7 +36,7 @@ SORT_COLUMNS: tuple[str, ...] = ("study", "line", "experiment", "participant", "
 _TMP_MARK = ".tmp-"
 
 
-class ResultsError(ValueError):
+class ResultsError(UsageError):  # a ValueError too, for older callers
     """A run directory or table that psych201 cannot use as it is (names the file and reason)."""
 
 

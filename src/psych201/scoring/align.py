@@ -44,6 +44,7 @@ from typing import Any, Literal, cast, get_args
 import numpy as np
 import numpy.typing as npt
 
+from psych201.errors import InvalidDataError
 from psych201.prompts.records import Prompt
 
 AlignmentMode = Literal["offsets", "pieces", "paper"]
@@ -57,7 +58,7 @@ PAPER_CLOSE = ">>"
 IntArray = npt.NDArray[np.int64]
 
 
-class AlignmentError(ValueError):
+class AlignmentError(InvalidDataError):  # a ValueError too, for older callers
     """A prompt whose response spans cannot be mapped to tokens (names the span and why)."""
 
 

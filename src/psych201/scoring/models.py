@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from psych201.errors import UsageError
+
 #: The model ``psych201 score`` and ``psych201 demo`` use unless told otherwise.
 DEFAULT_MODEL = "gemma-3-270m"
 
@@ -32,7 +34,7 @@ DTYPES = ("float32", "bfloat16", "float16")
 _WEIGHT_SUFFIX = ".safetensors"
 
 
-class ModelLoadError(ValueError):
+class ModelLoadError(UsageError):  # a ValueError too, for older callers
     """A model that cannot be loaded: unknown name, missing file, unsafe weights."""
 
 

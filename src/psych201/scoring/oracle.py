@@ -25,12 +25,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from psych201.data.records import ResponseSpan, Session
+from psych201.errors import InvalidDataError
 from psych201.prompts.records import Prompt
 from psych201.scoring.engine import EngineInfo
 from psych201.scoring.scorer import SpanScore
 
 
-class OracleError(ValueError):
+class OracleError(InvalidDataError):  # a ValueError too, for older callers
     """A session the oracle cannot score (no or malformed stored log-likelihoods)."""
 
 
