@@ -49,6 +49,25 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _plain_name(value: str) -> str:
+    """A name that becomes one directory under ``out``: no separators, no ``..``."""
+    if not value or value in (".", "..") or "/" in value or "\\" in value or "\0" in value:
+        raise ValueError(f"{value!r} must be a plain name (no '/', '\\', '.' or '..'): it "
+                         "names a directory inside the study's output folder")
+    return value
+
+
+def _inside(value: str) -> str:
+    """A relative path that stays inside ``out`` (no absolute path, no ``..`` part)."""
+    parts = re.split(r"[/\\]", value)
+    if (not value or "\0" in value or value.startswith(("/", "\\", "~"))
+            or re.match(r"^[A-Za-z]:", value) or ".." in parts
+            or not parts[-1] or parts[-1] == "."):
+        raise ValueError(f"{value!r} must be a file name relative to the study's output folder "
+                         "(no absolute path, no '..')")
+    return value
+
+
 class DataEntry(_Strict):
     """One dataset of the study and which of its participants to score."""
 
@@ -57,6 +76,11 @@ class DataEntry(_Strict):
     split: Literal["test", "train", "all"] = "test"
     studies: tuple[str, ...] = ()
     limit: int | None = Field(default=None, ge=1)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return _plain_name(value)
 
 
 class ConditionEntry(_Strict):
@@ -68,7 +92,7 @@ class ConditionEntry(_Strict):
     @property
     def label(self) -> str:
         parts = [self.name, *(f"{k}={v}" for k, v in sorted(self.params.items()))]
-        return re.sub(r"[^A-Za-z0-9_.=-]+", "_", "-".join(parts))
+        return _safe("-".join(parts))
 
 
 class EngineSettings(_Strict):
@@ -94,6 +118,11 @@ class StudyFile(_Strict):
     engine: EngineSettings = EngineSettings()
     seed: int = 0
     report: str | None = "report.html"
+
+    @field_validator("report")
+    @classmethod
+    def _report(cls, value: str | None) -> str | None:
+        return None if value is None else _inside(value)
 
     @field_validator("conditions", mode="before")
     @classmethod
@@ -154,7 +183,9 @@ def load_study(path: Path) -> StudyFile:
 
 
 def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", name).strip("_") or "model"
+    # One directory level: separators become "_" and a name of dots alone ("..") is no name.
+    safe = re.sub(r"[^A-Za-z0-9_.=-]+", "_", name).strip("_")
+    return safe if safe.strip(".") else "model"
 
 
 def data_path(entry: DataEntry) -> Path:

@@ -306,7 +306,7 @@ def summarize(results: Results, registry: ModelRegistry,
                                         seed=options.seed, levels=options.levels))
     else:
         notes.append("no base/post-trained pair among the scored models: pair, type, domain "
-                     "and generation analyses skipped (name one with --pair POST BASE)")
+                     "and generation analyses skipped (name one with --pair POST=BASE)")
 
     trend = paper.generation_trend(main, registry, condition=condition, sd=options.sd)
     generation = None if trend.base_scores.empty and trend.pair_d.empty else trend

@@ -5,7 +5,6 @@ Exit codes: 0 success, 2 bad input (unreadable table, unknown model, mismatched 
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -124,6 +123,12 @@ def _summarize(results: Any, registry: Any, options: Any, **kw: Any) -> Any:
         raise _fail(str(exc)) from exc
 
 
+def strict_json(value: Any) -> str:
+    from psych201.strict_json import dumps
+
+    return dumps(value)
+
+
 def _f(value: Any, digits: int = 3) -> str:
     try:
         v = float(value)
@@ -167,7 +172,7 @@ def models(
         typer.echo(frame.to_csv(index=False), nl=False)
         return
     if fmt == "json":
-        typer.echo(frame.to_json(orient="records", indent=2))
+        typer.echo(strict_json(frame))
         return
     table = Table(title=f"psych201 model registry ({len(frame)} of {len(reg)} models)")
     for column in ("id", "family", "params (B)", "type", "paired base", "flags"):
@@ -215,7 +220,7 @@ def compare(
                         detail=0)
         summary = _summarize(loaded, reg, opts)
         if fmt == "json":
-            typer.echo(json.dumps(_summary_json(summary), indent=2, default=str))
+            typer.echo(strict_json(_summary_json(summary)))
             return
         _print_leaderboard(summary)
         if not summary.pairs.empty:
@@ -244,12 +249,12 @@ def compare(
     except (StudySetError, ConditionError) as exc:
         raise _fail(str(exc)) from exc
     if fmt == "json":
-        typer.echo(json.dumps([
+        typer.echo(strict_json([
             {"post": c.post, "base": c.base, "condition": c.condition, "studies": list(c.studies),
              "effects": [e.to_dict() for e in c.effects],
              "per_study": c.per_study.to_dict(orient="records"),
              "unmatched_responses": c.unmatched_responses}
-            for c in comparisons], indent=2, default=str))
+            for c in comparisons]))
         return
     for c in comparisons:
         _print_comparison(c)
@@ -419,6 +424,26 @@ def _print_comparison(c: Any) -> None:
 
 
 # -- report ---------------------------------------------------------------------------------------
+def _check_file_output(path: Path, flag: str) -> None:
+    """Refuse, before any work, an output file that is a directory or sits under a file."""
+    if path.is_dir():
+        raise _fail(f"{flag} {path} is a directory; name the HTML file to write "
+                    f"(e.g. {path / 'report.html'})")
+    parent = next((p for p in path.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise _fail(f"{flag} {path}: {parent} is a file, not a directory")
+
+
+def _check_dir_output(path: Path, flag: str) -> None:
+    """Refuse, before any work, an output directory that is a file or sits under a file."""
+    if path.exists() and not path.is_dir():
+        raise _fail(f"{flag} {path} is a file; name a directory for the figures")
+    parent = next((p for p in path.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise _fail(f"{flag} {path}: {parent} is a file, not a directory")
+
+
+
 def report(
     results: ResultsArg,
     output: Annotated[Path, typer.Option("-o", "--output", help="The HTML file to write.")],
@@ -449,6 +474,9 @@ def report(
     from psych201.report.html import write_report
     from psych201.report.make import ReportDataError, summarize_runs
 
+    _check_file_output(output, "-o/--output")
+    if figures_dir is not None:
+        _check_dir_output(figures_dir, "--figures-dir")
     reg = _registry(registry)
     loaded = _load(results)
     opts = _options(condition=condition, weighting=weighting, sd=sd, levels=levels,
@@ -475,8 +503,9 @@ def report(
 def figures(
     results: Annotated[list[Path] | None, typer.Argument(help="Run directories or Parquet "
                                                          "files (or --synthetic).")] = None,
-    output: Annotated[Path, typer.Option("-o", "--output", help="Directory for the files.")]
-    = Path("docs/figures"),
+    output: Annotated[Path | None, typer.Option(
+        "-o", "--output", help="Directory for the files (default: ./figures, or "
+        "./figures-synthetic with --synthetic).")] = None,
     synthetic: Annotated[bool, typer.Option("--synthetic", help="Draw from the built-in "
                                             "synthetic table with known structure (the docs "
                                             "figures).")] = False,
@@ -492,9 +521,13 @@ def figures(
     from psych201.analysis.tables import results_from_frame
     from psych201.report.figures import PAPER_PANELS, render_figures, save_figures
 
-    reg = _registry(registry)
     if synthetic == bool(results):
         raise _fail("give either RESULTS or --synthetic")
+    # Never the repository's docs/figures by default: those are regenerated on purpose (-o).
+    if output is None:
+        output = Path("figures-synthetic" if synthetic else "figures")
+    _check_dir_output(output, "-o/--output")
+    reg = _registry(registry)
     if synthetic:
         loaded = results_from_frame(demo_table(reg, seed=seed), "synthetic (psych201 figures)")
         # the docs show Qwen3-8B's pair in full: a mid-sized hybrid reasoning model

@@ -7,7 +7,6 @@ so the page opens offline, from an e-mail attachment or a CI artefact, and canno
 from __future__ import annotations
 
 import base64
-import json
 import math
 import struct
 from collections.abc import Callable, Mapping, Sequence
@@ -26,6 +25,7 @@ from psych201.analysis.registry import ModelRegistry
 from psych201.analysis.summary import Summary
 from psych201.analysis.tables import Results
 from psych201.report.figures import caption, png_bytes, render_figures
+from psych201.strict_json import dumps as strict_json
 
 Formatter = Callable[[Any], str]
 
@@ -131,10 +131,6 @@ def _png_size(data: bytes) -> tuple[int, int]:
     return int(width), int(height)
 
 
-def _jsonable(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=str))
-
-
 def build_report(summary: Summary, results: Results, registry: ModelRegistry, *,
                  title: str = "psych201 report", dpi: int = 110,
                  generated: str | None = None) -> str:
@@ -196,7 +192,7 @@ def build_report(summary: Summary, results: Results, registry: ModelRegistry, *,
         for s in results.sources
     ])
     manifests = [
-        {"path": s.path, "json": json.dumps(_jsonable(s.manifest), indent=2, sort_keys=True)}
+        {"path": s.path, "json": strict_json(s.manifest, sort_keys=True)}
         for s in results.sources if s.manifest is not None
     ]
     sections = [("leaderboard", "Leaderboard")]
@@ -351,8 +347,12 @@ def write_report(path: str | Path, summary: Summary, results: Results,
     out.parent.mkdir(parents=True, exist_ok=True)
     text = build_report(summary, results, registry, **kw)
     tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(out)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a failed write leaves nothing behind
+        raise
     return out
 
 

@@ -1,0 +1,166 @@
+"""Issue #14, the study runner, report and figures: every row a test that fails without its fix.
+
+Rows: 7 (study paths stay inside ``out``), 9 (names never parsed as math text), 11/11b (an empty
+or failing cell never loses the report; exit 4), 12 (``figures`` never writes into the
+repository by default), 13 (output paths refused in one line), 14 (``--pair POST=BASE`` hints),
+15 (strict JSON), 19 (report consistency), and the readable numbers.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from matplotlib.text import Text
+from typer.testing import CliRunner
+
+from psych201.analysis.registry import load_registry
+from psych201.analysis.summary import AnalysisOptions, summarize
+from psych201.analysis.synthetic import STUDIES, SyntheticDesign, synthetic_responses
+from psych201.analysis.tables import results_from_frame
+from psych201.cli import app
+from psych201.report.figures import render_figures, save_figures
+from psych201.report.html import build_report
+from psych201.study import StudyFileError, load_study
+
+REGISTRY = load_registry()
+runner = CliRunner()
+HOSTILE = "m$\\foo{$x"
+
+
+def _frame(models: tuple[str, ...] = ("Qwen/Qwen3-0.6B-Base", "Qwen/Qwen3-0.6B"),
+           n_studies: int = 4, conditions: tuple[str, ...] = ("raw",), seed: int = 3):
+    design = SyntheticDesign(studies={s: STUDIES[s] for s in list(STUDIES)[:n_studies]},
+                             n_participants=4, n_responses=6, seed=seed)
+    return synthetic_responses([REGISTRY[m] for m in models], design=design,
+                               conditions=conditions)
+
+
+def _invoke(*args: str) -> tuple[int, str]:
+    result = runner.invoke(app, list(args), env={"COLUMNS": "200"})
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.output
+
+
+# -- row 7: a study file cannot write outside its output folder ----------------------------------
+@pytest.mark.parametrize(("field", "value"), [
+    ("data.0.name", "../../escape"), ("data.0.name", "/tmp/abs"), ("data.0.name", ".."),
+    ("data.0.name", "a/b"), ("report", "../../report.html"), ("report", "/tmp/report.html"),
+    ("report", "sub/../../x.html"),
+])
+def test_study_paths_stay_inside_out(tmp_path: Path, field: str, value: str) -> None:
+    spec: dict = {"name": "x", "models": ["m"], "data": [{"name": "d", "path": "p"}]}
+    if field == "report":
+        spec["report"] = value
+    else:
+        spec["data"][0]["name"] = value
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    with pytest.raises(StudyFileError, match=rf"study.yaml: {field}: .*{value!r}"):
+        load_study(path)
+    code, out = _invoke("run", str(path))
+    assert code == 2 and field in out and "Traceback" not in out
+    assert not (tmp_path.parent / "escape").exists()
+
+
+def test_study_names_inside_out_still_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump({"name": "x", "models": ["../m"], "report": "out/r.html",
+                                    "data": [{"name": "shared.v2", "path": "../p"}]}))
+    study = load_study(path)
+    from psych201.study import expand
+    (cell,) = expand(study, out=tmp_path / "runs")
+    assert cell.out.resolve().is_relative_to((tmp_path / "runs").resolve())
+
+
+# -- row 9: names are text, never math -----------------------------------------------------------
+def test_hostile_names_do_not_break_figures_or_report(tmp_path: Path) -> None:
+    frame = _frame(conditions=("raw", "discrete", "chat-template", "persona"))
+    frame.loc[frame["model"] == "Qwen/Qwen3-0.6B", "model"] = HOSTILE
+    first = frame["study"].iloc[0]
+    frame.loc[frame["study"] == first, "study"] = "s$\\frac{$1"
+    results = results_from_frame(frame)
+    summary = summarize(results, REGISTRY, AnalysisOptions(
+        n_boot=100, detail_pairs=1, extra_pairs=_pair(HOSTILE, "Qwen/Qwen3-0.6B-Base")))
+    figures = render_figures(summary)
+    assert "forest_1" in figures and "leaderboard" in figures
+    written = save_figures(figures, tmp_path / "figs", formats=("png", "pdf"))
+    assert written
+    html = build_report(summary, results, REGISTRY)
+    assert "m$\\foo{$x" in html
+    assert {"fig5_persona", "fig_chat_template", "fig_accuracy"} <= set(figures)
+    # after drawing, the name is printed as written (not math, "$" kept)
+    shown = {t._preprocess_math(t.get_text())  # type: ignore[attr-defined]
+             for fig in figures.values() for t in fig.findobj(Text)}
+    assert (HOSTILE, False) in shown
+
+
+def _pair(post: str, base: str) -> tuple:
+    from psych201.analysis.registry import ModelPair
+
+    return (ModelPair(post, base, "instruct"),)
+
+
+# -- rows 12 and 13: figures and report outputs --------------------------------------------------
+@pytest.fixture()
+def table(tmp_path: Path) -> Path:
+    path = tmp_path / "scores.parquet"
+    _frame().to_parquet(path)
+    return path
+
+
+def test_figures_default_is_not_the_repository(tmp_path: Path, table: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    docs = Path(__file__).parents[1] / "docs" / "figures"
+    before = {p.name: p.stat().st_mtime_ns for p in docs.iterdir()}
+    monkeypatch.chdir(tmp_path)
+    code, out = _invoke("figures", str(table), "--n-boot", "100", "--formats", "png")
+    assert code == 0, out
+    assert sorted(p.name for p in (tmp_path / "figures").iterdir())
+    assert {p.name: p.stat().st_mtime_ns for p in docs.iterdir()} == before
+
+
+def test_output_paths_refused_in_one_line(tmp_path: Path, table: Path) -> None:
+    existing_dir = tmp_path / "existing"
+    existing_dir.mkdir()
+    code, out = _invoke("report", str(table), "-o", str(existing_dir), "--n-boot", "100")
+    assert code == 2 and "is a directory" in out and "Traceback" not in out
+    assert not (tmp_path / "existing.tmp").exists()
+    assert list(existing_dir.iterdir()) == []
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("keep")
+    code, out = _invoke("figures", str(table), "-o", str(a_file), "--n-boot", "100")
+    assert code == 2 and "is a file" in out and a_file.read_text() == "keep"
+    code, out = _invoke("report", str(table), "-o", str(a_file / "r.html"), "--n-boot", "100")
+    assert code == 2 and "is a file" in out
+
+
+# -- rows 14 and 15: the --pair hint and strict JSON ---------------------------------------------
+def test_pair_hint_has_the_real_syntax(tmp_path: Path) -> None:
+    path = tmp_path / "two.parquet"
+    # two models without a registry pair: the note tells how to name one
+    frame = _frame(models=("Qwen/Qwen3-0.6B-Base", "Qwen/Qwen3-1.7B-Base"))
+    frame.to_parquet(path)
+    code, out = _invoke("compare", str(path), "--n-boot", "100")
+    assert code == 0, out
+    assert "--pair POST=BASE" in out and "--pair POST BASE" not in out
+
+
+def test_compare_json_is_strict(tmp_path: Path) -> None:
+    path = tmp_path / "one.parquet"
+    _frame(n_studies=1).to_parquet(path)  # one study: no interval over studies
+    code, out = _invoke("compare", str(path), "--n-boot", "100", "--format", "json")
+    assert code == 0, out
+
+    def refuse(token: str) -> None:
+        raise AssertionError(f"not strict JSON: {token}")
+
+    result = json.loads(out, parse_constant=refuse)
+    assert result["leaderboard"]
+    code, out = _invoke("compare", str(path), "--n-boot", "100", "--format", "json",
+                        "--pair", "Qwen/Qwen3-0.6B=Qwen/Qwen3-0.6B-Base")
+    assert code == 0, out
+    json.loads(out, parse_constant=refuse)
