@@ -164,3 +164,47 @@ def test_compare_json_is_strict(tmp_path: Path) -> None:
                         "--pair", "Qwen/Qwen3-0.6B=Qwen/Qwen3-0.6B-Base")
     assert code == 0, out
     json.loads(out, parse_constant=refuse)
+
+
+# -- rows 11 and 11b: an empty cell and an unavailable model never lose the study's report ------
+DATA = Path(__file__).parents[2] / "shared" / "data" / "psych201"
+needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"real data not found at {DATA}")
+
+
+@needs_data
+def test_run_notes_empty_and_failed_cells_and_exits_4(tmp_path: Path) -> None:
+    from tiny_models import byte_bpe_tokenizer, save_tiny, tiny_llama
+
+    tokenizer = byte_bpe_tokenizer()
+    tiny = save_tiny(tiny_llama(tokenizer), tokenizer, tmp_path / "tiny")
+    missing = tmp_path / "no-such-model"
+    spec = {
+        "name": "hard", "out": str(tmp_path / "runs"), "seed": 0,
+        "models": [str(missing), str(tiny)],
+        # one participant: nobody else's persona to shuffle in, so that cell has no response
+        "conditions": ["raw", {"name": "persona-shuffled", "mode": "interview"}],
+        "data": [{"name": "shared", "path": str(DATA), "split": "all",
+                  "studies": ["franke2024bayesian"]}],
+        "engine": {"batch_tokens": 4096},
+    }
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    for attempt in range(2):  # a rerun ends the same way, without scoring again
+        code, out = _invoke("run", str(path), "--limit", "1", "--quiet")
+        assert code == 4, out
+        assert "Traceback" not in out
+        assert "[1/4]" in out and "[4/4]" in out and "ETA" in out
+        failed = [line for line in out.splitlines() if line.startswith("failed:")]
+        assert len(failed) == 2 and all(str(missing) in line for line in failed), out
+        html = (tmp_path / "runs" / "report.html").read_text(encoding="utf-8")
+        assert "persona-shuffled-mode=interview empty" in html
+        assert html.count("could not be loaded") == 2
+        if attempt == 1:
+            assert "complete, skipped" in out
+
+
+def test_eta_counts_only_cells_that_worked() -> None:
+    from psych201.study import eta_seconds
+
+    assert eta_seconds(0.0, 0, 5) is None
+    assert eta_seconds(60.0, 2, 3) == pytest.approx(90.0)

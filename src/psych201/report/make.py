@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -107,12 +107,19 @@ def report_from_runs(
     options: AnalysisOptions | None = None,
     split_seed: int | None = None,
     figures_dir: Path | None = None,
+    notes: Sequence[str] = (),
 ) -> Path:
-    """Read ``runs``, analyse them and write one self-contained HTML page to ``output``."""
+    """Read ``runs``, analyse them and write one self-contained HTML page to ``output``.
+
+    ``notes`` are shown with the analyses' own (e.g. the study cells that were skipped, empty
+    or failed and so are not in the page).
+    """
     registry = registry if registry is not None else load_registry()
     options = options if options is not None else AnalysisOptions(allow_missing=True)
     results = read_results(list(runs))
     summary = summarize_runs(results, registry, options, data=data, split_seed=split_seed)
+    if notes:
+        summary = replace(summary, notes=(*summary.notes, *notes))
     path = write_report(output, summary, results, registry, title=title)
     if figures_dir is not None:
         is_base = {m: i.is_base for m in results.models if (i := registry.get(m)) is not None}
