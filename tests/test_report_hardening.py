@@ -208,3 +208,49 @@ def test_eta_counts_only_cells_that_worked() -> None:
 
     assert eta_seconds(0.0, 0, 5) is None
     assert eta_seconds(60.0, 2, 3) == pytest.approx(90.0)
+
+
+# -- row 19: the report agrees with itself -------------------------------------------------------
+def test_single_study_pair_d_agrees_with_the_detail_table() -> None:
+    results = results_from_frame(_frame(n_studies=1))
+    summary = summarize(results, REGISTRY, AnalysisOptions(n_boot=100, detail_pairs=1))
+    (row,) = summary.pairs.to_dict(orient="records")
+    detail = summary.pair_details[0].per_study
+    assert row["n_studies"] == 1 and row["d"] != row["d"]  # the paper's rule: undefined
+    assert row["d_one_study"] == pytest.approx(float(detail["d_sample"].iloc[0]))
+    html = build_report(summary, results, REGISTRY)
+    shown = f"{row['d_one_study']:.3f}"
+    assert f"<td class=\"\">({shown})</td>" in html and f">{shown}</td>" in html
+    assert any("share one study" in note for note in summary.notes)
+
+
+def test_accuracy_caption_names_what_was_scored() -> None:
+    from psych201.report.figures import caption
+
+    raw = summarize(results_from_frame(_frame()), REGISTRY, AnalysisOptions(n_boot=100))
+    assert raw.accuracy_points is not None
+    assert "Top-1 accuracy on condition raw" in caption("fig_accuracy", raw)
+    discrete = summarize(results_from_frame(_frame(conditions=("raw", "discrete"))), REGISTRY,
+                         AnalysisOptions(n_boot=100))
+    assert "Top-1 accuracy on the discrete variant" in caption("fig_accuracy", discrete)
+
+
+def test_demo_report_has_the_oracle_column(tmp_path: Path) -> None:
+    from psych201.pipeline import demo_summary
+    from psych201.simulate.demo import DEMO_DIR
+    from tiny_models import byte_bpe_tokenizer, save_tiny, tiny_llama
+
+    tokenizer = byte_bpe_tokenizer()
+    tiny = save_tiny(tiny_llama(tokenizer), tokenizer, tmp_path / "tiny")
+    run = tmp_path / "demo-run"
+    code, out = _invoke("score", "--model", str(tiny), "--data", str(DEMO_DIR), "--out",
+                        str(run), "--split", "all", "--limit", "2", "--quiet")
+    assert code == 0, out
+    report = tmp_path / "demo.html"
+    code, out = _invoke("report", str(run), "-o", str(report), "--n-boot", "100")
+    assert code == 0, out
+    html = report.read_text(encoding="utf-8")
+    assert "oracle (generating model)" in html
+    for row in demo_summary(run, DEMO_DIR):
+        assert row.oracle_nll is not None
+        assert f"{row.oracle_nll:.3f}" in html, row.study

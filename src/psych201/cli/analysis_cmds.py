@@ -371,13 +371,15 @@ def _short(name: Any) -> str:
 
 
 def _print_pairs(summary: Any) -> None:
+    from psych201.report.html import pair_d_text
+
     table = Table(title=f"Post-training effects (paper pair d, {summary.options.sd} SD; "
                         "> 0 = less human-like after post-training)")
     for column in ("post-trained", "base", "type", "d", "interval", "p", "studies"):
         table.add_column(column, justify="left" if column in ("post-trained", "base", "type")
                          else "right")
     for _, r in summary.pairs.iterrows():
-        table.add_row(_short(r["post"]), _short(r["base"]), str(r["type"]), _f(r["d"]),
+        table.add_row(_short(r["post"]), _short(r["base"]), str(r["type"]), pair_d_text(r),
                       f"[{_f(r['ci_low'])}, {_f(r['ci_high'])}]", _p(r["p_value"]),
                       str(r["n_studies"]))
     console.print(table)

@@ -328,16 +328,25 @@ CAPTIONS: dict[str, str] = {
     "fig4_domains": "Post-training effect d by domain, pairs × domains, with the average row "
                     "(paper Fig. 4; population SD as the authors).",
     "fig5_persona": "Persona benefit d per study (positive = persona helps; paper Fig. 5).",
-    "fig_accuracy": "Top-1 accuracy on the discrete variant against parameter count (paper "
-                    "accuracy figure).",
+    "fig_accuracy": "Top-1 accuracy on {accuracy_condition} against parameter count (paper "
+                    "accuracy figure, which uses the discrete variant).",
     "fig_chat_template": "Chat-template control: NLL without and with the model's chat template.",
     "forest": "Per-study mean paired NLL difference (post-trained − base) with participant-"
               "bootstrap intervals; diamond: all studies (hierarchical bootstrap).",
 }
 
 
-def caption(name: str) -> str:
-    return CAPTIONS.get(name, CAPTIONS["forest"] if name.startswith("forest") else "")
+def caption(name: str, summary: Summary | None = None) -> str:
+    """The caption of figure ``name``, naming what ``summary`` scored (e.g. which condition)."""
+    text = CAPTIONS.get(name, CAPTIONS["forest"] if name.startswith("forest") else "")
+    points = summary.accuracy_points if summary is not None else None
+    if points is not None and not points.empty:
+        scored = sorted(map(str, points["condition"].unique()))
+    else:
+        scored = []
+    what = ("the discrete variant" if scored == ["discrete"]
+            else f"condition {', '.join(scored)}" if scored else "the scored condition")
+    return text.replace("{accuracy_condition}", what)
 
 
 def _literal_text(fig: Figure) -> None:

@@ -108,6 +108,15 @@ def html_table(frame: pd.DataFrame, columns: Mapping[str, tuple[str, Formatter]]
     return Markup(f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
 
 
+def pair_d_text(row: pd.Series) -> str:
+    """A pair's d; where it is undefined (one shared study) that study's d in parentheses."""
+    d, single = row.get("d"), row.get("d_one_study")
+    if (d is None or not math.isfinite(float(d))) and single is not None \
+            and math.isfinite(float(single)):
+        return f"({float(single):.3f})"
+    return _num(3)(d)
+
+
 def _ci(frame: pd.DataFrame, low: str = "ci_low", high: str = "ci_high",
         digits: int = 3) -> pd.Series:
     fmt = _num(digits)
@@ -140,7 +149,7 @@ def build_report(summary: Summary, results: Results, registry: ModelRegistry, *,
     for name, fig in render_figures(summary, is_base).items():
         data = png_bytes(fig, dpi=dpi)
         width, height = _png_size(data)
-        figures.append({"name": name, "caption": caption(name), "width": width,
+        figures.append({"name": name, "caption": caption(name, summary), "width": width,
                         "height": height, "data": base64.b64encode(data).decode("ascii")})
     board = summary.leaderboard.copy()
     board["interval"] = _ci(board)
@@ -157,9 +166,10 @@ def build_report(summary: Summary, results: Results, registry: ModelRegistry, *,
     if not summary.pairs.empty:
         pairs = summary.pairs.copy()
         pairs["interval"] = _ci(pairs)
+        pairs["d_shown"] = pairs.apply(pair_d_text, axis=1)
         pairs_html = html_table(pairs, {
             "post": ("post-trained", _text), "base": ("base", _text), "type": ("type", _text),
-            "d": ("pair d", _num(3)), "interval": ("interval", _text), "p_value": ("p", _p),
+            "d_shown": ("pair d", str), "interval": ("interval", _text), "p_value": ("p", _p),
             "n_studies": ("studies", _int), "n_participants": ("participants", _int),
         })
         types = summary.type_d.copy()
