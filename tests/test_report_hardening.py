@@ -254,3 +254,45 @@ def test_demo_report_has_the_oracle_column(tmp_path: Path) -> None:
     for row in demo_summary(run, DEMO_DIR):
         assert row.oracle_nll is not None
         assert f"{row.oracle_nll:.3f}" in html, row.study
+
+
+# -- numbers a psychologist can read -------------------------------------------------------------
+def test_readable_numbers_in_report_and_compare(tmp_path: Path) -> None:
+    import math
+
+    from psych201.report.readable import PSEUDO_R2_TEXT, readable_numbers
+
+    frame = _frame(n_studies=5)
+    free_text = sorted(frame["study"].unique())[0]
+    frame.loc[frame["study"] == free_text, "nll"] *= 40  # a free-text study swamps the mean
+    frame.loc[frame["study"] == free_text, "n_tokens"] = 30
+    numbers = readable_numbers(frame, condition="raw").set_index("model")
+    model = "Qwen/Qwen3-0.6B"
+    rows = frame[(frame["model"] == model)]
+    study_means = rows.groupby("study")["nll"].mean()
+    got = numbers.loc[model]
+    assert got["nll_response"] == pytest.approx(study_means.mean())
+    assert got["p_response"] == pytest.approx(math.exp(-study_means.mean()))
+    sums = rows.groupby("study")[["nll", "n_tokens"]].sum()
+    assert got["nll_token"] == pytest.approx((sums["nll"] / sums["n_tokens"]).mean())
+    assert got["p_token"] == pytest.approx(math.exp(-got["nll_token"]))
+    assert got["dominant"] == free_text
+    assert got["nll_response_without"] == pytest.approx(study_means.drop(free_text).mean())
+
+    results = results_from_frame(frame)
+    summary = summarize(results, REGISTRY, AnalysisOptions(n_boot=100, detail_pairs=0))
+    html = build_report(summary, results, REGISTRY)
+    assert 'id="readable"' in html and "P(response), geometric mean" in html
+    assert f"{got['p_response']:.3f}" in html and free_text in html
+    assert PSEUDO_R2_TEXT in html or summary.pseudo_r2 is None
+
+    path = tmp_path / "scores.parquet"
+    frame.to_parquet(path)
+    code, out = _invoke("compare", str(path), "--n-boot", "100", "--format", "json")
+    assert code == 0, out
+    readable = {r["model"]: r for r in json.loads(out)["readable"]}
+    assert readable[model]["dominant"] == free_text
+    assert readable[model]["p_response"] == pytest.approx(got["p_response"])
+    assert "pseudo_r2_text" in json.loads(out)
+    code, out = _invoke("compare", str(path), "--n-boot", "100")
+    assert code == 0 and "Readable numbers" in out and "NLL/token" in out

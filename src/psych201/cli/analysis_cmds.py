@@ -209,6 +209,7 @@ def compare(
     from psych201.analysis.effects import compare_pair
     from psych201.analysis.summary import ANALYSIS_COLUMNS
     from psych201.analysis.tables import StudySetError, select
+    from psych201.report.readable import PSEUDO_R2_TEXT, READABLE_TEXT, readable_numbers
 
     fmt = _choice("format", output_format, ("table", "json"))
     reg = _registry(registry)
@@ -219,10 +220,15 @@ def compare(
                         n_boot=n_boot, seed=seed, allow_missing=allow_missing, pairs=(),
                         detail=0)
         summary = _summarize(loaded, reg, opts)
+        readable = readable_numbers(loaded.responses, condition=summary.condition,
+                                    studies=summary.studies)
         if fmt == "json":
-            typer.echo(strict_json(_summary_json(summary)))
+            typer.echo(strict_json({**_summary_json(summary), "readable": _records(readable),
+                                    "readable_text": READABLE_TEXT,
+                                    "pseudo_r2_text": PSEUDO_R2_TEXT}))
             return
         _print_leaderboard(summary)
+        _print_readable(readable)
         if not summary.pairs.empty:
             _print_pairs(summary)
         _print_controls(summary)
@@ -274,6 +280,17 @@ def _print_leaderboard(summary: Any) -> None:
                       f"[{_f(r['ci_low'])}, {_f(r['ci_high'])}]", str(r["n_studies"]),
                       str(r["n_participants"]), str(r["n_responses"]))
     console.print(table)
+
+
+def _print_readable(readable: Any) -> None:
+    from psych201.report.readable import READABLE_TEXT
+
+    _print_frame("Readable numbers (studies weighted equally)", readable,
+                 {"model": "model", "nll_response": "NLL/response",
+                  "p_response": "P(response)", "nll_token": "NLL/token", "p_token": "P(token)",
+                  "dominant": "dominating studies",
+                  "nll_response_without": "NLL/response without"})
+    console.print(f"[dim]{READABLE_TEXT}[/dim]", highlight=False)
 
 
 def _records(frame: Any) -> list[dict[str, Any]]:
@@ -364,6 +381,10 @@ def _print_controls(summary: Any) -> None:
     _print_frame("Random baseline", summary.pseudo_r2,
                  {"model": "model", "pseudo_r2": "pseudo-R²", "pseudo_r2_pooled": "pooled",
                   "n_responses": "responses"})
+    if summary.pseudo_r2 is not None and len(summary.pseudo_r2):
+        from psych201.report.readable import PSEUDO_R2_TEXT
+
+        console.print(f"[dim]{PSEUDO_R2_TEXT}[/dim]", highlight=False)
 
 
 def _short(name: Any) -> str:

@@ -25,6 +25,7 @@ from psych201.analysis.registry import ModelRegistry
 from psych201.analysis.summary import Summary
 from psych201.analysis.tables import Results
 from psych201.report.figures import caption, png_bytes, render_figures
+from psych201.report.readable import PSEUDO_R2_TEXT, READABLE_TEXT, readable_numbers
 from psych201.strict_json import dumps as strict_json
 
 Formatter = Callable[[Any], str]
@@ -193,7 +194,7 @@ def build_report(summary: Summary, results: Results, registry: ModelRegistry, *,
                     "d_population": ("d (population SD)", _num(3)),
                 }),
             })
-    extra = _extra_sections(summary)
+    extra = [_readable_section(summary, results), *_extra_sections(summary)]
     sources = pd.DataFrame([
         {"path": s.path, "rows": s.n_rows, "models": ", ".join(s.models),
          "conditions": ", ".join(s.conditions),
@@ -275,6 +276,19 @@ def _persona_tables(summary: Summary) -> Markup:
     return Markup(overall + Markup("<p>Per study, paired:</p>") + by_study)
 
 
+def _readable_section(summary: Summary, results: Results) -> dict[str, Any]:
+    numbers = readable_numbers(results.responses, condition=summary.condition,
+                               studies=summary.studies)
+    return {"anchor": "readable", "title": "Readable numbers", "text": READABLE_TEXT,
+            "table": html_table(numbers, {
+                "model": ("model", _text), "nll_response": ("NLL per response", _num(3)),
+                "p_response": ("P(response), geometric mean", _num(3)),
+                "nll_token": ("NLL per token", _num(3)),
+                "p_token": ("P(token), geometric mean", _num(3)),
+                "n_studies": ("studies", _int), "dominant": ("dominating studies", _text),
+                "nll_response_without": ("NLL per response without them", _num(3))})}
+
+
 def _extra_sections(summary: Summary) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     if summary.accuracy_points is not None:
@@ -310,8 +324,8 @@ def _extra_sections(summary: Summary) -> list[dict[str, Any]]:
                     "table": _persona_tables(summary)})
     if summary.pseudo_r2 is not None:
         out.append({"anchor": "baselines", "title": "Random baseline (pseudo-R²)",
-                    "text": "1 − Σ NLL / Σ log k over responses with k known options; mean "
-                            "over studies and pooled.",
+                    "text": f"{PSEUDO_R2_TEXT} Computed as 1 − Σ NLL / Σ log k over "
+                            "responses with k known options; mean over studies and pooled.",
                     "table": html_table(summary.pseudo_r2, {
                         "model": ("model", _text), "pseudo_r2": ("pseudo-R² (study mean)",
                                                                  _num(3)),
