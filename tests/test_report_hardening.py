@@ -296,3 +296,33 @@ def test_readable_numbers_in_report_and_compare(tmp_path: Path) -> None:
     assert "pseudo_r2_text" in json.loads(out)
     code, out = _invoke("compare", str(path), "--n-boot", "100")
     assert code == 0 and "Readable numbers" in out and "NLL/token" in out
+
+
+def test_a_model_is_loaded_once_under_the_spinner_and_fails_its_cells(tmp_path: Path) -> None:
+    from contextlib import contextmanager
+
+    from psych201.study import StudyFile, run_study
+
+    study = StudyFile.model_validate({
+        "name": "s", "out": str(tmp_path / "runs"), "models": ["m-a", "m-b"],
+        "conditions": ["raw", "paper"], "data": [{"name": "d", "path": "demo"}]})
+    loaded: list[str] = []
+    spinning: list[str] = []
+
+    @contextmanager
+    def loading(model: str):  # type: ignore[no-untyped-def]
+        spinning.append(model)
+        yield
+
+    def load(config):  # type: ignore[no-untyped-def]
+        loaded.append(config.model)
+        raise RuntimeError(f"CUDA is not available for {config.model}")
+
+    progress: list[str] = []
+    outcome = run_study(study, load_setup=load, note=lambda _: None, loading=loading,
+                        on_cell=lambda where: progress.append(where.line()))
+    assert loaded == spinning == ["m-a", "m-b"]
+    assert [o.status for o in outcome.outcomes] == ["failed"] * 4
+    assert all("CUDA is not available" in o.message for o in outcome.outcomes)
+    assert [p.split("]")[0] for p in progress] == ["[1/4", "[2/4", "[3/4", "[4/4"]
+    assert len(outcome.report_notes()) == 4 and outcome.run_dirs == ()

@@ -320,7 +320,8 @@ SKIP_FILE = "skipped.json"
 def record_skip(cell: Cell, reason: str) -> None:
     cell.out.mkdir(parents=True, exist_ok=True)
     record = {"model": cell.model, "condition": cell.condition.label, "reason": reason}
-    (cell.out / SKIP_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    text = json.dumps(record, indent=2, allow_nan=False) + "\n"
+    (cell.out / SKIP_FILE).write_text(text, encoding="utf-8")
 
 
 def skipped_before(cell: Cell) -> str | None:
@@ -341,6 +342,9 @@ SetupLoader = Callable[[ScoreConfig], ScoringSetup]
 
 #: Errors that fail one cell (named in one line) while the other cells go on.
 CELL_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, Psych201Error)
+#: Loading a model can also fail for want of a library or a device (an engine not installed,
+#: CUDA asked of a CPU build): that fails the model's cells, not the study.
+LOAD_ERRORS: tuple[type[BaseException], ...] = (*CELL_ERRORS, ImportError, RuntimeError)
 
 
 def run_study(
@@ -413,7 +417,7 @@ def _run_cell(
         try:
             with loading(cell.model) if loading is not None else nullcontext():
                 setups[cell.model] = load_setup(replace(config, condition="raw"))
-        except CELL_ERRORS as exc:
+        except LOAD_ERRORS as exc:
             message = f"model {cell.model!r} could not be loaded: {_one_line(exc)}"
             load_failed[cell.model] = message
             note(f"{cell.label}: FAILED: {message}")
