@@ -101,7 +101,7 @@ def summarize_runs(
             option_counts=baselines.option_counts,
             population=baselines.population,
         )
-    oracle = oracle_means(results, data or _manifest_data(results))
+    oracle = oracle_means(results, data or _manifest_data(results), condition=summary.condition)
     if oracle.empty:
         return summary
     means = summary.study_means.copy()
@@ -113,16 +113,21 @@ def summarize_runs(
 ORACLE_COLUMN = "oracle (generating model)"
 
 
-def oracle_means(results: Results, data: Sequence[Path]) -> pd.Series:
-    """Per simulated study: the generating model's mean NLL over the scored responses.
+def oracle_means(results: Results, data: Sequence[Path], *,
+                 condition: str | None = None) -> pd.Series:
+    """Per simulated study: the generating model's mean NLL over the responses scored (under
+    ``condition``, when given: the per-study table's).
 
     Only studies whose sessions store the generating log-likelihood count, and only where it
     covers every scored response (as ``psych201 demo`` prints it); empty when there are none.
     """
     from psych201.pipeline import oracle_nll
 
-    scored = set(results.responses["study"].unique())
-    keys = results.responses.drop_duplicates(["study", "line", "response_index"])
+    table = results.responses
+    if condition is not None:
+        table = table[table["condition"] == condition]
+    scored = set(table["study"].unique())
+    keys = table.drop_duplicates(["study", "line", "response_index"])
     out: dict[str, float] = {}
     for path in data:
         try:
