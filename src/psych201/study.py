@@ -219,9 +219,20 @@ class StudyOutcome:
         return tuple(o for o in self.outcomes if o.status == "failed")
 
     def report_notes(self) -> tuple[str, ...]:
-        """One note per cell that is not in the report (skipped, empty, failed), and why."""
-        return tuple(f"cell {o.cell.label} {o.status}: {o.message}" for o in self.outcomes
-                     if o.status in ("skipped", "empty", "failed"))
+        """The cells that are not in the report (skipped, empty, failed) and why, one note per
+        reason (a model that could not load fails all its cells with one reason)."""
+        groups: dict[tuple[str, str], list[str]] = {}
+        for o in self.outcomes:
+            if o.status in ("skipped", "empty", "failed"):
+                groups.setdefault((o.status, o.message), []).append(o.cell.label)
+        notes = []
+        for (status, message), labels in groups.items():
+            if len(labels) == 1:
+                notes.append(f"cell {labels[0]} {status}: {message}")
+            else:
+                shown = "; ".join(labels[:3]) + ("; …" if len(labels) > 3 else "")
+                notes.append(f"{len(labels)} cells {status} ({shown}): {message}")
+        return tuple(notes)
 
 
 def load_study(path: Path) -> StudyFile:
