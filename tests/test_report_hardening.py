@@ -284,7 +284,9 @@ def test_readable_numbers_in_report_and_compare(tmp_path: Path) -> None:
     summary = summarize(results, REGISTRY, AnalysisOptions(n_boot=100, detail_pairs=0))
     html = build_report(summary, results, REGISTRY)
     assert 'id="readable"' in html and "P(response), geometric mean" in html
-    assert f"{got['p_response']:.3f}" in html and free_text in html
+    from psych201.report.html import probability_text
+
+    assert f">{probability_text(got['p_response'])}<" in html and free_text in html
     assert PSEUDO_R2_TEXT in html or summary.pseudo_r2 is None
 
     path = tmp_path / "scores.parquet"

@@ -71,6 +71,17 @@ def _p(value: Any) -> str:
     return "<0.001" if v < 0.001 else f"{v:.3f}"
 
 
+def probability_text(value: Any) -> str:
+    """A probability: three decimals, or three significant digits below 0.001."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return "–"
+    if not math.isfinite(v):
+        return "–"
+    return f"{v:.3f}" if v >= 0.001 or v == 0 else f"{v:.2e}"
+
+
 def _text(value: Any) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
@@ -282,9 +293,9 @@ def _readable_section(summary: Summary, results: Results) -> dict[str, Any]:
     return {"anchor": "readable", "title": "Readable numbers", "text": READABLE_TEXT,
             "table": html_table(numbers, {
                 "model": ("model", _text), "nll_response": ("NLL per response", _num(3)),
-                "p_response": ("P(response), geometric mean", _num(3)),
+                "p_response": ("P(response), geometric mean", probability_text),
                 "nll_token": ("NLL per token", _num(3)),
-                "p_token": ("P(token), geometric mean", _num(3)),
+                "p_token": ("P(token), geometric mean", probability_text),
                 "n_studies": ("studies", _int), "dominant": ("dominating studies", _text),
                 "nll_response_without": ("NLL per response without them", _num(3))})}
 
