@@ -15,13 +15,14 @@ import json
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from psych201.errors import UsageError
+from psych201.errors import Psych201Error, UsageError
 from psych201.pipeline import (
     PipelineError,
     ProgressSink,
@@ -50,6 +51,25 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _plain_name(value: str) -> str:
+    """A name that becomes one directory under ``out``: no separators, no ``..``."""
+    if not value or value in (".", "..") or "/" in value or "\\" in value or "\0" in value:
+        raise ValueError(f"{value!r} must be a plain name (no '/', '\\', '.' or '..'): it "
+                         "names a directory inside the study's output folder")
+    return value
+
+
+def _inside(value: str) -> str:
+    """A relative path that stays inside ``out`` (no absolute path, no ``..`` part)."""
+    parts = re.split(r"[/\\]", value)
+    if (not value or "\0" in value or value.startswith(("/", "\\", "~"))
+            or re.match(r"^[A-Za-z]:", value) or ".." in parts
+            or not parts[-1] or parts[-1] == "."):
+        raise ValueError(f"{value!r} must be a file name relative to the study's output folder "
+                         "(no absolute path, no '..')")
+    return value
+
+
 class DataEntry(_Strict):
     """One dataset of the study and which of its participants to score."""
 
@@ -58,6 +78,11 @@ class DataEntry(_Strict):
     split: Literal["test", "train", "all"] = "test"
     studies: tuple[str, ...] = ()
     limit: int | None = Field(default=None, ge=1)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return _plain_name(value)
 
 
 class ConditionEntry(_Strict):
@@ -69,7 +94,7 @@ class ConditionEntry(_Strict):
     @property
     def label(self) -> str:
         parts = [self.name, *(f"{k}={v}" for k, v in sorted(self.params.items()))]
-        return re.sub(r"[^A-Za-z0-9_.=-]+", "_", "-".join(parts))
+        return _safe("-".join(parts))
 
 
 class EngineSettings(_Strict):
@@ -95,6 +120,11 @@ class StudyFile(_Strict):
     engine: EngineSettings = EngineSettings()
     seed: int = 0
     report: str | None = "report.html"
+
+    @field_validator("report")
+    @classmethod
+    def _report(cls, value: str | None) -> str | None:
+        return None if value is None else _inside(value)
 
     @field_validator("conditions", mode="before")
     @classmethod
@@ -128,12 +158,49 @@ class Cell:
         return f"{self.data.name} / {self.model} / {self.condition.label}"
 
 
+CellStatus = Literal["done", "scored", "skipped", "empty", "failed"]
+
+
 @dataclass(frozen=True)
 class CellOutcome:
     cell: Cell
-    status: Literal["done", "scored", "skipped", "failed"]
+    status: CellStatus
     message: str = ""
     summary: RunSummary | None = None
+
+
+@dataclass(frozen=True)
+class StudyProgress:
+    """Where a study stands when cell ``index`` (1-based) of ``total`` starts."""
+
+    index: int
+    total: int
+    cell: Cell
+    elapsed_s: float
+    eta_s: float | None  # None until a cell has done work to time
+
+    def line(self) -> str:
+        eta = "–" if self.eta_s is None else _duration(self.eta_s)
+        return (f"[{self.index}/{self.total}] {self.cell.label} · elapsed "
+                f"{_duration(self.elapsed_s)} · ETA {eta}")
+
+
+def eta_seconds(work_s: float, worked: int, remaining: int) -> float | None:
+    """Remaining time by cells: the mean time of the cells that did work, times those left.
+
+    Finished and skipped cells take no time and are not counted, so a resumed study does not
+    promise the impossible; ``None`` until one cell has been timed.
+    """
+    if worked == 0:
+        return None
+    return work_s / worked * remaining
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
 
 
 @dataclass(frozen=True)
@@ -147,6 +214,26 @@ class StudyOutcome:
     def scored_cells(self) -> int:
         return sum(o.status == "scored" for o in self.outcomes)
 
+    @property
+    def failed(self) -> tuple[CellOutcome, ...]:
+        return tuple(o for o in self.outcomes if o.status == "failed")
+
+    def report_notes(self) -> tuple[str, ...]:
+        """The cells that are not in the report (skipped, empty, failed) and why, one note per
+        reason (a model that could not load fails all its cells with one reason)."""
+        groups: dict[tuple[str, str], list[str]] = {}
+        for o in self.outcomes:
+            if o.status in ("skipped", "empty", "failed"):
+                groups.setdefault((o.status, o.message), []).append(o.cell.label)
+        notes = []
+        for (status, message), labels in groups.items():
+            if len(labels) == 1:
+                notes.append(f"cell {labels[0]} {status}: {message}")
+            else:
+                shown = "; ".join(labels[:3]) + ("; …" if len(labels) > 3 else "")
+                notes.append(f"{len(labels)} cells {status} ({shown}): {message}")
+        return tuple(notes)
+
 
 def load_study(path: Path) -> StudyFile:
     """Read and validate a study file; errors name the file (and line) and the offending key."""
@@ -155,7 +242,9 @@ def load_study(path: Path) -> StudyFile:
 
 
 def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", name).strip("_") or "model"
+    # One directory level: separators become "_" and a name of dots alone ("..") is no name.
+    safe = re.sub(r"[^A-Za-z0-9_.=-]+", "_", name).strip("_")
+    return safe if safe.strip(".") else "model"
 
 
 def data_path(entry: DataEntry) -> Path:
@@ -242,7 +331,8 @@ SKIP_FILE = "skipped.json"
 def record_skip(cell: Cell, reason: str) -> None:
     cell.out.mkdir(parents=True, exist_ok=True)
     record = {"model": cell.model, "condition": cell.condition.label, "reason": reason}
-    (cell.out / SKIP_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    text = json.dumps(record, indent=2, allow_nan=False) + "\n"
+    (cell.out / SKIP_FILE).write_text(text, encoding="utf-8")
 
 
 def skipped_before(cell: Cell) -> str | None:
@@ -261,6 +351,13 @@ def skipped_before(cell: Cell) -> str | None:
 SetupLoader = Callable[[ScoreConfig], ScoringSetup]
 
 
+#: Errors that fail one cell (named in one line) while the other cells go on.
+CELL_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, Psych201Error)
+#: Loading a model can also fail for want of a library or a device (an engine not installed,
+#: CUDA asked of a CPU build): that fails the model's cells, not the study.
+LOAD_ERRORS: tuple[type[BaseException], ...] = (*CELL_ERRORS, ImportError, RuntimeError)
+
+
 def run_study(
     study: StudyFile,
     *,
@@ -270,51 +367,120 @@ def run_study(
     progress: Callable[[Cell], ProgressSink | None] | None = None,
     note: Callable[[str], None] = print,
     argv: list[str] | None = None,
+    on_cell: Callable[[StudyProgress], None] | None = None,
+    loading: Callable[[str], AbstractContextManager[Any]] | None = None,
 ) -> StudyOutcome:
-    """Run every unfinished cell; one failing cell does not stop the others (it is reported)."""
+    """Run every unfinished cell; one failing cell does not stop the others (it is reported).
+
+    ``on_cell`` hears where the study stands before each cell (cell i/N, elapsed, ETA);
+    ``loading(model)`` wraps each model load (a spinner in the CLI). A model that cannot be
+    loaded fails each of its cells with the same one-line reason, loaded once.
+    """
     started = time.perf_counter()
-    cells = expand(study, limit=limit, out=out)
+    cells = list(_by_model(expand(study, limit=limit, out=out)))
     setups: dict[str, ScoringSetup] = {}
+    load_failed: dict[str, str] = {}
     outcomes: list[CellOutcome] = []
-    for cell in _by_model(cells):
-        config = score_config(cell, study)
-        if is_complete(cell, config):
-            outcomes.append(CellOutcome(cell, "done", "already complete"))
-            note(f"{cell.label}: complete, skipped")
-            continue
-        known = skipped_before(cell)
-        if known is not None:
-            outcomes.append(CellOutcome(cell, "skipped", known))
-            note(f"{cell.label}: skipped: {known} (recorded in {cell.out / SKIP_FILE})")
-            continue
-        try:
-            if cell.model not in setups:
-                setups.clear()  # cells come grouped by model: the previous one is done
-                note(f"loading {cell.model}")
-                setups[cell.model] = load_setup(replace(config, condition="raw"))
-            summary = score_run(
-                config,
-                setup=setups[cell.model],
-                progress=progress(cell) if progress else None,
-                argv=argv,
-            )
-        except PipelineError as exc:
-            # score_run wraps a condition that cannot apply to this model (no chat template).
-            if isinstance(exc.__cause__, ConditionUnavailableError):
-                record_skip(cell, str(exc))
-                outcomes.append(CellOutcome(cell, "skipped", str(exc)))
-                note(f"{cell.label}: skipped: {exc}")
-                continue
-            outcomes.append(CellOutcome(cell, "failed", str(exc)))
-            note(f"{cell.label}: FAILED: {exc}")
-            continue
-        status: Literal["scored", "failed"] = "failed" if summary.failed else "scored"
-        outcomes.append(CellOutcome(cell, status, f"{summary.scored_now} sessions", summary))
-        note(f"{cell.label}: {summary.scored_now} sessions scored in {summary.wall_s:.1f} s")
-    run_dirs = tuple(
-        o.cell.out for o in outcomes if o.status in ("done", "scored") and _has_table(o.cell.out)
-    )
+    work_s, worked = 0.0, 0
+    for index, cell in enumerate(cells, 1):
+        if on_cell is not None:
+            on_cell(StudyProgress(index, len(cells), cell, time.perf_counter() - started,
+                                  eta_seconds(work_s, worked, len(cells) - index + 1)))
+        cell_started = time.perf_counter()
+        outcome = _run_cell(cell, study, setups, load_failed, load_setup=load_setup,
+                            progress=progress, note=note, argv=argv, loading=loading)
+        outcomes.append(outcome)
+        if outcome.status in ("scored", "empty") or (
+                outcome.status == "failed" and cell.model not in load_failed):
+            work_s += time.perf_counter() - cell_started
+            worked += 1
+    run_dirs = tuple(o.cell.out for o in outcomes if o.status in ("done", "scored"))
     return StudyOutcome(study, tuple(outcomes), time.perf_counter() - started, run_dirs)
+
+
+def _run_cell(
+    cell: Cell,
+    study: StudyFile,
+    setups: dict[str, ScoringSetup],
+    load_failed: dict[str, str],
+    *,
+    load_setup: SetupLoader,
+    progress: Callable[[Cell], ProgressSink | None] | None,
+    note: Callable[[str], None],
+    argv: list[str] | None,
+    loading: Callable[[str], AbstractContextManager[Any]] | None,
+) -> CellOutcome:
+    config = score_config(cell, study)
+    if is_complete(cell, config):
+        return _with_rows(cell, CellOutcome(cell, "done", "already complete"), note,
+                          "complete, skipped")
+    known = skipped_before(cell)
+    if known is not None:
+        note(f"{cell.label}: skipped: {known} (recorded in {cell.out / SKIP_FILE})")
+        return CellOutcome(cell, "skipped", known)
+    if cell.model in load_failed:
+        message = load_failed[cell.model]
+        note(f"{cell.label}: FAILED: {message}")
+        return CellOutcome(cell, "failed", message)
+    if cell.model not in setups:
+        setups.clear()  # cells come grouped by model: the previous one is done
+        note(f"loading {cell.model}")
+        try:
+            with loading(cell.model) if loading is not None else nullcontext():
+                setups[cell.model] = load_setup(replace(config, condition="raw"))
+        except LOAD_ERRORS as exc:
+            message = f"model {cell.model!r} could not be loaded: {_one_line(exc)}"
+            load_failed[cell.model] = message
+            note(f"{cell.label}: FAILED: {message}")
+            return CellOutcome(cell, "failed", message)
+    try:
+        summary = score_run(
+            config,
+            setup=setups[cell.model],
+            progress=progress(cell) if progress else None,
+            argv=argv,
+        )
+    except CELL_ERRORS as exc:
+        # score_run wraps a condition that cannot apply to this model (no chat template).
+        if isinstance(exc, PipelineError) and isinstance(exc.__cause__,
+                                                         ConditionUnavailableError):
+            record_skip(cell, str(exc))
+            note(f"{cell.label}: skipped: {exc}")
+            return CellOutcome(cell, "skipped", str(exc))
+        message = f"model {cell.model!r}: {_one_line(exc)}"
+        note(f"{cell.label}: FAILED: {message}")
+        return CellOutcome(cell, "failed", message)
+    if summary.failed:
+        message = f"{len(summary.failed)} sessions failed ({summary.scored_now} scored)"
+        note(f"{cell.label}: FAILED: {message}")
+        return CellOutcome(cell, "failed", message, summary)
+    outcome = CellOutcome(cell, "scored", f"{summary.scored_now} sessions", summary)
+    return _with_rows(cell, outcome, note,
+                      f"{summary.scored_now} sessions scored in {summary.wall_s:.1f} s")
+
+
+#: Why a finished cell can hold no response (noted in the report instead of breaking it).
+EMPTY_REASON = ("no responses to score: no selected participant fits this condition (a persona "
+                "needs metadata, a shuffled persona another participant's)")
+
+
+def _with_rows(cell: Cell, outcome: CellOutcome, note: Callable[[str], None],
+               done: str) -> CellOutcome:
+    """``outcome``, or an "empty" one when the cell's finished table has no row."""
+    rows = _table_rows(cell.out)
+    if rows == 0:
+        note(f"{cell.label}: empty: {EMPTY_REASON}")
+        return replace(outcome, status="empty", message=EMPTY_REASON)
+    if rows is None:
+        message = "finished without a response table"
+        note(f"{cell.label}: FAILED: {message}")
+        return replace(outcome, status="failed", message=message)
+    note(f"{cell.label}: {done}")
+    return outcome
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _by_model(cells: Sequence[Cell]) -> Iterator[Cell]:
@@ -324,7 +490,13 @@ def _by_model(cells: Sequence[Cell]) -> Iterator[Cell]:
         yield from (c for c in cells if c.model == model)
 
 
-def _has_table(run_dir: Path) -> bool:
+def _table_rows(run_dir: Path) -> int | None:
+    """Rows of the run's final table (read from its footer), ``None`` when there is none."""
+    import pyarrow.parquet as pq
+
     from psych201.results.writer import RESPONSES_FILE
 
-    return (run_dir / RESPONSES_FILE).exists()
+    try:
+        return int(pq.read_metadata(run_dir / RESPONSES_FILE).num_rows)
+    except (OSError, ValueError):
+        return None

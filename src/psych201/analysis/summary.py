@@ -140,6 +140,28 @@ def _pair_rows(frame: pd.DataFrame, pairs: list[ModelPair], registry: ModelRegis
     return table, replicates
 
 
+def _single_study_pairs(pairs: pd.DataFrame, frame: pd.DataFrame, condition: str,
+                        options: AnalysisOptions) -> list[str]:
+    """Fill ``d_one_study`` for pairs sharing one study; a note for each.
+
+    The paper's pair d needs two shared studies (its d is then undefined and the pair is left
+    out of type d), yet the detail tables show that one study's d: reports print it beside the
+    undefined pair d, in parentheses, so the two tables agree.
+    """
+    single = pairs["d"].isna() & (pairs["n_studies"] == 1)
+    pairs["d_one_study"] = np.nan
+    notes = []
+    for i in pairs.index[single]:
+        post, base = str(pairs.at[i, "post"]), str(pairs.at[i, "base"])
+        d = paper.pair_d(frame, post, base, condition=condition, sd=options.sd,
+                         min_studies=1).d
+        pairs.at[i, "d_one_study"] = d
+        notes.append(f"{post} vs {base} share one study: the paper's pair d needs two, so it is "
+                     f"undefined and the pair is left out of type d; that study's d is "
+                     f"{d:.3f} (in parentheses)")
+    return notes
+
+
 def _group_intervals(groups: pd.DataFrame, pairs: pd.DataFrame, by: str,
                      replicates: dict[tuple[str, str], np.ndarray], options: AnalysisOptions,
                      ) -> pd.DataFrame:
@@ -325,6 +347,7 @@ def summarize(results: Results, registry: ModelRegistry,
     details: list[PairComparison] = []
     if pairs:
         pair_df, replicates = _pair_rows(main, pairs, registry, options, condition)
+        notes.extend(_single_study_pairs(pair_df, main, condition, options))
         types = _group_intervals(paper.type_d(pair_df), pair_df, "post_training", replicates,
                                  options)
         if len(pair_df) >= 2:
@@ -337,7 +360,7 @@ def summarize(results: Results, registry: ModelRegistry,
                                         seed=options.seed, levels=options.levels))
     else:
         notes.append("no base/post-trained pair among the scored models: pair, type, domain "
-                     "and generation analyses skipped (name one with --pair POST BASE)")
+                     "and generation analyses skipped (name one with --pair POST=BASE)")
 
     trend = paper.generation_trend(main, registry, condition=condition, sd=options.sd)
     generation = None if trend.base_scores.empty and trend.pair_d.empty else trend

@@ -5,7 +5,6 @@ Exit codes: 0 success, 2 bad input (unreadable table, unknown model, mismatched 
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -128,6 +127,12 @@ def _summarize(results: Any, registry: Any, options: Any, **kw: Any) -> Any:
         raise _fail(str(exc)) from exc
 
 
+def strict_json(value: Any) -> str:
+    from psych201.strict_json import dumps
+
+    return dumps(value)
+
+
 def _f(value: Any, digits: int = 3) -> str:
     try:
         v = float(value)
@@ -174,7 +179,7 @@ def models(
         typer.echo(frame.to_csv(index=False), nl=False)
         return
     if fmt == "json":
-        typer.echo(frame.to_json(orient="records", indent=2))
+        typer.echo(strict_json(frame))
         return
     table = Table(title=f"psych201 model registry ({len(frame)} of {len(reg)} models)")
     for column in ("id", "family", "params (B)", "type", "paired base", "flags"):
@@ -217,6 +222,7 @@ def compare(
     from psych201.analysis.effects import compare_pair
     from psych201.analysis.summary import ANALYSIS_COLUMNS
     from psych201.analysis.tables import StudySetError, select
+    from psych201.report.readable import PSEUDO_R2_TEXT, READABLE_TEXT, readable_numbers
 
     fmt = _choice("format", output_format, ("table", "json"))
     reg = _registry(registry)
@@ -227,7 +233,7 @@ def compare(
         if json_out is not None:
             _write_json(json_out, tables.to_json())
         if fmt == "json":
-            typer.echo(json.dumps(tables.to_json(), indent=2))
+            typer.echo(strict_json(tables.to_json()))
         else:
             _print_paper(tables)
         return
@@ -236,12 +242,17 @@ def compare(
                         n_boot=n_boot, seed=seed, allow_missing=allow_missing, pairs=(),
                         detail=0)
         summary = _summarize(loaded, reg, opts)
+        readable = readable_numbers(loaded.responses, condition=summary.condition,
+                                    studies=summary.studies)
+        payload = {**_summary_json(summary), "readable": _records(readable),
+                   "readable_text": READABLE_TEXT, "pseudo_r2_text": PSEUDO_R2_TEXT}
         if json_out is not None:
-            _write_json(json_out, _summary_json(summary))
+            _write_json(json_out, payload)
         if fmt == "json":
-            typer.echo(json.dumps(_summary_json(summary), indent=2, default=str))
+            typer.echo(strict_json(payload))
             return
         _print_leaderboard(summary)
+        _print_readable(readable)
         if not summary.pairs.empty:
             _print_pairs(summary)
         _print_controls(summary)
@@ -268,12 +279,12 @@ def compare(
     except (StudySetError, ConditionError) as exc:
         raise _fail(str(exc)) from exc
     if fmt == "json":
-        typer.echo(json.dumps([
+        typer.echo(strict_json([
             {"post": c.post, "base": c.base, "condition": c.condition, "studies": list(c.studies),
              "effects": [e.to_dict() for e in c.effects],
              "per_study": c.per_study.to_dict(orient="records"),
              "unmatched_responses": c.unmatched_responses}
-            for c in comparisons], indent=2, default=str))
+            for c in comparisons]))
         return
     for c in comparisons:
         _print_comparison(c)
@@ -306,7 +317,7 @@ def _is_base(loaded: Any, registry: Any) -> dict[str, bool]:
 
 
 def _write_json(path: Path, payload: Any) -> None:
-    text = json.dumps(payload, indent=2, default=str)
+    text = strict_json(payload)
     try:
         path.write_text(text + "\n", encoding="utf-8")
     except OSError as exc:
@@ -341,6 +352,17 @@ def _print_leaderboard(summary: Any) -> None:
                       f"[{_f(r['ci_low'])}, {_f(r['ci_high'])}]", str(r["n_studies"]),
                       str(r["n_participants"]), str(r["n_responses"]))
     console.print(table)
+
+
+def _print_readable(readable: Any) -> None:
+    from psych201.report.readable import READABLE_TEXT
+
+    _print_frame("Readable numbers (studies weighted equally)", readable,
+                 {"model": "model", "nll_response": "NLL/response",
+                  "p_response": "P(response)", "nll_token": "NLL/token", "p_token": "P(token)",
+                  "dominant": "dominating studies",
+                  "nll_response_without": "NLL/response without"})
+    console.print(f"[dim]{READABLE_TEXT}[/dim]", highlight=False)
 
 
 def _records(frame: Any) -> list[dict[str, Any]]:
@@ -431,6 +453,10 @@ def _print_controls(summary: Any) -> None:
     _print_frame("Random baseline", summary.pseudo_r2,
                  {"model": "model", "pseudo_r2": "pseudo-R²", "pseudo_r2_pooled": "pooled",
                   "n_responses": "responses"})
+    if summary.pseudo_r2 is not None and len(summary.pseudo_r2):
+        from psych201.report.readable import PSEUDO_R2_TEXT
+
+        console.print(f"[dim]{PSEUDO_R2_TEXT}[/dim]", highlight=False)
 
 
 def _short(name: Any) -> str:
@@ -438,13 +464,15 @@ def _short(name: Any) -> str:
 
 
 def _print_pairs(summary: Any) -> None:
+    from psych201.report.html import pair_d_text
+
     table = Table(title=f"Post-training effects (paper pair d, {summary.options.sd} SD; "
                         "> 0 = less human-like after post-training)")
     for column in ("post-trained", "base", "type", "d", "interval", "p", "studies"):
         table.add_column(column, justify="left" if column in ("post-trained", "base", "type")
                          else "right")
     for _, r in summary.pairs.iterrows():
-        table.add_row(_short(r["post"]), _short(r["base"]), str(r["type"]), _f(r["d"]),
+        table.add_row(_short(r["post"]), _short(r["base"]), str(r["type"]), pair_d_text(r),
                       f"[{_f(r['ci_low'])}, {_f(r['ci_high'])}]", _p(r["p_value"]),
                       str(r["n_studies"]))
     console.print(table)
@@ -491,6 +519,26 @@ def _print_comparison(c: Any) -> None:
 
 
 # -- report ---------------------------------------------------------------------------------------
+def _check_file_output(path: Path, flag: str) -> None:
+    """Refuse, before any work, an output file that is a directory or sits under a file."""
+    if path.is_dir():
+        raise _fail(f"{flag} {path} is a directory; name the HTML file to write "
+                    f"(e.g. {path / 'report.html'})")
+    parent = next((p for p in path.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise _fail(f"{flag} {path}: {parent} is a file, not a directory")
+
+
+def _check_dir_output(path: Path, flag: str) -> None:
+    """Refuse, before any work, an output directory that is a file or sits under a file."""
+    if path.exists() and not path.is_dir():
+        raise _fail(f"{flag} {path} is a file; name a directory for the figures")
+    parent = next((p for p in path.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise _fail(f"{flag} {path}: {parent} is a file, not a directory")
+
+
+
 def report(
     results: ResultsArg,
     output: Annotated[Path, typer.Option("-o", "--out", "--output", help="HTML file to write.")],
@@ -526,6 +574,9 @@ def report(
     from psych201.report.html import write_report
     from psych201.report.make import ReportDataError, summarize_runs
 
+    _check_file_output(output, "-o/--output")
+    if figures_dir is not None:
+        _check_dir_output(figures_dir, "--figures-dir")
     reg = _registry(registry)
     loaded = _load(results)
     opts = _options(condition=condition, weighting=weighting, sd=sd, levels=levels,
@@ -553,8 +604,9 @@ def report(
 def figures(
     results: Annotated[list[Path] | None, typer.Argument(help="Run directories or Parquet "
                                                          "files (or --synthetic).")] = None,
-    output: Annotated[Path, typer.Option("-o", "--out", "--output", help="Output directory.")]
-    = Path("docs/figures"),
+    output: Annotated[Path | None, typer.Option(
+        "-o", "--out", "--output", help="Directory for the files (default: ./figures, or "
+        "./figures-synthetic with --synthetic).")] = None,
     synthetic: Annotated[bool, typer.Option("--synthetic", help="Draw from the built-in "
                                             "synthetic table with known structure (the docs "
                                             "figures).")] = False,
@@ -574,9 +626,13 @@ def figures(
     from psych201.analysis.tables import results_from_frame
     from psych201.report.figures import PAPER_PANELS, render_figures, save_figures
 
-    reg = _registry(registry)
     if synthetic == bool(results):
         raise _fail("give either RESULTS or --synthetic")
+    # Never the repository's docs/figures by default: those are regenerated on purpose (-o).
+    if output is None:
+        output = Path("figures-synthetic" if synthetic else "figures")
+    _check_dir_output(output, "-o/--output")
+    reg = _registry(registry)
     if synthetic:
         loaded = results_from_frame(demo_table(reg, seed=seed), "synthetic (psych201 figures)")
         # the docs show Qwen3-8B's pair in full: a mid-sized hybrid reasoning model

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated
 
@@ -11,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from psych201.cli.score_cmds import RichProgress
+from psych201.errors import EXIT_FAILED_SESSIONS, EXIT_USAGE
 
 console = Console()
 err_console = Console(stderr=True)
@@ -40,7 +42,7 @@ def run(
         study = load_study(study_file)
     except StudyFileError as exc:
         err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from exc
+        raise typer.Exit(EXIT_USAGE) from exc
     cells = expand(study, limit=limit, out=out)
     console.print(
         f"study [bold]{study.name}[/bold]: {len(cells)} cells "
@@ -54,16 +56,20 @@ def run(
         progress=lambda cell: RichProgress(err_console, enabled=not quiet),
         note=lambda message: console.print(f"[dim]{message}[/dim]", highlight=False),
         argv=sys.argv,
+        on_cell=lambda where: console.print(where.line(), highlight=False),
+        loading=lambda model: (
+            err_console.status(f"loading {model}…") if not quiet else nullcontext()),
     )
     table = Table(title=f"{study.name}: {outcome.wall_s:.0f} s", title_justify="left")
     for column in ("data", "model", "condition", "status", "detail"):
         table.add_column(column)
     for o in outcome.outcomes:
-        table.add_row(o.cell.data.name, o.cell.model, o.cell.condition.label, o.status, o.message)
+        table.add_row(o.cell.data.name, o.cell.model, o.cell.condition.label, o.status, o.message,
+                      style="red" if o.status == "failed" else None)
     console.print(table)
     if report and study.report and outcome.run_dirs:
         from psych201.analysis.conditions import ConditionError
-        from psych201.analysis.tables import StudySetError
+        from psych201.analysis.tables import StudySetError, TableError
         from psych201.report.make import ReportDataError, report_from_runs
         from psych201.study import data_path
 
@@ -74,15 +80,21 @@ def run(
                 root / study.report,
                 title=f"psych201 study: {study.name}",
                 data=[data_path(d) for d in study.data],
+                notes=outcome.report_notes(),
             )
-        except (StudySetError, ConditionError, ReportDataError) as exc:
+        except (StudySetError, ConditionError, ReportDataError, TableError) as exc:
             # The scored cells are kept; `psych201 report RUN…` can be retried on them.
             err_console.print(f"[red]error:[/red] report not written: {exc}", highlight=False,
                               soft_wrap=True)
-            raise typer.Exit(2) from exc
+            raise typer.Exit(EXIT_USAGE) from exc
         console.print(f"wrote {path}")
-    if any(o.status == "failed" for o in outcome.outcomes):
-        raise typer.Exit(4)  # psych201.errors.EXIT_FAILED_SESSIONS
+    elif report and study.report:
+        console.print("no report: no cell has responses to report")
+    if outcome.failed:
+        for o in outcome.failed:
+            err_console.print(f"[red]failed:[/red] {o.cell.label}: {o.message}",
+                              highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_FAILED_SESSIONS)
 
 
 def register(app: typer.Typer) -> None:

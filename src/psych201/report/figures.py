@@ -17,7 +17,10 @@ import matplotlib as mpl
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.category import StrCategoryFormatter
 from matplotlib.figure import Figure
+from matplotlib.text import Text
+from matplotlib.ticker import FixedFormatter, Formatter, FuncFormatter
 
 from psych201.analysis.effects import MEAN_DIFF, PairComparison
 from psych201.analysis.paper import GenerationTrend
@@ -37,7 +40,7 @@ STYLE: dict[str, Any] = {
     "font.size": 8, "axes.titlesize": 9, "axes.labelsize": 8, "xtick.labelsize": 7,
     "ytick.labelsize": 7, "legend.fontsize": 6.5, "lines.linewidth": 1.2, "lines.markersize": 4,
     "axes.linewidth": 0.6, "axes.grid": True, "grid.alpha": 0.3, "grid.linewidth": 0.5,
-    "figure.dpi": 100,
+    "figure.dpi": 100, "text.usetex": False,
 }
 
 NLL_LABEL = "Negative log-likelihood (↓)"
@@ -306,7 +309,10 @@ def render_figures(summary: Summary, is_base: Mapping[str, bool] | None = None, 
     }
     for i, detail in enumerate(summary.pair_details):
         figures[f"forest_{i + 1}"] = fig_forest(detail)
-    return {name: fig for name, fig in figures.items() if fig is not None}
+    drawn = {name: fig for name, fig in figures.items() if fig is not None}
+    for fig in drawn.values():
+        _literal_text(fig)
+    return drawn
 
 
 #: What each figure shows (captions in the report and the docs).
@@ -322,16 +328,80 @@ CAPTIONS: dict[str, str] = {
     "fig4_domains": "Post-training effect d by domain, pairs × domains, with the average row "
                     "(paper Fig. 4; population SD as the authors).",
     "fig5_persona": "Persona benefit d per study (positive = persona helps; paper Fig. 5).",
-    "fig_accuracy": "Top-1 accuracy on the discrete variant against parameter count (paper "
-                    "accuracy figure).",
+    "fig_accuracy": "Top-1 accuracy on {accuracy_condition} against parameter count (paper "
+                    "accuracy figure, which uses the discrete variant).",
     "fig_chat_template": "Chat-template control: NLL without and with the model's chat template.",
     "forest": "Per-study mean paired NLL difference (post-trained − base) with participant-"
               "bootstrap intervals; diamond: all studies (hierarchical bootstrap).",
 }
 
 
-def caption(name: str) -> str:
-    return CAPTIONS.get(name, CAPTIONS["forest"] if name.startswith("forest") else "")
+def caption(name: str, summary: Summary | None = None) -> str:
+    """The caption of figure ``name``, naming what ``summary`` scored (e.g. which condition)."""
+    text = CAPTIONS.get(name, CAPTIONS["forest"] if name.startswith("forest") else "")
+    points = summary.accuracy_points if summary is not None else None
+    if points is not None and not points.empty:
+        scored = sorted(map(str, points["condition"].unique()))
+    else:
+        scored = []
+    what = ("the discrete variant" if scored == ["discrete"]
+            else f"condition {', '.join(scored)}" if scored else "the scored condition")
+    return text.replace("{accuracy_condition}", what)
+
+
+def _literal_text(fig: Figure) -> None:
+    """Make every name in ``fig`` plain text: "m$\\foo{$x" prints as written, never as math.
+
+    Model, study and family names are data; a pair of ``$`` in one would send it through
+    mathtext (which fails on most names). Each ``$`` of a title, label, legend entry or
+    annotation, and of the tick labels that name things (fixed, function or category
+    formatters), is escaped; tick labels formatted from numbers (the log axes' ``10^k``) keep
+    their math.
+    """
+    ticks: set[int] = set()
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            for major in (True, False):
+                formatter = axis.get_major_formatter() if major else axis.get_minor_formatter()
+                if isinstance(formatter, _NAMING_FORMATTERS):
+                    wrapped = _LiteralFormatter(formatter)
+                    if major:
+                        axis.set_major_formatter(wrapped)
+                    else:
+                        axis.set_minor_formatter(wrapped)
+            for tick in (*axis.get_major_ticks(), *axis.get_minor_ticks()):
+                ticks.update((id(tick.label1), id(tick.label2)))
+    for text in fig.findobj(Text):
+        if id(text) not in ticks:  # tick labels are set again from the formatter when drawn
+            text.set_text(_escape(text.get_text()))
+
+
+def _escape(text: str) -> str:
+    # matplotlib reads text with an even number of unescaped "$" as math and prints "\$" as "$"
+    return text.replace("$", r"\$")
+
+
+_NAMING_FORMATTERS = (FixedFormatter, FuncFormatter, StrCategoryFormatter)
+
+
+class _LiteralFormatter(Formatter):
+    """Another formatter's tick labels with every ``$`` escaped (see :func:`_literal_text`)."""
+
+    def __init__(self, inner: Formatter) -> None:
+        self.inner = inner
+
+    def set_axis(self, axis: Any) -> None:
+        super().set_axis(axis)
+        self.inner.set_axis(axis)
+
+    def __call__(self, x: Any, pos: int | None = None) -> str:
+        return _escape(str(self.inner(x, pos)))
+
+    def format_ticks(self, values: Any) -> list[str]:
+        return [_escape(str(v)) for v in self.inner.format_ticks(values)]
+
+    def get_offset(self) -> str:
+        return str(self.inner.get_offset())
 
 
 def png_bytes(fig: Figure, dpi: int = 110) -> bytes:

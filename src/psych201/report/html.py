@@ -7,7 +7,6 @@ so the page opens offline, from an e-mail attachment or a CI artefact, and canno
 from __future__ import annotations
 
 import base64
-import json
 import math
 import struct
 from collections.abc import Callable, Mapping, Sequence
@@ -32,6 +31,8 @@ from psych201.analysis.registry import ModelRegistry
 from psych201.analysis.summary import Summary
 from psych201.analysis.tables import Results
 from psych201.report.figures import caption, png_bytes, render_figures
+from psych201.report.readable import PSEUDO_R2_TEXT, READABLE_TEXT, readable_numbers
+from psych201.strict_json import dumps as strict_json
 
 Formatter = Callable[[Any], str]
 
@@ -76,6 +77,17 @@ def _p(value: Any) -> str:
     return "<0.001" if v < 0.001 else f"{v:.3f}"
 
 
+def probability_text(value: Any) -> str:
+    """A probability: three decimals, or three significant digits below 0.001."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return "–"
+    if not math.isfinite(v):
+        return "–"
+    return f"{v:.3f}" if v >= 0.001 or v == 0 else f"{v:.2e}"
+
+
 def _text(value: Any) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
@@ -114,6 +126,15 @@ def html_table(frame: pd.DataFrame, columns: Mapping[str, tuple[str, Formatter]]
     return Markup(f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
 
 
+def pair_d_text(row: pd.Series) -> str:
+    """A pair's d; where it is undefined (one shared study) that study's d in parentheses."""
+    d, single = row.get("d"), row.get("d_one_study")
+    if (d is None or not math.isfinite(float(d))) and single is not None \
+            and math.isfinite(float(single)):
+        return f"({float(single):.3f})"
+    return _num(3)(d)
+
+
 def _ci(frame: pd.DataFrame, low: str = "ci_low", high: str = "ci_high",
         digits: int = 3) -> pd.Series:
     fmt = _num(digits)
@@ -137,10 +158,6 @@ def _png_size(data: bytes) -> tuple[int, int]:
     return int(width), int(height)
 
 
-def _jsonable(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=str))
-
-
 def build_report(summary: Summary, results: Results, registry: ModelRegistry, *,
                  title: str = "psych201 report", dpi: int = 110,
                  generated: str | None = None, paper: PaperTables | None = None) -> str:
@@ -157,7 +174,7 @@ def build_report(summary: Summary, results: Results, registry: ModelRegistry, *,
     for name, fig in render_figures(drawn, is_base).items():
         data = png_bytes(fig, dpi=dpi)
         width, height = _png_size(data)
-        figures.append({"name": name, "caption": caption(name), "width": width,
+        figures.append({"name": name, "caption": caption(name, summary), "width": width,
                         "height": height, "data": base64.b64encode(data).decode("ascii"),
                         "paper_note": figure_note(name, paper_mode=paper is not None)})
     board = summary.leaderboard.copy()
@@ -175,9 +192,10 @@ def build_report(summary: Summary, results: Results, registry: ModelRegistry, *,
     if not summary.pairs.empty:
         pairs = summary.pairs.copy()
         pairs["interval"] = _ci(pairs)
+        pairs["d_shown"] = pairs.apply(pair_d_text, axis=1)
         pairs_html = html_table(pairs, {
             "post": ("post-trained", _text), "base": ("base", _text), "type": ("type", _text),
-            "d": ("pair d", _num(3)), "interval": ("interval", _text), "p_value": ("p", _p),
+            "d_shown": ("pair d", str), "interval": ("interval", _text), "p_value": ("p", _p),
             "n_studies": ("studies", _int), "n_participants": ("participants", _int),
         })
         types = summary.type_d.copy()
@@ -201,7 +219,7 @@ def build_report(summary: Summary, results: Results, registry: ModelRegistry, *,
                     "d_population": ("d (population SD)", _num(3)),
                 }),
             })
-    extra = _extra_sections(summary)
+    extra = [_readable_section(summary, results), *_extra_sections(summary)]
     if paper is not None:
         extra += _paper_sections(paper)
     sources = pd.DataFrame([
@@ -212,7 +230,7 @@ def build_report(summary: Summary, results: Results, registry: ModelRegistry, *,
         for s in results.sources
     ])
     manifests = [
-        {"path": s.path, "json": json.dumps(_jsonable(s.manifest), indent=2, sort_keys=True)}
+        {"path": s.path, "json": strict_json(s.manifest, sort_keys=True)}
         for s in results.sources if s.manifest is not None
     ]
     sections = [("leaderboard", "Leaderboard")]
@@ -285,6 +303,19 @@ def _persona_tables(summary: Summary) -> Markup:
     return Markup(overall + Markup("<p>Per study, paired:</p>") + by_study)
 
 
+def _readable_section(summary: Summary, results: Results) -> dict[str, Any]:
+    numbers = readable_numbers(results.responses, condition=summary.condition,
+                               studies=summary.studies)
+    return {"anchor": "readable", "title": "Readable numbers", "text": READABLE_TEXT,
+            "table": html_table(numbers, {
+                "model": ("model", _text), "nll_response": ("NLL per response", _num(3)),
+                "p_response": ("P(response), geometric mean", probability_text),
+                "nll_token": ("NLL per token", _num(3)),
+                "p_token": ("P(token), geometric mean", probability_text),
+                "n_studies": ("studies", _int), "dominant": ("dominating studies", _text),
+                "nll_response_without": ("NLL per response without them", _num(3))})}
+
+
 def _extra_sections(summary: Summary) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     if summary.accuracy_points is not None:
@@ -320,8 +351,8 @@ def _extra_sections(summary: Summary) -> list[dict[str, Any]]:
                     "table": _persona_tables(summary)})
     if summary.pseudo_r2 is not None:
         out.append({"anchor": "baselines", "title": "Random baseline (pseudo-R²)",
-                    "text": "1 − Σ NLL / Σ log k over responses with k known options; mean "
-                            "over studies and pooled.",
+                    "text": f"{PSEUDO_R2_TEXT} Computed as 1 − Σ NLL / Σ log k over "
+                            "responses with k known options; mean over studies and pooled.",
                     "table": html_table(summary.pseudo_r2, {
                         "model": ("model", _text), "pseudo_r2": ("pseudo-R² (study mean)",
                                                                  _num(3)),
@@ -381,8 +412,12 @@ def write_report(path: str | Path, summary: Summary, results: Results,
     out.parent.mkdir(parents=True, exist_ok=True)
     text = build_report(summary, results, registry, **kw)
     tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(out)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a failed write leaves nothing behind
+        raise
     return out
 
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from psych201.analysis.baselines import (
@@ -86,17 +87,82 @@ def summarize_runs(
     data: Sequence[Path] = (),
     split_seed: int | None = None,
 ) -> Summary:
-    """Every analysis the runs support, with the data baselines when ``data`` is given."""
+    """Every analysis the runs support, with the data baselines when ``data`` is given.
+
+    Simulated studies (the demo) also get the oracle's mean NLL per response in the per-study
+    table, from ``data`` or else from the data folders the run manifests name.
+    """
     if not data:
-        return summarize(results, registry, options)
-    baselines = data_baselines(data, results, split_seed=split_seed)
-    return summarize(
-        results,
-        registry,
-        options,
-        option_counts=baselines.option_counts,
-        population=baselines.population,
-    )
+        summary = summarize(results, registry, options)
+    else:
+        baselines = data_baselines(data, results, split_seed=split_seed)
+        summary = summarize(
+            results,
+            registry,
+            options,
+            option_counts=baselines.option_counts,
+            population=baselines.population,
+        )
+    oracle = oracle_means(results, data or _manifest_data(results), condition=summary.condition)
+    if oracle.empty:
+        return summary
+    means = summary.study_means.copy()
+    means[ORACLE_COLUMN] = oracle.reindex(means.index)
+    return replace(summary, study_means=means)
+
+
+#: The per-study table's column with the generating model's NLL (simulated studies only).
+ORACLE_COLUMN = "oracle (generating model)"
+
+
+def oracle_means(results: Results, data: Sequence[Path], *,
+                 condition: str | None = None) -> pd.Series:
+    """Per simulated study: the generating model's mean NLL over the responses scored (under
+    ``condition``, when given: the per-study table's).
+
+    Only studies whose sessions store the generating log-likelihood count, and only where it
+    covers every scored response (as ``psych201 demo`` prints it); empty when there are none.
+    """
+    from psych201.pipeline import oracle_nll
+
+    table = results.responses
+    if condition is not None:
+        table = table[table["condition"] == condition]
+    scored = set(table["study"].unique())
+    keys = table.drop_duplicates(["study", "line", "response_index"])
+    out: dict[str, float] = {}
+    for path in data:
+        try:
+            sources = [s for s in discover_studies(path) if s.name in scored]
+        except (OSError, ValueError):
+            continue  # a folder that moved since the run: no oracle, not a failed report
+        for source in sources:
+            if source.name in out or not _stores_oracle(source.path):
+                continue
+            nll = oracle_nll(source.path)
+            rows = keys[keys["study"] == source.name]
+            values = [nll.get((source.name, int(line), int(index)))
+                      for line, index in zip(rows["line"], rows["response_index"], strict=True)]
+            if values and all(v is not None for v in values):
+                out[source.name] = float(np.mean([v for v in values if v is not None]))
+    return pd.Series(out, dtype=float)
+
+
+def _stores_oracle(path: Path) -> bool:
+    from psych201.data.readers import iter_sessions
+    from psych201.scoring.oracle import OracleScorer
+
+    try:
+        first = next(iter(iter_sessions(path)), None)
+    except (OSError, ValueError):
+        return False
+    return first is not None and OracleScorer.field in first.metadata
+
+
+def _manifest_data(results: Results) -> list[Path]:
+    paths = {str(((s.manifest or {}).get("data") or {}).get("path") or "")
+             for s in results.sources}
+    return [Path(p) for p in sorted(paths) if p and Path(p).exists()]
 
 
 def report_from_runs(
@@ -109,12 +175,19 @@ def report_from_runs(
     options: AnalysisOptions | None = None,
     split_seed: int | None = None,
     figures_dir: Path | None = None,
+    notes: Sequence[str] = (),
 ) -> Path:
-    """Read ``runs``, analyse them and write one self-contained HTML page to ``output``."""
+    """Read ``runs``, analyse them and write one self-contained HTML page to ``output``.
+
+    ``notes`` are shown with the analyses' own (e.g. the study cells that were skipped, empty
+    or failed and so are not in the page).
+    """
     registry = registry if registry is not None else load_registry()
     options = options if options is not None else AnalysisOptions(allow_missing=True)
     results = read_results(list(runs))
     summary = summarize_runs(results, registry, options, data=data, split_seed=split_seed)
+    if notes:
+        summary = replace(summary, notes=(*summary.notes, *notes))
     path = write_report(output, summary, results, registry, title=title)
     if figures_dir is not None:
         is_base = {m: i.is_base for m in results.models if (i := registry.get(m)) is not None}

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -12,6 +10,7 @@ from typing import Any
 
 from psych201.results.io import read_responses
 from psych201.results.writer import write_text_atomic
+from psych201.strict_json import dumps
 
 SUMMARY_FILE = "summary.json"
 
@@ -68,23 +67,12 @@ def summarise_run(run_dir: Path) -> list[StudyLine]:
     return lines
 
 
-def strict_json(value: Any) -> Any:
-    """``value`` with every non-finite float replaced by None (JSON has no NaN or Infinity)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {str(k): strict_json(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [strict_json(v) for v in value]
-    return value
-
-
 def write_summary(
     run_dir: Path, lines: Sequence[StudyLine], extra: Mapping[str, Any] | None = None
 ) -> Path:
     """Write ``run_dir/summary.json`` atomically; returns its path."""
     body = {**(extra or {}), "studies": [asdict(line) for line in lines]}
-    text = json.dumps(strict_json(body), indent=2, allow_nan=False)
+    text = dumps(body)
     path = Path(run_dir) / SUMMARY_FILE
     write_text_atomic(text + "\n", path)
     return path
