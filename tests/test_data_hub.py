@@ -156,7 +156,8 @@ def test_in_eval_is_honoured_exactly_and_seeded_resplits(
     assert all(s.in_eval is True for s in test_sessions)
     # The study folders carry no split: seed 0 draws another test set, seed 7 the table's.
     busch = "busch2024_stroop"
-    assert {s.key for s in iter_split(DATA / busch, "test")} != {k for k in test if k.study == busch}
+    seed0 = {s.key for s in iter_split(DATA / busch, "test")}
+    assert seed0 != {k for k in test if k.study == busch}
     # --split seeded ignores in_eval and re-splits with the seed, under the Psych-101 rule.
     seeded = {s.key for s in iter_split(hub_folder, "seeded", seed=0)}
     assert seeded != test
