@@ -687,7 +687,7 @@ def _table_sources(root: Path, files: tuple[Path, ...]) -> list[StudySource]:
     import pyarrow.parquet as pq
 
     fmt = _format_of(files[0])
-    names: set[str] = set()
+    names: set[str | None] = set()
     if fmt == "parquet":
         if not all(_has_study_column(f) for f in files):
             return []
