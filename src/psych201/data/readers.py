@@ -436,7 +436,7 @@ class _StudyReader:
             rows = range(table.num_rows)
         for start in range(0, len(rows), 64):
             chunk = rows[start : start + 64]
-            for index, record in zip(chunk, table.take(chunk).to_pylist(), strict=True):
+            for index, record in zip(chunk, table.take(list(chunk)).to_pylist(), strict=True):
                 self.member_line = offset + int(index) + 1
                 session = self._from_parquet_row(record, label, self.member_line)
                 if session is not None:
