@@ -38,6 +38,14 @@ N_SHARDS = 4
 pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"real data not found at {DATA}")
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """Table partitions go to a temporary cache, not the user's."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PSYCH201_CACHE", str(tmp_path_factory.mktemp("cache")))
+        yield
+
+
 def _folder_sessions() -> dict[str, list[Session]]:
     return {study: list(iter_sessions(DATA / study)) for study in STUDIES}
 

@@ -42,7 +42,7 @@ from psych201.results.writer import (
 )
 from psych201.scoring.align import ALIGNMENT_MODES
 from psych201.scoring.engine import EngineInfo
-from psych201.scoring.models import DEFAULT_MODEL, DTYPES, LoadedModel
+from psych201.scoring.models import DEFAULT_MODEL, DTYPES, LoadedModel, hub_revision
 from psych201.scoring.scorer import WindowConfig
 
 Split = Literal["test", "train", "all", "seeded"]
@@ -143,7 +143,9 @@ class ScoreConfig:
         if self.batch_tokens < 1:
             raise PipelineError(f"--batch-tokens must be positive, got {self.batch_tokens}")
         if self.split not in SPLITS:
-            raise PipelineError(f"--split must be test, train, all or seeded, got {self.split!r}")
+            raise PipelineError(
+                f"--split must be test, train or all (or seeded), got {self.split!r}"
+            )
         if self.on_error not in ("fail", "skip"):
             raise PipelineError(f"on_error must be fail or skip, got {self.on_error!r}")
         if self.alignment not in ALIGNMENT_MODES:
@@ -448,7 +450,9 @@ def build_spec(
     """
     model_args = {k: v for k, v in config.model_args.items() if k != "cache_dir"}
     # A hub model's commit: a rerun after the branch moved refuses, naming both shas.
-    revision = setup.model_info.get("revision")
+    revision = setup.model_info.get("revision") or hub_revision(
+        str(setup.model_info.get("source") or "")
+    )
     return RunSpec(
         model=setup.model_id,
         engine=setup.engine,

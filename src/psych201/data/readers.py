@@ -14,7 +14,8 @@ UTF-8, JSON (bare ``NaN`` accepted, duplicate fields rejected), the three requir
 A multi-study table (a Parquet file or JSONL file with a ``study`` column, a hub-style folder of
 Parquet shards with a README card, or a ``datasets`` ``save_to_disk`` folder) is split into its
 studies by that column: one :class:`StudySource` per study, which reads only that study's rows
-(Parquet row groups whose statistics or ``study`` column exclude it are skipped unread). Its
+(a Parquet table is partitioned by study once, in one streaming pass, into a cache: see
+``_partitions``). Its
 ``in_eval``/``is_psych101``/``is_psych101_test`` columns become ``Session.in_eval`` and
 ``Session.psych101_test``; the table's bookkeeping columns are not metadata, and a null metadata
 cell (a column another study has) is absent, not a value.
@@ -32,6 +33,8 @@ import hashlib
 import io
 import json
 import math
+import os
+import tempfile
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -270,6 +273,8 @@ class _StudyReader:
                 yield from self._zip()
             elif fmt == "arrow":
                 yield from self._saved_dataset()
+            elif fmt == "parquet" and self.source.table:
+                yield from self._partition()
             else:
                 for path in self.source.files:
                     yield from self._jsonl_file(path) if fmt == "jsonl" else self._parquet(path)
@@ -402,19 +407,38 @@ class _StudyReader:
                 if "metadata_raw" in names
                 else None
             )
-            study = self.source.name if self.source.table else None
             offset = 0
             for group in range(parquet.num_row_groups):
-                rows = parquet.metadata.row_group(group).num_rows
-                if study is None or _group_may_hold(parquet, group, study):
-                    table = parquet.read_row_group(group, columns=columns)
-                    yield from self._table_rows(table, label, offset)
-                offset += rows
+                table = parquet.read_row_group(group, columns=columns)
+                yield from self._table_rows(table, label, offset)
+                offset += table.num_rows
         except (pa.ArrowException, OSError) as error:
             raise DataError(
                 f"not a readable Parquet file: {error}",
                 file=label,
                 line=self.member_line + 1 if self.member_line else None,
+                code="bad-parquet",
+            ) from None
+
+    def _partition(self) -> Iterator[Session]:
+        """This study's rows of a Parquet table, from its partition (see :func:`_partitions`);
+        errors name the table's file and row, not the partition's."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        part = _partitions(self.source.path, self.source.table)[self.source.name]
+        try:
+            for batch in pq.ParquetFile(part).iter_batches(batch_size=64):
+                for record in batch.to_pylist():
+                    label = str(record.pop(_SOURCE_FILE))
+                    self.member_line = int(record.pop(_SOURCE_ROW))
+                    session = self._from_parquet_row(record, label, self.member_line)
+                    if session is not None:
+                        yield session
+        except (pa.ArrowException, OSError) as error:
+            raise DataError(
+                f"cannot read the cached partition {part} of the table: {error}",
+                file=str(self.source.path),
                 code="bad-parquet",
             ) from None
 
@@ -682,25 +706,12 @@ def _default_study(path: Path) -> str:
 
 def _table_sources(root: Path, files: tuple[Path, ...]) -> list[StudySource]:
     """One source per study of the table made of ``files`` (empty when it is no table)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
     fmt = _format_of(files[0])
     names: set[str | None] = set()
     if fmt == "parquet":
         if not all(_has_study_column(f) for f in files):
             return []
-        for path in files:
-            try:
-                parquet = pq.ParquetFile(path)
-                for group in range(parquet.num_row_groups):
-                    column = parquet.read_row_group(group, columns=["study"]).column(0)
-                    names.update(pc.unique(column).to_pylist())
-            except (pa.ArrowException, OSError) as error:
-                raise DataError(
-                    f"not a readable Parquet file: {error}", file=str(path), code="bad-parquet"
-                ) from None
+        names.update(_partitions(root, files))
     elif fmt == "jsonl" and _jsonl_is_table(files[0]):
         for path in files:
             with open(path, "rb") as stream:
@@ -791,21 +802,97 @@ def _peek_study(raw: bytes) -> str | None:
     return study if isinstance(study, str) and study else None
 
 
-def _group_may_hold(parquet: Any, group: int, study: str) -> bool:
-    """False when the row group's statistics of ``study`` exclude the value (skip it unread)."""
-    meta = parquet.metadata.row_group(group)
-    for index in range(meta.num_columns):
-        column = meta.column(index)
-        if column.path_in_schema != "study":
-            continue
-        stats = column.statistics
-        if stats is None or not stats.has_min_max or stats.null_count:
-            return True
-        low, high = stats.min, stats.max
-        if not isinstance(low, str) or not isinstance(high, str):
-            return True
-        return low <= study <= high
-    return True
+_SOURCE_FILE = "__psych201_file"
+_SOURCE_ROW = "__psych201_row"
+
+
+def _partitions(root: Path, files: tuple[Path, ...]) -> dict[str, Path]:
+    """One Parquet file per study of a Parquet table, built once and cached.
+
+    The published tables are shuffled: every row group holds every study, so reading one study
+    straight from the shards would decode the whole table once per study. One streaming pass
+    (row group by row group, bounded memory) writes each study's rows, in table order and with
+    their file and row, to ``$PSYCH201_CACHE/tables/<key>/``; the key covers each file's path,
+    size and modification time, so a changed table is partitioned again. Built in a temporary
+    folder and renamed into place: a crash or a concurrent run never sees half a partition.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    key = hashlib.sha256()
+    for path in files:
+        stat = path.stat()
+        key.update(f"{path.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    base = _cache_dir() / "tables"
+    target = base / key.hexdigest()[:32]
+    index = target / "studies.json"
+    if not index.is_file():
+        base.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=base, prefix=".partition-") as tmp:
+            out = Path(tmp) / "table"
+            out.mkdir()
+            default = _default_study(root)
+            writers: dict[str, Any] = {}
+            names: dict[str, str] = {}
+            try:
+                schema = pa.unify_schemas(
+                    [pq.read_schema(f) for f in files], promote_options="permissive"
+                )
+                schema = schema.append(pa.field(_SOURCE_FILE, pa.string()))
+                schema = schema.append(pa.field(_SOURCE_ROW, pa.int64()))
+                for path in files:
+                    parquet = pq.ParquetFile(path)
+                    offset = 0
+                    for group in range(parquet.num_row_groups):
+                        table = parquet.read_row_group(group)
+                        rows = table.num_rows
+                        table = table.append_column(_SOURCE_FILE, pa.array([str(path)] * rows))
+                        table = table.append_column(
+                            _SOURCE_ROW, pa.array(range(offset + 1, offset + rows + 1), pa.int64())
+                        )
+                        offset += rows
+                        table = _conform(table, schema)
+                        studies = pc.fill_null(table.column("study"), default)
+                        for study in pc.unique(studies).to_pylist():
+                            if study not in writers:
+                                names[study] = f"{len(names):05d}.parquet"
+                                writers[study] = pq.ParquetWriter(out / names[study], schema)
+                            writers[study].write_table(table.filter(pc.equal(studies, study)))
+            except (pa.ArrowException, OSError) as error:
+                raise DataError(
+                    f"cannot read the Parquet table: {error}", file=str(root), code="bad-parquet"
+                ) from None
+            finally:
+                for writer in writers.values():
+                    writer.close()
+            (out / "studies.json").write_text(json.dumps(names, ensure_ascii=False))
+            try:
+                out.rename(target)
+            except OSError:
+                if not index.is_file():  # not a concurrent run that finished first
+                    raise
+    names = json.loads(index.read_text())
+    return {str(study): target / name for study, name in names.items()}
+
+
+def _conform(table: Any, schema: Any) -> Any:
+    """``table`` with ``schema``'s columns (nulls where a shard lacks one), in its order."""
+    import pyarrow as pa
+
+    columns = [
+        table.column(f.name).cast(f.type)
+        if f.name in table.column_names
+        else pa.nulls(table.num_rows, f.type)
+        for f in schema
+    ]
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def _cache_dir() -> Path:
+    # The same root as psych201.scoring.models.cache_root (the data layer imports nothing above).
+    env = os.environ.get("PSYCH201_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "psych201"
 
 
 def _table_fields(
