@@ -66,8 +66,8 @@ def data_baselines(
             f"studies {', '.join(sorted(missing))} of the runs are not in "
             f"{', '.join(map(str, data))}"
         )
-    everyone = [s for src in sources for s in iter_split(src.path, "all", seed=seed)]
-    train = [s for src in sources for s in iter_split(src.path, "train", seed=seed)]
+    everyone = [s for src in sources for s in iter_split(src, "all", seed=seed)]
+    train = [s for src in sources for s in iter_split(src, "train", seed=seed)]
     table = results.responses.drop_duplicates(
         ["study", "experiment", "participant", "line", "response_index"]
     )
