@@ -289,9 +289,19 @@ def hub_snapshot(repo_id: str) -> Path:
     """
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+    from huggingface_hub.utils import (
+        are_progress_bars_disabled,
+        disable_progress_bars,
+        enable_progress_bars,
+    )
 
     repo, revision = split_revision(repo_id)
     local_only = offline("HF_HUB_OFFLINE")
+    # load_model silences transformers' bars, which silences the hub's too; a download of
+    # gigabytes should show one (HF_HUB_DISABLE_PROGRESS_BARS=1 still wins).
+    silenced = are_progress_bars_disabled()
+    if silenced and not local_only:
+        enable_progress_bars()
     try:
         folder = snapshot_download(
             repo,
@@ -308,6 +318,9 @@ def hub_snapshot(repo_id: str) -> Path:
         ) from None
     except (HfHubHTTPError, OSError, ValueError) as exc:
         raise ModelLoadError(f"cannot fetch model {repo}: {exc}") from exc
+    finally:
+        if silenced and not local_only:
+            disable_progress_bars()
     return Path(str(folder))
 
 
