@@ -43,7 +43,11 @@ def test_local_folder(tiny_folder: Path) -> None:
     assert half.file_sha256 == loaded.file_sha256
 
 
-def test_unsafe_or_unknown_models_are_refused(tiny_folder: Path, tmp_path: Path) -> None:
+def test_unsafe_or_unknown_models_are_refused(
+    tiny_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hf-cache"))
     pickled = tmp_path / "pickled"
     model = tiny_llama(byte_bpe_tokenizer())
     model.config.save_pretrained(pickled)
@@ -51,7 +55,9 @@ def test_unsafe_or_unknown_models_are_refused(tiny_folder: Path, tmp_path: Path)
     with pytest.raises(ModelLoadError, match="never loads pickled"):
         load_model(str(pickled))
     with pytest.raises(ModelLoadError, match="gemma-3-270m"):
-        load_model("meta-llama/Llama-3.1-8B")  # nothing is downloaded
+        load_model("no-such-model")
+    with pytest.raises(ModelLoadError, match="not in the HF cache"):
+        load_model("meta-llama/Llama-3.1-8B")  # offline: nothing is downloaded
     with pytest.raises(ModelLoadError, match="dtype"):
         load_model(str(tiny_folder), dtype="float8")
     with pytest.raises(ModelLoadError, match=r"config\.json"):

@@ -26,10 +26,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from psych201.data.hub import is_hub_spec, resolve_hub_data
 from psych201.data.issues import IssueLog
 from psych201.data.readers import StudySource, discover_studies, iter_sessions
 from psych201.data.records import Session, SessionKey
-from psych201.data.split import iter_split
+from psych201.data.split import SPLITS, iter_split, split_kind
 from psych201.errors import StorageError, UsageError
 from psych201.prompts.conditions import (
     CONDITION_NAMES,
@@ -50,10 +51,10 @@ from psych201.results.writer import (
 )
 from psych201.scoring.align import ALIGNMENT_MODES
 from psych201.scoring.engine import EngineInfo
-from psych201.scoring.models import DEFAULT_MODEL, DTYPES, LoadedModel
+from psych201.scoring.models import DEFAULT_MODEL, DTYPES, LoadedModel, hub_revision
 from psych201.scoring.scorer import WindowConfig
 
-Split = Literal["test", "train", "all"]
+Split = Literal["test", "train", "all", "seeded"]
 OnError = Literal["fail", "skip"]
 
 #: Keep the selected sessions of pass 1 in memory up to this many characters; beyond, re-read.
@@ -160,8 +161,10 @@ class ScoreConfig:
             raise PipelineError("part size must be positive")
         if self.batch_tokens < 1:
             raise PipelineError(f"--batch-tokens must be positive, got {self.batch_tokens}")
-        if self.split not in ("test", "train", "all"):
-            raise PipelineError(f"--split must be test, train or all, got {self.split!r}")
+        if self.split not in SPLITS:
+            raise PipelineError(
+                f"--split must be test, train or all (or seeded), got {self.split!r}"
+            )
         if self.on_error not in ("fail", "skip"):
             raise PipelineError(f"on_error must be fail or skip, got {self.on_error!r}")
         if self.alignment not in ALIGNMENT_MODES:
@@ -280,14 +283,28 @@ class _StudyPlan:
     keys: list[SessionKey]
     chars: dict[SessionKey, int]
     sessions: list[Session] | None  # None: re-read in pass 2 (too large to keep)
+    split: str = ""  # how the split was drawn: test/train/all/seeded, or dataset (in_eval)
 
 
 def shard_filter(shard: Shard | None) -> Callable[[SessionKey], bool]:
     return (lambda _key: True) if shard is None else shard.contains
 
 
-def _select_sources(config: ScoreConfig) -> list[StudySource]:
-    sources = discover_studies(config.data)
+def _data_root(config: ScoreConfig) -> tuple[Path, dict[str, Any], str]:
+    """The local data path, what the manifest records about it and its name in the spec
+    (``hf:`` sources resolved: a hub id downloads into, or is found in, the HF cache)."""
+    if not is_hub_spec(config.data):
+        return config.data, {"path": str(config.data.resolve())}, config.data.resolve().name
+    hub = resolve_hub_data(config.data)
+    info: dict[str, Any] = {"path": hub.spec, "folder": str(hub.folder.resolve())}
+    if hub.repo is None:
+        return hub.folder, info, hub.folder.resolve().name
+    info.update(repo=hub.repo, revision=hub.revision, commit=hub.commit)
+    return hub.folder, info, f"hf:{hub.repo}"
+
+
+def _select_sources(config: ScoreConfig, root: Path | None = None) -> list[StudySource]:
+    sources = discover_studies(root if root is not None else _data_root(config)[0])
     if not config.studies:
         return sources
     names = {s.name for s in sources}
@@ -305,9 +322,7 @@ def _study_sessions(
     config: ScoreConfig, source: StudySource, log: IssueLog | None = None
 ) -> Iterator[Session]:
     """The study's split in file order, cut to ``limit``."""
-    sessions = iter_split(
-        source.path, config.split, seed=config.seed, on_error=config.on_error, log=log
-    )
+    sessions = iter_split(source, config.split, seed=config.seed, on_error=config.on_error, log=log)
     for count, session in enumerate(sessions, start=1):
         if session.study != source.name:
             raise PipelineError(
@@ -333,17 +348,35 @@ def _plan(config: ScoreConfig, sources: Sequence[StudySource], log: IssueLog) ->
                 keys=[s.key for s in sessions],
                 chars=chars,
                 sessions=sessions if keep else None,
+                split=split_kind(config.split, sessions),
             )
         )
     return plans
 
 
+def _split_label(config: ScoreConfig, plans: Sequence[_StudyPlan]) -> str:
+    """The run's split for its spec: ``dataset`` when the data's own ``in_eval`` decided."""
+    kinds = sorted({plan.split for plan in plans if plan.keys}) or [config.split]
+    return "+".join(kinds)
+
+
 def data_fingerprint(sources: Sequence[StudySource]) -> tuple[str, dict[str, str]]:
-    """SHA-256 of each selected study's data files, and one hash over all of them."""
+    """SHA-256 of each selected study's data files, and one hash over all of them.
+
+    The studies of one multi-study table share its files, so they share one hash (computed once).
+    """
     per_study: dict[str, str] = {}
+    tables: dict[tuple[Path, ...], str] = {}
     for source in sources:
+        if source.table in tables:
+            per_study[source.name] = tables[source.table]
+            continue
         path = Path(source.path)
-        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        if source.table and source.format != "arrow":
+            files = list(source.table)
+            path = path if path.is_dir() else path.parent
+        else:
+            files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
         digest = hashlib.sha256()
         for file in files:
             if file.name.startswith("."):
@@ -354,6 +387,8 @@ def data_fingerprint(sources: Sequence[StudySource]) -> tuple[str, dict[str, str
                 for block in iter(lambda h=handle: h.read(1 << 20), b""):  # type: ignore[misc]
                     digest.update(block)
         per_study[source.name] = digest.hexdigest()
+        if source.table:
+            tables[source.table] = per_study[source.name]
     overall = hashlib.sha256(
         "".join(f"{name}:{h}\n" for name, h in sorted(per_study.items())).encode()
     ).hexdigest()
@@ -469,6 +504,7 @@ def setup_from_loaded(
             "source": str(loaded.source),
             "file_sha256": loaded.file_sha256,
             "max_context": loaded.max_context,
+            **({"revision": loaded.revision} if loaded.revision else {}),
             **(model_info or {}),
         },
         engine_info=engine.info,
@@ -493,19 +529,33 @@ def _device_kind(device: str) -> str:
 
 
 def build_spec(
-    config: ScoreConfig, setup: ScoringSetup, condition: Condition, data_hash: str
+    config: ScoreConfig,
+    setup: ScoringSetup,
+    condition: Condition,
+    data_hash: str,
+    *,
+    split: str | None = None,
+    data_name: str | None = None,
 ) -> RunSpec:
-    """The :class:`RunSpec` of this run: everything that determines its numbers."""
+    """The :class:`RunSpec` of this run: everything that determines its numbers.
+
+    ``split`` is how the split was drawn when not ``config.split`` (``dataset``: the data's own
+    ``in_eval``); ``data_name`` names an ``hf:`` source.
+    """
     model_args = {k: v for k, v in config.model_args.items() if k != "cache_dir"}
+    # A hub model's commit: a rerun after the branch moved refuses, naming both shas.
+    revision = setup.model_info.get("revision") or hub_revision(
+        str(setup.model_info.get("source") or "")
+    )
     return RunSpec(
         model=setup.model_id,
         engine=setup.engine,
         condition=condition.name,
         alignment=config.alignment,
         dtype=config.dtype,
-        data=config.data.resolve().name,
+        data=data_name or config.data.resolve().name,
         data_hash=data_hash,
-        split=config.split,
+        split=split or config.split,
         seed=config.seed,
         studies=tuple(sorted(config.studies)),
         limit=config.limit,
@@ -516,6 +566,7 @@ def build_spec(
             "tokenizer_sha256": setup.tokenizer_info.get("sha256"),
             "model_args": model_args,
             "device": _device_kind(config.device),
+            **({"model_revision": revision} if revision else {}),
         },
     )
 
@@ -620,19 +671,28 @@ class _Run:
 def _open_run(
     config: ScoreConfig, setup: ScoringSetup | SetupLoader | None, argv: list[str] | None
 ) -> _Run:
-    sources = _select_sources(config)
+    root, data_info, data_name = _data_root(config)
+    sources = _select_sources(config, root)
     data_hash, per_study = data_fingerprint(sources)
     # Read the data before loading the model: bad input fails in seconds, before any work.
     data_issues = IssueLog()
     plans = _plan(config, sources, data_issues)
     _check_selection(config, plans)
-    _precheck_run_dir(config, data_hash)
+    split_label = _split_label(config, plans)
+    _precheck_run_dir(config, data_hash, split=split_label, data_name=data_name)
     if setup is None:
         setup = load_hf_setup(config)
     elif not isinstance(setup, ScoringSetup):
         setup = setup()  # a deferred loader: the checks above ran before any weights load
     condition = _make_condition(config, setup.tokenizer)
-    spec = build_spec(config, setup, condition, data_hash)
+    spec = build_spec(
+        config,
+        setup,
+        condition,
+        data_hash,
+        split=split_label,
+        data_name=data_name,
+    )
     manifest = open_run_dir(
         config.out,
         build_manifest(
@@ -640,7 +700,7 @@ def _open_run(
             model=setup.model_info,
             engine=asdict(setup.engine_info),
             tokenizer=setup.tokenizer_info,
-            data={"path": str(config.data.resolve()), "hash": data_hash, "studies": per_study},
+            data={**data_info, "hash": data_hash, "studies": per_study},
             shard=config.shard,
         ),
         argv=argv,
@@ -696,7 +756,9 @@ def _check_selection(config: ScoreConfig, plans: Sequence[_StudyPlan]) -> None:
     )
 
 
-def _precheck_run_dir(config: ScoreConfig, data_hash: str) -> None:
+def _precheck_run_dir(
+    config: ScoreConfig, data_hash: str, *, split: str, data_name: str | None
+) -> None:
     """Refuse a run directory of another configuration before the model loads.
 
     Only the fields known without the model are compared; the full check (model, tokenizer
@@ -716,9 +778,9 @@ def _precheck_run_dir(config: ScoreConfig, data_hash: str) -> None:
     if not isinstance(spec, dict):
         return
     ours: dict[str, Any] = {
-        "data": config.data.resolve().name,
+        "data": data_name or config.data.resolve().name,
         "data_hash": data_hash,
-        "split": config.split,
+        "split": split,
         "seed": config.seed,
         "studies": sorted(config.studies),
         "limit": config.limit,

@@ -86,13 +86,26 @@ def _print_summary(log: IssueLog) -> None:
         err_console.print(f"{log.skipped_lines} line(s) skipped", highlight=False)
 
 
+def _local(path: Path) -> Path:
+    """``path``, or the local folder of an ``hf:`` source (hub id or dataset folder)."""
+    from psych201.data.hub import resolve_data
+
+    try:
+        return resolve_data(path)
+    except DataError as error:
+        raise _fail(str(error)) from None
+
+
 def _max_bytes(max_line_mb: float) -> int:
     return int(max_line_mb * 1024 * 1024)
 
 
 @app.command("validate")
 def validate(
-    path: Annotated[Path, typer.Argument(help="A study folder, data file or dataset directory.")],
+    path: Annotated[
+        Path,
+        typer.Argument(help="A study folder, data file, dataset directory or hf:OWNER/NAME."),
+    ],
     strict: Annotated[
         bool, typer.Option("--strict", help="Warnings fail too; RT length mismatches are errors.")
     ] = False,
@@ -102,7 +115,7 @@ def validate(
     """Check a study against the Psych-201 contribution rules; exit 1 on any error."""
     from psych201.data.validate import validate_path
 
-    report = validate_path(path, strict=strict, max_line_bytes=_max_bytes(max_line_mb))
+    report = validate_path(_local(path), strict=strict, max_line_bytes=_max_bytes(max_line_mb))
     _print_issues(report.log, limit=show)
     _print_summary(report.log)
     studies = ", ".join(report.studies) or "-"
@@ -120,7 +133,10 @@ def validate(
 
 @app.command("stats")
 def stats(
-    path: Annotated[Path, typer.Argument(help="A study folder, data file or dataset directory.")],
+    path: Annotated[
+        Path,
+        typer.Argument(help="A study folder, data file, dataset directory or hf:OWNER/NAME."),
+    ],
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Also write the table as Parquet here.")
     ] = None,
@@ -134,7 +150,10 @@ def stats(
     log = IssueLog()
     try:
         rows = study_stats(
-            path, on_error=_policy(on_error), log=log, max_line_bytes=_max_bytes(max_line_mb)
+            _local(path),
+            on_error=_policy(on_error),
+            log=log,
+            max_line_bytes=_max_bytes(max_line_mb),
         )
     except DataError as error:
         raise _fail(str(error), error.exit_code) from None
@@ -185,7 +204,10 @@ def stats(
 
 @app.command("build")
 def build(
-    source: Annotated[Path, typer.Argument(help="A directory of study folders (or one study).")],
+    source: Annotated[
+        Path,
+        typer.Argument(help="A directory of study folders (or one study, or hf:OWNER/NAME)."),
+    ],
     out: Annotated[Path, typer.Argument(help="The Parquet file to write.")],
     seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the test split.")] = 0,
     on_error: OnErrorOption = OnErrorChoice.fail,
@@ -198,7 +220,7 @@ def build(
     log = IssueLog()
     try:
         summary = build_dataset(
-            source,
+            _local(source),
             out,
             seed=seed,
             on_error=_policy(on_error),

@@ -255,7 +255,10 @@ def score(
     data: Annotated[
         Path,
         typer.Option(
-            "--data", "-d", help="Study folder/zip/JSONL/Parquet, or a directory of studies."
+            "--data",
+            "-d",
+            help="Study folder/zip/JSONL/Parquet, a directory of studies, or a multi-study "
+            "table: hf:OWNER/NAME[@revision] or hf:FOLDER (Parquet shards or save_to_disk).",
         ),
     ],
     out: Annotated[
@@ -271,7 +274,8 @@ def score(
         typer.Option(
             "--model",
             "-m",
-            help="Built-in name (gemma-3-270m, smollm2-135m-instruct), HF folder or .gguf file.",
+            help="Built-in name (gemma-3-270m, smollm2-135m-instruct), HF folder, .gguf file "
+            "or hub id ORG/NAME[@revision] (HF cache; HF_HUB_OFFLINE=1 never downloads).",
         ),
     ] = DEFAULT_MODEL,
     model_args: Annotated[
@@ -287,7 +291,11 @@ def score(
         str | None, typer.Option(help="Comma-separated study ids (default: all).")
     ] = None,
     split: Annotated[
-        str, typer.Option(help="test (paper's held-out participants), train or all.")
+        str,
+        typer.Option(
+            help="test (paper's held-out participants: the data's own in_eval split where it "
+            "has one, else seeded), train, all, or seeded (re-split with --seed)."
+        ),
     ] = "test",
     seed: Annotated[
         int, typer.Option(help="Seed of the test split (and of seeded conditions).")
@@ -369,7 +377,7 @@ def score(
         )
     except (PipelineError, ValueError) as exc:
         raise _fail(str(exc)) from exc
-    if not data.exists():
+    if not str(data).startswith("hf:") and not data.exists():
         raise _fail(f"--data {data}: no such file or directory")
     validate_run(config)
     setup: SetupLoader | None = None

@@ -11,9 +11,20 @@ UTF-8, JSON (bare ``NaN`` accepted, duplicate fields rejected), the three requir
 ``<<``/``>>`` markers, duplicate (experiment, participant) pairs, RT list lengths. See
 :data:`psych201.data.issues.ISSUE_CODES` for every error and warning.
 
+A multi-study table (a Parquet file or JSONL file with a ``study`` column, a hub-style folder of
+Parquet shards with a README card, or a ``datasets`` ``save_to_disk`` folder) is split into its
+studies by that column: one :class:`StudySource` per study, which reads only that study's rows
+(a Parquet table is partitioned by study once, in one streaming pass, into a cache: see
+``_partitions``). Its
+``in_eval``/``is_psych101``/``is_psych101_test`` columns become ``Session.in_eval`` and
+``Session.psych101_test``; the table's bookkeeping columns are not metadata, and a null metadata
+cell (a column another study has) is absent, not a value.
+
 ``Session.line`` is the 1-based line number, counted across the JSONL members of a zip in archive
 order (it equals the line in the file when there is one member); for Parquet it is the ``line``
-column when present (a dataset built by ``psych201 data build``), else the row number.
+column when present (a dataset built by ``psych201 data build``), else the row number. In a
+multi-study table without a ``line`` column it is the row's position within its study (1, 2, …
+in table order), so a table written study by study from the study folders keeps their lines.
 """
 
 from __future__ import annotations
@@ -24,6 +35,7 @@ import io
 import json
 import math
 import os
+import tempfile
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -59,6 +71,25 @@ _SUFFIXES: tuple[tuple[str, Literal["zip", "jsonl", "parquet"]], ...] = (
 #: Fields every line must have; everything else is metadata.
 REQUIRED_FIELDS: tuple[str, ...] = ("text", "experiment", "participant")
 
+#: Columns of a multi-study table (the published datasets, ``data build``) that are bookkeeping,
+#: not participant metadata.
+TABLE_COLUMNS: frozenset[str] = frozenset(
+    {
+        "study",
+        "line",
+        "in_eval",
+        "is_psych101",
+        "is_psych101_test",
+        "participant_reindexed",
+        "metadata_raw",
+        "__index_level_0__",
+    }
+)
+#: The files of a ``datasets`` ``save_to_disk`` folder (one split, or a dict of splits).
+SAVED_DATASET_FILES: tuple[str, ...] = ("state.json", "dataset_dict.json")
+
+TableFormat = Literal["parquet", "jsonl", "arrow"]
+
 LFS_PREFIX = b"version https://git-lfs.github.com/spec/"
 LFS_MESSAGE = "this is a Git LFS pointer, not data: fetch the real file (git lfs pull)"
 _BOM = b"\xef\xbb\xbf"
@@ -67,13 +98,27 @@ _READ_CHUNK = 1 << 20
 
 @dataclass(frozen=True, slots=True)
 class StudySource:
-    """One study to read: its id (``name``) and the data file (``path``)."""
+    """One study to read: its id (``name``) and the data file (``path``).
+
+    For one study of a multi-study table, ``path`` is the table (its file or folder), ``table``
+    every file of it in order (a ``save_to_disk`` folder for ``arrow``) and ``table_format`` how
+    to read them; only the rows whose ``study`` is ``name`` belong to this source.
+    """
 
     name: str
     path: Path
+    table: tuple[Path, ...] = ()
+    table_format: TableFormat | None = None
 
     @property
-    def format(self) -> Literal["zip", "jsonl", "parquet"]:
+    def files(self) -> tuple[Path, ...]:
+        """The files this source reads (a table's files are shared with its other studies)."""
+        return self.table or (self.path,)
+
+    @property
+    def format(self) -> Literal["zip", "jsonl", "parquet", "arrow"]:
+        if self.table_format is not None:
+            return self.table_format
         fmt = _format_of(self.path)
         if fmt is None:  # discover_studies never builds one; a hand-made one may be wrong
             raise DataError("unsupported file type", file=str(self.path), code="unsupported")
@@ -96,21 +141,40 @@ def discover_studies(path: str | Path) -> list[StudySource]:
                 file=str(root),
                 code="unsupported",
             )
-        return [StudySource(_study_name(root), root)]
+        return _table_sources(root, (root,)) or [StudySource(_study_name(root), root)]
     own = _study_file_in(root)
     if own is not None:
         return [StudySource(root.name, own)]
+    if any((root / name).is_file() for name in SAVED_DATASET_FILES):
+        return _saved_dataset_sources(root)
     found: dict[str, StudySource] = {}
+    candidates: list[StudySource] = []
+    shards: list[Path] = []  # top-level multi-study Parquet files: together, one table
     for child in sorted(root.iterdir()):
         if _ignored(child.name):
             continue
         if child.is_dir():
             data = _study_file_in(child)
-            source = StudySource(child.name, data) if data is not None else None
-        else:
-            source = StudySource(_study_name(child), child) if _format_of(child) else None
-        if source is None:
-            continue
+            if data is not None:
+                candidates.append(StudySource(child.name, data))
+        elif _format_of(child) == "parquet" and _has_study_column(child):
+            shards.append(child)
+        elif _format_of(child) == "jsonl" and _jsonl_is_table(child):
+            candidates.extend(_table_sources(child, (child,)))
+        elif _format_of(child):
+            candidates.append(StudySource(_study_name(child), child))
+    if shards:
+        candidates.extend(_table_sources(root, tuple(shards)))
+    if not candidates:
+        # A hub-style dataset folder: Parquet shards below (data/*.parquet) and a README card.
+        nested = sorted(
+            p
+            for p in root.rglob("*.parquet")
+            if p.is_file() and not any(_ignored(part) for part in p.relative_to(root).parts)
+        )
+        if nested and all(_has_study_column(p) for p in nested):
+            candidates.extend(_table_sources(root, tuple(nested)))
+    for source in candidates:
         if source.name in found:
             raise DataError(
                 f"study {source.name!r} is given twice: {found[source.name].path} and "
@@ -131,7 +195,7 @@ def discover_studies(path: str | Path) -> list[StudySource]:
 
 
 def iter_sessions(
-    path: str | Path,
+    path: str | Path | StudySource,
     *,
     on_error: OnError = "fail",
     log: IssueLog | None = None,
@@ -145,12 +209,13 @@ def iter_sessions(
     member or file), counts it in ``log`` and logs a warning. Warnings (empty responses, RT list
     length, BOM, …) never stop reading; with ``strict_rts`` an RT length mismatch is an error.
     Finding the studies (:func:`discover_studies`) raises in both modes: there is nothing to skip
-    to.
+    to. A :class:`StudySource` reads that one study (one study of a table, say).
     """
     if on_error not in ("fail", "skip"):
         raise ValueError(f"on_error must be 'fail' or 'skip', got {on_error!r}")
     issues = log if log is not None else IssueLog()
-    for source in discover_studies(path):
+    sources = [path] if isinstance(path, StudySource) else discover_studies(path)
+    for source in sources:
         reader = _StudyReader(source, on_error, issues, max_line_bytes, strict_rts)
         yield from reader.sessions()
 
@@ -190,6 +255,7 @@ class _StudyReader:
         self.strict_rts = strict_rts
         self.line = 0  # running line number across the members of a zip
         self.member_line = 0
+        self.ordinal = 0  # rows of this study read so far (a table's line numbers)
         self.seen_keys: dict[tuple[str, str, str], int] = {}
         self.records = 0  # non-blank lines (rows) seen, good or bad
         self.seen_texts: dict[bytes, int] = {}
@@ -208,10 +274,13 @@ class _StudyReader:
         try:
             if fmt == "zip":
                 yield from self._zip()
-            elif fmt == "jsonl":
-                yield from self._jsonl_file()
+            elif fmt == "arrow":
+                yield from self._saved_dataset()
+            elif fmt == "parquet" and self.source.table:
+                yield from self._partition()
             else:
-                yield from self._parquet()
+                for path in self.source.files:
+                    yield from self._jsonl_file(path) if fmt == "jsonl" else self._parquet(path)
         except DataError as error:
             # A file-level error: the rest of the file cannot be read.
             if self.on_error == "fail":
@@ -291,8 +360,7 @@ class _StudyReader:
                         code="read",
                     ) from None
 
-    def _jsonl_file(self) -> Iterator[Session]:
-        path = self.source.path
+    def _jsonl_file(self, path: Path) -> Iterator[Session]:
         self._check_lfs(path)
         try:
             with open(path, "rb") as stream:
@@ -340,36 +408,27 @@ class _StudyReader:
             if session is not None:
                 yield session
 
-    def _parquet(self) -> Iterator[Session]:
+    def _parquet(self, path: Path) -> Iterator[Session]:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        path = self.source.path
         self._check_lfs(path)
         label = str(path)
+        self.member_line = 0
         try:
             parquet = pq.ParquetFile(path)
             names = set(parquet.schema_arrow.names)
             # A dataset written by `data build` carries the raw metadata as one JSON column.
-            built = "metadata_raw" in names
             columns = (
-                [
-                    c
-                    for c in ("study", "experiment", "participant", "line", "text", "metadata_raw")
-                    if c in names
-                ]
-                if built
+                [c for c in (*REQUIRED_FIELDS, *TABLE_COLUMNS) if c in names]
+                if "metadata_raw" in names
                 else None
             )
-            row = 0
-            for batch in parquet.iter_batches(batch_size=64, columns=columns):
-                for record in batch.to_pylist():
-                    row += 1
-                    self.records += 1
-                    self.member_line = row
-                    session = self._from_parquet_row(record, built, label, row)
-                    if session is not None:
-                        yield session
+            offset = 0
+            for group in range(parquet.num_row_groups):
+                table = parquet.read_row_group(group, columns=columns)
+                yield from self._table_rows(table, label, offset)
+                offset += table.num_rows
         except (pa.ArrowException, OSError) as error:
             raise DataError(
                 f"not a readable Parquet file: {error}",
@@ -378,33 +437,86 @@ class _StudyReader:
                 code="bad-parquet",
             ) from None
 
-    def _from_parquet_row(
-        self, record: dict[str, Any], built: bool, label: str, row: int
-    ) -> Session | None:
-        if not built:
-            return self._from_record(record, label, row, row, self.source.name)
+    def _partition(self) -> Iterator[Session]:
+        """This study's rows of a Parquet table, from its partition (see :func:`_partitions`);
+        errors name the table's file and row, not the partition's."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        part = _partitions(self.source.path, self.source.table)[self.source.name]
         try:
-            metadata = json.loads(record.get("metadata_raw") or "{}")
-        except json.JSONDecodeError as error:
-            self._problem(
-                DataError(
-                    f"metadata_raw is not valid JSON: {error.msg}",
-                    file=label,
-                    line=row,
-                    code="json",
+            for batch in pq.ParquetFile(part).iter_batches(batch_size=64):
+                for record in batch.to_pylist():
+                    label = str(record.pop(_SOURCE_FILE))
+                    self.member_line = int(record.pop(_SOURCE_ROW))
+                    session = self._from_parquet_row(record, label, self.member_line)
+                    if session is not None:
+                        yield session
+        except (pa.ArrowException, OSError) as error:
+            raise DataError(
+                f"cannot read the cached partition {part} of the table: {error}",
+                file=str(self.source.path),
+                code="bad-parquet",
+            ) from None
+
+    def _saved_dataset(self) -> Iterator[Session]:
+        for label, table in _saved_tables(self.source.path):
+            self.member_line = 0
+            yield from self._table_rows(table, label, 0)
+
+    def _table_rows(self, table: Any, label: str, offset: int) -> Iterator[Session]:
+        """The sessions of an Arrow table's rows (this study's only, for a table source);
+        ``offset`` is the table's first row in its file."""
+        import pyarrow.compute as pc
+
+        if self.source.table:
+            studies = pc.fill_null(table.column("study"), _default_study(self.source.path))
+            keep = pc.equal(studies, self.source.name)
+            rows = pc.indices_nonzero(keep).to_pylist()
+        else:
+            rows = range(table.num_rows)
+        for start in range(0, len(rows), 64):
+            chunk = rows[start : start + 64]
+            for index, record in zip(chunk, table.take(list(chunk)).to_pylist(), strict=True):
+                self.member_line = offset + int(index) + 1
+                self.records += 1
+                session = self._from_parquet_row(record, label, self.member_line)
+                if session is not None:
+                    yield session
+
+    def _from_parquet_row(self, record: dict[str, Any], label: str, row: int) -> Session | None:
+        fields, flags = _table_fields(record, table=bool(self.source.table))
+        if "metadata_raw" in record:
+            try:
+                metadata = json.loads(record.get("metadata_raw") or "{}")
+            except json.JSONDecodeError as error:
+                self._problem(
+                    DataError(
+                        f"metadata_raw is not valid JSON: {error.msg}",
+                        file=label,
+                        line=row,
+                        code="json",
+                    )
                 )
-            )
-            return None
-        if not isinstance(metadata, dict):
-            metadata = {"metadata_raw": metadata}
-        fields = {k: record[k] for k in REQUIRED_FIELDS if k in record}
-        study = record.get("study") or self.source.name
-        line = record.get("line") or row
-        return self._from_record({**fields, **metadata}, label, row, int(line), str(study))
+                return None
+            if not isinstance(metadata, dict):
+                metadata = {"metadata_raw": metadata}
+            fields = {**{k: record[k] for k in REQUIRED_FIELDS if k in record}, **metadata}
+        self.ordinal += 1
+        default = self.ordinal if self.source.table else row
+        line = record.get("line") or default
+        study = self.source.name if self.source.table else record.get("study") or self.source.name
+        return self._from_record(fields, label, row, int(line), str(study), flags)
 
     # -- one line ----------------------------------------------------------------------------
 
     def _from_bytes(self, raw: bytes, label: str, member_line: int) -> Session | None:
+        if self.source.table:
+            # One study of a JSONL table: other studies' lines are not ours to read or report.
+            # A line whose study cannot be read belongs to the table's default study.
+            if (_peek_study(raw) or _default_study(self.source.path)) != self.source.name:
+                return None
+            self.ordinal += 1
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError as error:
@@ -471,6 +583,9 @@ class _StudyReader:
                 )
             )
             return None
+        flags: tuple[bool | None, bool | None] = (None, None)
+        if self.source.table:
+            obj, flags = _table_fields(obj, table=True)
         if ("\\ud" in line or "\\uD" in line) and not _encodable(obj):
             self._problem(
                 DataError(
@@ -481,10 +596,17 @@ class _StudyReader:
                 )
             )
             return None
-        return self._from_record(obj, label, member_line, self.line, self.source.name)
+        line_number = self.ordinal if self.source.table else self.line
+        return self._from_record(obj, label, member_line, line_number, self.source.name, flags)
 
     def _from_record(
-        self, obj: dict[str, Any], label: str, where: int, line: int, study: str
+        self,
+        obj: dict[str, Any],
+        label: str,
+        where: int,
+        line: int,
+        study: str,
+        flags: tuple[bool | None, bool | None] = (None, None),
     ) -> Session | None:
         """Validate one record and build its Session; ``where`` locates errors in the file."""
 
@@ -551,6 +673,8 @@ class _StudyReader:
             metadata=metadata,
             harmonised=harmonised.values,
             source=label,
+            in_eval=flags[0],
+            psych101_test=flags[1],
         )
 
     def _check_rts(self, value: Any, n_responses: int, label: str, where: int) -> bool:
@@ -601,6 +725,234 @@ class _StudyReader:
             )
         else:
             self.seen_texts[digest] = where
+
+
+# ---------------------------------------------------------------------------------------------
+# Multi-study tables
+
+
+def _default_study(path: Path) -> str:
+    """The study of a table row that names none: the table's file stem or folder name."""
+    return _study_name(path) if path.is_file() else path.name
+
+
+def _table_sources(root: Path, files: tuple[Path, ...]) -> list[StudySource]:
+    """One source per study of the table made of ``files`` (empty when it is no table)."""
+    fmt = _format_of(files[0])
+    names: set[str | None] = set()
+    if fmt == "parquet":
+        if not all(_has_study_column(f) for f in files):
+            return []
+        names.update(_partitions(root, files))
+    elif fmt == "jsonl" and _jsonl_is_table(files[0]):
+        for path in files:
+            with open(path, "rb") as stream:
+                for _, payload in _iter_raw_lines(stream, DEFAULT_MAX_LINE_BYTES):
+                    if isinstance(payload, bytes) and not payload.strip():
+                        continue
+                    names.add(_peek_study(payload) if isinstance(payload, bytes) else None)
+    else:
+        return []
+    default = _default_study(root)
+    studies = sorted({default if name is None else str(name) for name in names})
+    return [StudySource(name, root, files, fmt) for name in studies]
+
+
+def _saved_dataset_sources(root: Path) -> list[StudySource]:
+    """The studies of a ``datasets`` ``save_to_disk`` folder (by its ``study`` column)."""
+    import pyarrow.compute as pc
+
+    names: set[str] = set()
+    for label, table in _saved_tables(root):
+        if "study" not in table.column_names:
+            raise DataError(
+                "a saved dataset needs a 'study' column to tell its studies apart",
+                file=label,
+                code="no-study",
+            )
+        column = pc.fill_null(table.column("study"), _default_study(root))
+        names.update(str(n) for n in pc.unique(column).to_pylist())
+    return [StudySource(name, root, (root,), "arrow") for name in sorted(names)]
+
+
+def _saved_tables(folder: Path) -> Iterator[tuple[str, Any]]:
+    """(label, memory-mapped Arrow table) per split of a ``save_to_disk`` folder."""
+    try:
+        import datasets
+    except ImportError as error:  # pragma: no cover - a declared dependency
+        raise DataError(
+            f"reading a saved dataset needs the datasets package ({error})",
+            file=str(folder),
+            code="unsupported",
+        ) from None
+    try:
+        loaded = datasets.load_from_disk(str(folder))
+    except (OSError, ValueError) as error:
+        raise DataError(
+            f"not a readable saved dataset: {error}", file=str(folder), code="bad-dataset"
+        ) from None
+    if isinstance(loaded, datasets.DatasetDict):
+        parts = [(f"{folder}[{name}]", loaded[name]) for name in sorted(loaded)]
+    else:
+        parts = [(str(folder), loaded)]
+    for label, dataset in parts:
+        # save_to_disk writes the rows in order; flatten an index mapping if one is left.
+        dataset = dataset.flatten_indices() if dataset._indices is not None else dataset
+        yield label, dataset.data.table
+
+
+def _has_study_column(path: Path) -> bool:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return "study" in pq.read_schema(path).names
+    except (pa.ArrowException, OSError):
+        return False  # read as a single study, which reports the error with its file
+
+
+def _jsonl_is_table(path: Path) -> bool:
+    """Whether the first record of a JSONL file has a ``study`` field."""
+    try:
+        with open(path, "rb") as stream:
+            for _, payload in _iter_raw_lines(stream, DEFAULT_MAX_LINE_BYTES):
+                if isinstance(payload, int):
+                    return False
+                if payload.strip():
+                    return _peek_study(payload.removeprefix(_BOM)) is not None
+    except OSError:
+        return False
+    return False
+
+
+def _peek_study(raw: bytes) -> str | None:
+    try:
+        obj = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    study = obj.get("study") if isinstance(obj, dict) else None
+    return study if isinstance(study, str) and study else None
+
+
+_SOURCE_FILE = "__psych201_file"
+_SOURCE_ROW = "__psych201_row"
+
+
+def _partitions(root: Path, files: tuple[Path, ...]) -> dict[str, Path]:
+    """One Parquet file per study of a Parquet table, built once and cached.
+
+    The published tables are shuffled: every row group holds every study, so reading one study
+    straight from the shards would decode the whole table once per study. One streaming pass
+    (row group by row group, bounded memory) writes each study's rows, in table order and with
+    their file and row, to ``$PSYCH201_CACHE/tables/<key>/``; the key covers each file's path,
+    size and modification time, so a changed table is partitioned again. Built in a temporary
+    folder and renamed into place: a crash or a concurrent run never sees half a partition.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    key = hashlib.sha256()
+    for path in files:
+        stat = path.stat()
+        key.update(f"{path.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    base = _cache_dir() / "tables"
+    target = base / key.hexdigest()[:32]
+    index = target / "studies.json"
+    if not index.is_file():
+        base.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=base, prefix=".partition-") as tmp:
+            out = Path(tmp) / "table"
+            out.mkdir()
+            default = _default_study(root)
+            writers: dict[str, Any] = {}
+            names: dict[str, str] = {}
+            try:
+                schema = pa.unify_schemas(
+                    [pq.read_schema(f) for f in files], promote_options="permissive"
+                )
+                schema = schema.append(pa.field(_SOURCE_FILE, pa.string()))
+                schema = schema.append(pa.field(_SOURCE_ROW, pa.int64()))
+                for path in files:
+                    parquet = pq.ParquetFile(path)
+                    offset = 0
+                    for group in range(parquet.num_row_groups):
+                        table = parquet.read_row_group(group)
+                        rows = table.num_rows
+                        table = table.append_column(_SOURCE_FILE, pa.array([str(path)] * rows))
+                        table = table.append_column(
+                            _SOURCE_ROW, pa.array(range(offset + 1, offset + rows + 1), pa.int64())
+                        )
+                        offset += rows
+                        table = _conform(table, schema)
+                        studies = pc.fill_null(table.column("study"), default)
+                        for study in pc.unique(studies).to_pylist():
+                            if study not in writers:
+                                names[study] = f"{len(names):05d}.parquet"
+                                writers[study] = pq.ParquetWriter(out / names[study], schema)
+                            writers[study].write_table(table.filter(pc.equal(studies, study)))
+            except (pa.ArrowException, OSError) as error:
+                raise DataError(
+                    f"cannot read the Parquet table: {error}", file=str(root), code="bad-parquet"
+                ) from None
+            finally:
+                for writer in writers.values():
+                    writer.close()
+            (out / "studies.json").write_text(json.dumps(names, ensure_ascii=False))
+            try:
+                out.rename(target)
+            except OSError:
+                if not index.is_file():  # not a concurrent run that finished first
+                    raise
+    names = json.loads(index.read_text())
+    return {str(study): target / name for study, name in names.items()}
+
+
+def _conform(table: Any, schema: Any) -> Any:
+    """``table`` with ``schema``'s columns (nulls where a shard lacks one), in its order."""
+    import pyarrow as pa
+
+    columns = [
+        table.column(f.name).cast(f.type)
+        if f.name in table.column_names
+        else pa.nulls(table.num_rows, f.type)
+        for f in schema
+    ]
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def _cache_dir() -> Path:
+    # The same root as psych201.scoring.models.cache_root (the data layer imports nothing above).
+    env = os.environ.get("PSYCH201_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "psych201"
+
+
+def _table_fields(
+    record: dict[str, Any], *, table: bool
+) -> tuple[dict[str, Any], tuple[bool | None, bool | None]]:
+    """A table row without its bookkeeping columns, and its (in_eval, psych101_test) flags.
+
+    In a table a null cell is a column of another study, so it is dropped, not kept as null.
+    """
+    in_eval = _flag(record.get("in_eval"))
+    psych101 = _flag(record.get("is_psych101"))
+    psych101_test = bool(_flag(record.get("is_psych101_test"))) if psych101 else None
+    fields = {
+        k: v
+        for k, v in record.items()
+        if k not in TABLE_COLUMNS and not (table and v is None and k not in REQUIRED_FIELDS)
+    }
+    return fields, (in_eval, psych101_test)
+
+
+def _flag(value: Any) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    return None
 
 
 def parse_rts(value: Any) -> list[float | None] | None:

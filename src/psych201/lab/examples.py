@@ -223,7 +223,7 @@ def human_examples(
     per_study: dict[str, dict[str, int]] = {}
     sources = select_studies(data, studies)
     for source in sources:
-        sessions = list(iter_split(source.path, "train", seed=split_seed, on_error=on_error))
+        sessions = list(iter_split(source, "train", seed=split_seed, on_error=on_error))
         n_train = len(sessions)
         if max_sessions_per_study is not None and n_train > max_sessions_per_study:
             # Salted so the subset is not drawn from the same stream as the test split.

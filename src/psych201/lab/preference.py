@@ -138,7 +138,7 @@ def preference_data(
         }
     else:
         for study in select_studies(data, studies):
-            add(study.name, list(iter_split(study.path, "train", seed=split_seed)))
+            add(study.name, list(iter_split(study, "train", seed=split_seed)))
         source = {
             "source": "training participants of lottery studies",
             "data": str(Path(data)),

@@ -68,8 +68,8 @@ def data_baselines(
             f"studies {', '.join(sorted(missing))} of the runs are not in "
             f"{', '.join(map(str, data))}"
         )
-    everyone = [s for src in sources for s in iter_split(src.path, "all", seed=seed)]
-    train = [s for src in sources for s in iter_split(src.path, "train", seed=seed)]
+    everyone = [s for src in sources for s in iter_split(src, "all", seed=seed)]
+    train = [s for src in sources for s in iter_split(src, "train", seed=seed)]
     trials = trial_responses(everyone)
     train_keys = pd.DataFrame(
         [(s.study, s.experiment, s.participant, s.line) for s in train],

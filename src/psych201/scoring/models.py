@@ -6,8 +6,14 @@ converted once to a plain safetensors folder under ``$PSYCH201_CACHE/models/<nam
 (default ``~/.cache/psych201``) and every later load reads that folder (a few seconds). The
 folder name carries the GGUF's SHA-256, so a changed file can never reuse a stale conversion.
 
+A hub id ``ORG/NAME[@revision]`` (``Qwen/Qwen3-0.6B``) resolves through ``huggingface_hub`` to a
+snapshot in the standard HF cache (``HF_HUB_CACHE``, else ``HF_HOME/hub``): downloaded with a
+progress bar when online, taken from the cache with ``HF_HUB_OFFLINE=1``. Only the config,
+tokenizer and safetensors files are fetched; the snapshot's commit sha is the model's
+``revision``, which the run manifest records.
+
 Safe by default: weights load from safetensors only (never pickle), remote code is never run and
-nothing is downloaded (``local_files_only``).
+transformers itself never downloads (``local_files_only``).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from psych201.data.hub import hub_cache_dir, is_repo_id, offline, split_revision
 from psych201.errors import UsageError
 
 #: The model ``psych201 score`` and ``psych201 demo`` use unless told otherwise.
@@ -54,6 +61,7 @@ class LoadedModel:
     file_sha256: str
     max_context: int | None
     source: str
+    revision: str | None = None
 
 
 @dataclass(frozen=True)
@@ -154,6 +162,7 @@ def load_model(
         file_sha256=sha,
         max_context=max_context(model.config),
         source=source,
+        revision=hub_revision(source),
     )
 
 
@@ -171,6 +180,11 @@ class ModelFolder:
     model_id: str
     file_sha256: str
     source: str
+
+    @property
+    def revision(self) -> str | None:
+        """The hub commit sha for a hub model, else None."""
+        return hub_revision(self.source)
 
 
 def model_folder(name_or_path: str, *, cache_dir: Path | None = None) -> ModelFolder:
@@ -221,20 +235,94 @@ def _resolve(name_or_path: str, cache_dir: Path | None) -> tuple[Path, str, str,
         )
         return _converted(src, cache_dir), resolved.stem, sha, str(resolved)
     if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise ModelLoadError(f"{path}: not a Hugging Face model folder (no config.json)")
-        weights = sorted(path.glob(f"*{_WEIGHT_SUFFIX}"))
-        if not weights:
-            raise ModelLoadError(
-                f"{path}: no *.safetensors weights; psych201 never loads pickled weights "
-                "(*.bin, *.pt) — convert the folder to safetensors first"
-            )
-        return path, path.resolve().name, _folder_sha(weights), str(path.resolve())
+        return path, path.resolve().name, _folder_sha(_weights(path)), str(path.resolve())
+    if is_repo_id(name_or_path):
+        repo, _ = split_revision(name_or_path)
+        snapshot = hub_snapshot(name_or_path)
+        sha = _folder_sha(_weights(snapshot))
+        return snapshot, repo, sha, f"{HUB_SOURCE_PREFIX}{repo}@{snapshot.name}"
     known = ", ".join(sorted(BUILTIN_MODELS))
     raise ModelLoadError(
-        f"unknown model {name_or_path!r}: not a built-in ({known}), a local model folder or a "
-        ".gguf file (nothing is downloaded)"
+        f"unknown model {name_or_path!r}: not a built-in ({known}), a local model folder, a "
+        ".gguf file or a hub id ORG/NAME[@revision]"
     )
+
+
+def _weights(path: Path) -> list[Path]:
+    if not (path / "config.json").is_file():
+        raise ModelLoadError(f"{path}: not a Hugging Face model folder (no config.json)")
+    weights = sorted(path.glob(f"*{_WEIGHT_SUFFIX}"))
+    if not weights:
+        raise ModelLoadError(
+            f"{path}: no *.safetensors weights; psych201 never loads pickled weights "
+            "(*.bin, *.pt) — convert the folder to safetensors first"
+        )
+    return weights
+
+
+# ---------------------------------------------------------------------------------------------
+# Hub ids
+
+#: ``LoadedModel.source`` of a hub model: ``hf:ORG/NAME@<commit sha>``.
+HUB_SOURCE_PREFIX = "hf:"
+#: What scoring needs from a model repository; never pickled weights, never code.
+_HUB_PATTERNS = [
+    "*.json",
+    "*.safetensors",
+    "*.model",
+    "*.txt",
+    "*.tiktoken",
+    "tokenizer*",
+]
+
+
+def hub_revision(source: str) -> str | None:
+    """The commit sha in a hub model's ``source`` (None for other models)."""
+    if not source.startswith(HUB_SOURCE_PREFIX) or "@" not in source:
+        return None
+    return source.rsplit("@", 1)[1]
+
+
+def hub_snapshot(repo_id: str) -> Path:
+    """The cached snapshot folder of ``ORG/NAME[@revision]``, downloading it when online.
+
+    Offline (``HF_HUB_OFFLINE=1``) a missing snapshot is an error that says so.
+    """
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+    from huggingface_hub.utils import (
+        are_progress_bars_disabled,
+        disable_progress_bars,
+        enable_progress_bars,
+    )
+
+    repo, revision = split_revision(repo_id)
+    local_only = offline("HF_HUB_OFFLINE")
+    # load_model silences transformers' bars, which silences the hub's too; a download of
+    # gigabytes should show one (HF_HUB_DISABLE_PROGRESS_BARS=1 still wins).
+    silenced = are_progress_bars_disabled()
+    if silenced and not local_only:
+        enable_progress_bars()
+    try:
+        folder = snapshot_download(
+            repo,
+            revision=revision,
+            cache_dir=hub_cache_dir(),
+            allow_patterns=_HUB_PATTERNS,
+            local_files_only=local_only,
+        )
+    except LocalEntryNotFoundError:
+        reason = "offline (HF_HUB_OFFLINE=1)" if local_only else "the hub is unreachable"
+        raise ModelLoadError(
+            f"model {repo}@{revision or 'main'} is not in the HF cache ({hub_cache_dir()}) and "
+            f"cannot be downloaded: {reason}"
+        ) from None
+    except (HfHubHTTPError, OSError, ValueError) as exc:
+        raise ModelLoadError(f"cannot fetch model {repo}: {exc}") from exc
+    finally:
+        if silenced and not local_only:
+            disable_progress_bars()
+    return Path(str(folder))
 
 
 def _folder_sha(weights: list[Path]) -> str:
