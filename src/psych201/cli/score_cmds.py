@@ -137,7 +137,10 @@ def run_scoring(
         ) from None
     except _known_errors() as exc:
         progress.stop()
-        saved = part_paths(config.out) if config.out.is_dir() else []
+        from psych201.errors import RunLockedError
+
+        locked = isinstance(exc, RunLockedError)  # another process's parts: not ours to mention
+        saved = part_paths(config.out) if config.out.is_dir() and not locked else []
         note = f"\n(finished participants are saved in {config.out})" if saved else ""
         raise _fail(f"{exc}{note}") from exc
     finally:
@@ -305,17 +308,25 @@ def merge(
     allow_mixed: Annotated[
         bool, typer.Option(help="Accept different configurations and bare tables.")
     ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace an existing --out (a previous merge output).")
+    ] = False,
 ) -> None:
-    """Merge shards / run directories into one response table, checking that they agree."""
+    """Merge shards / run directories into one response table, checking that they agree.
+
+    --out is never one of the sources or inside one; an existing --out is refused unless
+    --force (the same merge, interrupted, is simply redone).
+    """
+    from psych201.errors import Psych201Error
     from psych201.results.merge import merge_runs
     from psych201.results.writer import ResultsError
 
     try:
         summary = merge_runs(
-            sources, out, allow_incomplete=allow_incomplete, allow_mixed=allow_mixed
+            sources, out, allow_incomplete=allow_incomplete, allow_mixed=allow_mixed, force=force
         )
-    except ResultsError as exc:
-        raise _fail(str(exc)) from exc
+    except (ResultsError, Psych201Error) as exc:
+        raise _fail(str(exc), getattr(exc, "exit_code", EXIT_BAD_INPUT)) from exc
     Console().print(
         f"{summary.path}: {summary.rows} responses from {summary.sources} sources"
         + (f", config {summary.config_hash}" if summary.config_hash else "")
