@@ -276,6 +276,12 @@ def score(
         raise _fail(str(exc)) from exc
     if not data.exists():
         raise _fail(f"{data}: no such file or directory")
+    from psych201.results.lock import RunDirLockedError, check_unlocked
+
+    try:  # refuse a busy --out before the pipeline (and any model) loads
+        check_unlocked(out)
+    except RunDirLockedError as exc:
+        raise _fail(str(exc)) from exc
     setup = None
     if engine != "hf" or engine_args or ray_args:
         from psych201.engine_setup import build_setup
@@ -315,7 +321,7 @@ def merge(
     """Merge shards / run directories into one response table, checking that they agree.
 
     --out is never one of the sources or inside one; an existing --out is refused unless
-    --force (the same merge, interrupted, is simply redone).
+    --force (the same merge, interrupted or repeated, is simply redone).
     """
     from psych201.errors import Psych201Error
     from psych201.results.merge import merge_runs

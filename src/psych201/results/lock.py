@@ -108,10 +108,7 @@ def lock_run_dir(run_dir: str | Path, *, name: str = LOCK_FILE, label: str = "")
     if not acquired:
         holder = _read_holder(fd)
         os.close(fd)
-        raise RunDirLockedError(
-            f"{label or run_dir} is in use by another psych201 process ({holder}); wait for it to "
-            "finish, or stop it and rerun this command"
-        )
+        raise RunDirLockedError(_busy(label or str(run_dir), holder))
     try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()} {platform.node()}\n".encode(), 0)
@@ -120,6 +117,21 @@ def lock_run_dir(run_dir: str | Path, *, name: str = LOCK_FILE, label: str = "")
         os.close(fd)
         raise StorageError(f"{run_dir / name}: cannot write the lock's owner ({exc})") from exc
     return RunLock(run_dir, fd, name=name, created=created)
+
+
+def _busy(label: str, holder: str) -> str:
+    return (
+        f"{label} is in use by another psych201 process ({holder}); wait for it to finish, or "
+        "stop it and rerun this command"
+    )
+
+
+def check_unlocked(run_dir: str | Path) -> None:
+    """Raise :class:`RunDirLockedError` now when another process holds ``run_dir``: a cheap
+    early check (nothing created) so a command can refuse before loading a model."""
+    holder = holder_of(Path(run_dir))
+    if holder is not None:
+        raise RunDirLockedError(_busy(str(run_dir), holder))
 
 
 def _read_holder(fd: int) -> str:

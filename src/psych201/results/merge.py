@@ -32,6 +32,7 @@ from psych201.results.writer import (
     RESPONSES_FILE,
     ResultsError,
     is_temporary,
+    remove_stale_temporaries,
     sort_responses,
     table_record,
     write_parquet_atomic,
@@ -69,8 +70,8 @@ def merge_runs(
     different configurations and bare Parquet files (e.g. several models in one table), checking
     duplicates per (model, condition) instead. ``out`` is never inside a source (nor a source
     inside it); an existing ``out`` is refused unless ``force`` (which replaces a previous merge
-    output, never a scoring run), except the same merge interrupted, which is redone. ``out`` is
-    locked for the whole merge.
+    output, never a scoring run), except an output of the same merge (interrupted, or repeated),
+    which is redone. ``out`` is locked for the whole merge.
     """
     paths = [Path(s) for s in sources]
     if not paths:
@@ -122,9 +123,8 @@ def _check_output_dir(out: Path, paths: Sequence[Path], *, force: bool) -> None:
         manifest = None
     sources = manifest.get("merged_from") if manifest else None
     is_merge = isinstance(sources, list) and set(present) <= {MANIFEST_FILE, RESPONSES_FILE}
-    interrupted = is_merge and manifest and manifest.get("status") == MERGING
-    if interrupted and [s.get("path") for s in sources or []] == _merged_from(paths):
-        return  # this same merge was interrupted: redo it
+    if is_merge and [s.get("path") for s in sources or []] == _merged_from(paths):
+        return  # the same merge (interrupted, or finished and now repeated): redo it
     if not force:
         raise ResultsError(f"{out}: exists and is not empty; pass --force to replace it")
     if not is_merge:
@@ -163,6 +163,7 @@ def _write_merged_dir(
 ) -> None:
     # The manifest says "merging" until the table is written and recorded, so an interrupted
     # merge is recognised (and redone) by the same command, and never taken for a finished one.
+    remove_stale_temporaries(out)
     first = next((m for m in manifests if m is not None), {})
     manifest = {
         **{k: v for k, v in first.items() if k not in ("invocations", "counts", "shard", "table")},
