@@ -11,6 +11,7 @@ accepts.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -179,6 +180,14 @@ class Launcher:
         self.cpu_s = float(cpu_s)
         return int(code)
 
+    def kill_after(self, argv: list[str], delay_s: float) -> int:
+        """Start a command, SIGKILL it after ``delay_s`` unless it has exited; its exit code."""
+        pid = self.start(argv)
+        time.sleep(delay_s)
+        with contextlib.suppress(ProcessLookupError):  # it finished first
+            os.kill(pid, signal.SIGKILL)
+        return self.wait()
+
     def run(self, argv: list[str], stderr: Path | None = None) -> int:
         self.start(argv, stderr)
         return self.wait()
@@ -325,7 +334,9 @@ def _replace_with_one_part(path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "damage", [Path.unlink, _truncate, _replace_with_one_part], ids=["missing", "truncated", "other"]
+    "damage",
+    [Path.unlink, _truncate, _replace_with_one_part],
+    ids=["missing", "truncated", "other"],
 )
 def test_a_complete_run_rebuilds_a_missing_or_damaged_table(
     tiny_dir: Path, complete_run: Path, tmp_path: Path, damage: Any
@@ -503,13 +514,7 @@ def test_random_sigkills_of_score_and_merge_then_reruns_leave_bit_identical_tabl
     out = tmp_path / f"score-{serial}"
     killed = finished = 0
     while killed < KILLS:
-        pid = launcher.start(_args(tiny_dir, out))
-        time.sleep(rng.uniform(0.0, full_s))
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        code = launcher.wait()
+        code = launcher.kill_after(_args(tiny_dir, out), rng.uniform(0.0, full_s))
         _verify_if_started(out)
         if code == -signal.SIGKILL:
             killed += 1
@@ -534,13 +539,7 @@ def test_random_sigkills_of_score_and_merge_then_reruns_leave_bit_identical_tabl
     for serial in range(KILLS):
         out = tmp_path / f"merge-{serial}"
         argv = ["merge", str(complete_run), "--out", str(out)]
-        pid = launcher.start(argv)
-        time.sleep(rng.uniform(0.0, merge_s))
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        code = launcher.wait()
+        code = launcher.kill_after(argv, rng.uniform(0.0, merge_s))
         _verify_if_started(out)
         if code == -signal.SIGKILL:
             merge_killed += 1

@@ -10,12 +10,12 @@ output has no parts, and a damaged part can only be rescored, which ``repair_run
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from psych201.results.lock import holder_of, lock_run_dir
@@ -169,7 +169,7 @@ def verify_run(run_dir: str | Path) -> Report:
 def _check_parts(report: Report) -> None:
     run_dir = report.run_dir
     seen: dict[tuple[str, str, str, int], Path] = {}
-    keys: Counter[tuple[Any, ...]] = Counter()
+    key_tables: list[pa.Table] = []
     intact = True
     for path in part_paths(run_dir):
         report.parts += 1
@@ -193,15 +193,16 @@ def _check_parts(report: Report) -> None:
                 report.add(path, f"session {key} is also in {seen[key].name}")
                 intact = False
             seen[key] = path
-        rows = table.select(["study", "experiment", "participant", "line"]).to_pylist()
-        unlisted = {tuple(r.values()) for r in rows} - listed
+        columns = ["study", "experiment", "participant", "line"]
+        present = table.select(columns).group_by(columns).aggregate([]).to_pylist()
+        unlisted = {tuple(r[c] for c in columns) for r in present} - listed
         if unlisted:
             report.add(path, f"rows of {len(unlisted)} sessions its footer does not list")
             intact = False
-        keys.update(zip(*(table[c].to_pylist() for c in _ROW_KEY), strict=True))
+        key_tables.append(table.select(list(_ROW_KEY)).replace_schema_metadata(None))
         report.part_rows += table.num_rows
     report.part_sessions = len(seen)
-    duplicates = [k for k, n in keys.items() if n > 1]
+    duplicates = _duplicate_keys(pa.concat_tables(key_tables)) if key_tables else []
     if duplicates:
         report.add(
             run_dir / PARTS_DIR,
@@ -224,14 +225,20 @@ def _check_table_rows(report: Report) -> None:
         report.table_damaged = True
         report.add(path, f"unreadable ({exc})")
         return
-    keys = Counter(zip(*(table[c].to_pylist() for c in _ROW_KEY), strict=True))
-    duplicates = [k for k, n in keys.items() if n > 1]
+    duplicates = _duplicate_keys(table)
     if duplicates:
         report.table_damaged = True
         report.add(path, f"{len(duplicates)} responses appear more than once, e.g. {duplicates[0]}")
     elif report.parts_intact and table.num_rows != report.part_rows:
         report.table_damaged = True
         report.add(path, f"holds {table.num_rows} rows, its parts {report.part_rows}")
+
+
+def _duplicate_keys(keys: pa.Table) -> list[tuple[Any, ...]]:
+    """Response keys that occur more than once (grouped in Arrow: runs have millions of rows)."""
+    counts = keys.group_by(list(_ROW_KEY)).aggregate([([], "count_all")])
+    repeated = counts.filter(pc.greater(counts["count_all"], 1)).to_pylist()
+    return [tuple(row[c] for c in _ROW_KEY) for row in repeated]
 
 
 def _check_parts_cover(report: Report, manifest: dict[str, Any]) -> None:
