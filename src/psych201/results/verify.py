@@ -140,7 +140,7 @@ def verify_run(run_dir: str | Path) -> Report:
     if manifest is None:
         return report
     status = manifest.get("status")
-    wants_table = status in _FINISHED or bool(manifest.get("merged_from"))
+    wants_table = status in _FINISHED
     if report.config_hashes - {manifest.get("config_hash")}:
         other = sorted(report.config_hashes - {manifest.get("config_hash")})
         report.add(
@@ -159,9 +159,10 @@ def verify_run(run_dir: str | Path) -> Report:
         if status == "complete" and report.parts:
             _check_parts_cover(report, manifest)
     else:
+        command = "merge" if manifest.get("merged_from") else "score command"
         report.notes.append(
             f"{run_dir}: not finished (status {status!r}, {report.parts} parts, "
-            f"{report.part_sessions} sessions); rerun its score command to finish it"
+            f"{report.part_sessions} sessions); rerun its {command} to finish it"
         )
     return report
 
