@@ -39,9 +39,11 @@ from psych201.prompts.conditions import (
     make_condition,
 )
 from psych201.prompts.records import Prompt
+from psych201.results.lock import lock_run_dir
 from psych201.results.manifest import build_manifest, mark_complete, mark_status, open_run_dir
 from psych201.results.schema import ResponseScore, RunSpec
 from psych201.results.shards import Shard
+from psych201.results.verify import table_problem
 from psych201.results.writer import (
     RESPONSES_FILE,
     PartWriter,
@@ -588,8 +590,21 @@ def score_run(
     called only after the options, output directory and data have been checked. Raises
     :class:`PipelineError` (bad options, a session that cannot be scored), ``DataError`` (bad
     input, with file and line) or ``ResultsError`` (the directory holds another configuration);
-    whatever finished before an error or interrupt stays saved for the next call.
+    whatever finished before an error or interrupt stays saved for the next call. Another
+    process scoring into ``config.out`` is refused (``RunDirLockedError``, naming its PID).
     """
+    # Taken before the data is read or the model loaded: a second command on the same --out is
+    # refused at once, and nothing is written into a directory another process owns.
+    with lock_run_dir(config.out):
+        return _score_locked(config, setup, progress, argv)
+
+
+def _score_locked(
+    config: ScoreConfig,
+    setup: ScoringSetup | None,
+    progress: ProgressSink | None,
+    argv: list[str] | None,
+) -> RunSummary:
     started = time.perf_counter()
     validate_run(config)
     run = _open_run(config, setup, argv)
@@ -605,8 +620,13 @@ def score_run(
     todo = [k for k in run.keys if k not in done]
 
     if not todo and run.manifest.get("status") == "complete":
-        _note(progress, f"{config.out}: complete, nothing to score")
         counts = {**run.manifest.get("counts", {}), "scored_now_sessions": 0}
+        problem = table_problem(config.out, run.manifest)
+        if problem is None:
+            _note(progress, f"{config.out}: complete, nothing to score")
+        else:  # the final table is not the one this run wrote: the parts are the truth
+            _note(progress, f"{problem}; rebuilding it from the parts")
+            counts["responses"] = finalize(config.out, config_hash=run.config_hash)[1]
         mark_complete(config.out, run.manifest, counts)
         return RunSummary(
             run_dir=config.out,

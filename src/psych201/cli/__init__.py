@@ -23,6 +23,7 @@ from psych201.cli import (
     data_cmds,
     lab_cmds,
     run_cmds,
+    runs_cmds,
     score_cmds,
     simulate_cmds,
 )
@@ -120,6 +121,7 @@ score_cmds.register(app)
 analysis_cmds.register(app)
 simulate_cmds.register(app)
 run_cmds.register(app)
+app.add_typer(runs_cmds.app, name="runs", help="Check and repair run directories.")
 lab_cmds.register(app)
 
 

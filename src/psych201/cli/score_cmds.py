@@ -138,8 +138,12 @@ def run_scoring(
         ) from None
     except (Psych201Error, OSError) as exc:
         progress.stop()
+        from psych201.errors import RunLockedError
+
+        # Another process's parts are not ours to mention.
+        locked = isinstance(exc, RunLockedError)
         try:
-            saved = part_paths(config.out) if config.out.is_dir() else []
+            saved = part_paths(config.out) if config.out.is_dir() and not locked else []
         except OSError:
             saved = []
         note = f" (finished participants are saved in {config.out})" if saved else ""
@@ -380,6 +384,9 @@ def score(
     if not str(data).startswith("hf:") and not data.exists():
         raise _fail(f"--data {data}: no such file or directory")
     validate_run(config)
+    from psych201.results.lock import check_unlocked
+
+    check_unlocked(out)  # refuse a busy --out before the pipeline (and any model) loads
     setup: SetupLoader | None = None
     if engine != "hf" or engine_args or ray_args:
         setup = _engine_loader(
@@ -407,17 +414,25 @@ def merge(
     allow_mixed: Annotated[
         bool, typer.Option(help="Accept different configurations and bare tables.")
     ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace an existing --out (a previous merge output).")
+    ] = False,
 ) -> None:
-    """Merge shards / run directories into one response table, checking that they agree."""
+    """Merge shards / run directories into one response table, checking that they agree.
+
+    --out is never one of the sources or inside one; an existing --out is refused unless
+    --force (the same merge, interrupted or repeated, is simply redone).
+    """
+    from psych201.errors import Psych201Error
     from psych201.results.merge import merge_runs
     from psych201.results.writer import ResultsError
 
     try:
         summary = merge_runs(
-            sources, out, allow_incomplete=allow_incomplete, allow_mixed=allow_mixed
+            sources, out, allow_incomplete=allow_incomplete, allow_mixed=allow_mixed, force=force
         )
-    except ResultsError as exc:
-        raise _fail(str(exc)) from exc
+    except (ResultsError, Psych201Error) as exc:
+        raise _fail(str(exc), getattr(exc, "exit_code", EXIT_BAD_INPUT)) from exc
     Console().print(
         f"{summary.path}: {summary.rows} responses from {summary.sources} sources"
         + (f", config {summary.config_hash}" if summary.config_hash else "")

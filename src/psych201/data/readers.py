@@ -449,6 +449,7 @@ class _StudyReader:
                 for record in batch.to_pylist():
                     label = str(record.pop(_SOURCE_FILE))
                     self.member_line = int(record.pop(_SOURCE_ROW))
+                    self.records += 1
                     session = self._from_parquet_row(record, label, self.member_line)
                     if session is not None:
                         yield session

@@ -17,12 +17,17 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
+from psych201.results.lock import LOCK_FILE
 from psych201.results.schema import RunSpec
 from psych201.results.shards import Shard
 from psych201.results.writer import (
     PARTS_DIR,
     RESPONSES_FILE,
     ResultsError,
+    footer_config_hash,
+    is_temporary,
+    part_paths,
+    table_record,
     write_text_atomic,
 )
 
@@ -161,13 +166,19 @@ def open_run_dir(
     if manifest_path(run_dir).exists():
         stored = load_manifest(run_dir)
         if stored.get("config_hash") != manifest["config_hash"]:
-            diff = describe_differences(stored.get("spec", {}), manifest["spec"])
+            diff = describe_differences(stored.get("spec") or {}, manifest["spec"])
             raise ConfigMismatchError(
                 f"{run_dir} holds run {stored.get('config_hash')}, a different configuration "
                 f"than this one ({manifest['config_hash']}); a run directory never mixes "
                 "configurations. Use another --out, or delete the directory to start over. "
                 "Differences: " + ("; ".join(diff) or "(spec identical, hash scheme differs)")
             )
+        if stored.get("recovered"):
+            # A manifest `runs verify --repair` rebuilt from the parts knows only the config
+            # hash: this invocation restores everything else.
+            resumed = {**manifest, "invocations": [*stored.get("invocations", []), invocation]}
+            save_manifest(run_dir, resumed)
+            return resumed
         if stored.get("shard") != manifest["shard"]:
             raise ConfigMismatchError(
                 f"{run_dir} holds shard {_shard_text(stored.get('shard'))}, this command asks "
@@ -177,20 +188,60 @@ def open_run_dir(
         resumed["invocations"] = [*stored.get("invocations", []), invocation]
         save_manifest(run_dir, resumed)
         return resumed
+    fresh = dict(manifest)
+    fresh["invocations"] = [invocation]
     if run_dir.exists():
         if not run_dir.is_dir():
             raise ResultsError(f"{run_dir}: exists and is not a directory")
-        leftovers = [p.name for p in run_dir.iterdir() if p.name not in (PARTS_DIR,)]
-        if leftovers or any((run_dir / PARTS_DIR).glob("*")):
-            raise ResultsError(
-                f"{run_dir}: not empty and holds no {MANIFEST_FILE}; refusing to write a run "
-                f"into it (found {', '.join(sorted(leftovers)[:5]) or PARTS_DIR})"
-            )
+        adopted = _adoptable_parts(run_dir, manifest["config_hash"])
+        if adopted:
+            # The manifest was lost but every part (and any final table) carries this run's
+            # config hash: continue the run rather than refuse finished work.
+            invocation["recovered_parts"] = adopted
     run_dir.mkdir(parents=True, exist_ok=True)
-    fresh = dict(manifest)
-    fresh["invocations"] = [invocation]
     save_manifest(run_dir, fresh)
     return fresh
+
+
+def _adoptable_parts(run_dir: Path, config_hash: str) -> int:
+    """How many parts of a manifest-less ``run_dir`` belong to ``config_hash`` (0: none there).
+
+    Raises :class:`ResultsError` when the directory holds anything else: foreign files, or parts
+    or a table of another configuration.
+    """
+    ignored = {PARTS_DIR, LOCK_FILE, RESPONSES_FILE}
+    leftovers = sorted(
+        p.name for p in run_dir.iterdir() if p.name not in ignored and not is_temporary(p)
+    )
+    parts = part_paths(run_dir)
+    parts_dir = run_dir / PARTS_DIR
+    strays = (
+        sorted(p.name for p in parts_dir.iterdir() if p not in parts and not is_temporary(p))
+        if parts_dir.is_dir()
+        else []
+    )
+    table = run_dir / RESPONSES_FILE
+    if leftovers or strays or (table.exists() and not parts):
+        found = leftovers or [f"{PARTS_DIR}/{n}" for n in strays] or [RESPONSES_FILE]
+        raise ResultsError(
+            f"{run_dir}: not empty and holds no {MANIFEST_FILE}; refusing to write a run "
+            f"into it (found {', '.join(found[:5])})"
+        )
+    for path in [*parts, *([table] if table.exists() else [])]:
+        try:
+            owner = footer_config_hash(path)
+        except ResultsError as exc:
+            raise ResultsError(
+                f"{run_dir}: holds no {MANIFEST_FILE} and {exc}; delete that file to rescore "
+                "its sessions"
+            ) from exc
+        if owner != config_hash:
+            raise ConfigMismatchError(
+                f"{run_dir}: holds no {MANIFEST_FILE}, and {path.name} was written by run "
+                f"{owner}, not by this configuration ({config_hash}); use another --out, or "
+                "delete the directory to start over"
+            )
+    return len(parts)
 
 
 def _shard_text(shard: Any) -> str:
@@ -219,6 +270,9 @@ def mark_complete(
     manifest["status"] = status
     manifest["counts"] = _jsonable(dict(counts))
     manifest["responses"] = RESPONSES_FILE
+    # Row count and SHA-256 of the final table: a later rerun or `runs verify` proves the
+    # table is the one this run wrote (and rebuilds it from the parts when it is not).
+    manifest["table"] = table_record(run_dir)
     if manifest.get("invocations"):
         manifest["invocations"][-1]["finished"] = now_iso()
         manifest["invocations"][-1]["scored_sessions"] = counts.get("scored_now_sessions", 0)

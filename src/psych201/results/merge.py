@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from psych201.results.io import read_table
+from psych201.results.lock import LOCK_FILE, lock_output_file, lock_run_dir
 from psych201.results.manifest import (
     MANIFEST_FILE,
     ConfigMismatchError,
@@ -30,9 +31,15 @@ from psych201.results.writer import (
     CONFIG_KEY,
     RESPONSES_FILE,
     ResultsError,
+    is_temporary,
+    remove_stale_temporaries,
     sort_responses,
+    table_record,
     write_parquet_atomic,
 )
+
+#: Status of a merge output while it is being written.
+MERGING = "merging"
 
 
 @dataclass(frozen=True)
@@ -55,19 +62,81 @@ def merge_runs(
     *,
     allow_incomplete: bool = False,
     allow_mixed: bool = False,
+    force: bool = False,
 ) -> MergeSummary:
     """Merge run directories (shards of one run, usually) into ``out``.
 
     ``allow_incomplete`` accepts unfinished runs and missing shards; ``allow_mixed`` accepts
     different configurations and bare Parquet files (e.g. several models in one table), checking
-    duplicates per (model, condition) instead.
+    duplicates per (model, condition) instead. ``out`` is never inside a source (nor a source
+    inside it); an existing ``out`` is refused unless ``force`` (which replaces a previous merge
+    output, never a scoring run), except an output of the same merge (interrupted, or repeated),
+    which is redone. ``out`` is locked for the whole merge.
     """
     paths = [Path(s) for s in sources]
     if not paths:
         raise ResultsError("merge: no sources given")
     out = Path(out)
-    if out.resolve() in {p.resolve() for p in paths}:
-        raise ResultsError(f"{out}: the output cannot also be a source")
+    _check_not_a_source(out, paths)
+    if out.suffix == ".parquet":
+        if out.exists() and not out.is_file():
+            raise ResultsError(f"{out}: exists and is not a file")
+        with lock_output_file(out):
+            if out.exists() and not force:
+                raise ResultsError(f"{out}: exists; pass --force to replace it")
+            merged, _, config_hash = _merged_table(paths, allow_incomplete, allow_mixed)
+            write_parquet_atomic(merged, out)
+        return MergeSummary(out, len(paths), merged.num_rows, config_hash)
+    with lock_run_dir(out):
+        _check_output_dir(out, paths, force=force)
+        merged, manifests, config_hash = _merged_table(paths, allow_incomplete, allow_mixed)
+        _write_merged_dir(out, paths, manifests, merged, config_hash)
+    return MergeSummary(out, len(paths), merged.num_rows, config_hash)
+
+
+def _check_not_a_source(out: Path, paths: Sequence[Path]) -> None:
+    target = out.resolve()
+    for path in paths:
+        source = path.resolve()
+        if target == source or source in target.parents or target in source.parents:
+            raise ResultsError(
+                f"{out}: the output cannot be, or be inside, a source ({path}) or contain one; "
+                "merge into a new directory"
+            )
+
+
+def _merged_from(paths: Sequence[Path]) -> list[str]:
+    return [str(p.resolve()) for p in paths]
+
+
+def _check_output_dir(out: Path, paths: Sequence[Path], *, force: bool) -> None:
+    """Refuse an existing output directory unless it is this merge interrupted, or ``force``
+    replaces a previous merge output."""
+    present = sorted(
+        p.name for p in out.iterdir() if p.name != LOCK_FILE and not is_temporary(p)
+    )
+    if not present:
+        return
+    try:
+        manifest: dict[str, Any] | None = load_manifest(out)
+    except ResultsError:
+        manifest = None
+    sources = manifest.get("merged_from") if manifest else None
+    is_merge = isinstance(sources, list) and set(present) <= {MANIFEST_FILE, RESPONSES_FILE}
+    if is_merge and [s.get("path") for s in sources or []] == _merged_from(paths):
+        return  # the same merge (interrupted, or finished and now repeated): redo it
+    if not force:
+        raise ResultsError(f"{out}: exists and is not empty; pass --force to replace it")
+    if not is_merge:
+        raise ResultsError(
+            f"{out}: --force replaces only a previous merge output (manifest.json and "
+            f"responses.parquet), and this directory holds {', '.join(present[:5])}"
+        )
+
+
+def _merged_table(
+    paths: list[Path], allow_incomplete: bool, allow_mixed: bool
+) -> tuple[pa.Table, list[dict[str, Any] | None], str | None]:
     manifests = [_source_manifest(p) for p in paths]
     _check_sources(paths, manifests, allow_incomplete=allow_incomplete, allow_mixed=allow_mixed)
 
@@ -82,23 +151,26 @@ def merge_runs(
     config_hash = hashes.pop() if len(hashes) == 1 and all(manifests) else None
     if config_hash:
         merged = merged.replace_schema_metadata({CONFIG_KEY: config_hash.encode()})
+    return merged, manifests, config_hash
 
-    if out.suffix == ".parquet":
-        out.parent.mkdir(parents=True, exist_ok=True)
-        write_parquet_atomic(merged, out)
-        return MergeSummary(out, len(paths), merged.num_rows, config_hash)
 
-    if out.exists() and any(out.iterdir()):
-        raise ResultsError(f"{out}: exists and is not empty; merge into a new directory")
-    out.mkdir(parents=True, exist_ok=True)
-    write_parquet_atomic(merged, out / RESPONSES_FILE)
+def _write_merged_dir(
+    out: Path,
+    paths: list[Path],
+    manifests: list[dict[str, Any] | None],
+    merged: pa.Table,
+    config_hash: str | None,
+) -> None:
+    # The manifest says "merging" until the table is written and recorded, so an interrupted
+    # merge is recognised (and redone) by the same command, and never taken for a finished one.
+    remove_stale_temporaries(out)
     first = next((m for m in manifests if m is not None), {})
     manifest = {
-        **{k: v for k, v in first.items() if k not in ("invocations", "counts", "shard")},
+        **{k: v for k, v in first.items() if k not in ("invocations", "counts", "shard", "table")},
         "format": first.get("format", "psych201-run/1"),
         "config_hash": config_hash,
         "shard": None,
-        "status": "complete",
+        "status": MERGING,
         "created": now_iso(),
         "responses": RESPONSES_FILE,
         "counts": {
@@ -119,7 +191,10 @@ def merge_runs(
     if config_hash is None:
         manifest["spec"] = None
     save_manifest(out, manifest)
-    return MergeSummary(out, len(paths), merged.num_rows, config_hash)
+    write_parquet_atomic(merged, out / RESPONSES_FILE)
+    manifest["status"] = "complete"
+    manifest["table"] = table_record(out)
+    save_manifest(out, manifest)
 
 
 def _check_sources(

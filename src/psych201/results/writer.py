@@ -11,6 +11,7 @@ at any moment leaves either the complete part or a stray temporary file that the
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Iterable, Sequence
@@ -222,6 +223,40 @@ def finalize(run_dir: Path, *, config_hash: str) -> tuple[Path, int]:
     path = Path(run_dir) / RESPONSES_FILE
     write_parquet_atomic(table, path)
     return path, table.num_rows
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes (the identity of a final table in its manifest)."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def table_record(run_dir: Path) -> dict[str, object]:
+    """What the manifest records about ``DIR/responses.parquet``: file, row count, SHA-256."""
+    path = Path(run_dir) / RESPONSES_FILE
+    try:
+        rows = pq.read_metadata(path).num_rows
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise ResultsError(f"{path}: unreadable Parquet file ({exc})") from exc
+    return {"file": RESPONSES_FILE, "rows": rows, "sha256": file_sha256(path)}
+
+
+def footer_config_hash(path: Path) -> str | None:
+    """The config hash a part or final table carries in its footer (None when absent)."""
+    try:
+        metadata = pq.read_schema(path).metadata or {}
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise ResultsError(f"{path}: unreadable Parquet file ({exc})") from exc
+    value = metadata.get(CONFIG_KEY)
+    return value.decode(errors="replace") if value is not None else None
+
+
+def is_temporary(path: Path) -> bool:
+    """A temporary file of an atomic write (a killed writer may leave one behind)."""
+    return _TMP_MARK in Path(path).name
 
 
 def iter_keys_json(keys: Iterable[SessionKey]) -> list[list[object]]:
