@@ -601,7 +601,7 @@ def score_run(
 
 def _score_locked(
     config: ScoreConfig,
-    setup: ScoringSetup | None,
+    setup: ScoringSetup | SetupLoader | None,
     progress: ProgressSink | None,
     argv: list[str] | None,
 ) -> RunSummary:
