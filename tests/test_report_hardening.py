@@ -184,7 +184,7 @@ def test_run_notes_empty_and_failed_cells_and_exits_4(tmp_path: Path) -> None:
         # one participant: nobody else's persona to shuffle in, so that cell has no response
         "conditions": ["raw", {"name": "persona-shuffled", "mode": "interview"}],
         "data": [{"name": "shared", "path": str(DATA), "split": "all",
-                  "studies": ["franke2024bayesian"]}],
+                  "studies": ["guenther2022relational"]}],
         "engine": {"batch_tokens": 4096},
     }
     path = tmp_path / "study.yaml"

@@ -23,6 +23,7 @@ from psych201.results.shards import Shard
 from psych201.results.writer import (
     PARTS_DIR,
     RESPONSES_FILE,
+    SUMMARY_FILE,
     ResultsError,
     footer_config_hash,
     is_temporary,
@@ -209,7 +210,7 @@ def _adoptable_parts(run_dir: Path, config_hash: str) -> int:
     Raises :class:`ResultsError` when the directory holds anything else: foreign files, or parts
     or a table of another configuration.
     """
-    ignored = {PARTS_DIR, LOCK_FILE, RESPONSES_FILE}
+    ignored = {PARTS_DIR, LOCK_FILE, RESPONSES_FILE, SUMMARY_FILE}
     leftovers = sorted(
         p.name for p in run_dir.iterdir() if p.name not in ignored and not is_temporary(p)
     )

@@ -9,10 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from psych201.results.io import read_responses
-from psych201.results.writer import write_text_atomic
+from psych201.results.writer import SUMMARY_FILE, write_text_atomic
 from psych201.strict_json import dumps
-
-SUMMARY_FILE = "summary.json"
 
 
 @dataclass(frozen=True)

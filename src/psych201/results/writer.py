@@ -27,6 +27,8 @@ from psych201.results.schema import RESPONSE_SCHEMA, ResponseScore
 
 PARTS_DIR = "parts"
 RESPONSES_FILE = "responses.parquet"
+#: The per-study summary `score` writes beside the table (derived from it, safe to rewrite).
+SUMMARY_FILE = "summary.json"
 #: Footer key holding the JSON list of sessions a part completes.
 SESSIONS_KEY = b"psych201.sessions"
 #: Footer key holding the config hash of the run that wrote the table.
