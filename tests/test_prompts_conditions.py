@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from psych201.data.markers import parse_responses
 from psych201.data.readers import discover_studies, iter_sessions
 from psych201.data.records import Session
-from psych201.data.variants import is_discrete_response
+from psych201.data.variants import is_discrete_response, paper_variant
 from psych201.prompts.chat import ChatTemplateError, render_chat, transcript_messages
 from psych201.prompts.conditions import (
     CONDITION_NAMES,
@@ -142,11 +142,14 @@ def _check_prompt(condition: Condition, session: Session, prompt: Prompt) -> Non
     assert len(set(seen)) == len(seen), "a response is scored twice"
     assert prompt.n_dropped + len(prompt.spans) == len(session.responses)
     assert prompt.condition == condition.name
+    merged = _chat_paper_turns(session) if condition.name == "chat-template-paper" else {}
     for span in prompt.spans:
         assert prompt.text[span.start : span.end] == span.text
         expected = original[span.index]
         if condition.name in ("paper", "discrete-paper", "chat-template-paper", "persona-paper"):
             expected = _paper_cleaned(expected)
+        if span.index in merged:  # back-to-back responses: one assistant turn (PROTOCOL §6)
+            expected = merged[span.index]
         assert span.text == expected, (condition.name, session.study, span.index)
         if prompt.marker_aligned:
             assert prompt.text[span.start - 2 : span.start] == "<<"
@@ -159,11 +162,13 @@ def _check_prompt(condition: Condition, session: Session, prompt: Prompt) -> Non
     # Which responses are scored: all of them, the one-letter ones for the discrete variant, the
     # non-empty ones for the authors' chat split; the paper's truncation may only cut that list
     # short, never skip or reorder.
+    merged_away = {i for group in _chat_paper_groups(session) for i in group[1:]}
     expected_indices = [
         i
         for i, text in original.items()
         if (not condition.name.startswith("discrete") or is_discrete_response(text))
         and (condition.name != "chat-template-paper" or _paper_cleaned(text))
+        and not (merged and i in merged_away)
     ]
     if "paper" in condition.name:
         assert seen == expected_indices[: len(seen)]
@@ -190,6 +195,31 @@ def test_every_condition_keeps_spans_on_the_responses_of_every_study(
                 _check_prompt(condition, session, prompt)
                 if condition.name.startswith("persona"):
                     assert prompt.spans, (condition.name, session.study)
+
+
+def _chat_paper_groups(session: Session) -> list[list[int]]:
+    """Runs of non-empty responses of the paper text with only empty responses between them:
+    the authors' chat split drops empty turns, so such a run is one assistant turn."""
+    variant = paper_variant(session)
+    groups: list[list[int]] = []
+    previous_end = None
+    for r in variant.responses:
+        if not r.text:
+            continue
+        gap = variant.text[previous_end : r.start - 2] if previous_end is not None else None
+        if groups and gap is not None and re.fullmatch(r"(<<>>)*", gap):
+            groups[-1].append(r.index)
+        else:
+            groups.append([r.index])
+        previous_end = r.end + 2
+    return groups
+
+
+def _chat_paper_turns(session: Session) -> dict[int, str]:
+    """First index of each merged run -> the turn's text (the contents joined)."""
+    variant = paper_variant(session)
+    text = {r.index: r.text for r in variant.responses}
+    return {g[0]: "".join(text[i] for i in g) for g in _chat_paper_groups(session) if len(g) > 1}
 
 
 _OUTSIDE = st.text(alphabet="ab J\n.-:?", max_size=12)
