@@ -8,6 +8,7 @@ from psych201.cli import (
     analysis_cmds,
     data_cmds,
     lab_cmds,
+    plan_cmds,
     run_cmds,
     score_cmds,
     simulate_cmds,
@@ -25,6 +26,7 @@ analysis_cmds.register(app)
 simulate_cmds.register(app)
 run_cmds.register(app)
 lab_cmds.register(app)
+plan_cmds.register(app)
 
 
 def main() -> None:
