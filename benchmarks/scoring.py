@@ -14,7 +14,12 @@ Each approach runs in its own fresh process (same model load, same warm-up) so i
 its own: we sample the process's resident memory while it scores and report the peak above the
 level after loading (on CUDA: ``torch.cuda.max_memory_allocated``). Wall time excludes loading.
 The JSON output holds absolute numbers, ratios to (a), and the largest per-response NLL difference
-of (b) and (c) from (a) (they must agree; float32 gives ~1e-5).
+of (b) and (c) from (a) (they must agree; float32 gives ~1e-5). It also states each against the
+machine's limit: *useful* FLOPs (one forward per session up to its last response, attention as
+the model defines it: a sliding-window layer counts its window; the output layer at responses
+only; :mod:`psych201.scoring.plan`) per second of the approach's wall time, and that over the
+device's measured matmul peak (useful MFU). Work a method wastes (padding, masked scores, full
+logits, repeated contexts) lowers its MFU.
 
     python benchmarks/scoring.py --model smollm2-135m-instruct --out bench.json
 """
@@ -178,6 +183,21 @@ RUNNERS = {
 }
 
 
+def useful_flops(loaded: Any, prompts: list[Any]) -> float:
+    """FLOPs of one forward per session up to its last response, head at the responses."""
+    from psych201.scoring.align import align
+    from psych201.scoring.plan import body_params_of, forward_flops, shape_of
+
+    shape = shape_of(loaded.model.config, body_params_of(loaded.model))
+    lengths, targets = [], 0
+    for prompt in prompts:
+        positions = [p for p in align(prompt, loaded.tokenizer, "paper").span_positions if p.size]
+        if positions:
+            lengths.append(int(positions[-1][-1]) + 1)
+            targets += sum(int(p.size) for p in positions)
+    return forward_flops(shape, lengths, targets)
+
+
 def worker(approach: str, args: dict[str, Any], queue: Any) -> None:
     import torch
 
@@ -204,6 +224,7 @@ def worker(approach: str, args: dict[str, Any], queue: Any) -> None:
             "peak_extra_bytes": mem.extra_bytes,
             "baseline_bytes": mem.base,
             "tokens_forwarded": n_tokens,
+            "useful_flops": useful_flops(loaded, prompts),
             "n_responses": sum(len(x) for x in nlls),
             "nlls": nlls,
         }
@@ -235,6 +256,14 @@ def main() -> None:
         "batch_tokens": ns.batch_tokens,
         "threads": ns.threads,
     }
+    import torch
+
+    from psych201.scoring.plan import matmul_peak
+
+    if ns.threads:
+        torch.set_num_threads(ns.threads)
+    peak = matmul_peak(ns.device, ns.dtype)
+    print(f"matmul peak {peak / 1e9:.1f} GFLOP/s ({ns.dtype}, {ns.device})", flush=True)
     ctx = mp.get_context("spawn")
     results: dict[str, dict[str, Any]] = {}
     for approach in ns.approaches.split(","):
@@ -256,6 +285,8 @@ def main() -> None:
             "platform": platform.platform(),
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
+            "matmul_peak_flops_per_s": peak,
+            "load_average": os.getloadavg(),
         },
         "results": {},
     }
@@ -273,6 +304,8 @@ def main() -> None:
             ]
             entry["max_abs_nll_diff_vs_psych201"] = max(diffs) if diffs else 0.0
         entry["tokens_per_s"] = r["tokens_forwarded"] / r["wall_s"]
+        entry["useful_flops_per_s"] = r["useful_flops"] / r["wall_s"]
+        entry["useful_mfu"] = entry["useful_flops_per_s"] / peak
         summary["results"][approach] = entry
     ns.out.write_text(json.dumps(summary, indent=2) + "\n")
     print(f"wrote {ns.out}")

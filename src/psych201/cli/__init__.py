@@ -22,6 +22,7 @@ from psych201.cli import (
     analysis_cmds,
     data_cmds,
     lab_cmds,
+    plan_cmds,
     run_cmds,
     runs_cmds,
     score_cmds,
@@ -123,6 +124,7 @@ simulate_cmds.register(app)
 run_cmds.register(app)
 app.add_typer(runs_cmds.app, name="runs", help="Check and repair run directories.")
 lab_cmds.register(app)
+plan_cmds.register(app)
 
 
 def main() -> None:

@@ -6,10 +6,13 @@ positions that predict a target: a 32k-token session with Gemma's 262,144-entry 
 otherwise need ~34 GB of float32 logits. The head is applied in row chunks so even many targets
 never hold more than ``head_chunk_elems`` logits at once.
 
-Requests are sorted by length and packed into batches of at most ``batch_tokens`` tokens
-(padded length × batch size), right-padded with an attention mask; causal attention means the
-padding never reaches a real token. A batch that runs out of memory is split in half and
-retried; a single sequence that does not fit is an error naming its length.
+Requests are sorted by length and, by default, packed without padding: many sequences share one
+row of at most ``batch_tokens`` tokens, each with its own position ids and attention that stays
+inside it (:mod:`psych201.scoring.packing`). With ``packing="off"`` (or an architecture packing
+does not support) they go in padded batches of at most ``batch_tokens`` tokens (padded length ×
+batch size), right-padded with an attention mask; causal attention means the padding never
+reaches a real token. A batch that runs out of memory is split in half and retried; a single
+sequence that does not fit is an error naming its length.
 
 The shortcut is verified, not assumed: on construction the engine compares its head against the
 model's own ``forward`` logits on a short probe, so an architecture with an output transform we do
@@ -29,9 +32,20 @@ import torch
 from psych201.scoring.engine import EngineInfo, ScoringRequest, TokenScores
 from psych201.scoring.engine_util import EngineError, check_request, empty_scores
 from psych201.scoring.models import LoadedModel, max_context
+from psych201.scoring.packing import (
+    ATTENTION_NAME,
+    SEGMENTS_KWARG,
+    attention_implementation,
+    bin_pack,
+    packing_supported,
+    register,
+)
 
 #: Default token budget per batch (padded tokens); fits a 270M model comfortably on CPU.
 DEFAULT_BATCH_TOKENS = 8192
+
+#: ``packing`` choices: ``auto`` packs wherever the architecture allows it, ``on`` insists.
+PACKING_CHOICES = ("auto", "on", "off")
 
 _PROBE_TOL = 1e-3  # nats: head shortcut vs the model's own logits (bf16 noise is ~1e-2 relative)
 
@@ -43,7 +57,9 @@ class HFEngine:
     ``PreTrainedModel``. ``device`` moves the model there unless it is spread over devices
     already (``load_model(..., device="auto")``). ``batch_tokens`` caps padded tokens per batch;
     ``max_padding`` is the largest fraction of a batch's longest sequence a shorter member may
-    be padded by. ``head_chunk_elems`` caps the logits held at once (rows × vocabulary).
+    be padded by (padded batches only). ``head_chunk_elems`` caps the logits held at once
+    (rows × vocabulary). ``packing`` (``auto``/``on``/``off``): padding-free rows instead of
+    padded batches; ``auto`` falls back to padding for attention packing cannot reproduce.
     """
 
     def __init__(
@@ -54,6 +70,7 @@ class HFEngine:
         batch_tokens: int = DEFAULT_BATCH_TOKENS,
         head_chunk_elems: int = 1 << 23,
         max_padding: float = 0.25,
+        packing: str | bool = "auto",
     ) -> None:
         if batch_tokens < 1:
             raise ValueError(f"batch_tokens must be >= 1, got {batch_tokens}")
@@ -76,6 +93,7 @@ class HFEngine:
             raise EngineError(f"hf: {type(self._model).__name__} has no decoder/lm_head to split")
         self._transform, transform_name = _logit_transform(self._model.config)
         config = self._model.config
+        self._attention = self._choose_packing(packing)
         vocab = int(self._head.weight.shape[0])
         self._rows_per_chunk = max(1, head_chunk_elems // vocab)
         model_id = (
@@ -92,13 +110,45 @@ class HFEngine:
             device=str(self._input_device()) if device != "auto" else "auto",
             max_context=loaded.max_context if loaded is not None else max_context(config),
             versions={"torch": torch.__version__, "transformers": transformers.__version__},
-            extra={"logit_transform": transform_name, "batch_tokens": batch_tokens},
+            extra={
+                "logit_transform": transform_name,
+                "batch_tokens": batch_tokens,
+                "packing": self._attention or "off",
+            },
         )
         self._check_head()
 
     @property
     def info(self) -> EngineInfo:
         return self._info
+
+    @property
+    def packing(self) -> str | None:
+        """The attention implementation packed rows run with, or None for padded batches."""
+        return self._attention
+
+    def _choose_packing(self, packing: str | bool) -> str | None:
+        mode = {True: "on", False: "off"}.get(packing, packing) if isinstance(packing, bool) else (
+            str(packing).lower()
+        )
+        if mode not in PACKING_CHOICES:
+            choices = ", ".join(PACKING_CHOICES)
+            raise ValueError(f"packing must be one of {choices}, got {packing!r}")
+        if mode == "off":
+            return None
+        why_not = packing_supported(self._model.config)
+        if why_not is not None:
+            if mode == "on":
+                raise EngineError(f"hf: cannot pack {type(self._model).__name__}: {why_not}")
+            return None
+        device = self._input_device()
+        if device.type == "cuda" and self._model.dtype in (torch.float16, torch.bfloat16):
+            from transformers.utils import is_flash_attn_2_available
+
+            if is_flash_attn_2_available():
+                return "flash_attention_2"
+        register()
+        return ATTENTION_NAME
 
     def score(self, requests: Sequence[ScoringRequest]) -> list[TokenScores]:
         """Scores for every request, in request order."""
@@ -112,7 +162,12 @@ class HFEngine:
         # Longest first: a batch's padded length is set by its first member.
         todo.sort(key=lambda i: -int(requests[i].token_ids.size))
         lengths = [int(r.token_ids.size) for r in requests]
-        for batch in _pack(todo, lengths, self.batch_tokens, self.max_padding):
+        batches = (
+            bin_pack(todo, lengths, self.batch_tokens)
+            if self._attention
+            else _pack(todo, lengths, self.batch_tokens, self.max_padding)
+        )
+        for batch in batches:
             for i, scores in self._run_with_backoff([requests[i] for i in batch], batch):
                 results[i] = scores
         return [results[i] for i in range(len(requests))]
@@ -136,31 +191,17 @@ class HFEngine:
                 ) from exc
             half = len(batch) // 2
             # Later batches of the same size would fail too: shrink the budget for the run.
-            self.batch_tokens = max(1, min(self.batch_tokens, _padded(batch[:half])))
+            size = _packed(batch[:half]) if self._attention else _padded(batch[:half])
+            self.batch_tokens = max(1, min(self.batch_tokens, size))
             return self._run_with_backoff(batch[:half], ids[:half]) + self._run_with_backoff(
                 batch[half:], ids[half:]
             )
 
     @torch.inference_mode()
     def _forward(self, batch: list[ScoringRequest]) -> list[TokenScores]:
-        device = self._input_device()
-        width = max(int(r.token_ids.size) for r in batch)
-        input_ids = torch.zeros((len(batch), width), dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for b, req in enumerate(batch):
-            n = int(req.token_ids.size)
-            input_ids[b, :n] = torch.from_numpy(req.token_ids)
-            mask[b, :n] = 1
-        # Without padding, no mask: attention takes its causal fast path.
-        attention_mask = mask.to(device) if bool((mask == 0).any()) else None
-        out = self._body(
-            input_ids=input_ids.to(device), attention_mask=attention_mask, use_cache=False
-        )
-        hidden = out[0] if isinstance(out, tuple) else out.last_hidden_state
+        hidden, rows = self._packed_body(batch) if self._attention else self._padded_body(batch)
         # Target t is predicted by the hidden state at t - 1.
-        rows = [torch.from_numpy(r.target_positions - 1) for r in batch]
-        which = torch.cat([torch.full((len(p),), b, dtype=torch.long) for b, p in enumerate(rows)])
-        picked = hidden[which.to(hidden.device), torch.cat(rows).to(hidden.device)]
+        picked = hidden[rows.to(hidden.device)]
         targets = torch.cat([torch.from_numpy(r.token_ids[r.target_positions]) for r in batch])
         # Candidate ids per row of `picked` (rows are the batch's targets, request by request),
         # flattened so each head chunk gathers all of its candidates at once.
@@ -192,6 +233,66 @@ class HFEngine:
             )
             offset += k
         return results
+
+    def _padded_body(self, batch: list[ScoringRequest]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Hidden states ``[batch × width, d]`` of a right-padded batch, and each target's row."""
+        device = self._input_device()
+        width = max(int(r.token_ids.size) for r in batch)
+        input_ids = torch.zeros((len(batch), width), dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for b, req in enumerate(batch):
+            n = int(req.token_ids.size)
+            input_ids[b, :n] = torch.from_numpy(req.token_ids)
+            mask[b, :n] = 1
+        # Without padding, no mask: attention takes its causal fast path.
+        attention_mask = mask.to(device) if bool((mask == 0).any()) else None
+        out = self._body(
+            input_ids=input_ids.to(device), attention_mask=attention_mask, use_cache=False
+        )
+        hidden = out[0] if isinstance(out, tuple) else out.last_hidden_state
+        rows = torch.cat(
+            [torch.from_numpy(b * width + r.target_positions - 1) for b, r in enumerate(batch)]
+        )
+        return hidden.reshape(-1, hidden.shape[-1]), rows
+
+    def _packed_body(self, batch: list[ScoringRequest]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Hidden states ``[tokens, d]`` of one padding-free row, and each target's row."""
+        assert self._attention is not None
+        device = self._input_device()
+        sizes = [int(r.token_ids.size) for r in batch]
+        starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        input_ids = torch.from_numpy(np.concatenate([r.token_ids for r in batch]))[None]
+        position_ids = torch.from_numpy(np.concatenate([np.arange(n) for n in sizes]))[None]
+        kwargs: dict[str, Any] = {}
+        if self._attention == ATTENTION_NAME:
+            kwargs[SEGMENTS_KWARG] = tuple(int(x) for x in starts)
+        else:  # flash-attn varlen: the boundaries the kernel expects, sparing a recount per layer
+            cu = torch.from_numpy(starts).to(device=device, dtype=torch.int32)
+            kwargs.update(
+                cu_seq_lens_q=cu, cu_seq_lens_k=cu, max_length_q=max(sizes), max_length_k=max(sizes)
+            )
+        with attention_implementation(self._configs(), self._attention):
+            out = self._body(
+                input_ids=input_ids.to(device),
+                position_ids=position_ids.to(device),
+                attention_mask=None,
+                use_cache=False,
+                **kwargs,
+            )
+        hidden = out[0] if isinstance(out, tuple) else out.last_hidden_state
+        rows = torch.cat(
+            [torch.from_numpy(starts[b] + r.target_positions - 1) for b, r in enumerate(batch)]
+        )
+        return hidden[0], rows
+
+    def _configs(self) -> list[Any]:
+        """Every distinct config object the model's attention modules may read."""
+        found: list[Any] = []
+        for c in (self._model.config, getattr(self._body, "config", None)):
+            for x in (c, getattr(c, "text_config", None)):
+                if x is not None and all(x is not y for y in found):
+                    found.append(x)
+        return found
 
     def _head_scores(
         self,
@@ -239,21 +340,35 @@ class HFEngine:
 
     @torch.inference_mode()
     def _check_head(self) -> None:
-        """Compare the at-target head with the model's own forward on a short probe."""
+        """Compare the at-target head with the model's own forward on a short probe.
+
+        With packing, two probes share one row, so attention leaking across the boundary (or
+        position ids that do not restart) fails here too.
+        """
         vocab = int(self._head.weight.shape[0])
         gen = torch.Generator().manual_seed(0)
-        probe = torch.randint(0, vocab, (1, 12), generator=gen).to(self._input_device())
-        reference = self._model(input_ids=probe, use_cache=False).logits[0, :-1].float()
-        ref_logp = torch.log_softmax(reference, dim=-1).cpu()
-        positions = np.arange(1, probe.shape[1], dtype=np.int64)
-        req = ScoringRequest("probe", probe[0].cpu().numpy().astype(np.int64), positions)
-        mine = self._forward([req])[0]
-        expected = ref_logp[torch.arange(len(positions)), probe[0, 1:].cpu()].double().numpy()
-        gap = float(np.max(np.abs(mine.logprobs - expected)))
-        if not gap <= _PROBE_TOL * max(1.0, float(np.max(np.abs(expected)))):
+        probes = [torch.randint(0, vocab, (1, n), generator=gen) for n in (12, 9)]
+        if not self._attention:
+            probes = probes[:1]
+        reqs, expected = [], []
+        for k, probe in enumerate(probes):
+            reference = self._model(input_ids=probe.to(self._input_device()), use_cache=False)
+            ref_logp = torch.log_softmax(reference.logits[0, :-1].float(), dim=-1).cpu()
+            positions = np.arange(1, probe.shape[1], dtype=np.int64)
+            ids = probe[0].numpy().astype(np.int64)
+            reqs.append(ScoringRequest(f"probe{k}", ids, positions))
+            expected.append(ref_logp[torch.arange(len(positions)), probe[0, 1:]].double().numpy())
+        mine = self._forward(reqs)
+        pairs = zip(mine, expected, strict=True)
+        gap = max(float(np.max(np.abs(m.logprobs - e))) for m, e in pairs)
+        scale = max(1.0, max(float(np.max(np.abs(e))) for e in expected))
+        if not gap <= _PROBE_TOL * scale:
             raise EngineError(
                 f"hf: {type(self._model).__name__}'s output layer does more than lm_head + "
-                f"{self._info.extra['logit_transform']} (probe differs by {gap:.3g} nats); "
+                f"{self._info.extra['logit_transform']}"
+                + (f" or its attention packs differently ({self._attention})" if self._attention
+                   else "")
+                + f" (probe differs by {gap:.3g} nats); "
                 "this architecture needs support in psych201.scoring.hf"
             )
 
@@ -301,6 +416,10 @@ def _pack(
 
 def _padded(batch: list[ScoringRequest]) -> int:
     return len(batch) * max(int(r.token_ids.size) for r in batch)
+
+
+def _packed(batch: list[ScoringRequest]) -> int:
+    return sum(int(r.token_ids.size) for r in batch)
 
 
 def _is_oom(exc: BaseException) -> bool:

@@ -1,0 +1,83 @@
+"""`psych201 plan`: tokens, FLOPs, memory and hours of a study (or one run) before running it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def plan(
+    study_file: Annotated[
+        Path | None, typer.Argument(help="A study file (studies/*.yaml); or use --data/--model.")
+    ] = None,
+    data: Annotated[Path | None, typer.Option(help="Data of a single run.")] = None,
+    model: Annotated[str | None, typer.Option(help="Model of a single run.")] = None,
+    limit: Annotated[int | None, typer.Option(help="At most this many participants.")] = None,
+    batch_tokens: Annotated[int, typer.Option(help="Tokens per batch (single run).")] = 8192,
+    calibrate: Annotated[
+        bool, typer.Option("--calibrate", help="Measure FLOP/s here: a 30 s probe of the model.")
+    ] = False,
+    benchmark: Annotated[
+        Path | None, typer.Option(help="Take FLOP/s from a benchmarks/packing.py JSON.")
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the plan as JSON.")] = None,
+) -> None:
+    """Tokens forwarded per study, forward FLOPs, peak memory and hours per model."""
+    from psych201.analysis.registry import load_registry
+    from psych201.pipeline import ScoreConfig
+    from psych201.plan import calibrate as measure
+    from psych201.plan import plan_model, throughput_from_benchmark
+    from psych201.study import StudyFileError, expand, load_study, score_config
+
+    if study_file is not None:
+        try:
+            study = load_study(study_file)
+        except StudyFileError as exc:
+            err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from exc
+        # One plan per (data, model, condition): conditions change the text, hence the tokens.
+        configs = [score_config(c, study) for c in expand(study, limit=limit)]
+    elif data is not None and model is not None:
+        configs = [ScoreConfig(data=data, out=Path("unused"), model=model, limit=limit,
+                               batch_tokens=batch_tokens)]
+    else:
+        err_console.print("[red]error:[/red] give STUDY_FILE, or both --data and --model")
+        raise typer.Exit(2)
+    flops_per_s = None
+    if benchmark is not None:
+        flops_per_s = throughput_from_benchmark(benchmark)
+    elif calibrate:
+        first = configs[0]
+        flops_per_s = measure(first.model, device=first.device, dtype=first.dtype,
+                              batch_tokens=first.batch_tokens)
+    registry = load_registry()
+    plans = [plan_model(c, flops_per_s=flops_per_s, registry=registry) for c in configs]
+    table = Table(title="psych201 plan", title_justify="left")
+    for column in ("model", "condition", "tokens", "exact", "TFLOPs", "peak GB", "hours"):
+        table.add_column(column, justify="left" if column in ("model", "condition") else "right")
+    for p in plans:
+        table.add_row(
+            p.model, p.condition, f"{p.tokens:,}", "yes" if p.exact else "est.",
+            f"{p.flops / 1e12:,.1f}" if p.flops is not None else "?",
+            f"{p.peak_memory_bytes / 1e9:,.1f}" if p.peak_memory_bytes is not None else "?",
+            f"{p.hours:,.2f}" if p.hours is not None else "?",
+        )
+    console.print(table)
+    total = sum(p.hours for p in plans if p.hours is not None)
+    if flops_per_s:
+        console.print(f"at {flops_per_s / 1e12:.3g} TFLOP/s achieved: {total:,.1f} hours in all")
+    if out is not None:
+        out.write_text(json.dumps({"flops_per_s": flops_per_s,
+                                   "plans": [p.as_dict() for p in plans]}, indent=2) + "\n")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("plan")(plan)

@@ -1,0 +1,228 @@
+"""What a run will cost before it starts: tokens, FLOPs, memory and hours per model.
+
+**Tokens** are the tokens *forwarded*: the summed length of every sequence the scorer sends to
+the engine (every window of every session, leading special tokens included), i.e. what the model
+computes over, not the responses' ``n_tokens``. With the model's tokenizer at hand they are exact:
+the run's own pipeline (selection, condition, alignment, windows) is driven with an engine that
+only counts. Without it they are estimated from characters (:data:`CHARS_PER_TOKEN`).
+
+**FLOPs** follow :mod:`psych201.scoring.plan` (attention included, sliding-window layers count
+their window) from the model's config when it is local, else ``2 × parameters`` per token from
+the registry. **Hours** divide FLOPs by an achieved FLOP/s: measured on the spot (``calibrate``)
+or read from a ``benchmarks/packing.py`` JSON.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from psych201.pipeline import (
+    ScoreConfig,
+    ScoringSetup,
+    _select_sources,
+    _study_sessions,
+    score_run,
+    tokenizer_info,
+    window_config,
+)
+from psych201.scoring.engine import EngineInfo, ScoringRequest, TokenScores
+from psych201.scoring.plan import Shape, forward_flops, shape_of
+
+#: Characters per token when no tokenizer is at hand (English prose with BPE: ~4).
+CHARS_PER_TOKEN = 4.0
+
+
+@dataclass(frozen=True)
+class TokenCount:
+    """What one study of a run forwards."""
+
+    study: str
+    sessions: int
+    sequences: int
+    tokens: int
+    targets: int
+    exact: bool
+    lengths: tuple[int, ...] = field(default=(), repr=False)
+
+
+@dataclass(frozen=True)
+class ModelPlan:
+    """The cost of one (model, run) pair."""
+
+    model: str
+    data: str
+    condition: str
+    studies: tuple[TokenCount, ...]
+    tokens: int
+    exact: bool
+    params_b: float | None
+    flops: float | None
+    peak_memory_bytes: int | None
+    hours: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        for s in out["studies"]:
+            s.pop("lengths")
+        return out
+
+
+class CountingEngine:
+    """An engine that scores nothing and records every sequence it is sent."""
+
+    def __init__(self, max_context: int | None) -> None:
+        self._info = EngineInfo("count", "count", "none", "none", max_context)
+        self.lengths: list[int] = []
+        self.targets = 0
+
+    @property
+    def info(self) -> EngineInfo:
+        return self._info
+
+    def score(self, requests: Sequence[ScoringRequest]) -> list[TokenScores]:
+        out = []
+        for r in requests:
+            self.lengths.append(int(r.token_ids.size))
+            self.targets += int(r.target_positions.size)
+            k = int(r.target_positions.size)
+            out.append(TokenScores(r.key, np.full(k, -1.0), np.zeros(k, dtype=np.int64),
+                                   np.zeros(k)))
+        return out
+
+
+def count_tokens(config: ScoreConfig, tokenizer: Any | None, max_context: int | None) -> list[
+    TokenCount
+]:
+    """Per study of ``config``: tokens forwarded (exact with ``tokenizer``, else estimated)."""
+    from psych201.scoring.scorer import SessionScorer
+
+    counts = []
+    for source in _select_sources(config):
+        one = replace(config, studies=(source.name,))
+        if tokenizer is None:
+            chars = [len(s.text) for s in _study_sessions(one, source)]
+            tokens = [int(np.ceil(c / CHARS_PER_TOKEN)) for c in chars]
+            counts.append(TokenCount(source.name, len(chars), len(chars), sum(tokens), 0, False,
+                                     tuple(tokens)))
+            continue
+        engine = CountingEngine(max_context)
+        window = window_config(config)
+        setup = ScoringSetup(
+            model_id=config.model, engine="count", tokenizer=tokenizer,
+            scorer=SessionScorer(tokenizer, engine, alignment=config.alignment, window=window),
+            model_info={"id": config.model, "source": "plan", "file_sha256": None,
+                        "max_context": max_context},
+            engine_info=engine.info, tokenizer_info=tokenizer_info(tokenizer),
+            window=asdict(window),
+        )
+        with tempfile.TemporaryDirectory(prefix="psych201-plan-") as tmp:
+            summary = score_run(replace(one, out=Path(tmp) / "run"), setup=setup)
+        counts.append(TokenCount(source.name, summary.sessions, len(engine.lengths),
+                                 sum(engine.lengths), engine.targets, True,
+                                 tuple(engine.lengths)))
+    return counts
+
+
+def model_shape(model: str, cache_dir: Path | None = None) -> tuple[Any, Shape | None, int | None]:
+    """(tokenizer, shape, max context) of a model whose files are local; Nones where not."""
+    from psych201.scoring.models import load_tokenizer, max_context, model_folder
+
+    try:
+        tokenizer = load_tokenizer(model, cache_dir=cache_dir)
+    except (ValueError, OSError):  # not local (ModelLoadError): estimates instead
+        return None, None, None
+    try:
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(model_folder(model, cache_dir=cache_dir).folder)
+    except (ValueError, OSError):  # e.g. a GGUF-only model: registry parameters instead
+        return tokenizer, None, None
+    return tokenizer, shape_of(config), max_context(config)
+
+
+def peak_memory(shape: Shape | None, params_b: float | None, batch_tokens: int,
+                dtype_bytes: int) -> int | None:
+    """Weights plus one batch's activations (residual, attention, MLP) and head chunk; rough."""
+    if params_b is None:
+        return None
+    weights = params_b * 1e9 * dtype_bytes
+    if shape is None:
+        return int(weights)
+    acts = batch_tokens * (6 * shape.hidden + 3 * shape.heads * shape.head_dim) * dtype_bytes
+    head = 2 * (1 << 23) * 4  # two float32 chunks of HFEngine's head_chunk_elems
+    return int(weights + acts + head)
+
+
+def plan_model(config: ScoreConfig, *, flops_per_s: float | None = None,
+               registry: Any | None = None) -> ModelPlan:
+    """Tokens, FLOPs, memory and hours of scoring ``config``."""
+    tokenizer, shape, context = model_shape(config.model)
+    counts = count_tokens(config, tokenizer, context)
+    info = registry.get(config.model) if registry is not None else None
+    params_b = info.params_b if info is not None else None
+    if params_b is None and shape is not None:
+        params_b = (shape.body_params + 2 * shape.hidden * shape.vocab) / 1e9
+    flops: float | None = None
+    if shape is not None:
+        flops = sum(forward_flops(shape, c.lengths, c.targets) for c in counts)
+    elif params_b is not None:
+        flops = 2.0 * params_b * 1e9 * sum(c.tokens for c in counts)
+    dtype_bytes = 4 if config.dtype == "float32" else 2
+    return ModelPlan(
+        model=config.model, data=str(config.data), condition=config.condition,
+        studies=tuple(counts), tokens=sum(c.tokens for c in counts),
+        exact=all(c.exact for c in counts), params_b=params_b, flops=flops,
+        peak_memory_bytes=peak_memory(shape, params_b, config.batch_tokens, dtype_bytes),
+        hours=flops / flops_per_s / 3600 if flops is not None and flops_per_s else None,
+    )
+
+
+def throughput_from_benchmark(path: Path) -> float:
+    """Achieved FLOP/s from a ``benchmarks/packing.py`` JSON (its best packed figure)."""
+    import json
+
+    result = json.loads(path.read_text())
+    best = [
+        part[name]["flops_per_s"]
+        for part in (result.get("long"), result.get("mix"))
+        if part
+        for name in ("packed", "packed_windowed")
+        if name in part
+    ]
+    if not best:
+        raise ValueError(f"{path}: no packed flops_per_s figure (from benchmarks/packing.py)")
+    return float(max(best))
+
+
+def calibrate(model: str, *, device: str, dtype: str, batch_tokens: int,
+              seconds: float = 30.0) -> float:
+    """Achieved FLOP/s of the HF engine on ``model`` here: random sessions for ``seconds``."""
+    from psych201.scoring.hf import HFEngine
+    from psych201.scoring.models import load_model
+    from psych201.scoring.plan import body_params_of
+
+    loaded = load_model(model, dtype=dtype, device=device)
+    engine = HFEngine(loaded, device=device, batch_tokens=batch_tokens)
+    shape = shape_of(loaded.model.config, body_params_of(loaded.model))
+    rng = np.random.default_rng(0)
+    vocab = shape.vocab
+    lengths = [min(2048, batch_tokens)] * max(1, batch_tokens // 2048)
+    requests = [
+        ScoringRequest(str(i), rng.integers(0, vocab, n).astype(np.int64),
+                       np.arange(n // 2, n, dtype=np.int64))
+        for i, n in enumerate(lengths)
+    ]
+    per_round = forward_flops(shape, lengths, sum(n - n // 2 for n in lengths))
+    engine.score(requests[:1])  # warm-up
+    done, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds or done == 0:
+        engine.score(requests)
+        done += 1
+    return per_round * done / (time.perf_counter() - start)
