@@ -52,7 +52,9 @@ def _assert_same_rows(got: pd.DataFrame, want: pd.DataFrame) -> None:
         got[exact].reset_index(drop=True), want[exact].reset_index(drop=True)
     )
     for col in FLOATS:
-        np.testing.assert_allclose(got[col].to_numpy(), want[col].to_numpy(), rtol=1e-6, atol=1e-5)
+        # Packed rows hold other sessions in a shard than in one process, so the matmuls differ
+        # in shape and fp32 rounds differently: a few ulps of a long sum (seen: 6e-6 relative).
+        np.testing.assert_allclose(got[col].to_numpy(), want[col].to_numpy(), rtol=1e-5, atol=1e-5)
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +133,9 @@ def test_ray_stream_scores_many_chunks_in_one_job(ray_cluster, tmp_path):
     for chunk, scored in zip(chunks, got, strict=True):
         for want, have in zip(local.score(chunk), scored, strict=True):
             assert [s.index for s in have] == [s.index for s in want]
-            np.testing.assert_allclose([s.nll for s in have], [s.nll for s in want], atol=1e-5)
+            np.testing.assert_allclose(  # fp32 rounding of differently packed rows
+                [s.nll for s in have], [s.nll for s in want], rtol=1e-5, atol=1e-5
+            )
             assert [s.top1_correct for s in have] == [s.top1_correct for s in want]
 
 

@@ -116,7 +116,16 @@ class HFEngine:
                 "packing": self._attention or "off",
             },
         )
-        self._check_head()
+        try:
+            self._check_head()
+        except EngineError:
+            if self._attention is None or str(packing).lower() != "auto":
+                raise
+            # auto: an architecture (or transformers version) whose attention does not pack
+            # exactly falls back to padded batches rather than failing or scoring wrongly
+            self._attention = None
+            self._info.extra["packing"] = "off (packed probe failed)"
+            self._check_head()
 
     @property
     def info(self) -> EngineInfo:
@@ -147,7 +156,12 @@ class HFEngine:
 
             if is_flash_attn_2_available():
                 return "flash_attention_2"
-        register()
+        try:
+            register()
+        except (ImportError, AttributeError) as exc:  # a transformers without AttentionInterface
+            if mode == "on":
+                raise EngineError(f"hf: cannot pack with this transformers: {exc}") from exc
+            return None
         return ATTENTION_NAME
 
     def score(self, requests: Sequence[ScoringRequest]) -> list[TokenScores]:
