@@ -69,11 +69,29 @@ def test_study_paths_stay_inside_out(tmp_path: Path, field: str, value: str) -> 
 def test_study_names_inside_out_still_accepted(tmp_path: Path) -> None:
     path = tmp_path / "study.yaml"
     path.write_text(yaml.safe_dump({"name": "x", "models": ["../m"], "report": "out/r.html",
-                                    "data": [{"name": "shared.v2", "path": "../p"}]}))
+                                    "data": [{"name": "shared.v2", "path": str(tmp_path)}]}))
     study = load_study(path)
     from psych201.study import expand
     (cell,) = expand(study, out=tmp_path / "runs")
     assert cell.out.resolve().is_relative_to((tmp_path / "runs").resolve())
+
+
+@pytest.mark.parametrize(("entry", "message"), [
+    ({"data": [{"name": "d", "path": "no-such-folder"}]}, "data.0.path 'no-such-folder': no such"),
+    ({"conditions": ["raw", "nope"]}, "conditions.1: unknown condition 'nope'"),
+])
+def test_run_refuses_missing_data_and_unknown_conditions_before_any_model(
+    tmp_path: Path, entry: dict, message: str
+) -> None:
+    spec = {"name": "x", "models": ["no-such-model"], "out": str(tmp_path / "runs"),
+            "data": [{"name": "d", "path": str(tmp_path)}], **entry}
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    for command in ("run", "plan"):
+        code, out = _invoke(command, str(path))
+        assert code == 2 and message in " ".join(out.split()), out
+        assert "no-such-model" not in out  # refused before any model was looked up
+    assert not (tmp_path / "runs").exists()
 
 
 # -- row 9: names are text, never math -----------------------------------------------------------

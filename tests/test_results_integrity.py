@@ -400,6 +400,7 @@ def test_runs_verify_repair_rebuilds_a_lost_manifest_then_score_finishes(
     result = _cli(["runs", "verify", "--repair", str(run)])
     assert result.exit_code == 0, result.output
     assert "repaired:" in result.output and "rebuilt from 3 parts" in result.output
+    assert "in use by" not in result.output  # the repair's own lock is not another user
     assert read_manifest(run)["status"] == "recovered"
     result = _cli(_args(tiny_dir, run))
     assert result.exit_code == 0, result.output
@@ -412,6 +413,15 @@ def test_runs_verify_repair_rebuilds_a_lost_manifest_then_score_finishes(
 
 # ---------------------------------------------------------------------------------------------
 # runs verify: one line per problem, exit 1; --repair rebuilds or says why not
+
+
+def test_repair_of_a_folder_that_is_no_run_says_so_and_leaves_nothing(tmp_path: Path) -> None:
+    folder = tmp_path / "plain"
+    folder.mkdir()
+    result = _cli(["runs", "verify", "--repair", str(folder)])
+    assert result.exit_code == 1
+    assert "not a run directory" in result.output and "in use by" not in result.output
+    assert list(folder.iterdir()) == []  # no lock file left behind
 
 
 def test_runs_verify_clean_and_damaged_runs(complete_run: Path, tmp_path: Path) -> None:

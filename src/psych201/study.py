@@ -33,7 +33,7 @@ from psych201.pipeline import (
     score_run,
     window_config,
 )
-from psych201.prompts.conditions import ConditionUnavailableError
+from psych201.prompts.conditions import CONDITION_NAMES, ConditionUnavailableError
 from psych201.results.manifest import load_manifest
 from psych201.results.writer import ResultsError
 from psych201.simulate.demo import DEMO_DIR
@@ -236,9 +236,25 @@ class StudyOutcome:
 
 
 def load_study(path: Path) -> StudyFile:
-    """Read and validate a study file; errors name the file (and line) and the offending key."""
-    return read_yaml_model(path, StudyFile, StudyFileError, kind="study file",
-                           expected="name, models, data, ...")
+    """Read and validate a study file; errors name the file (and line) and the offending key.
+
+    Also checked here, before any model loads: every data path exists (``hf:`` sources are
+    resolved later) and every condition is one psych201 knows.
+    """
+    study = read_yaml_model(path, StudyFile, StudyFileError, kind="study file",
+                            expected="name, models, data, ...")
+    for i, entry in enumerate(study.data):
+        if not entry.path.startswith("hf:") and not data_path(entry).exists():
+            raise StudyFileError(
+                f"{path}: data.{i}.path {entry.path!r}: no such file or directory"
+            )
+    for i, condition in enumerate(study.conditions):
+        if condition.name not in CONDITION_NAMES:
+            raise StudyFileError(
+                f"{path}: conditions.{i}: unknown condition {condition.name!r} "
+                f"(known: {', '.join(CONDITION_NAMES)})"
+            )
+    return study
 
 
 def _safe(name: str) -> str:

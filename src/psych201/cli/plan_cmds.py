@@ -32,9 +32,10 @@ def plan(
 ) -> None:
     """Tokens forwarded per study, forward FLOPs, peak memory and hours per model."""
     from psych201.analysis.registry import load_registry
-    from psych201.pipeline import ScoreConfig
+    from psych201.pipeline import PipelineError, ScoreConfig
     from psych201.plan import calibrate as measure
     from psych201.plan import plan_model, throughput_from_benchmark
+    from psych201.prompts.conditions import ConditionUnavailableError
     from psych201.study import StudyFileError, expand, load_study, score_config
 
     if study_file is not None:
@@ -59,7 +60,20 @@ def plan(
         flops_per_s = measure(first.model, device=first.device, dtype=first.dtype,
                               batch_tokens=first.batch_tokens)
     registry = load_registry()
-    plans = [plan_model(c, flops_per_s=flops_per_s, registry=registry) for c in configs]
+    plans = []
+    for config in configs:
+        try:
+            plans.append(plan_model(config, flops_per_s=flops_per_s, registry=registry))
+        except PipelineError as exc:
+            # A condition this model or data cannot take (no chat template, no metadata):
+            # `run` skips that cell, so the plan does too.
+            if not isinstance(exc.__cause__, ConditionUnavailableError):
+                raise
+            console.print(f"[yellow]skipped:[/yellow] {config.model} · {config.condition}: "
+                          f"{exc}", highlight=False)
+    if not plans:
+        err_console.print("[red]error:[/red] no cell of the study can be scored")
+        raise typer.Exit(2)
     table = Table(title="psych201 plan", title_justify="left")
     for column in ("model", "condition", "tokens", "exact", "TFLOPs", "peak GB", "hours"):
         table.add_column(column, justify="left" if column in ("model", "condition") else "right")

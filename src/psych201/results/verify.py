@@ -108,14 +108,16 @@ def table_problem(run_dir: Path, manifest: dict[str, Any]) -> str | None:
     return None
 
 
-def verify_run(run_dir: str | Path) -> Report:
-    """Check ``run_dir`` (read only); see the module docstring for what is checked."""
+def verify_run(run_dir: str | Path, *, locked_by_us: bool = False) -> Report:
+    """Check ``run_dir`` (read only); see the module docstring for what is checked.
+
+    ``locked_by_us``: the caller holds the run's lock (a repair), so a holder is not news."""
     run_dir = Path(run_dir)
     report = Report(run_dir)
     if not run_dir.is_dir():
         report.add(run_dir, "no such run directory")
         return report
-    holder = holder_of(run_dir)
+    holder = None if locked_by_us else holder_of(run_dir)
     if holder:
         report.notes.append(f"{run_dir}: in use by {holder}; its files may still change")
     _check_parts(report)
@@ -268,17 +270,22 @@ def repair_run(run_dir: str | Path) -> RepairOutcome:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         return RepairOutcome((), (f"{run_dir}: no such run directory",), verify_run(run_dir))
+    if not manifest_path(run_dir).exists() and not (run_dir / PARTS_DIR).is_dir():
+        # Nothing of a run to rebuild from; taking the lock would only leave a lock file here.
+        why = (f"{run_dir}: not a run directory (no {MANIFEST_FILE}, no {PARTS_DIR}/); "
+               "nothing to repair")
+        return RepairOutcome((), (why,), verify_run(run_dir))
     done: list[str] = []
     not_done: list[str] = []
     with lock_run_dir(run_dir):
         for path in remove_stale_temporaries(run_dir):
             done.append(f"{path}: removed (temporary file of an interrupted write)")
-        report = verify_run(run_dir)
+        report = verify_run(run_dir, locked_by_us=True)
         if report.manifest is None:
             _repair_manifest(report, done, not_done)
         elif report.table_damaged:
             _repair_table(report, done, not_done)
-        after = verify_run(run_dir)
+        after = verify_run(run_dir, locked_by_us=True)
     for problem in after.problems:
         if not any(line.startswith(f"{problem.path}:") for line in not_done):
             not_done.append(f"{problem}: {_why_not(problem)}")
