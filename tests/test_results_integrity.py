@@ -415,6 +415,30 @@ def test_runs_verify_repair_rebuilds_a_lost_manifest_then_score_finishes(
 # runs verify: one line per problem, exit 1; --repair rebuilds or says why not
 
 
+def test_rerun_of_a_complete_run_loads_no_model(
+    tiny_dir: Path, complete_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import psych201.pipeline
+
+    loads: list[str] = []
+
+    def load(config: Any) -> Any:
+        loads.append(str(config.model))
+        raise RuntimeError("the model was loaded")
+
+    monkeypatch.setattr(psych201.pipeline, "load_hf_setup", load)
+    run = _copy(complete_run, tmp_path)
+    result = _cli(_args(tiny_dir, run))
+    assert result.exit_code == 0, result.output
+    assert loads == [] and read_manifest(run)["invocations"][-1]["model_loaded"] is False
+    (run / "responses.parquet").unlink()  # still proven from the parts, still no model
+    assert _cli(_args(tiny_dir, run)).exit_code == 0 and loads == []
+    assert _sha(run / "responses.parquet") == _sha(complete_run / "responses.parquet")
+    # Another window is another configuration: the model loads for the full check.
+    assert _cli(_args(tiny_dir, run, "--max-tokens", "256")).exit_code != 0
+    assert loads == [str(tiny_dir)]
+
+
 def test_repair_of_a_folder_that_is_no_run_says_so_and_leaves_nothing(tmp_path: Path) -> None:
     folder = tmp_path / "plain"
     folder.mkdir()

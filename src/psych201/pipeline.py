@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import json
 import os
 import re
 import tempfile
@@ -127,6 +128,19 @@ class ScoringSetup:
 
 #: Loads a :class:`ScoringSetup` when called (so that cheap checks run before the weights load).
 SetupLoader = Callable[[], ScoringSetup]
+
+
+@dataclass(frozen=True)
+class DefaultEngineLoader:
+    """A deferred loader of the default transformers engine (a CLI wraps it in a spinner).
+
+    Marked so that a rerun of a finished run can skip it: only for this engine can the run be
+    recognised from its files without loading the model."""
+
+    load: Callable[[], ScoringSetup]
+
+    def __call__(self) -> ScoringSetup:
+        return self.load()
 
 
 @dataclass(frozen=True)
@@ -608,6 +622,8 @@ def _score_locked(
     started = time.perf_counter()
     validate_run(config)
     run = _open_run(config, setup, argv)
+    if isinstance(run, _FinishedRun):  # nothing to score: no model was loaded
+        return _rerun_finished(config, run, progress, argv, started)
     for path in remove_stale_temporaries(config.out):
         _note(progress, f"removed {path.name}, left by an interrupted run")
     done = completed_sessions(config.out, config_hash=run.config_hash)
@@ -690,7 +706,9 @@ class _Run:
 
 def _open_run(
     config: ScoreConfig, setup: ScoringSetup | SetupLoader | None, argv: list[str] | None
-) -> _Run:
+) -> _Run | _FinishedRun:
+    """Read the data, check the directory, then (unless the run is provably finished already)
+    load the model and open or create the run directory."""
     root, data_info, data_name = _data_root(config)
     sources = _select_sources(config, root)
     data_hash, per_study = data_fingerprint(sources)
@@ -700,6 +718,12 @@ def _open_run(
     _check_selection(config, plans)
     split_label = _split_label(config, plans)
     _precheck_run_dir(config, data_hash, split=split_label, data_name=data_name)
+    in_shard = shard_filter(config.shard)
+    keys = [k for plan in plans for k in plan.keys if in_shard(k)]
+    if setup is None or isinstance(setup, DefaultEngineLoader):
+        finished = _finished_run(config, keys)
+        if finished is not None:
+            return finished
     if setup is None:
         setup = load_hf_setup(config)
     elif not isinstance(setup, ScoringSetup):
@@ -732,7 +756,6 @@ def _open_run(
             "on_error": config.on_error,
         },
     )
-    in_shard = shard_filter(config.shard)
     return _Run(
         config=config,
         setup=setup,
@@ -740,10 +763,108 @@ def _open_run(
         config_hash=spec.config_hash(),
         manifest=manifest,
         plans=plans,
-        keys=[k for plan in plans for k in plan.keys if in_shard(k)],
+        keys=keys,
         chars={k: n for plan in plans for k, n in plan.chars.items()},
         data_issues=data_issues,
     )
+
+
+def _rerun_finished(
+    config: ScoreConfig,
+    run: _FinishedRun,
+    progress: ProgressSink | None,
+    argv: list[str] | None,
+    started: float,
+) -> RunSummary:
+    """Record the invocation, rebuild a missing or damaged table from the parts, report."""
+    from psych201.results.manifest import new_invocation, save_manifest
+
+    manifest = run.manifest
+    manifest["invocations"] = [
+        *manifest.get("invocations", []),
+        {**new_invocation(argv), "model_loaded": False},
+    ]
+    save_manifest(config.out, manifest)
+    counts = {**manifest.get("counts", {}), "scored_now_sessions": 0}
+    problem = table_problem(config.out, manifest)
+    if problem is None:
+        _note(progress, f"{config.out}: complete, nothing to score (model not loaded)")
+    else:  # the final table is not the one this run wrote: the parts are the truth
+        _note(progress, f"{problem}; rebuilding it from the parts")
+        counts["responses"] = finalize(config.out, config_hash=run.config_hash)[1]
+    mark_complete(config.out, manifest, counts)
+    return RunSummary(
+        run_dir=config.out,
+        config_hash=run.config_hash,
+        sessions=len(run.keys),
+        already_done=len(run.keys),
+        scored_now=0,
+        failed=(),
+        responses=int(counts.get("responses", 0)),
+        wall_s=time.perf_counter() - started,
+        table=config.out / RESPONSES_FILE,
+    )
+
+
+@dataclass
+class _FinishedRun:
+    """A complete run of this very configuration, recognised without loading the model."""
+
+    manifest: dict[str, Any]
+    config_hash: str
+    keys: list[SessionKey]
+
+
+def _finished_run(config: ScoreConfig, keys: list[SessionKey]) -> _FinishedRun | None:
+    """The stored run when ``config.out`` holds a complete run of exactly this configuration.
+
+    Runs after :func:`_precheck_run_dir` (data, split, seed, studies, limit, alignment, dtype,
+    condition and shard agree). Adds what else names the run without loading weights: the
+    model's id and weights hash (read from its files), engine, window, condition spec, model
+    arguments and device kind, and that the parts of the stored configuration cover every
+    selected session. Anything uncertain returns None: the model is loaded and the full check
+    runs, as before.
+    """
+    from psych201.results.manifest import MANIFEST_FILE, ResultsError, load_manifest
+    from psych201.scoring.models import ModelLoadError, model_folder
+
+    if not (config.out / MANIFEST_FILE).is_file():
+        return None
+    try:
+        stored = load_manifest(config.out)
+    except ResultsError:
+        return None
+    spec, model = stored.get("spec"), stored.get("model")
+    condition = _tokenizer_free_condition(config)
+    if (stored.get("status") != "complete" or not isinstance(spec, dict)
+            or not isinstance(model, dict) or spec.get("engine") != "hf" or condition is None):
+        return None
+    extra = spec.get("extra") or {}
+    model_args = {k: v for k, v in config.model_args.items() if k != "cache_dir"}
+    wanted = {
+        "window": asdict(window_config(config)),
+        "condition_spec": condition.spec(),
+        "model_args": model_args,
+        "device": _device_kind(config.device),
+    }
+    have = {"window": spec.get("window"), **{k: extra.get(k) for k in wanted if k != "window"}}
+    if _as_json(wanted) != _as_json(have):
+        return None
+    try:
+        folder = model_folder(config.model, cache_dir=config.model_args.get("cache_dir"))
+    except (ModelLoadError, OSError, ValueError):
+        return None
+    if folder.model_id != spec.get("model") or folder.file_sha256 != model.get("file_sha256"):
+        return None
+    config_hash = str(stored.get("config_hash"))
+    if not set(keys) <= completed_sessions(config.out, config_hash=config_hash):
+        return None
+    return _FinishedRun(stored, config_hash, keys)
+
+
+def _as_json(value: Any) -> Any:
+    # The manifest is JSON: tuples came back as lists.
+    return json.loads(json.dumps(value, default=str, sort_keys=True))
 
 
 def _tokenizer_free_condition(config: ScoreConfig) -> Condition | None:

@@ -195,7 +195,7 @@ def _with_spinner(
 ) -> SetupLoader:
     """``loader`` (default: the transformers engine) drawn as a spinner while it runs: loading
     a model can take a minute without any other sign of life."""
-    from psych201.pipeline import load_hf_setup
+    from psych201.pipeline import DefaultEngineLoader, load_hf_setup
 
     def load() -> ScoringSetup:
         run = loader if loader is not None else (lambda: load_hf_setup(config))
@@ -204,7 +204,7 @@ def _with_spinner(
         with console.status(f"loading {config.model} …", spinner="dots"):
             return run()
 
-    return load
+    return load if loader is not None else DefaultEngineLoader(load)
 
 
 def _fmt(value: float | None) -> str:

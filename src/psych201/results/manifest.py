@@ -140,6 +140,19 @@ def describe_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list
     ]
 
 
+def new_invocation(
+    argv: list[str] | None, options: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The manifest's record of one command that opened the run."""
+    return {
+        "started": now_iso(),
+        "argv": list(argv if argv is not None else sys.argv),
+        "host": platform.node(),
+        "versions": library_versions(),
+        "options": _jsonable(dict(options or {})),
+    }
+
+
 def open_run_dir(
     run_dir: Path,
     manifest: Mapping[str, Any],
@@ -157,13 +170,7 @@ def open_run_dir(
     shard, and :class:`ResultsError` when it is a non-empty directory that is not a run.
     """
     run_dir = Path(run_dir)
-    invocation = {
-        "started": now_iso(),
-        "argv": list(argv if argv is not None else sys.argv),
-        "host": platform.node(),
-        "versions": library_versions(),
-        "options": _jsonable(dict(options or {})),
-    }
+    invocation = new_invocation(argv, options)
     if manifest_path(run_dir).exists():
         stored = load_manifest(run_dir)
         if stored.get("config_hash") != manifest["config_hash"]:
