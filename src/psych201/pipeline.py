@@ -854,7 +854,8 @@ def _finished_run(config: ScoreConfig, keys: list[SessionKey]) -> _FinishedRun |
         folder = model_folder(config.model, cache_dir=config.model_args.get("cache_dir"))
     except (ModelLoadError, OSError, ValueError):
         return None
-    if folder.model_id != spec.get("model") or folder.file_sha256 != model.get("file_sha256"):
+    if (folder.model_id != spec.get("model") or folder.file_sha256 != model.get("file_sha256")
+            or folder.revision != extra.get("model_revision")):  # a hub model's commit too
         return None
     config_hash = str(stored.get("config_hash"))
     if not set(keys) <= completed_sessions(config.out, config_hash=config_hash):
