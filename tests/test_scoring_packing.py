@@ -182,6 +182,27 @@ def test_packing_choice_auto_on_off_and_unsupported() -> None:
         HFEngine(gemma2, packing="on")
 
 
+def test_auto_falls_back_to_padding_when_the_packed_kernel_fails(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A transformers that calls the kernel differently must not break ``auto``: it pads."""
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise TypeError("unexpected keyword argument")
+
+    tok = byte_bpe_tokenizer()
+    monkeypatch.setattr(packing, "varlen_sdpa", broken)
+    try:
+        engine = HFEngine(tiny_llama(tok))
+        assert engine.packing is None
+        assert engine.info.extra["packing"] == "off (packed probe failed: TypeError)"
+        with pytest.raises(TypeError):
+            HFEngine(tiny_llama(tok), packing="on")
+    finally:
+        monkeypatch.undo()
+        packing.register()  # the real kernel again, for the tests that follow
+
+
 def test_engine_args_packing_reaches_the_engine(tmp_path: Path) -> None:
     """``--engine-args packing=off`` turns packing off; the default packs."""
     tok = byte_bpe_tokenizer()

@@ -118,13 +118,14 @@ class HFEngine:
         )
         try:
             self._check_head()
-        except EngineError:
+        except Exception as exc:  # any failure of the packed probe
             if self._attention is None or str(packing).lower() != "auto":
                 raise
             # auto: an architecture (or transformers version) whose attention does not pack
-            # exactly falls back to padded batches rather than failing or scoring wrongly
+            # exactly, or calls the kernel differently, falls back to padded batches rather
+            # than failing or scoring wrongly
             self._attention = None
-            self._info.extra["packing"] = "off (packed probe failed)"
+            self._info.extra["packing"] = f"off (packed probe failed: {type(exc).__name__})"
             self._check_head()
 
     @property
