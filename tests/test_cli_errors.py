@@ -152,6 +152,15 @@ def test_an_engine_that_is_not_installed_is_named(tmp_path: Path, loads: list[st
     assert loads == []
 
 
+def test_an_unknown_packing_choice_is_refused_before_the_data_or_model(
+    tmp_path: Path, loads: list[str]
+) -> None:
+    result = runner.invoke(app, _score(tmp_path / "run", "--engine-args", "packing=maybe"))
+    assert result.exit_code == EXIT_USAGE, result.output
+    assert "packing=maybe: choose one of auto, on, off" in _one_line_error(result.output)
+    assert loads == [] and not (tmp_path / "run").exists()
+
+
 def test_a_condition_nobody_qualifies_for_says_why_instead_of_scoring_nothing(
     tmp_path: Path, loads: list[str]
 ) -> None:

@@ -169,6 +169,13 @@ def _engine_loader(
     if ray_args and engine != "ray":
         raise _fail("--ray-args needs --engine ray")
     inner = str(ray_args.get("engine", "hf")) if engine == "ray" else engine
+    packing = engine_args.get("packing")
+    if inner == "hf" and packing is not None and not isinstance(packing, bool):
+        from psych201.scoring.hf import PACKING_CHOICES
+
+        if str(packing).lower() not in PACKING_CHOICES:
+            raise _fail(f"--engine-args packing={packing}: choose one of "
+                        f"{', '.join(PACKING_CHOICES)}")
     for name in dict.fromkeys((engine, inner)):
         package = _ENGINE_PACKAGES.get(name)
         if package and importlib.util.find_spec(package) is None:
