@@ -11,7 +11,6 @@ at any moment leaves either the complete part or a stray temporary file that the
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Iterable, Sequence
@@ -24,6 +23,7 @@ import pyarrow.parquet as pq
 from psych201.data.records import SessionKey
 from psych201.errors import UsageError
 from psych201.results.schema import RESPONSE_SCHEMA, ResponseScore
+from psych201.scoring.models import sha256_file
 
 PARTS_DIR = "parts"
 RESPONSES_FILE = "responses.parquet"
@@ -229,11 +229,7 @@ def finalize(run_dir: Path, *, config_hash: str) -> tuple[Path, int]:
 
 def file_sha256(path: Path) -> str:
     """SHA-256 of a file's bytes (the identity of a final table in its manifest)."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return sha256_file(path)
 
 
 def table_record(run_dir: Path) -> dict[str, object]:
