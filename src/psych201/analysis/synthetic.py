@@ -221,6 +221,8 @@ def synthetic_responses(models: Sequence[ModelInfo], *, design: SyntheticDesign 
     frame["entropy"] = 0.8 * frame["nll"] + 0.2
     frame["context_tokens"] = (frame["response_index"] + 1) * 40
     frame["truncated"] = False
+    for name in ("nll_temperature", "offered_options", "offered_logprobs"):
+        frame[name] = None  # list columns a synthetic table does not model
     order = [*RESPONSE_SCHEMA.names, "n_options"]
     return frame[order]
 

@@ -29,11 +29,26 @@ RESPONSE_SCHEMA = pa.schema(
         # Among the options the transcript offered: null unless known and one token each.
         pa.field("offered_correct", pa.bool_()),
         pa.field("n_offered", pa.int64()),  # null where the transcript does not state them
+        # NLL of the response with the logits divided by each temperature of TEMPERATURE_GRID
+        # (calibration control); null where the engine cannot see the whole distribution.
+        pa.field("nll_temperature", pa.list_(pa.float64())),
+        # The options the transcript offered (as written) and the model's log-probability of
+        # each at the response position (full-vocabulary softmax, same order); null unless the
+        # response and every option are one token each and the engine reports candidates.
+        pa.field("offered_options", pa.list_(pa.string())),
+        pa.field("offered_logprobs", pa.list_(pa.float64())),
     ]
 )
 
+#: Softmax temperatures of the ``nll_temperature`` column: log-spaced 0.25 … 4 with neighbours
+#: 9.7 % apart (16^(1/30)); index 15 is exactly 1.0, the plain NLL.
+TEMPERATURE_GRID: tuple[float, ...] = tuple(
+    float(0.25 * 16.0 ** (k / 30)) if k != 15 else 1.0 for k in range(31)
+)
+
 #: Columns added after the first release: tables written before them are read with nulls.
-ADDED_COLUMNS = ("offered_correct", "n_offered")
+ADDED_COLUMNS = ("offered_correct", "n_offered", "nll_temperature", "offered_options",
+                 "offered_logprobs")
 
 
 def conform(table: pa.Table) -> pa.Table:
@@ -74,6 +89,9 @@ class ResponseScore:
     truncated: bool
     offered_correct: bool | None = None
     n_offered: int | None = None
+    nll_temperature: tuple[float, ...] | None = None
+    offered_options: tuple[str, ...] | None = None
+    offered_logprobs: tuple[float, ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,110 @@
+"""The analysis contract: one analysis = one file that turns the response table into a section.
+
+An :class:`Analysis` says which columns it reads, whether it applies to the results at hand (and
+if not, why), and returns a :class:`Section`: typed tables, figures drawn on demand and a
+one-paragraph reading. :func:`~psych201.analysis.summary.summarize`, the HTML report, the figure
+export and ``compare --json`` all iterate :data:`psych201.analysis.sections.ANALYSES`, so a new
+analysis is one new module plus one line in that list, and every output shows it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+
+import pandas as pd
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from psych201.analysis.registry import ModelPair, ModelRegistry
+    from psych201.analysis.summary import AnalysisOptions
+    from psych201.analysis.tables import Results
+
+#: How a report prints a column: text, integer, a float with N decimals ("num1" … "num4"),
+#: a p-value, a probability, or an interval string.
+ColumnFormat = Literal["text", "int", "num1", "num2", "num3", "num4", "p", "probability",
+                       "interval"]
+
+
+@dataclass(frozen=True)
+class Column:
+    """One displayed column of a :class:`SectionTable`."""
+
+    name: str  # column of the frame
+    header: str
+    format: ColumnFormat = "num3"
+    optional: bool = False  # left out (not an error) where the frame lacks it
+
+
+@dataclass(frozen=True)
+class SectionTable:
+    """A tidy table of a section. ``columns`` picks and labels what the report shows; the JSON
+    output always carries every column of ``frame``."""
+
+    name: str  # JSON key inside the section, e.g. "per_model"
+    frame: pd.DataFrame
+    columns: tuple[Column, ...] = ()  # empty: every column, formatted by dtype
+    caption: str = ""
+    index: str | None = None  # show (and export) the frame's index under this name
+
+
+@dataclass(frozen=True)
+class SectionFigure:
+    """A figure drawn only when a report or ``figures`` asks for it (matplotlib is slow)."""
+
+    name: str  # file stem, e.g. "fig_calibration"
+    caption: str
+    draw: Callable[[], Figure | None]
+
+
+@dataclass(frozen=True)
+class Section:
+    """What one analysis contributes to summary, report, figures and JSON."""
+
+    anchor: str  # stable id: HTML anchor and JSON key, e.g. "calibration"
+    title: str
+    text: str  # the one-paragraph reading of the numbers
+    tables: tuple[SectionTable, ...] = ()
+    figures: tuple[SectionFigure, ...] = ()
+    notes: tuple[str, ...] = ()  # caveats worth printing beside the section
+    data: Mapping[str, Any] = field(default_factory=dict)  # typed extras for other analyses
+
+    def table(self, name: str) -> pd.DataFrame:
+        """The frame of table ``name`` (``KeyError`` naming the tables there are)."""
+        for t in self.tables:
+            if t.name == name:
+                return t.frame
+        raise KeyError(f"section {self.anchor!r} has no table {name!r} "
+                       f"(it has {', '.join(t.name for t in self.tables) or 'none'})")
+
+
+@dataclass(frozen=True)
+class AnalysisContext:
+    """Everything an analysis may read; built once per summary."""
+
+    results: Results  # every loaded table (all columns, all conditions)
+    frame: pd.DataFrame  # the response rows (all conditions)
+    main: pd.DataFrame  # rows of the main condition only
+    condition: str  # the main condition
+    studies: tuple[str, ...]  # studies every model has (or all, with allow_missing)
+    models: tuple[str, ...]
+    registry: ModelRegistry
+    options: AnalysisOptions
+    pairs: tuple[ModelPair, ...]  # post/base pairs present among the scored models
+    extras: Mapping[str, Any] = field(default_factory=dict)  # e.g. option counts, transcripts
+    earlier: Mapping[str, Section] = field(default_factory=dict)  # sections already computed
+
+
+@runtime_checkable
+class Analysis(Protocol):
+    """One analysis. ``skip`` returns why it does not apply (``None``: it does); ``run`` is only
+    called when it applies, and its failure to find data is a note, never an exception."""
+
+    name: str  # the section anchor it produces
+    columns: Sequence[str]  # response-table columns it reads (missing ones: it is skipped)
+
+    def skip(self, context: AnalysisContext) -> str | None: ...
+
+    def run(self, context: AnalysisContext) -> Section | None: ...
