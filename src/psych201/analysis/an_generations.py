@@ -21,7 +21,7 @@ COLUMNS = (Column("family", "generation", "text"), Column("d", "mean pair d"),
 
 def section(trend: paper.GenerationTrend) -> Section:
     """The section of a generation trend (paper mode draws the paper's own trend with it)."""
-    tables = ()
+    tables: tuple[SectionTable, ...] = ()
     if not trend.mean_d.empty:
         tables = (SectionTable("generations", trend.mean_d, COLUMNS),)
     return Section(anchor=Generations.name, title="Generations",

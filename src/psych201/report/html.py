@@ -198,7 +198,7 @@ def build_report(summary: Summary, results: Results, registry: ModelRegistry, *,
     """
     drawn = summary if paper is None else paper_summary(summary, results.responses, registry,
                                                         paper)
-    figures = []
+    figures: list[dict[str, Any]] = []
     for name, fig in render_figures(drawn).items():
         data = png_bytes(fig, dpi=dpi)
         width, height = _png_size(data)
@@ -215,7 +215,7 @@ def build_report(summary: Summary, results: Results, registry: ModelRegistry, *,
         "n_studies": ("studies", _int), "n_participants": ("participants", _int),
         "n_responses": ("responses", _int),
     })
-    analyses = [_section(s, {f["name"] for f in figures}) for s in summary.sections]
+    analyses = [_section(s, {str(f["name"]) for f in figures}) for s in summary.sections]
     extra = _paper_sections(paper) if paper is not None else []
     sources = pd.DataFrame([
         {"path": s.path, "rows": s.n_rows, "models": ", ".join(s.models),
