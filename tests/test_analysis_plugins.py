@@ -58,7 +58,7 @@ class Toy:
                                                       Column("max_nll", "max NLL", "num4"))),),
             figures=(SectionFigure("fig_toy", "A toy figure.", draw),),
             notes=("toy note: read with care",),
-            data={"seen": list(context.earlier)})
+            data={"seen": list(context.earlier), "extra": context.extras.get("toy_extra")})
 
 
 class Never:
@@ -112,7 +112,8 @@ def toy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
 def test_a_toy_analysis_in_one_file_shows_everywhere(toy: ModuleType, tmp_path: Path) -> None:
     frame = _frame()
     results = results_from_frame(frame)
-    summary = summarize(results, REGISTRY, AnalysisOptions(n_boot=100, detail_pairs=0))
+    summary = summarize(results, REGISTRY, AnalysisOptions(n_boot=100, detail_pairs=0),
+                        extras={"toy_extra": 1})
     section = summary.section("toy")
     assert section is not None and summary.sections[-1] is section
     expected = frame.groupby("model")["nll"].max()
@@ -120,6 +121,7 @@ def test_a_toy_analysis_in_one_file_shows_everywhere(toy: ModuleType, tmp_path: 
     assert got.to_dict() == pytest.approx(expected.to_dict())
     # it ran last and saw every earlier section
     assert section.data["seen"] == [s.anchor for s in summary.sections[:-1]]
+    assert section.data["extra"] == 1  # what the caller passed in extras
     assert "toy note: read with care" in summary.notes
     assert "never applies: toy skip reason" in summary.notes
     assert any("needs-column skipped" in n and "no_such_column" in n for n in summary.notes)
@@ -143,6 +145,10 @@ def test_a_toy_analysis_in_one_file_shows_everywhere(toy: ModuleType, tmp_path: 
     assert payload["sections"]["toy"]["notes"] == ["toy note: read with care"]
     assert payload["sections"]["toy"]["figures"] == [{"name": "fig_toy",
                                                       "caption": "A toy figure."}]
+    result = runner.invoke(app, ["compare", str(path), "--n-boot", "100"],
+                           env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "Toy: largest NLL" in result.output and "max NLL" in result.output
 
 
 def test_without_the_toy_nothing_of_it_shows() -> None:

@@ -10,7 +10,7 @@ Whatever cannot run says why in :attr:`Summary.notes` instead of failing the res
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
@@ -56,7 +56,8 @@ class AnalysisOptions:
     detail_pairs: int = 3  # full per-pair comparisons (forest plots) for this many pairs
     categories: str | None = None  # a categories.csv other than the packaged one
     persona_same_participants: bool = True
-    families: tuple[str, ...] | None = None  # panels of per-family figures (None: all scored)
+    # display only: panels of the per-family figures (None: every scored family)
+    families: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -170,8 +171,14 @@ def section_json(section: Section) -> dict[str, Any]:
 def summarize(results: Results, registry: ModelRegistry,
               options: AnalysisOptions | None = None, *,
               option_counts: pd.DataFrame | None = None,
-              population: bl.PopulationBaseline | None = None) -> Summary:
-    """Run every applicable analysis on ``results`` (see the module docstring)."""
+              population: bl.PopulationBaseline | None = None,
+              extras: Mapping[str, Any] | None = None) -> Summary:
+    """Run every applicable analysis on ``results`` (see the module docstring).
+
+    The analyses find ``option_counts``, ``population`` and the core ``leaderboard`` in
+    :attr:`AnalysisContext.extras <psych201.analysis.plugin.AnalysisContext.extras>` under those
+    names, with anything else ``extras`` passes (e.g. what the transcripts add).
+    """
     options = options or AnalysisOptions()
     full = results.responses
     notes: list[str] = []
@@ -192,7 +199,7 @@ def summarize(results: Results, registry: ModelRegistry,
                         ci=options.ci, seed=options.seed, levels=options.levels)
     means = study_matrix(select(main, studies=studies), condition=condition)
     pairs = paper.pairs_present(main, registry, condition=condition, extra=options.extra_pairs)
-    extras: dict[str, Any] = {"leaderboard": board}
+    extras = {**(extras or {}), "leaderboard": board}
     if option_counts is not None:
         extras["option_counts"] = option_counts
     if population is not None:
