@@ -25,17 +25,26 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from psych201.analysis import paper
+from psych201.analysis import (
+    an_accuracy,
+    an_chat_template,
+    an_domains,
+    an_generations,
+    an_persona,
+    an_scaling,
+    paper,
+)
+from psych201.analysis.an_persona import PersonaResult
 from psych201.analysis.conditions import conditions_with_role, main_condition
 from psych201.analysis.domains import load_categories, psych101_studies
 from psych201.analysis.paper import QWEN_GENERATIONS
 from psych201.analysis.registry import TYPE_LABELS, ModelRegistry
-from psych201.analysis.summary import PersonaResult, Summary
+from psych201.analysis.summary import Summary
 
 #: Categories the authors' Fig. 4 script drops.
 DROPPED_DOMAINS: tuple[str, ...] = ("Intertemporal Choice", "Moral Judgment", "Psychophysics",
@@ -419,30 +428,39 @@ def paper_summary(summary: Summary, frame: pd.DataFrame, registry: ModelRegistry
     main = frame[frame["condition"] == tables.conditions["main"]]
     points, fits = paper.size_scaling(main, registry, condition=tables.conditions["main"])
     t = tables.tables
-    generation = None
+    families = summary.options.families
+    redrawn = [an_scaling.section(points, fits, families)]
+    dropped = []
     if not t["generation_pairs"].empty:
         bases = points[points["is_base"] & points["family"].isin(QWEN_GENERATIONS)]
         order = {f: i for i, f in enumerate(QWEN_GENERATIONS)}
         bases = bases.assign(_o=bases["family"].map(order)).sort_values(
             ["_o", "params_b"], kind="stable")[["family", "model", "params_b", "score"]]
-        generation = paper.GenerationTrend(
+        redrawn.append(an_generations.section(paper.GenerationTrend(
             bases.reset_index(drop=True),
             t["generation_pairs"][["family", "post", "base", "params_b", "d"]],
-            t["generations"])
-    persona = None
+            t["generations"])))
+    else:
+        dropped.append(an_generations.ANALYSIS.name)
+    matrix = domain_matrix(tables)
+    if matrix is not None:
+        redrawn.append(an_domains.section(matrix))
+    else:
+        dropped.append(an_domains.ANALYSIS.name)
     if "persona" in t and not t["persona"].empty:
         persona = PersonaResult(
             t["persona_per_study"].assign(comparison=PAPER_PERSONA_COMPARISON),
             t["persona"].assign(comparison=PAPER_PERSONA_COMPARISON))
-    accuracy_points = summary.accuracy_points
+        models = sorted(map(str, persona.per_study["model"].unique()))
+        redrawn.append(an_persona.section(persona, an_persona.is_base(registry, models)))
+    else:
+        dropped.append(an_persona.ANALYSIS.name)
     if "accuracy" in t:
         info = registry.describe(list(t["accuracy"]["model"])).reset_index()
-        accuracy_points = t["accuracy"].merge(info, on="model").assign(
-            condition=tables.conditions["accuracy"])
-    chat = summary.chat_template
+        redrawn.append(an_accuracy.section(t["accuracy"].merge(info, on="model").assign(
+            condition=tables.conditions["accuracy"]), families=families))
     if "chat_template" in t:
         info = registry.describe(list(t["chat_template"]["model"])).reset_index()
-        chat = t["chat_template"].merge(info, on="model")
-    return replace(summary, scaling_points=points, scaling_fits=fits,
-                   generation=generation, domains=domain_matrix(tables), persona=persona,
-                   accuracy_points=accuracy_points, chat_template=chat)
+        redrawn.append(an_chat_template.section(t["chat_template"].merge(info, on="model"),
+                                                families))
+    return summary.with_sections(redrawn, drop=dropped)

@@ -23,7 +23,8 @@ if TYPE_CHECKING:
     from psych201.analysis.tables import Results
 
 #: How a report prints a column: text, integer, a float with N decimals ("num1" … "num4"),
-#: a p-value, a probability, or an interval string.
+#: a p-value, a probability, or an interval: a column named ``…low`` (e.g. ``ci_low``) is shown
+#: as ``[low, high]`` with its ``…high`` partner; any other interval column as the text it holds.
 ColumnFormat = Literal["text", "int", "num1", "num2", "num3", "num4", "p", "probability",
                        "interval"]
 
@@ -85,7 +86,8 @@ class AnalysisContext:
     """Everything an analysis may read; built once per summary."""
 
     results: Results  # every loaded table (all columns, all conditions)
-    frame: pd.DataFrame  # the response rows (all conditions)
+    frame: pd.DataFrame  # the response rows (all conditions; the core columns plus every
+    #                      column some registered analysis declares in ``columns``)
     main: pd.DataFrame  # rows of the main condition only
     condition: str  # the main condition
     studies: tuple[str, ...]  # studies every model has (or all, with allow_missing)

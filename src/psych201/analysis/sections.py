@@ -3,6 +3,29 @@ iterates :data:`ANALYSES` in this order. Adding an analysis = one module + one l
 
 from __future__ import annotations
 
+from psych201.analysis import (
+    an_accuracy,
+    an_chat_template,
+    an_domains,
+    an_generations,
+    an_persona,
+    an_population,
+    an_post_training,
+    an_random_baseline,
+    an_readable,
+    an_scaling,
+)
 from psych201.analysis.plugin import Analysis
 
-ANALYSES: list[Analysis] = []
+ANALYSES: list[Analysis] = [
+    an_readable.ANALYSIS,
+    an_post_training.ANALYSIS,
+    an_generations.ANALYSIS,
+    an_domains.ANALYSIS,
+    an_scaling.ANALYSIS,
+    an_accuracy.ANALYSIS,
+    an_chat_template.ANALYSIS,
+    an_persona.ANALYSIS,
+    an_random_baseline.ANALYSIS,
+    an_population.ANALYSIS,
+]

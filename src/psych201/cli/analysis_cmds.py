@@ -220,9 +220,9 @@ def compare(
     """
     from psych201.analysis.conditions import ConditionError, main_condition
     from psych201.analysis.effects import compare_pair
+    from psych201.analysis.readable import PSEUDO_R2_TEXT, READABLE_TEXT
     from psych201.analysis.summary import ANALYSIS_COLUMNS
     from psych201.analysis.tables import StudySetError, select
-    from psych201.report.readable import PSEUDO_R2_TEXT, READABLE_TEXT, readable_numbers
 
     fmt = _choice("format", output_format, ("table", "json"))
     reg = _registry(registry)
@@ -242,8 +242,7 @@ def compare(
                         n_boot=n_boot, seed=seed, allow_missing=allow_missing, pairs=(),
                         detail=0)
         summary = _summarize(loaded, reg, opts)
-        readable = readable_numbers(loaded.responses, condition=summary.condition,
-                                    studies=summary.studies)
+        readable = summary.readable
         payload = {**_summary_json(summary), "readable": _records(readable),
                    "readable_text": READABLE_TEXT, "pseudo_r2_text": PSEUDO_R2_TEXT}
         if json_out is not None:
@@ -256,6 +255,7 @@ def compare(
         if not summary.pairs.empty:
             _print_pairs(summary)
         _print_controls(summary)
+        _print_other_sections(summary)
         for note in summary.notes:
             console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
         return
@@ -306,16 +306,6 @@ def _paper_summary(summary: Any, loaded: Any, registry: Any, tables: Any) -> Any
     return paper_summary(summary, loaded.responses, registry, tables)
 
 
-def _is_base(loaded: Any, registry: Any) -> dict[str, bool]:
-    """Base or not, by the table's model names and by registry id (paper mode uses ids)."""
-    out: dict[str, bool] = {}
-    for name in loaded.models:
-        info = registry.get(name)
-        if info is not None:
-            out[name] = out[info.id] = info.is_base
-    return out
-
-
 def _write_json(path: Path, payload: Any) -> None:
     text = strict_json(payload)
     try:
@@ -355,7 +345,7 @@ def _print_leaderboard(summary: Any) -> None:
 
 
 def _print_readable(readable: Any) -> None:
-    from psych201.report.readable import READABLE_TEXT
+    from psych201.analysis.readable import READABLE_TEXT
 
     _print_frame("Readable numbers (studies weighted equally)", readable,
                  {"model": "model", "nll_response": "NLL/response",
@@ -389,8 +379,32 @@ def _summary_json(summary: Any) -> dict[str, Any]:
         "persona": _records(summary.persona.per_model) if summary.persona else [],
         "persona_per_study": _records(summary.persona.paired) if summary.persona else [],
         "pseudo_r2": _records(summary.pseudo_r2),
+        "population": _records(summary.population),
         "notes": list(summary.notes),
+        # every section under its anchor, as the HTML report shows them (tables as records)
+        "sections": summary.sections_json(),
     }
+
+
+#: Sections the table output prints with their own layout (the others: generically).
+_PRINTED = frozenset({"readable", "post-training", "generations", "domains", "scaling",
+                      "accuracy", "chat-template", "persona", "baselines", "population"})
+
+
+def _print_other_sections(summary: Any) -> None:
+    """Each section of an analysis added later: its tables (shown columns) and text."""
+    for section in summary.sections:
+        if section.anchor in _PRINTED:
+            continue
+        for table in section.tables:
+            columns = {c.name: c.header for c in table.columns} or {
+                str(c): str(c) for c in table.frame.columns}
+            optional = [c.name for c in table.columns if c.optional]
+            frame = table.frame.reset_index(names=table.index) if table.index else table.frame
+            _print_frame(f"{section.title} · {table.caption or table.name}", frame, columns,
+                         optional)
+        if section.text:
+            console.print(f"[dim]{section.text}[/dim]", highlight=False)
 
 
 def _print_frame(title: str, frame: Any, columns: dict[str, str],
@@ -454,7 +468,7 @@ def _print_controls(summary: Any) -> None:
                  {"model": "model", "pseudo_r2": "pseudo-R²", "pseudo_r2_pooled": "pooled",
                   "n_responses": "responses"})
     if summary.pseudo_r2 is not None and len(summary.pseudo_r2):
-        from psych201.report.readable import PSEUDO_R2_TEXT
+        from psych201.analysis.readable import PSEUDO_R2_TEXT
 
         console.print(f"[dim]{PSEUDO_R2_TEXT}[/dim]", highlight=False)
 
@@ -464,7 +478,7 @@ def _short(name: Any) -> str:
 
 
 def _print_pairs(summary: Any) -> None:
-    from psych201.report.html import pair_d_text
+    from psych201.analysis.an_post_training import pair_d_text
 
     table = Table(title=f"Post-training effects (paper pair d, {summary.options.sd} SD; "
                         "> 0 = less human-like after post-training)")
@@ -594,7 +608,7 @@ def report(
     console.print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
     if figures_dir is not None:
         drawn = summary if tables is None else _paper_summary(summary, loaded, reg, tables)
-        written = save_figures(render_figures(drawn, _is_base(loaded, reg)), figures_dir)
+        written = save_figures(render_figures(drawn), figures_dir)
         console.print(f"wrote {len(written)} figure files to {figures_dir}")
     for note in summary.notes:
         console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
@@ -620,11 +634,12 @@ def figures(
 
     With --paper each figure is drawn from the paper-mode numbers (PROTOCOL §6).
     """
+    from psych201.analysis.plots import PAPER_PANELS
     from psych201.analysis.registry import ModelPair
     from psych201.analysis.summary import AnalysisOptions
     from psych201.analysis.synthetic import demo_table
     from psych201.analysis.tables import results_from_frame
-    from psych201.report.figures import PAPER_PANELS, render_figures, save_figures
+    from psych201.report.figures import render_figures, save_figures
 
     if synthetic == bool(results):
         raise _fail("give either RESULTS or --synthetic")
@@ -636,8 +651,10 @@ def figures(
     if synthetic:
         loaded = results_from_frame(demo_table(reg, seed=seed), "synthetic (psych201 figures)")
         # the docs show Qwen3-8B's pair in full: a mid-sized hybrid reasoning model
+        # the docs show the paper's panels; real results show every scored family
         opts = AnalysisOptions(n_boot=n_boot, seed=seed, detail_pairs=1, extra_pairs=(
-            ModelPair("Qwen/Qwen3-8B", "Qwen/Qwen3-8B-Base", "reasoning"),))
+            ModelPair("Qwen/Qwen3-8B", "Qwen/Qwen3-8B-Base", "reasoning"),),
+            families=PAPER_PANELS)
     else:
         loaded = _load(results or [])
         # paper mode averages each model over its own studies: differing study sets are fine
@@ -645,14 +662,10 @@ def figures(
     summary = _summarize(loaded, reg, opts)
     if paper:
         summary = _paper_summary(summary, loaded, reg, _paper_tables(loaded, reg, None))
-    is_base = _is_base(loaded, reg)
     fmts = [f.strip() for f in formats.split(",") if f.strip()]
     for f in fmts:
         _choice("formats", f, ("png", "pdf", "svg"))
-    # the docs show the paper's panels; real results show every scored family
-    panels = PAPER_PANELS if synthetic else None
-    written = save_figures(render_figures(summary, is_base, families=panels), output,
-                           formats=fmts)
+    written = save_figures(render_figures(summary), output, formats=fmts)
     console.print(f"wrote {len(written)} files to {output}")
 
 

@@ -1,352 +1,76 @@
-"""The paper's figures (and a few more) drawn from a :class:`~psych201.analysis.summary.Summary`.
+"""The figures of a :class:`~psych201.analysis.summary.Summary`: drawn, captioned, saved.
 
-Each ``fig_*`` function takes analysis tables and returns a matplotlib :class:`Figure` (or
-``None`` when its data is absent). Figures are built with the object-oriented API — no pyplot
-state, no GUI backend — so they render the same in tests, CI and the CLI.
+Every analysis section carries its own figures (drawn on demand by the analysis layer, see
+:mod:`psych201.analysis.plots`); this module collects them with the core leaderboard figure,
+makes every name in them plain text and writes them as PNG/PDF. It computes nothing.
 """
 
 from __future__ import annotations
 
 import io
-import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
-import matplotlib as mpl
-import numpy as np
-import pandas as pd
-import seaborn as sns
 from matplotlib.category import StrCategoryFormatter
 from matplotlib.figure import Figure
 from matplotlib.text import Text
 from matplotlib.ticker import FixedFormatter, Formatter, FuncFormatter
 
-from psych201.analysis.effects import MEAN_DIFF, PairComparison
-from psych201.analysis.paper import GenerationTrend
-from psych201.analysis.summary import PersonaResult, Summary
-
-#: Panels of the paper's Fig. 2 / accuracy / chat-template figures, when these families are scored.
-PAPER_PANELS: tuple[str, ...] = ("Qwen3", "OLMo 3", "Llama 3")
-
-#: Colour per post-training type (as the paper: base blue, instruct orange, reasoning green …).
-TYPE_COLORS: dict[str, str] = {
-    "Base": "C0", "Instruction-tuned": "C1", "Reasoning": "C2", "Vision": "C3", "Code": "C5",
-    "Math": "C6", "Human fine-tuned": "C7",
-}
-_LINESTYLES = ("-", "--", ":", "-.")
-
-STYLE: dict[str, Any] = {
-    "font.size": 8, "axes.titlesize": 9, "axes.labelsize": 8, "xtick.labelsize": 7,
-    "ytick.labelsize": 7, "legend.fontsize": 6.5, "lines.linewidth": 1.2, "lines.markersize": 4,
-    "axes.linewidth": 0.6, "axes.grid": True, "grid.alpha": 0.3, "grid.linewidth": 0.5,
-    "figure.dpi": 100, "text.usetex": False,
-}
-
-NLL_LABEL = "Negative log-likelihood (↓)"
+from psych201.analysis.plots import (  # noqa: F401 (re-exported: the figures' old home)
+    NLL_LABEL,
+    PAPER_PANELS,
+    STYLE,
+    TYPE_COLORS,
+    fig_accuracy,
+    fig_chat_template,
+    fig_domains,
+    fig_forest,
+    fig_generation,
+    fig_leaderboard,
+    fig_lines_by_family,
+    fig_persona,
+    fig_size,
+)
+from psych201.analysis.summary import Summary
 
 
-def _figure(width: float, height: float) -> Figure:
-    fig = Figure(figsize=(width, height), layout="constrained")
-    return fig
-
-
-def _panels(points: pd.DataFrame, families: Sequence[str] | None) -> list[str]:
-    """``families`` that have points; by default the paper's panels first, then the others."""
-    present = list(dict.fromkeys(points["family"].dropna()))
-    if families is not None:
-        return [f for f in families if f in present]
-    return [f for f in PAPER_PANELS if f in present] + [
-        f for f in present if f not in PAPER_PANELS]
-
-
-def fig_lines_by_family(points: pd.DataFrame, *, value: str = "score", ylabel: str = NLL_LABEL,
-                        families: Sequence[str] | None = None, title: str = "",
-                        legend_loc: str = "best") -> Figure | None:
-    """One panel per family: ``value`` against parameters (log axis), one line per model line.
-
-    ``points`` needs ``family``, ``line``, ``type``, ``params_b`` and ``value`` columns (Fig. 2,
-    accuracy). Lines are coloured by post-training type; variant lines of a type are dashed.
-    """
-    pts = points.dropna(subset=["params_b", value, "family"])
-    panels = _panels(pts, families)
-    if not panels:
-        return None
-    with _style():
-        ncols = min(len(panels), 4)
-        nrows = math.ceil(len(panels) / ncols)
-        fig = _figure(2.4 * ncols + 0.4, 2.1 * nrows + 0.3)
-        axes = fig.subplots(nrows, ncols, sharey=True, squeeze=False).ravel()
-        for ax, family in zip(axes, panels, strict=False):
-            sub = pts[pts["family"] == family]
-            styles: dict[str, int] = {}
-            # legend order: base first, then the paper's order of post-training types
-            rank = {t: i for i, t in enumerate(TYPE_COLORS)}
-            lines = sorted(sub.groupby("line", sort=False),
-                           key=lambda item: (rank.get(str(item[1]["type"].iloc[0]), 99),
-                                             str(item[0])))
-            for line, group in lines:
-                kind = str(group["type"].iloc[0])
-                n = styles.get(kind, 0)
-                styles[kind] = n + 1
-                curve = group.groupby("params_b")[value].mean().sort_index()
-                ax.plot(curve.index, curve.to_numpy(), marker="o", label=str(line),
-                        color=TYPE_COLORS.get(kind, "C7"),
-                        linestyle=_LINESTYLES[n % len(_LINESTYLES)])
-            ax.set_xscale("log")
-            ax.set_title(family)
-            ax.set_xlabel("Parameters (billions)")
-            ax.legend(frameon=False, loc=legend_loc)
-        for ax in axes[len(panels):]:
-            ax.set_visible(False)
-        for row in range(nrows):
-            axes[row * ncols].set_ylabel(ylabel)
-        if title:
-            fig.suptitle(title)
-    return fig
-
-
-def fig_size(summary: Summary, families: Sequence[str] | None = None) -> Figure | None:
-    """Paper Fig. 2: NLL vs parameters per family, one line per model type."""
-    return fig_lines_by_family(summary.scaling_points, families=families)
-
-
-def fig_accuracy(summary: Summary, families: Sequence[str] | None = None) -> Figure | None:
-    """Paper accuracy figure: top-1 accuracy vs parameters per family."""
-    if summary.accuracy_points is None:
-        return None
-    pts = summary.accuracy_points.rename(columns={"line_label": "line"})
-    return fig_lines_by_family(pts, value="accuracy", ylabel="Accuracy (↑)", families=families,
-                               legend_loc="lower right")
-
-
-def fig_chat_template(summary: Summary,
-                      families: Sequence[str] | None = None) -> Figure | None:
-    """Chat-template control: post-trained models' NLL without and with their chat template."""
-    chat = summary.chat_template
-    if chat is None or chat.empty:
-        return None
-    long = pd.concat(
-        [
-            chat.assign(line="No template", type="Base", value=chat["no_template"]),
-            chat.assign(line="Default template", type="Instruction-tuned",
-                        value=chat["template"]),
-        ],
-        ignore_index=True,
-    )
-    if long["params_b"].notna().any():
-        return fig_lines_by_family(long, value="value", families=families,
-                                   legend_loc="center right")
-    with _style():  # models of unknown size: paired bars
-        fig = _figure(1.0 + 0.6 * len(chat), 2.4)
-        ax = fig.subplots()
-        x = np.arange(len(chat))
-        ax.bar(x - 0.2, chat["no_template"], 0.4, label="No template", color="C0")
-        ax.bar(x + 0.2, chat["template"], 0.4, label="Default template", color="C1")
-        ax.set_xticks(x, chat["display"], rotation=45, ha="right")
-        ax.set_ylabel(NLL_LABEL)
-        ax.legend(frameon=False)
-    return fig
-
-
-def fig_generation(trend: GenerationTrend | None) -> Figure | None:
-    """Paper Fig. 3a: base NLL vs size per generation (left), pair d per generation (right)."""
-    if trend is None:
-        return None
-    with _style():
-        fig = _figure(6.8, 2.4)
-        ax1, ax2 = fig.subplots(1, 2, width_ratios=[1.4, 1.1])
-        families = list(dict.fromkeys([*trend.base_scores["family"], *trend.pair_d["family"]]))
-        alphas = np.linspace(0.4, 1.0, max(1, len(families)))
-        for i, family in enumerate(families):
-            curve = trend.base_scores[trend.base_scores["family"] == family]
-            if curve.empty:
-                continue
-            ax1.plot(curve["params_b"], curve["score"], marker="o", color="C0",
-                     linestyle=_LINESTYLES[(len(families) - 1 - i) % len(_LINESTYLES)],
-                     alpha=float(alphas[i]), label=family)
-        ax1.set_xscale("log")
-        ax1.set_xlabel("Parameters (billions)")
-        ax1.set_ylabel(NLL_LABEL)
-        ax1.set_title("Base models")
-        ax1.legend(frameon=False)
-        pair_d = trend.pair_d.dropna(subset=["d"])
-        if not pair_d.empty:
-            order = [f for f in families if f in set(pair_d["family"])]
-            sns.boxplot(data=pair_d, x="family", y="d", order=order, ax=ax2, showfliers=False,
-                        width=0.6, color="#9ecae1", linewidth=0.7, showmeans=True,
-                        meanline=True, meanprops={"color": "#08306b", "linestyle": "-"},
-                        medianprops={"visible": False})
-            _strip(ax2, pair_d, "family", "d", order, size=9)
-        ax2.axhline(0, color="black", linewidth=0.5)
-        ax2.set_xlabel("")
-        ax2.set_ylabel("Post-training effect (pair d)")
-        ax2.set_title("Post-trained vs base")
-    return fig
-
-
-def fig_domains(matrix: pd.DataFrame | None) -> Figure | None:
-    """Paper Fig. 4: pair × domain heatmap of d (average row at the bottom, annotated)."""
-    if matrix is None or matrix.empty:
-        return None
-    values = matrix.to_numpy(float)
-    body = values[:-1] if len(values) > 1 else values
-    finite = np.abs(body[np.isfinite(body)])
-    vmax = float(np.percentile(finite, 95)) if finite.size else 1.0
-    vmax = vmax if vmax > 0 else 1.0
-    with _style():
-        fig = _figure(2.4 + 0.55 * matrix.shape[1], max(2.6, 1.2 + 0.17 * matrix.shape[0]))
-        ax = fig.subplots()
-        image = ax.imshow(values, aspect="auto", cmap="RdBu_r", vmin=-vmax, vmax=vmax)
-        ax.grid(False)
-        ax.axhline(len(matrix) - 1.5, color="white", linewidth=2)
-        for j, v in enumerate(values[-1]):
-            if np.isfinite(v):
-                ax.text(j, len(matrix) - 1, f"{v:.2f}", ha="center", va="center", fontsize=6,
-                        bbox={"boxstyle": "round,pad=0.2", "facecolor": "white",
-                              "edgecolor": "black", "linewidth": 0.5})
-        ax.set_xticks(range(matrix.shape[1]), matrix.columns, rotation=60, ha="right")
-        ax.set_yticks(range(len(matrix)), [_short(str(i)) for i in matrix.index])
-        ax.set_title("Post-training effect by domain (d)")
-        fig.colorbar(image, ax=ax, shrink=0.8, pad=0.02)
-    return fig
-
-
-def fig_persona(persona: PersonaResult | None, is_base: Mapping[str, bool]) -> Figure | None:
-    """Paper Fig. 5: persona benefit d per study, base and post-trained models side by side."""
-    if persona is None or persona.per_study.empty:
-        return None
-    data = persona.per_study
-    main = data[~data["comparison"].str.contains("shuffled")]
-    if main.empty:
-        main = data
-    groups = [("Base models", [m for m in main["model"].unique() if is_base.get(m, False)]),
-              ("Post-trained models",
-               [m for m in main["model"].unique() if not is_base.get(m, False)])]
-    groups = [(t, ms) for t, ms in groups if ms]
-    with _style():
-        width = max(3.2, 0.35 * sum(len(ms) for _, ms in groups) + 1.5)
-        fig = _figure(width, 2.8)
-        axes = np.atleast_1d(fig.subplots(1, len(groups), sharey=True, squeeze=False).ravel())
-        for ax, (title, models) in zip(axes, groups, strict=True):
-            sub = main[main["model"].isin(models)].assign(
-                label=lambda t: t["model"].map(_short))
-            order = [_short(m) for m in models]
-            sns.boxplot(data=sub, x="label", y="d", order=order, ax=ax, showfliers=False,
-                        color="#9ecae1", linewidth=0.7, showmeans=True, meanline=True,
-                        meanprops={"color": "#08306b", "linestyle": "-"},
-                        medianprops={"visible": False})
-            _strip(ax, sub, "label", "d", order, size=4)
-            ax.axhline(0, color="black", linewidth=0.5)
-            ax.set_title(title)
-            ax.set_xlabel("")
-            ax.tick_params(axis="x", rotation=90)
-        axes[0].set_ylabel("Persona benefit (d)")
-    return fig
-
-
-def fig_forest(comparison: PairComparison) -> Figure:
-    """Per-study mean paired NLL difference with intervals, and the overall effect (diamond)."""
-    per = comparison.per_study.sort_values("mean_diff")
-    overall = comparison.effect(MEAN_DIFF)
-    with _style():
-        fig = _figure(5.0, 1.0 + 0.22 * (len(per) + 2))
-        ax = fig.subplots()
-        y = np.arange(len(per))[::-1] + 2
-        err = np.vstack([per["mean_diff"] - per["ci_low"], per["ci_high"] - per["mean_diff"]])
-        ax.errorbar(per["mean_diff"], y, xerr=np.nan_to_num(err), fmt="s", color="C0",
-                    markersize=3, elinewidth=0.8, capsize=0)
-        diamond_x = [overall.ci_low, overall.estimate, overall.ci_high, overall.estimate]
-        ax.fill(diamond_x, [0.5, 0.8, 0.5, 0.2], color="C3")
-        ax.axvline(0, color="black", linewidth=0.5)
-        ax.set_yticks([*y, 0.5], [*per["study"], "All studies"])
-        ax.set_xlabel(f"NLL difference, {_short(comparison.post)} − {_short(comparison.base)} "
-                      "(nats; > 0 = post-training hurts)")
-        ax.set_title(f"{_short(comparison.post)} vs {_short(comparison.base)}: per study, "
-                     f"{int(overall.ci_level * 100)}% intervals")
-        ax.grid(axis="y", visible=False)
-    return fig
-
-
-def fig_leaderboard(board: pd.DataFrame) -> Figure | None:
-    """Model scores (study-weighted NLL) with bootstrap intervals, best at the top."""
-    if board.empty:
-        return None
-    rows = board.sort_values("score", ascending=False)
-    with _style():
-        fig = _figure(5.0, 0.9 + 0.2 * len(rows))
-        ax = fig.subplots()
-        y = np.arange(len(rows))
-        err = np.vstack([rows["score"] - rows["ci_low"], rows["ci_high"] - rows["score"]])
-        colors = [TYPE_COLORS.get(str(t), "C7") for t in rows["type"]]
-        ax.errorbar(rows["score"], y, xerr=np.nan_to_num(err), fmt="none", ecolor="0.5",
-                    elinewidth=0.8)
-        ax.scatter(rows["score"], y, c=colors, s=14, zorder=3)
-        ax.set_yticks(y, rows["display"])
-        ax.set_ylim(-0.6, len(rows) - 0.4)
-        ax.set_xlabel(NLL_LABEL)
-        ax.grid(axis="y", visible=False)
-    return fig
-
-
-def render_figures(summary: Summary, is_base: Mapping[str, bool] | None = None, *,
-                   families: Sequence[str] | None = None) -> dict[str, Figure]:
+def render_figures(summary: Summary, is_base: Mapping[str, bool] | None = None,
+                   ) -> dict[str, Figure]:
     """All figures the summary supports, by file stem (missing data → figure left out).
 
-    ``families`` picks the panels of the per-family figures (default: every scored family, the
-    paper's Qwen3 / OLMo 3 / Llama 3 first).
+    The core leaderboard figure, then each section's figures in the order of
+    :data:`~psych201.analysis.sections.ANALYSES`. ``is_base`` is no longer needed (the persona
+    analysis reads base or post-trained from the model registry); it is accepted for old callers.
     """
-    if is_base is None:
-        is_base = {}
-    figures: dict[str, Figure | None] = {
-        "leaderboard": fig_leaderboard(summary.leaderboard),
-        "fig2_size": fig_size(summary, families),
-        "fig3a_generations": fig_generation(summary.generation),
-        "fig4_domains": fig_domains(summary.domains),
-        "fig5_persona": fig_persona(summary.persona, is_base),
-        "fig_accuracy": fig_accuracy(summary, families),
-        "fig_chat_template": fig_chat_template(summary, families),
-    }
-    for i, detail in enumerate(summary.pair_details):
-        figures[f"forest_{i + 1}"] = fig_forest(detail)
+    del is_base
+    figures: dict[str, Figure | None] = {"leaderboard": fig_leaderboard(summary.leaderboard)}
+    for section in summary.sections:
+        for figure in section.figures:
+            figures[figure.name] = figure.draw()
     drawn = {name: fig for name, fig in figures.items() if fig is not None}
     for fig in drawn.values():
         _literal_text(fig)
     return drawn
 
 
-#: What each figure shows (captions in the report and the docs).
+#: Captions of the core figures (each section's figures carry their own).
 CAPTIONS: dict[str, str] = {
     "leaderboard": "Study-weighted mean NLL per model with bootstrap intervals (lower = more "
                    "human-like predictions). The intervals describe each score on its own and "
                    "include how much studies differ; differences between two models are far "
                    "more precise (paired, see the post-training effects).",
-    "fig2_size": "NLL against parameter count per family, one line per model type (paper "
-                 "Fig. 2).",
-    "fig3a_generations": "Left: base-model NLL by size across generations. Right: pair d of each "
-                         "generation's post-trained models (paper Fig. 3a).",
-    "fig4_domains": "Post-training effect d by domain, pairs × domains, with the average row "
-                    "(paper Fig. 4; population SD as the authors).",
-    "fig5_persona": "Persona benefit d per study (positive = persona helps; paper Fig. 5).",
-    "fig_accuracy": "Top-1 accuracy on {accuracy_condition} against parameter count (paper "
-                    "accuracy figure, which uses the discrete variant).",
-    "fig_chat_template": "Chat-template control: NLL without and with the model's chat template.",
-    "forest": "Per-study mean paired NLL difference (post-trained − base) with participant-"
-              "bootstrap intervals; diamond: all studies (hierarchical bootstrap).",
 }
 
 
 def caption(name: str, summary: Summary | None = None) -> str:
-    """The caption of figure ``name``, naming what ``summary`` scored (e.g. which condition)."""
-    text = CAPTIONS.get(name, CAPTIONS["forest"] if name.startswith("forest") else "")
-    points = summary.accuracy_points if summary is not None else None
-    if points is not None and not points.empty:
-        scored = sorted(map(str, points["condition"].unique()))
-    else:
-        scored = []
-    what = ("the discrete variant" if scored == ["discrete"]
-            else f"condition {', '.join(scored)}" if scored else "the scored condition")
-    return text.replace("{accuracy_condition}", what)
+    """The caption of figure ``name``: the section figure's own, or a core figure's."""
+    if summary is not None:
+        for section in summary.sections:
+            for figure in section.figures:
+                if figure.name == name:
+                    return figure.caption
+    return CAPTIONS.get(name, "")
 
 
 def _literal_text(fig: Figure) -> None:
@@ -427,23 +151,3 @@ def save_figures(figures: Mapping[str, Figure], directory: str | Path, *,
             written.append(path)
     return written
 
-
-def _strip(ax: object, data: pd.DataFrame, x: str, y: str, order: Sequence[str], *,
-           size: float) -> None:
-    """Jittered points over a categorical axis (fixed jitter: figures are byte-reproducible)."""
-    rng = np.random.default_rng(0)
-    for i, level in enumerate(order):
-        values = data.loc[data[x] == level, y].to_numpy(float)
-        jitter = rng.uniform(-0.15, 0.15, len(values))
-        ax.scatter(i + jitter, values, s=size, color="black", alpha=0.8, zorder=3,  # type: ignore[attr-defined]
-                   linewidths=0)
-
-
-def _style() -> Any:
-    """Context manager applying :data:`STYLE` while a figure is built."""
-    return mpl.rc_context(cast(Any, STYLE))
-
-
-def _short(name: str) -> str:
-    """Display form of a model id: the part after the organisation."""
-    return name.rsplit("/", 1)[-1]

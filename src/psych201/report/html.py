@@ -1,4 +1,4 @@
-"""One self-contained HTML page: leaderboard, effects, figures, per-study tables, manifests.
+"""One self-contained HTML page: leaderboard, every analysis section, figures, manifests.
 
 Images are embedded as ``data:`` URIs and a Content-Security-Policy forbids every other source,
 so the page opens offline, from an e-mail attachment or a CI artefact, and cannot phone home.
@@ -20,18 +20,18 @@ import pandas as pd
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup, escape
 
-from psych201.analysis.effects import Effect, effects_frame
+from psych201.analysis.an_post_training import pair_d_text  # noqa: F401 (its old home)
 from psych201.analysis.paper_mode import (
     DEFAULT_DIFFERS,
     PaperTables,
     figure_note,
     paper_summary,
 )
+from psych201.analysis.plugin import Section, SectionTable
 from psych201.analysis.registry import ModelRegistry
 from psych201.analysis.summary import Summary
 from psych201.analysis.tables import Results
 from psych201.report.figures import caption, png_bytes, render_figures
-from psych201.report.readable import PSEUDO_R2_TEXT, READABLE_TEXT, readable_numbers
 from psych201.strict_json import dumps as strict_json
 
 Formatter = Callable[[Any], str]
@@ -126,31 +126,10 @@ def html_table(frame: pd.DataFrame, columns: Mapping[str, tuple[str, Formatter]]
     return Markup(f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
 
 
-def pair_d_text(row: pd.Series) -> str:
-    """A pair's d; where it is undefined (one shared study) that study's d in parentheses."""
-    d, single = row.get("d"), row.get("d_one_study")
-    if (d is None or not math.isfinite(float(d))) and single is not None \
-            and math.isfinite(float(single)):
-        return f"({float(single):.3f})"
-    return _num(3)(d)
-
-
 def _ci(frame: pd.DataFrame, low: str = "ci_low", high: str = "ci_high",
         digits: int = 3) -> pd.Series:
     fmt = _num(digits)
     return frame.apply(lambda r: f"[{fmt(r[low])}, {fmt(r[high])}]", axis=1)
-
-
-def _effects_table(effects: Sequence[Effect]) -> Markup:
-    frame = effects_frame(effects)
-    frame["interval"] = _ci(frame, digits=3)
-    return html_table(frame, {
-        "name": ("effect", _text), "estimate": ("estimate", _num(3)),
-        "interval": (f"{int(effects[0].ci_level * 100)}% interval", _text),
-        "p_value": ("p", _p), "units": ("units", _text), "n_studies": ("studies", _int),
-        "n_participants": ("participants", _int), "n_responses": ("responses", _int),
-        "method": ("method", _text),
-    })
 
 
 def _png_size(data: bytes) -> tuple[int, int]:
@@ -158,23 +137,72 @@ def _png_size(data: bytes) -> tuple[int, int]:
     return int(width), int(height)
 
 
+#: How each :data:`~psych201.analysis.plugin.ColumnFormat` prints ("interval" is built first).
+FORMATS: dict[str, Formatter] = {
+    "text": _text, "int": _int, "num1": _num(1), "num2": _num(2), "num3": _num(3),
+    "num4": _num(4), "p": _p, "probability": probability_text, "interval": _text,
+}
+
+
+def _interval_partner(frame: pd.DataFrame, name: str) -> str | None:
+    """``x_high`` for an interval column ``x_low`` (``ci_low`` → ``ci_high``) if the frame has
+    it."""
+    if not name.endswith("low"):
+        return None
+    high = name[: -len("low")] + "high"
+    return high if high in frame.columns else None
+
+
+def section_table(table: SectionTable) -> Markup:
+    """One table of a section, its columns printed by their :class:`Column` formats.
+
+    A column of format ``interval`` named ``…low`` is shown as ``[low, high]`` with its
+    ``…high`` partner; any other interval column is shown as the text it holds.
+    """
+    if not table.columns:
+        return html_table(table.frame, index=table.index)
+    frame = table.frame.reset_index(names=table.index) if table.index is not None \
+        else table.frame
+    shown: dict[str, Any] = {}
+    columns: dict[str, tuple[str, Formatter]] = {}
+    for column in table.columns:
+        if column.name not in frame.columns:
+            if column.optional:
+                continue
+            raise KeyError(f"table {table.name!r} has no column {column.name!r}")
+        key = column.name
+        high = _interval_partner(frame, column.name) if column.format == "interval" else None
+        if high is not None and not frame.empty:
+            key = f"{column.name} … {high}"
+            shown[key] = _ci(frame, column.name, high)
+        columns[key] = (column.header, FORMATS[column.format])
+    return html_table(frame.assign(**shown) if shown else frame, columns)
+
+
+def _section(section: Section, drawn: set[str]) -> dict[str, Any]:
+    return {"anchor": section.anchor, "title": section.title, "text": section.text,
+            "notes": list(section.notes),
+            "figures": [f.name for f in section.figures if f.name in drawn],
+            "tables": [{"caption": t.caption, "html": section_table(t)}
+                       for t in section.tables]}
+
+
 def build_report(summary: Summary, results: Results, registry: ModelRegistry, *,
                  title: str = "psych201 report", dpi: int = 110,
                  generated: str | None = None, paper: PaperTables | None = None) -> str:
     """The report page as a string (see the module docstring).
 
+    The leaderboard and per-study tables, then every analysis section of ``summary`` in order
+    (drawn generically: text, tables, notes; its figures in the figure gallery).
     ``paper``: draw the figures in paper mode and add a section with every paper-mode table.
     """
-    is_base = {m: info.is_base for m in results.models if (info := registry.get(m)) is not None}
-    is_base.update({info.id: info.is_base for m in results.models
-                    if (info := registry.get(m)) is not None})
     drawn = summary if paper is None else paper_summary(summary, results.responses, registry,
                                                         paper)
-    figures = []
-    for name, fig in render_figures(drawn, is_base).items():
+    figures: list[dict[str, Any]] = []
+    for name, fig in render_figures(drawn).items():
         data = png_bytes(fig, dpi=dpi)
         width, height = _png_size(data)
-        figures.append({"name": name, "caption": caption(name, summary), "width": width,
+        figures.append({"name": name, "caption": caption(name, drawn), "width": width,
                         "height": height, "data": base64.b64encode(data).decode("ascii"),
                         "paper_note": figure_note(name, paper_mode=paper is not None)})
     board = summary.leaderboard.copy()
@@ -187,41 +215,8 @@ def build_report(summary: Summary, results: Results, registry: ModelRegistry, *,
         "n_studies": ("studies", _int), "n_participants": ("participants", _int),
         "n_responses": ("responses", _int),
     })
-    pairs_html = type_html = sign_html = None
-    details = []
-    if not summary.pairs.empty:
-        pairs = summary.pairs.copy()
-        pairs["interval"] = _ci(pairs)
-        pairs["d_shown"] = pairs.apply(pair_d_text, axis=1)
-        pairs_html = html_table(pairs, {
-            "post": ("post-trained", _text), "base": ("base", _text), "type": ("type", _text),
-            "d_shown": ("pair d", str), "interval": ("interval", _text), "p_value": ("p", _p),
-            "n_studies": ("studies", _int), "n_participants": ("participants", _int),
-        })
-        types = summary.type_d.copy()
-        types["interval"] = _ci(types)
-        type_html = html_table(types, {
-            "type": ("type", _text), "d": ("type d", _num(3)), "interval": ("interval", _text),
-            "p_value": ("p", _p), "n_pairs": ("pairs", _int), "n_studies": ("studies", _int)})
-        if summary.pair_sign_test is not None:
-            sign_html = _effects_table([summary.pair_sign_test])
-        for detail in summary.pair_details:
-            per = detail.per_study.copy()
-            per["interval"] = _ci(per)
-            details.append({
-                "title": f"{detail.post} vs {detail.base}",
-                "effects": _effects_table(detail.effects),
-                "per_study": html_table(per, {
-                    "study": ("study", _text), "n_participants": ("participants", _int),
-                    "n_responses": ("responses", _int), "mean_post": ("NLL post", _num(3)),
-                    "mean_base": ("NLL base", _num(3)), "mean_diff": ("difference", _num(3)),
-                    "interval": ("interval", _text), "d_sample": ("d (sample SD)", _num(3)),
-                    "d_population": ("d (population SD)", _num(3)),
-                }),
-            })
-    extra = [_readable_section(summary, results), *_extra_sections(summary)]
-    if paper is not None:
-        extra += _paper_sections(paper)
+    analyses = [_section(s, {str(f["name"]) for f in figures}) for s in summary.sections]
+    extra = _paper_sections(paper) if paper is not None else []
     sources = pd.DataFrame([
         {"path": s.path, "rows": s.n_rows, "models": ", ".join(s.models),
          "conditions": ", ".join(s.conditions),
@@ -233,12 +228,12 @@ def build_report(summary: Summary, results: Results, registry: ModelRegistry, *,
         {"path": s.path, "json": strict_json(s.manifest, sort_keys=True)}
         for s in results.sources if s.manifest is not None
     ]
-    sections = [("leaderboard", "Leaderboard")]
-    if pairs_html is not None:
-        sections.append(("post-training", "Post-training"))
-    sections += [("figures", "Figures"), ("studies", "Per study")]
+    sections = [("leaderboard", "Leaderboard"), ("studies", "Per study")]
+    sections += [(s["anchor"], s["title"]) for s in analyses]
+    sections.append(("figures", "Figures"))
     sections += [(s["anchor"], s["title"]) for s in extra]
     sections.append(("runs", "Runs"))
+    in_sections = {n for s in summary.sections for n in s.notes}
     env = Environment(loader=FileSystemLoader(_TEMPLATE_DIR), autoescape=select_autoescape())
     template = env.get_template("template.html")
     study_means = summary.study_means.copy()
@@ -253,146 +248,15 @@ def build_report(summary: Summary, results: Results, registry: ModelRegistry, *,
         options=asdict(summary.options),
         weighting_text=_WEIGHTING_TEXT[summary.options.weighting],
         sections=sections,
-        notes=summary.notes,
+        notes=[n for n in summary.notes if n not in in_sections],
         leaderboard=leaderboard_html,
-        pairs=pairs_html,
-        type_d=type_html,
-        pair_sign=sign_html,
-        details=details,
+        analyses=analyses,
         figures=figures,
         study_means=html_table(study_means, index="study"),
         extra_sections=extra,
         sources=html_table(sources),
         manifests=manifests,
     )
-
-
-#: Accuracy columns present only where some run scored offered options.
-_OFFERED_COLUMNS = ("accuracy_offered", "offered_interval", "chance_offered",
-                    "n_offered_responses")
-
-
-def _accuracy_table(points: pd.DataFrame) -> pd.DataFrame:
-    table = points.assign(interval=_ci(points))
-    if "accuracy_offered" in points.columns:
-        table["offered_interval"] = _ci(points, "offered_ci_low", "offered_ci_high")
-    return table
-
-
-def _persona_tables(summary: Summary) -> Markup:
-    assert summary.persona is not None
-    per_model = summary.persona.per_model.assign(interval=_ci(summary.persona.per_model))
-    if "benefit" in per_model.columns:
-        per_model["benefit_interval"] = _ci(per_model, "benefit_ci_low", "benefit_ci_high")
-    overall = html_table(per_model, {
-        "model": ("model", _text), "comparison": ("comparison", _text),
-        "d": ("mean d", _num(3)), "interval": ("t interval", _text),
-        "n_studies": ("studies", _int), "sign_p": ("sign test p", _p),
-        "benefit": ("benefit (nats)", _num(3)), "benefit_interval": ("interval", _text),
-        "n_participants": ("participants", _int)},
-        optional=("benefit", "benefit_interval", "n_participants"))
-    paired = summary.persona.paired
-    if paired.empty:
-        return overall
-    by_study = html_table(paired.assign(interval=_ci(paired)), {
-        "model": ("model", _text), "comparison": ("comparison", _text),
-        "study": ("study", _text), "n_participants": ("participants", _int),
-        "n_responses": ("responses", _int), "mean_reference": ("NLL without", _num(3)),
-        "mean_persona": ("NLL with", _num(3)), "benefit": ("benefit (nats)", _num(3)),
-        "interval": ("participant bootstrap", _text)})
-    return Markup(overall + Markup("<p>Per study, paired:</p>") + by_study)
-
-
-def _readable_section(summary: Summary, results: Results) -> dict[str, Any]:
-    numbers = readable_numbers(results.responses, condition=summary.condition,
-                               studies=summary.studies)
-    return {"anchor": "readable", "title": "Readable numbers", "text": READABLE_TEXT,
-            "table": html_table(numbers, {
-                "model": ("model", _text), "nll_response": ("NLL per response", _num(3)),
-                "p_response": ("P(response), geometric mean", probability_text),
-                "nll_token": ("NLL per token", _num(3)),
-                "p_token": ("P(token), geometric mean", probability_text),
-                "n_studies": ("studies", _int), "dominant": ("dominating studies", _text),
-                "nll_response_without": ("NLL per response without them", _num(3))})}
-
-
-def _extra_sections(summary: Summary) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    if summary.accuracy_points is not None:
-        out.append({"anchor": "accuracy", "title": "Accuracy",
-                    "text": "Top-1 hit rate (argmax over the vocabulary equals the human's "
-                            "response) and, where the transcript states the options offered, "
-                            "the hit rate among those options (with guessing's chance rate); "
-                            "mean per study then over studies, condition "
-                            f"{summary.accuracy_points['condition'].iloc[0]}.",
-                    "table": html_table(_accuracy_table(summary.accuracy_points), {
-                        "display": ("model", _text), "accuracy": ("accuracy", _num(3)),
-                        "interval": ("interval", _text), "n_studies": ("studies", _int),
-                        "n_responses": ("responses", _int),
-                        "accuracy_offered": ("among offered options", _num(3)),
-                        "offered_interval": ("interval", _text),
-                        "chance_offered": ("chance", _num(3)),
-                        "n_offered_responses": ("responses", _int)},
-                        optional=_OFFERED_COLUMNS)})
-    if summary.chat_template is not None:
-        out.append({"anchor": "chat-template", "title": "Chat-template control", "text": "",
-                    "table": html_table(summary.chat_template, {
-                        "display": ("model", _text), "no_template": ("NLL raw", _num(3)),
-                        "template": ("NLL chat template", _num(3)),
-                        "n_studies": ("studies", _int)})})
-    if summary.persona is not None:
-        out.append({"anchor": "persona", "title": "Persona induction",
-                    "text": "Benefit d = (mean without persona − mean with persona) / pooled SD "
-                            "per study (population SD), averaged over studies; positive = the "
-                            "persona helps. Benefit in nats: the same difference per response, "
-                            "paired on the same responses of the same participants, with a "
-                            "bootstrap interval (pooled: studies and participants; per study: "
-                            "participants).",
-                    "table": _persona_tables(summary)})
-    if summary.pseudo_r2 is not None:
-        out.append({"anchor": "baselines", "title": "Random baseline (pseudo-R²)",
-                    "text": f"{PSEUDO_R2_TEXT} Computed as 1 − Σ NLL / Σ log k over "
-                            "responses with k known options; mean over studies and pooled.",
-                    "table": html_table(summary.pseudo_r2, {
-                        "model": ("model", _text), "pseudo_r2": ("pseudo-R² (study mean)",
-                                                                 _num(3)),
-                        "pseudo_r2_pooled": ("pooled", _num(3)),
-                        "n_studies": ("studies", _int), "n_responses": ("responses", _int)})})
-    if summary.population is not None:
-        out.append({"anchor": "population", "title": "Population baseline",
-                    "text": "Mean NLL of the model and of the training participants' choice "
-                            "frequencies at the same trial (stimulus text, option letters "
-                            "normalised; a likelihood over the offered options), on the "
-                            "responses it covers. Covered (discrete-choice studies whose "
-                            "trials recur): "
-                            f"{', '.join(sorted(set(summary.population['study']))) or 'none'}.",
-                    "table": html_table(summary.population, {
-                        "model": ("model", _text), "study": ("study", _text),
-                        "n_responses": ("responses", _int), "nll": ("NLL model", _num(3)),
-                        "nll_population": ("NLL population", _num(3))})})
-    if summary.generation is not None and not summary.generation.mean_d.empty:
-        gen = summary.generation.mean_d
-        out.append({"anchor": "generations", "title": "Generations",
-                    "text": "Mean pair d of each generation's standard post-trained models "
-                            "(paper Fig. 3a), with coupled bootstrap intervals.",
-                    "table": html_table(gen.assign(interval=_ci(gen)), {
-                        "family": ("generation", _text), "d": ("mean pair d", _num(3)),
-                        "interval": ("interval", _text), "p_value": ("p", _p),
-                        "n_pairs": ("pairs", _int), "n_studies": ("studies", _int)})})
-    if summary.domains is not None:
-        out.append({"anchor": "domains", "title": "Domains",
-                    "text": "Mean per-study d within each domain of categories.csv (population "
-                            "SD, as the authors), per pair; last row: mean over pairs.",
-                    "table": html_table(summary.domains.rename_axis("pair"), index="pair")})
-    if not summary.scaling_fits.empty:
-        out.append({"anchor": "scaling", "title": "Size scaling",
-                    "text": "Least-squares slope of NLL on log10(parameters): change per "
-                            "tenfold size.",
-                    "table": html_table(summary.scaling_fits, {
-                        "family": ("family", _text), "line": ("line", _text),
-                        "slope_per_decade": ("Δ NLL per 10×", _num(3)),
-                        "n_sizes": ("sizes", _int)})})
-    return out
 
 
 def _paper_sections(paper: PaperTables) -> list[dict[str, Any]]:

@@ -190,6 +190,5 @@ def report_from_runs(
         summary = replace(summary, notes=(*summary.notes, *notes))
     path = write_report(output, summary, results, registry, title=title)
     if figures_dir is not None:
-        is_base = {m: i.is_base for m in results.models if (i := registry.get(m)) is not None}
-        save_figures(render_figures(summary, is_base), figures_dir)
+        save_figures(render_figures(summary), figures_dir)
     return path

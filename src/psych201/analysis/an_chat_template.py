@@ -1,0 +1,47 @@
+"""Chat-template control: post-trained models' NLL without and with their chat template."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import partial
+
+import pandas as pd
+
+from psych201.analysis import paper
+from psych201.analysis.conditions import conditions_with_role
+from psych201.analysis.plots import fig_chat_template
+from psych201.analysis.plugin import AnalysisContext, Column, Section, SectionFigure, SectionTable
+
+CAPTION = "Chat-template control: NLL without and with the model's chat template."
+
+COLUMNS = (Column("display", "model", "text"), Column("no_template", "NLL raw"),
+           Column("template", "NLL chat template"), Column("n_studies", "studies", "int"))
+
+
+def section(table: pd.DataFrame, families: Sequence[str] | None = None) -> Section:
+    """The section of a chat-template table (with the registry's columns)."""
+    return Section(anchor=ChatTemplate.name, title="Chat-template control", text="",
+                   tables=(SectionTable("chat_template", table, COLUMNS),),
+                   figures=(SectionFigure("fig_chat_template", CAPTION,
+                                          partial(fig_chat_template, table, families)),),
+                   data={"table": table})
+
+
+class ChatTemplate:
+    name = "chat-template"
+    columns: Sequence[str] = ("nll",)
+
+    def skip(self, context: AnalysisContext) -> str | None:
+        return None
+
+    def run(self, context: AnalysisContext) -> Section | None:
+        templates = conditions_with_role(context.frame["condition"].unique(), "chat-template")
+        if not templates:
+            return None
+        chat = paper.chat_template_control(context.frame, template_condition=templates[0],
+                                           reference_condition=context.condition)
+        info = context.registry.describe(list(chat["model"])).reset_index()
+        return section(chat.merge(info, on="model"), context.options.families)
+
+
+ANALYSIS = ChatTemplate()

@@ -1,0 +1,252 @@
+"""The paper's post-training effect: pair d with paired intervals, type d, share of pairs with
+d > 0, and the first pairs in full (effects, per-study table, forest plot)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from functools import partial
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from psych201.analysis import bootstrap as bs
+from psych201.analysis import paper
+from psych201.analysis.effects import Effect, compare_pair, effects_frame
+from psych201.analysis.plots import fig_forest
+from psych201.analysis.plugin import (
+    AnalysisContext,
+    Column,
+    Section,
+    SectionFigure,
+    SectionTable,
+)
+from psych201.analysis.registry import ModelPair, ModelRegistry
+from psych201.analysis.tables import common_studies, select
+
+if TYPE_CHECKING:
+    from psych201.analysis.summary import AnalysisOptions
+
+
+def _pair_rows(frame: pd.DataFrame, pairs: list[ModelPair], registry: ModelRegistry,
+               options: AnalysisOptions, condition: str,
+               ) -> tuple[pd.DataFrame, dict[tuple[str, str], np.ndarray]]:
+    """Paper pair d (chosen SD) with a paired bootstrap interval, per pair.
+
+    ``frame`` holds the main condition only. The point estimate is the paper's (all studies each
+    model has); the interval resamples the shared studies' participants and studies. Every pair
+    is resampled with the same seed: pairs scored on the same human data then see the *same*
+    resampled studies and participants in each replicate, so averages over pairs (type d,
+    generation d) get intervals that respect that the pairs share their data. Returns the table
+    and each pair's replicates (keyed by (post, base): one post-trained model may be paired
+    with several bases).
+    """
+    table = paper.pair_table(frame, pairs, registry, condition=condition, sd=options.sd)
+    by_model = {str(m): g for m, g in frame.groupby("model", observed=True)}
+    lows, highs, ps, n_parts = [], [], [], []
+    replicates: dict[tuple[str, str], np.ndarray] = {}
+    for pair in pairs:
+        studies = common_studies(frame, [pair.post, pair.base], condition,
+                                 allow_missing=options.allow_missing)
+        a = select(by_model[pair.post], studies=studies)
+        b = select(by_model[pair.base], studies=studies)
+        arrays = bs.participant_arrays(a, b)
+        reps = bs.resample(arrays, "d", levels=options.levels, n_boot=options.n_boot,
+                           seed=options.seed, sd=options.sd)
+        n_units, df = bs.units(arrays, options.levels)
+        low, high = bs.interval(reps, options.ci, n_units, df)
+        lows.append(low)
+        highs.append(high)
+        ps.append(bs.p_value(reps, n_units, df))
+        n_parts.append(arrays.n_participants)
+        replicates[(pair.post, pair.base)] = reps
+    table["ci_low"] = lows
+    table["ci_high"] = highs
+    table["p_value"] = ps
+    table["n_participants"] = n_parts
+    return table, replicates
+
+
+def _single_study_pairs(pairs: pd.DataFrame, frame: pd.DataFrame, condition: str,
+                        options: AnalysisOptions) -> list[str]:
+    """Fill ``d_one_study`` for pairs sharing one study; a note for each.
+
+    The paper's pair d needs two shared studies (its d is then undefined and the pair is left
+    out of type d), yet the detail tables show that one study's d: reports print it beside the
+    undefined pair d, in parentheses, so the two tables agree.
+    """
+    single = pairs["d"].isna() & (pairs["n_studies"] == 1)
+    pairs["d_one_study"] = np.nan
+    notes = []
+    for i in pairs.index[single]:
+        post, base = str(pairs.at[i, "post"]), str(pairs.at[i, "base"])
+        d = paper.pair_d(frame, post, base, condition=condition, sd=options.sd,
+                         min_studies=1).d
+        pairs.at[i, "d_one_study"] = d
+        notes.append(f"{post} vs {base} share one study: the paper's pair d needs two, so it is "
+                     f"undefined and the pair is left out of type d; that study's d is "
+                     f"{d:.3f} (in parentheses)")
+    return notes
+
+
+def _group_intervals(groups: pd.DataFrame, pairs: pd.DataFrame, by: str,
+                     replicates: dict[tuple[str, str], np.ndarray], options: AnalysisOptions,
+                     ) -> pd.DataFrame:
+    """Intervals for means of pair d over groups of pairs (type d, generation d).
+
+    A replicate of the group mean is the mean of its pairs' replicates (coupled resampling, see
+    :func:`_pair_rows`); units and degrees of freedom are those of the studies.
+    """
+    lows, highs, ps, n_studies = [], [], [], []
+    valid = pairs[pairs["d"].notna()]
+    for key in groups[by]:
+        members = valid[valid[by] == key]
+        keys = zip(members["post"], members["base"], strict=True)
+        reps = [replicates[k] for k in keys if k in replicates]
+        n = int(members["n_studies"].max()) if len(members) else 0
+        if not reps or n < 2:
+            lows.append(np.nan)
+            highs.append(np.nan)
+            ps.append(np.nan)
+        else:
+            mean = np.mean(np.vstack(reps), axis=0)
+            units, df = (n, n - 1) if options.levels != "participants" else (
+                int(members["n_participants"].max()), int(members["n_participants"].max()) - n)
+            low, high = bs.interval(mean, options.ci, units, df)
+            lows.append(low)
+            highs.append(high)
+            ps.append(bs.p_value(mean, units, df))
+        n_studies.append(n)
+    return groups.assign(ci_low=lows, ci_high=highs, p_value=ps, n_studies=n_studies)
+
+
+#: Name of the effect that replaced the sign test across pairs.
+PAIR_SHARE = "share of pairs with d > 0"
+
+
+def pair_share_positive(pairs: pd.DataFrame, replicates: dict[tuple[str, str], np.ndarray],
+                        options: AnalysisOptions, *, n_responses: int = 0) -> Effect:
+    """Share of pairs whose d is positive, with a bootstrap interval over studies and participants.
+
+    A sign test over pairs would treat them as independent, but pairs share bases and all score
+    the same human responses. The pairs' replicates are coupled (same resampled studies and
+    participants in each replicate, see :func:`_pair_rows`), so the share computed within each
+    replicate carries that dependence into the interval. The p-value is for H0: share = 0.5.
+    """
+    valid = pairs[pairs["d"].notna()]
+    keys = [k for k in zip(valid["post"], valid["base"], strict=True) if k in replicates]
+    n = int(valid["n_studies"].max()) if len(valid) else 0
+    n_parts = int(valid["n_participants"].max()) if len(valid) else 0
+    estimate = float((valid["d"] > 0).mean()) if len(valid) else math.nan
+    method = (f"share of {len(valid)} pairs, coupled bootstrap ({options.levels}; "
+              f"{options.n_boot} replicates; p for share = 0.5)")
+    if not keys or n < 2:
+        return Effect(PAIR_SHARE, estimate, math.nan, math.nan, options.ci, math.nan, n, n_parts,
+                      n_responses, method, "share positive")
+    reps = np.vstack([replicates[k] for k in keys])
+    with np.errstate(invalid="ignore"):
+        shares = np.where(np.isfinite(reps).all(axis=0), (reps > 0).mean(axis=0), np.nan)
+    units, df = (n, n - 1) if options.levels != "participants" else (n_parts, n_parts - n)
+    low, high = bs.interval(shares, options.ci, units, df)
+    p = bs.p_value(shares - 0.5, units, df)
+    return Effect(PAIR_SHARE, estimate, low, high, options.ci, p, n, n_parts, n_responses,
+                  method, "share positive")
+
+
+def pair_d_text(row: pd.Series) -> str:
+    """A pair's d; where it is undefined (one shared study) that study's d in parentheses."""
+    d, single = row.get("d"), row.get("d_one_study")
+    if (d is None or not math.isfinite(float(d))) and single is not None \
+            and math.isfinite(float(single)):
+        return f"({float(single):.3f})"
+    return "–" if d is None or not math.isfinite(float(d)) else f"{float(d):.3f}"
+
+
+def effect_columns(ci: float) -> tuple[Column, ...]:
+    """How a table of :class:`~psych201.analysis.effects.Effect` rows is shown."""
+    return (Column("name", "effect", "text"), Column("estimate", "estimate"),
+            Column("ci_low", f"{int(ci * 100)}% interval", "interval"),
+            Column("p_value", "p", "p"), Column("units", "units", "text"),
+            Column("n_studies", "studies", "int"), Column("n_participants", "participants", "int"),
+            Column("n_responses", "responses", "int"), Column("method", "method", "text"))
+
+
+FOREST_CAPTION = ("Per-study mean paired NLL difference (post-trained − base) with participant-"
+                  "bootstrap intervals; diamond: all studies (hierarchical bootstrap).")
+
+PAIR_COLUMNS = (
+    Column("post", "post-trained", "text"), Column("base", "base", "text"),
+    Column("type", "type", "text"), Column("d_shown", "pair d"),
+    Column("ci_low", "interval", "interval"), Column("p_value", "p", "p"),
+    Column("n_studies", "studies", "int"), Column("n_participants", "participants", "int"))
+
+TYPE_COLUMNS = (
+    Column("type", "type", "text"), Column("d", "type d"), Column("ci_low", "interval", "interval"),
+    Column("p_value", "p", "p"), Column("n_pairs", "pairs", "int"),
+    Column("n_studies", "studies", "int"))
+
+DETAIL_COLUMNS = (
+    Column("study", "study", "text"), Column("n_participants", "participants", "int"),
+    Column("n_responses", "responses", "int"), Column("mean_post", "NLL post"),
+    Column("mean_base", "NLL base"), Column("mean_diff", "difference"),
+    Column("ci_low", "interval", "interval"), Column("d_sample", "d (sample SD)"),
+    Column("d_population", "d (population SD)"))
+
+
+class PostTraining:
+    """Pairs of a post-trained model and its base (registry pairs present, plus ``--pair``)."""
+
+    name = "post-training"
+    columns: Sequence[str] = ("nll",)
+
+    def skip(self, context: AnalysisContext) -> str | None:
+        if not context.pairs:
+            return ("no base/post-trained pair among the scored models: pair, type, domain "
+                    "and generation analyses skipped (name one with --pair POST=BASE)")
+        return None
+
+    def run(self, context: AnalysisContext) -> Section | None:
+        options, main, condition = context.options, context.main, context.condition
+        pairs = list(context.pairs)
+        pair_df, replicates = _pair_rows(main, pairs, context.registry, options, condition)
+        notes = _single_study_pairs(pair_df, main, condition, options)
+        types = _group_intervals(paper.type_d(pair_df), pair_df, "post_training", replicates,
+                                 options)
+        sign: Effect | None = None
+        if len(pair_df) >= 2:
+            board = context.extras["leaderboard"]
+            sign = pair_share_positive(pair_df, replicates, options,
+                                       n_responses=int(board["n_responses"].max()))
+        details = tuple(
+            compare_pair(main, pair.post, pair.base, condition=condition,
+                         allow_missing=options.allow_missing, n_boot=options.n_boot,
+                         ci=options.ci, seed=options.seed, levels=options.levels)
+            for pair in pairs[: options.detail_pairs])
+        tables = [SectionTable("pairs", pair_df.assign(d_shown=pair_df.apply(pair_d_text, axis=1)),
+                               PAIR_COLUMNS),
+                  SectionTable("type_d", types, TYPE_COLUMNS, caption="By post-training type")]
+        if sign is not None:
+            tables.append(SectionTable("pair_sign_test", effects_frame([sign]),
+                                       effect_columns(options.ci), caption="Across pairs"))
+        figures = []
+        for i, detail in enumerate(details):
+            title = f"{detail.post} vs {detail.base}"
+            tables.append(SectionTable(f"detail_{i + 1}_effects", detail.effects_frame(),
+                                       effect_columns(options.ci), caption=title))
+            tables.append(SectionTable(f"detail_{i + 1}_per_study", detail.per_study,
+                                       DETAIL_COLUMNS, caption=f"{title}: per study"))
+            figures.append(SectionFigure(f"forest_{i + 1}", FOREST_CAPTION,
+                                         partial(fig_forest, detail)))
+        return Section(
+            anchor=self.name, title="Post-training effects",
+            text=("Per pair the paper's d (mean over studies of the per-study Cohen's d, "
+                  f"post-trained − base, {options.sd} SD; positive = post-training made the model "
+                  "less human-like), with a paired bootstrap interval over studies and "
+                  "participants."),
+            tables=tuple(tables), figures=tuple(figures), notes=tuple(notes),
+            data={"pairs": pair_df, "type_d": types, "sign_test": sign, "details": details,
+                  "replicates": replicates})
+
+
+ANALYSIS = PostTraining()

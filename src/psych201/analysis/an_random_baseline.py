@@ -1,0 +1,41 @@
+"""Random baseline: pseudo-R² against guessing uniformly among the options offered."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from psych201.analysis import baselines as bl
+from psych201.analysis.plugin import AnalysisContext, Column, Section, SectionTable
+from psych201.analysis.readable import PSEUDO_R2_TEXT
+from psych201.analysis.tables import select
+
+COLUMNS = (Column("model", "model", "text"), Column("pseudo_r2", "pseudo-R² (study mean)"),
+           Column("pseudo_r2_pooled", "pooled"), Column("n_studies", "studies", "int"),
+           Column("n_responses", "responses", "int"))
+
+
+class RandomBaseline:
+    """Needs the option count of each response: from the table, or from the transcripts
+    (``extras["option_counts"]``, what ``report --data`` passes)."""
+
+    name = "baselines"
+    columns: Sequence[str] = ("nll",)
+
+    def skip(self, context: AnalysisContext) -> str | None:
+        rows = select(context.main, studies=list(context.studies))
+        if context.extras.get("option_counts") is None and not (
+                "n_options" in rows.columns and rows["n_options"].notna().any()):
+            return "no option counts (n_options): random baseline and pseudo-R² skipped"
+        return None
+
+    def run(self, context: AnalysisContext) -> Section | None:
+        rows = select(context.main, studies=list(context.studies))
+        _, r2 = bl.pseudo_r2(rows, condition=context.condition,
+                             counts=context.extras.get("option_counts"))
+        return Section(anchor=self.name, title="Random baseline (pseudo-R²)",
+                       text=f"{PSEUDO_R2_TEXT} Computed as 1 − Σ NLL / Σ log k over responses "
+                            "with k known options; mean over studies and pooled.",
+                       tables=(SectionTable("pseudo_r2", r2, COLUMNS),), data={"table": r2})
+
+
+ANALYSIS = RandomBaseline()

@@ -1,0 +1,180 @@
+"""Pluggable analyses (issue #12 part 1): one registry list, iterated by every output.
+
+A toy analysis written as one separate module and appended to ``ANALYSES`` shows up in the
+summary, the HTML report, the figures and ``compare --json`` with no other edit; an analysis that
+does not apply leaves a note; and the report and the JSON list the same sections.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from typer.testing import CliRunner
+
+from psych201.analysis import sections
+from psych201.analysis.plugin import Analysis
+from psych201.analysis.registry import load_registry
+from psych201.analysis.summary import AnalysisOptions, summarize
+from psych201.analysis.synthetic import STUDIES, SyntheticDesign, synthetic_responses
+from psych201.analysis.tables import results_from_frame
+from psych201.cli import app
+from psych201.report.figures import render_figures
+from psych201.report.html import build_report
+
+REGISTRY = load_registry()
+runner = CliRunner()
+
+#: One file, as a user would write it: nothing else in psych201 is edited.
+TOY = '''
+from matplotlib.figure import Figure
+
+from psych201.analysis.plugin import Column, Section, SectionFigure, SectionTable
+
+
+def draw():
+    fig = Figure(figsize=(2, 2))
+    fig.subplots().plot([0, 1], [1, 0])
+    return fig
+
+
+class Toy:
+    name = "toy"
+    columns = ("nll",)
+
+    def skip(self, context):
+        return None
+
+    def run(self, context):
+        table = (context.main.groupby("model", observed=True)["nll"].max()
+                 .rename("max_nll").reset_index())
+        return Section(
+            anchor="toy", title="Toy: largest NLL", text="The largest NLL of each model.",
+            tables=(SectionTable("per_model", table, (Column("model", "model", "text"),
+                                                      Column("max_nll", "max NLL", "num4"))),),
+            figures=(SectionFigure("fig_toy", "A toy figure.", draw),),
+            notes=("toy note: read with care",),
+            data={"seen": list(context.earlier), "extra": context.extras.get("toy_extra")})
+
+
+class Never:
+    name = "never"
+    columns = ("nll",)
+
+    def skip(self, context):
+        return "never applies: toy skip reason"
+
+    def run(self, context):
+        raise AssertionError("run must not be called when skip gives a reason")
+
+
+class NeedsColumn:
+    name = "needs-column"
+    columns = ("no_such_column",)
+
+    def skip(self, context):
+        return None
+
+    def run(self, context):
+        raise AssertionError("run must not be called without the columns it reads")
+
+
+ANALYSIS = Toy()
+'''
+
+
+def _frame(conditions: tuple[str, ...] = ("raw",), n_studies: int = 4):
+    design = SyntheticDesign(studies={s: STUDIES[s] for s in list(STUDIES)[:n_studies]},
+                             n_participants=4, n_responses=6, seed=5)
+    models = ("Qwen/Qwen3-0.6B-Base", "Qwen/Qwen3-0.6B", "Qwen/Qwen3-1.7B-Base",
+              "Qwen/Qwen3-1.7B")
+    return synthetic_responses([REGISTRY[m] for m in models], design=design,
+                               conditions=conditions)
+
+
+@pytest.fixture()
+def toy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """The toy module, imported from its own file and appended to the registry list."""
+    (tmp_path / "psych201_toy_analysis.py").write_text(TOY, encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module("psych201_toy_analysis")
+    monkeypatch.delitem(__import__("sys").modules, "psych201_toy_analysis")
+    assert isinstance(module.ANALYSIS, Analysis)  # the protocol is runtime-checkable
+    monkeypatch.setattr(sections, "ANALYSES", [*sections.ANALYSES, module.Never(),
+                                               module.NeedsColumn(), module.ANALYSIS])
+    return module
+
+
+def test_a_toy_analysis_in_one_file_shows_everywhere(toy: ModuleType, tmp_path: Path) -> None:
+    frame = _frame()
+    results = results_from_frame(frame)
+    summary = summarize(results, REGISTRY, AnalysisOptions(n_boot=100, detail_pairs=0),
+                        extras={"toy_extra": 1})
+    section = summary.section("toy")
+    assert section is not None and summary.sections[-1] is section
+    expected = frame.groupby("model")["nll"].max()
+    got = section.table("per_model").set_index("model")["max_nll"]
+    assert got.to_dict() == pytest.approx(expected.to_dict())
+    # it ran last and saw every earlier section
+    assert section.data["seen"] == [s.anchor for s in summary.sections[:-1]]
+    assert section.data["extra"] == 1  # what the caller passed in extras
+    assert "toy note: read with care" in summary.notes
+    assert "never applies: toy skip reason" in summary.notes
+    assert any("needs-column skipped" in n and "no_such_column" in n for n in summary.notes)
+    assert summary.section("never") is None and summary.section("needs-column") is None
+
+    html = build_report(summary, results, REGISTRY)
+    assert '<section class="analysis" id="toy">' in html and "Toy: largest NLL" in html
+    for model, value in expected.items():
+        assert f">{value:.4f}</td>" in html, model  # the num4 format
+    assert 'id="fig-fig_toy"' in html and "A toy figure." in html
+    assert "toy note: read with care" in html and "never applies: toy skip reason" in html
+    assert "fig_toy" in render_figures(summary)
+
+    path = tmp_path / "scores.parquet"
+    frame.to_parquet(path)
+    result = runner.invoke(app, ["compare", str(path), "--n-boot", "100", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.output)
+    records = payload["sections"]["toy"]["tables"]["per_model"]
+    assert {r["model"]: r["max_nll"] for r in records} == pytest.approx(expected.to_dict())
+    assert payload["sections"]["toy"]["notes"] == ["toy note: read with care"]
+    assert payload["sections"]["toy"]["figures"] == [{"name": "fig_toy",
+                                                      "caption": "A toy figure."}]
+    result = runner.invoke(app, ["compare", str(path), "--n-boot", "100"],
+                           env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "Toy: largest NLL" in result.output and "max NLL" in result.output
+
+
+def test_without_the_toy_nothing_of_it_shows() -> None:
+    """The control of the test above: the toy's output comes from the toy alone."""
+    results = results_from_frame(_frame())
+    summary = summarize(results, REGISTRY, AnalysisOptions(n_boot=100, detail_pairs=0))
+    assert summary.section("toy") is None
+    assert "Toy: largest NLL" not in build_report(summary, results, REGISTRY)
+
+
+def test_report_and_json_list_the_same_sections(tmp_path: Path) -> None:
+    path = tmp_path / "scores.parquet"
+    _frame(conditions=("raw", "discrete", "chat-template", "persona")).to_parquet(path)
+    result = runner.invoke(app, ["compare", str(path), "--n-boot", "100", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.output)
+    out = tmp_path / "report.html"
+    result = runner.invoke(app, ["report", str(path), "-o", str(out), "--n-boot", "100"])
+    assert result.exit_code == 0, result.output
+    html = out.read_text(encoding="utf-8")
+    anchors = re.findall(r'<section class="analysis" id="([^"]+)">', html)
+    assert anchors == list(payload["sections"])
+    assert {"readable", "post-training", "generations", "scaling", "accuracy", "chat-template",
+            "persona", "baselines"} <= set(anchors)
+    # the old top-level keys stay, and agree with the sections
+    shown = payload["sections"]["post-training"]["tables"]["pairs"]
+    assert [{k: v for k, v in r.items() if k != "d_shown"} for r in shown] == payload["pairs"]
+    assert payload["readable"] == payload["sections"]["readable"]["tables"]["readable"]
+    assert "population" in payload
