@@ -3,6 +3,9 @@ iterates :data:`ANALYSES` in this order. Adding an analysis = one module + one l
 
 from __future__ import annotations
 
+from psych201.analysis.calibration import CalibrationAnalysis
 from psych201.analysis.plugin import Analysis
 
-ANALYSES: list[Analysis] = []
+ANALYSES: list[Analysis] = [
+    CalibrationAnalysis(),
+]
