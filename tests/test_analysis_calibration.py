@@ -198,6 +198,7 @@ def test_section_shape_and_lazy_figure(section: Section) -> None:
     for t in section.tables:
         missing = [c.name for c in t.columns if c.name not in t.frame.columns]
         assert not missing, (t.name, missing)
+    assert list(section.table("pairs").columns) == cal.PAIR_TABLE_COLUMNS
     assert [f.name for f in section.figures] == ["fig_calibration"]
     fig = section.figures[0].draw()
     assert isinstance(fig, Figure)
@@ -217,6 +218,7 @@ def test_models_without_the_column_are_skipped_with_a_note(table: pd.DataFrame) 
     assert out is not None
     assert list(out.table("per_model")["model"]) == ["oracle"]
     assert out.table("pairs").empty
+    assert list(out.table("pairs").columns) == cal.PAIR_TABLE_COLUMNS
     assert any("sharp" in n and "nll_temperature" in n for n in out.notes)
     assert any("sharp vs oracle" in n for n in out.notes)
     # no model has it (or the table predates the column): the whole analysis is skipped

@@ -52,6 +52,7 @@ from psych201.analysis.effects import (
 from psych201.analysis.plugin import (
     AnalysisContext,
     Column,
+    ColumnFormat,
     Section,
     SectionFigure,
     SectionTable,
@@ -458,7 +459,7 @@ def _draw(curves: pd.DataFrame, per_model: pd.DataFrame) -> Figure | None:
     return fig
 
 
-_T = "num2"
+_T: ColumnFormat = "num2"
 PER_MODEL_COLUMNS = (
     Column("model", "Model", "text"), Column("n_studies", "Studies", "int"),
     Column("n_responses", "Responses", "int"), Column("temperature", "Fitted T", _T),
@@ -474,6 +475,12 @@ PER_STUDY_COLUMNS = (
     Column("temperature_high", "T max (folds)", _T), Column("nll", "NLL", "num3"),
     Column("nll_calibrated", "Calibrated NLL", "num3"), Column("gain", "Gain (nats)", "num3"),
 )
+#: Every column of the ``pairs`` table (also when it is empty).
+PAIR_TABLE_COLUMNS = [
+    "post", "base", "post_training", "type", "n_studies", "n_participants", "n_responses",
+    *(f"{name}{end}" for name in ("d_before", "d_after", "diff_before", "diff_after", "share")
+      for end in ("", "_ci_low", "_ci_high", "_interval")),
+]
 PAIR_COLUMNS = (
     Column("post", "Post-trained", "text"), Column("base", "Base", "text"),
     Column("type", "Type", "text"), Column("n_responses", "Responses", "int"),
@@ -538,7 +545,7 @@ class CalibrationAnalysis:
                     ci=options.ci, seed=options.seed, levels=options.levels, sd=options.sd))
             except ValueError as exc:  # includes StudySetError: nothing shared to compare
                 notes.append(f"{pair.post} vs {pair.base}: {exc}")
-        pair_table = pd.DataFrame([p.row() for p in pairs])
+        pair_table = pd.DataFrame([p.row() for p in pairs], columns=PAIR_TABLE_COLUMNS)
         curves, fitted = cal.curves, cal.per_model
         tables = (
             SectionTable("per_model", per_model, PER_MODEL_COLUMNS,
@@ -548,7 +555,7 @@ class CalibrationAnalysis:
             SectionTable("per_study", cal.per_study, PER_STUDY_COLUMNS,
                          f"Per model and study: temperature fitted on all participants (range "
                          f"over the {self.n_folds}-fold cross-fit), plain and cross-fitted NLL."),
-            SectionTable("pairs", pair_table, PAIR_COLUMNS if pairs else (),
+            SectionTable("pairs", pair_table, PAIR_COLUMNS,
                          "Post-training effect before and after calibration, on the responses "
                          "both models calibrated, and the share of the mean NLL gap a "
                          "temperature explains (1 − after/before; interval from the same "
