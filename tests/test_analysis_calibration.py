@@ -236,3 +236,24 @@ def test_a_single_participant_study_is_not_fitted() -> None:
     assert set(result.per_study["study"]) == {"study0"}
     assert (result.per_study["n_folds"] == 4).all()
     assert any("study1" in n and "1 participant" in n for n in result.notes)
+
+
+def test_reading_follows_the_numbers() -> None:
+    frame = simulate(studies=1, participants=10, trials=30, seed=6)
+    reverse = ModelPair(post="oracle", base="sharp", post_training="instruct")
+    out = cal.CalibrationAnalysis().run(context_of(frame, pairs=(PAIR, reverse)))
+    assert out is not None
+    # one study: the study-level bootstrap has no interval, and the text says so
+    assert "no interval" in out.text
+    assert "For oracle against sharp" in out.text and "not worse before calibration" in out.text
+    assert out.data["temperatures"]["sharp"] == pytest.approx(2.0, rel=0.15)
+
+
+def test_inconsistent_engine_is_noted() -> None:
+    frame = simulate(studies=1, participants=4, trials=10, seed=7)
+    frame["nll"] = frame["nll"] + 0.05  # the plain NLL no longer matches T = 1
+    result = cal.calibrate(frame, condition=CONDITION)
+    assert any("differs from nll" in n for n in result.notes)
+    assert not any("differs" in n for n in cal.calibrate(simulate(studies=1, participants=4,
+                                                                  trials=10),
+                                                         condition=CONDITION).notes)

@@ -65,6 +65,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 COLUMN = "nll_temperature"
+_ONE = TEMPERATURE_GRID.index(1.0)  # the column that must equal the plain NLL
 #: Default number of participant folds of the cross-fit.
 N_FOLDS = 5
 
@@ -242,6 +243,13 @@ def calibrate(frame: pd.DataFrame, *, condition: str | None = None,
         if len(usable) < len(group):
             notes.append(f"{model}: {len(group) - len(usable)} of {len(group)} responses lack "
                          f"nll_temperature and are left out of the calibration control")
+        at_one = matrix[usable["_pos"].to_numpy(), _ONE]
+        plain = usable["nll"].to_numpy(dtype=float)
+        off = int((np.abs(at_one - plain) > 1e-3 * np.maximum(1.0, plain)).sum())
+        if off:
+            notes.append(f"{model}: for {off} of {len(usable)} responses nll_temperature at "
+                         "T = 1 differs from nll by more than 0.1 % (an engine inconsistency: "
+                         "calibrated and plain NLL are not on the same footing)")
         for study, one in usable.groupby("study", observed=True, sort=True):
             study = str(study)
             pid = (one["experiment"].astype(str) + "\x1f" + one["participant"].astype(str))
@@ -423,10 +431,16 @@ def _reading(per_model: pd.DataFrame, pairs: Sequence[CalibratedPair], ci: float
                f"becomes {p.diff_after.estimate:+.3f} "
                f"{_interval(p.diff_after.ci_low, p.diff_after.ci_high)} after calibration "
                f"(paper d {p.d_before.estimate:.2f} → {p.d_after.estimate:.2f})")
-        if p.diff_before.ci_low > 0 and np.isfinite(p.share):
-            gap += (f": a temperature removes {p.share:.0%} "
-                    f"[{p.share_ci_low:.0%}, {p.share_ci_high:.0%}] ({level} interval) of the "
-                    f"{TYPE_LABELS.get(p.post_training, p.post_training).lower()} gap. ")
+        label = TYPE_LABELS.get(p.post_training, p.post_training).lower()
+        unsure = not np.isfinite(p.diff_before.ci_low)
+        if not np.isfinite(p.share) or p.diff_before.estimate <= 0:
+            gap += ("; the post-trained model is not worse before calibration, so there is no "
+                    "gap for a temperature to explain. ")
+        elif unsure or p.diff_before.ci_low > 0:
+            interval = ("" if unsure or not np.isfinite(p.share_ci_low) else
+                        f" [{p.share_ci_low:.0%}, {p.share_ci_high:.0%}] ({level} interval)")
+            gap += f": a temperature removes {p.share:.0%}{interval} of the {label} gap"
+            gap += (" (no interval: too few resampling units). " if unsure else ". ")
         else:
             gap += ("; the gap before calibration is not clearly positive, so the share a "
                     f"temperature explains ({p.share:.0%}) is not meaningful. ")
@@ -574,5 +588,9 @@ class CalibrationAnalysis:
             tables=tables,
             figures=(figure,),
             notes=tuple(notes),
-            data={"grid": TEMPERATURE_GRID, "responses": cal.responses},
+            # plain values only: whatever serialises sections must not meet a frame here
+            data={"grid": list(TEMPERATURE_GRID),
+                  "temperatures": {str(m): float(t) for m, t in
+                                   zip(per_model["model"], per_model["temperature"],
+                                       strict=True)}},
         )
