@@ -257,3 +257,15 @@ def test_inconsistent_engine_is_noted() -> None:
     assert not any("differs" in n for n in cal.calibrate(simulate(studies=1, participants=4,
                                                                   trials=10),
                                                          condition=CONDITION).notes)
+
+
+def test_pairs_use_only_responses_both_models_calibrated() -> None:
+    frame = simulate(studies=2, participants=6, trials=20, seed=8)
+    gap = ((frame["model"] == "sharp") & (frame["participant"] == "p0")).to_numpy()
+    frame["nll_temperature"] = [None if g else v
+                                for g, v in zip(gap, frame["nll_temperature"], strict=True)]
+    out = cal.CalibrationAnalysis().run(context_of(frame, options=AnalysisOptions(n_boot=50)))
+    assert out is not None
+    assert out.table("pairs")["n_responses"].tolist() == [(6 - 1) * 20 * 2]
+    assert any("sharp: 40 of 240 responses lack" in n for n in out.notes)
+    assert any("40 calibrated by one only" in n for n in out.notes)

@@ -254,12 +254,12 @@ def calibrate(frame: pd.DataFrame, *, condition: str | None = None,
             study = str(study)
             pid = (one["experiment"].astype(str) + "\x1f" + one["participant"].astype(str))
             codes, uniques = pd.factorize(pid, sort=True)
-            sub = matrix[one["_pos"].to_numpy()]
-            curves.setdefault(model, []).append(sub.mean(axis=0))
             if len(uniques) < 2:
                 notes.append(f"{model}, {study}: {len(uniques)} participant, so no temperature "
                              "can be fitted on other participants; study left out")
                 continue
+            sub = matrix[one["_pos"].to_numpy()]
+            curves.setdefault(model, []).append(sub.mean(axis=0))
             fit = cross_fit(sub, codes, n_folds=n_folds, seed=seed, salt=study)
             out = one[["model", "condition", *RESPONSE_KEY, "nll"]].copy()
             out["nll_calibrated"] = fit.calibrated
@@ -330,6 +330,7 @@ class CalibratedPair:
     share: float
     share_ci_low: float
     share_ci_high: float
+    unmatched: int = 0  # calibrated responses of one model only (left out of the pairing)
 
     def row(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -380,6 +381,8 @@ def compare_calibrated(responses: pd.DataFrame, pair: ModelPair, *, condition: s
     (same seed, same participants: each replicate resamples the same units for both).
     """
     before, after = pair_frames(responses, pair.post, pair.base)
+    unmatched = (len(select(responses, model=pair.post)) + len(select(responses, model=pair.base))
+                 - len(before))
     if before.empty:
         raise ValueError(f"{pair.post} and {pair.base} share no calibrated response")
     kw: dict[str, Any] = {"condition": condition, "n_boot": n_boot, "ci": ci, "seed": seed,
@@ -401,7 +404,7 @@ def compare_calibrated(responses: pd.DataFrame, pair: ModelPair, *, condition: s
     low, high = bs.interval(share_reps, ci, n_units, df)
     return CalibratedPair(pair.post, pair.base, pair.post_training, cmp_before.effect(d_name),
                           cmp_after.effect(d_name), diff_before, diff_after, float(share),
-                          low, high)
+                          low, high, unmatched)
 
 
 # -- the section --------------------------------------------------------------------------------
@@ -557,6 +560,9 @@ class CalibrationAnalysis:
                 pairs.append(compare_calibrated(
                     cal.responses, pair, condition=context.condition, n_boot=options.n_boot,
                     ci=options.ci, seed=options.seed, levels=options.levels, sd=options.sd))
+                if pairs[-1].unmatched:
+                    notes.append(f"{pair.post} vs {pair.base}: paired on the responses both "
+                                 f"calibrated; {pairs[-1].unmatched} calibrated by one only")
             except ValueError as exc:  # includes StudySetError: nothing shared to compare
                 notes.append(f"{pair.post} vs {pair.base}: {exc}")
         pair_table = pd.DataFrame([p.row() for p in pairs], columns=PAIR_TABLE_COLUMNS)
