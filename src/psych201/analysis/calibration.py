@@ -522,10 +522,12 @@ class CalibrationAnalysis:
 
     def skip(self, context: AnalysisContext) -> str | None:
         if COLUMN not in context.main.columns:
-            return "the response tables have no nll_temperature column"
-        if not temperature_matrix(context.main)[0].any():
-            return ("no scored response carries nll_temperature (the engines could not record "
-                    "the NLL at other temperatures, or the tables predate the column)")
+            return "calibration skipped: the response tables have no nll_temperature column"
+        n = len(TEMPERATURE_GRID)
+        if not any(_usable(v, n) for v in context.main[COLUMN].to_numpy(dtype=object)):
+            return ("calibration skipped: no scored response carries nll_temperature (the "
+                    "engines could not record the NLL at other temperatures, or the tables "
+                    "predate the column)")
         return None
 
     def run(self, context: AnalysisContext) -> Section | None:
@@ -593,7 +595,7 @@ class CalibrationAnalysis:
             text=_reading(per_model, pairs, options.ci),
             tables=tables,
             figures=(figure,),
-            notes=tuple(notes),
+            notes=tuple(f"calibration: {n}" for n in notes),
             # plain values only: whatever serialises sections must not meet a frame here
             data={"grid": list(TEMPERATURE_GRID),
                   "temperatures": {str(m): float(t) for m, t in
