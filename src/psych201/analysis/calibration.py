@@ -469,6 +469,9 @@ def _draw(curves: pd.DataFrame, per_model: pd.DataFrame) -> Figure | None:
             y = float(nll_at(g["nll"].to_numpy()[None, :], t)[0])
             ax.plot([t], [y], marker="o", color=line.get_color())
     ax.set_xscale("log")
+    ticks = [0.25, 0.5, 1.0, 2.0, 4.0]
+    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    ax.set_xticks([], minor=True)
     ax.axvline(1.0, color="grey", linestyle=":", linewidth=0.8)
     ax.set_xlabel("Softmax temperature (log scale)")
     ax.set_ylabel("Mean NLL (study-weighted, ↓)")
