@@ -15,6 +15,7 @@ from psych201.analysis import (
     an_readable,
     an_scaling,
 )
+from psych201.analysis.calibration import CalibrationAnalysis
 from psych201.analysis.plugin import Analysis
 
 ANALYSES: list[Analysis] = [
@@ -28,4 +29,5 @@ ANALYSES: list[Analysis] = [
     an_persona.ANALYSIS,
     an_random_baseline.ANALYSIS,
     an_population.ANALYSIS,
+    CalibrationAnalysis(),
 ]
