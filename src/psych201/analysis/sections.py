@@ -3,6 +3,11 @@ iterates :data:`ANALYSES` in this order. Adding an analysis = one module + one l
 
 from __future__ import annotations
 
+from psych201.analysis.diagnostics import Diagnostics
 from psych201.analysis.plugin import Analysis
+from psych201.analysis.population_fit import PopulationFit
 
-ANALYSES: list[Analysis] = []
+ANALYSES: list[Analysis] = [
+    PopulationFit(),
+    Diagnostics(),
+]
