@@ -22,6 +22,7 @@ from psych201.analysis.registry import ModelRegistry
 from psych201.analysis.summary import AnalysisOptions
 from psych201.analysis.tables import Results
 from psych201.data.readers import discover_studies
+from psych201.data.records import ResponseSpan, Session
 from psych201.data.split import iter_split
 from psych201.simulate import simulate_study, write_study
 
@@ -166,3 +167,132 @@ def test_letters_only_is_the_keying_without_numeric_scales() -> None:
     out = letters_only(trials)
     assert out["trial"].tolist()[0] == "pick <1> or <2>" and out["trial"].isna().tolist()[1]
     assert np.isnan(out["n_options"].iloc[1])
+
+
+def _oracle_table(records: list[dict[str, object]], trials: pd.DataFrame,
+                  temperature: float) -> pd.DataFrame:
+    """What the oracle engine at ``temperature`` records for the simulated responses: the
+    generating model's choice probabilities p^(1/T), renormalised over the two options."""
+    loglik = {(str(r["participant"]), i): float(ll)  # type: ignore[arg-type]
+              for r in records for i, ll in enumerate(r["loglik"])}  # type: ignore[arg-type]
+    rows = []
+    for t in trials.itertuples():
+        chosen = next(o for o, label in t.labels.items() if label == t.choice)
+        other = next(o for o in t.labels if o != chosen)
+        p = np.exp(loglik[(t.participant, t.response_index)])
+        dist = np.array([p, 1 - p]) ** (1 / temperature)
+        dist /= dist.sum()
+        rows.append({"model": f"oracle T={temperature:g}", "study": t.study,
+                     "experiment": t.experiment, "participant": t.participant, "line": t.line,
+                     "response_index": t.response_index, "offered_options": [chosen, other],
+                     "offered_logprobs": np.log(np.maximum(dist, 1e-300)).tolist()})
+    return pd.DataFrame(rows)
+
+
+def test_simulated_shared_study_oracle_at_floor_and_flattened_oracle_above(
+        tmp_path: Path) -> None:
+    """The done-when check on a simulated risky-choice study whose participants share trials:
+    each participant has their own prospect-theory parameters, so the crowd is a mixture."""
+    records = simulate_study("risky", n_participants=80, n_trials=15, seed=5, shared_trials=True)
+    write_study(records, tmp_path / "risky_shared.jsonl")
+    trials = trial_responses(iter_split(discover_studies(tmp_path)[0], "all", seed=0))
+    fits = {}
+    for temperature in (1.0, 3.0):
+        table = _oracle_table(records, trials, temperature)
+        data, dropped = shared_trials(table, trials)
+        assert data is not None and dropped == 0 and data.n_trials == 15
+        fits[temperature] = population_fit(data, n_boot=400, seed=2, floor_draws=100)
+    oracle, flat = fits[1.0], fits[3.0]
+    assert oracle.excess_ci[0] <= 0 <= oracle.excess_ci[1]
+    assert flat.excess_ci[0] > 0 and flat.jsd > oracle.jsd
+
+
+def test_the_cli_writes_a_shared_trials_study(tmp_path: Path) -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    from psych201.cli.simulate_cmds import register
+
+    app = typer.Typer()
+    register(app)
+    app.command("other")(lambda: None)
+    out = tmp_path / "shared.jsonl"
+    runner = CliRunner()
+    ok = runner.invoke(app, ["simulate", "risky", "-n", "6", "-t", "3", "--shared-trials",
+                             "-o", str(out)])
+    assert ok.exit_code == 0, ok.output
+    trials = trial_responses(iter_split(discover_studies(out)[0], "all", seed=0))
+    assert trials.groupby("trial")["participant"].nunique().tolist() == [6] * 3
+    refused = runner.invoke(app, ["simulate", "bandit", "--shared-trials", "-o", str(out)])
+    assert refused.exit_code == 2 and "shared" in refused.output
+
+
+def _rating_session(participant: int, ratings: list[str]) -> Session:
+    text, spans = "", []
+    for i, r in enumerate(ratings):
+        text += f"Item {i}: how much do you like it, from 1 to 5? <<"
+        spans.append(ResponseSpan(i, len(text), len(text) + len(r), r))
+        text += r + ">>\n"
+    return Session("likert", "e", str(participant), participant + 1, text, tuple(spans))
+
+
+def test_rating_scales_are_keyed_with_numeric_option_and_get_a_wasserstein_distance() -> None:
+    rng = np.random.default_rng(4)
+    scale = ["1", "2", "3", "4", "5"]
+    p = rng.dirichlet(np.ones(5), size=6)
+    sessions = [_rating_session(i, [str(rng.choice(5, p=p[t]) + 1) for t in range(6)])
+                for i in range(40)]
+    options = [frozenset(scale)] * 6
+    trials = trial_responses(sessions, lambda s: options, numeric=True)
+    assert trials["trial"].notna().all() and trial_responses(
+        sessions, lambda s: options)["trial"].isna().all()  # without numeric: not keyed
+    assert trials["labels"].iloc[0] == {o: o for o in scale}
+    results = {}
+    for name, dist in (("oracle", p), ("flat", np.full((6, 5), 0.2))):
+        table = trials[["study", "experiment", "participant", "line", "response_index"]].assign(
+            offered_options=[scale] * len(trials),
+            offered_logprobs=[np.log(dist[t]).tolist() for t in trials["response_index"]])
+        data, _ = shared_trials(table, trials)
+        assert data is not None
+        np.testing.assert_array_equal(data.values, np.tile(np.arange(1.0, 6.0), (6, 1)))
+        results[name] = population_fit(data, n_boot=200, floor_draws=50)
+    assert np.isfinite(results["oracle"].w1) and results["flat"].w1 > results["oracle"].w1
+    assert results["oracle"].w1_ci[0] <= results["oracle"].w1 <= results["oracle"].w1_ci[1]
+
+
+DATA = Path(__file__).parents[2] / "shared" / "data" / "psych201"
+
+
+@pytest.mark.skipif(not DATA.is_dir(), reason=f"real data not found at {DATA}")
+def test_numeric_keying_leaves_the_population_baselines_input_unchanged_on_real_data() -> None:
+    from psych201.prompts.options import response_options
+
+    sessions = [s for st in ("frey2017lotteries", "franke2024bayesian")
+                for s in list(iter_split(DATA / st, "all"))[:40]]
+    parsed = {s.key: response_options(s) for s in sessions}  # parse the transcripts once
+    plain = trial_responses(sessions, lambda s: parsed[s.key])
+    keyed = trial_responses(sessions, lambda s: parsed[s.key], numeric=True, snippet=80)
+    back = letters_only(keyed)
+    columns = ["trial", "choice", "n_options"]
+    pd.testing.assert_frame_equal(back[columns].astype(object).where(back[columns].notna(), None),
+                                  plain[columns].astype(object).where(plain[columns].notna(),
+                                                                      None))
+    # frey2017lotteries: the same lottery pairs for everyone, so trials are shared
+    frey = keyed[(keyed["study"] == "frey2017lotteries") & keyed["trial"].notna()]
+    shared = frey.groupby("trial")["participant"].nunique()
+    assert (shared >= 5).sum() > 10
+
+
+def test_data_baselines_puts_the_trial_table_into_the_extras(tmp_path: Path) -> None:
+    from psych201.report.make import data_baselines
+
+    records = simulate_study("risky", n_participants=10, n_trials=4, seed=1, shared_trials=True)
+    write_study(records, tmp_path / "risky_shared.jsonl")
+    name = discover_studies(tmp_path)[0].name
+    results = Results(pd.DataFrame({"study": [name]}), ())
+    baselines = data_baselines([tmp_path], results)
+    trials = baselines.extras[EXTRAS_KEY]
+    assert {"trial", "labels", "snippet"} <= set(trials.columns) and len(trials) == 40
+    assert trials["snippet"].str.contains("Lottery").all()
+    # the population baseline still sees the shared trials
+    assert baselines.population.studies.set_index("study").loc[name, "discrete"] == 1.0

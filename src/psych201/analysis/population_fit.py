@@ -95,7 +95,7 @@ def shared_trials(rows: pd.DataFrame, trials: pd.DataFrame, *,
                   min_participants: int = MIN_PARTICIPANTS) -> tuple[SharedTrials | None, int]:
     """The responses of ``rows`` (one model, one study) at trials shared by ≥ ``min_participants``
     participants, and how many keyed responses were dropped because the options the model was
-    asked about are not the options the transcript offered."""
+    asked about are not the options the transcript offered (or their log-probs are unusable)."""
     keyed = trials.dropna(subset=["trial"])[[*RESPONSE_KEY, "trial", "choice", "n_options",
                                              "labels"]]
     data = rows.dropna(subset=["offered_logprobs"])[[*RESPONSE_KEY, *_COLUMNS]]
@@ -104,10 +104,11 @@ def shared_trials(rows: pd.DataFrame, trials: pd.DataFrame, *,
     for options, logprobs, labels in zip(data["offered_options"], data["offered_logprobs"],
                                          data["labels"], strict=True):
         options = list(options) if options is not None else []
-        if sorted(options) != sorted(labels) or len(options) != len(logprobs):
+        lp = np.asarray(logprobs, dtype=float)
+        if (sorted(options) != sorted(labels) or len(options) != len(lp)
+                or not np.isfinite(lp.max(initial=-np.inf)) or np.isnan(lp).any()):
             dists.append(None)
             continue
-        lp = np.asarray(logprobs, dtype=float)
         p = np.exp(lp - lp.max())
         p /= p.sum()
         dists.append({labels[o]: float(x) for o, x in zip(options, p, strict=True)})
