@@ -166,8 +166,8 @@ def trial_responses(sessions: Iterable[Session],
                 choice = mapping.get(span.text, span.text)
                 labels = {o: mapping.get(o, o) for o in options}
                 k = float(len(options))
-            row: tuple[object, ...] = (session.study, session.experiment, session.participant, session.line,
-                   span.index, trial, choice, k, labels)
+            row: tuple[object, ...] = (session.study, session.experiment, session.participant,
+                                       session.line, span.index, trial, choice, k, labels)
             if snippet > 0:
                 row += (" ".join(stimulus.split())[-snippet:],)
             rows.append(row)
