@@ -112,3 +112,12 @@ def test_share_of_participants_fit_worse() -> None:
     assert summary["n_participants"] == 8
     assert 0 <= summary["share_worse"] <= 1
     assert len(section.table("participants")) == 8
+
+
+def test_both_analyses_are_registered_under_the_contract() -> None:
+    from psych201.analysis.plugin import Analysis
+    from psych201.analysis.sections import ANALYSES
+
+    names = [a.name for a in ANALYSES]
+    assert {"population-fit", "diagnostics"} <= set(names)
+    assert all(isinstance(a, Analysis) for a in ANALYSES)

@@ -296,3 +296,16 @@ def test_data_baselines_puts_the_trial_table_into_the_extras(tmp_path: Path) -> 
     assert trials["snippet"].str.contains("Lottery").all()
     # the population baseline still sees the shared trials
     assert baselines.population.studies.set_index("study").loc[name, "discrete"] == 1.0
+
+
+def test_bootstrap_blocks_give_the_same_numbers(monkeypatch: pytest.MonkeyPatch) -> None:
+    import psych201.analysis.population_fit as pf
+
+    table, trials = _shared_study(n_participants=10, n_trials=5)
+    data, _ = shared_trials(table[table["model"] == "T3"], trials)
+    assert data is not None
+    whole = population_fit(data, n_boot=50, floor_draws=5)
+    monkeypatch.setattr(pf, "_BLOCK_CELLS", 7 * data.n_trials * data.width)
+    blocked = population_fit(data, n_boot=50, floor_draws=5)
+    for name in ("jsd", "floor", "jsd_ci", "excess_ci"):
+        assert getattr(blocked, name) == pytest.approx(getattr(whole, name), rel=1e-9)

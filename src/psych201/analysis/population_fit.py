@@ -57,6 +57,7 @@ MIN_PARTICIPANTS = 5
 #: Monte Carlo draws of the finite-sample floor (point estimate).
 FLOOR_DRAWS = 200
 _COLUMNS = ("offered_options", "offered_logprobs")
+_BLOCK_CELLS = 4_000_000  # replicates × cells computed at once
 
 
 @dataclass(frozen=True)
@@ -165,6 +166,12 @@ def _by_participant(data: SharedTrials, cell: np.ndarray) -> tuple[np.ndarray, .
 def _divergences(weights: np.ndarray, counts: np.ndarray, probsum: np.ndarray,
                  n_resp: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean JSD (bits) and mean W1 over trials, for each row of participant ``weights``."""
+    # replicates × cells arrays: a block of replicates at a time bounds the memory
+    block = max(1, _BLOCK_CELLS // max(counts.shape[1], 1))
+    if weights.shape[0] > block:
+        parts = [_divergences(weights[i: i + block], counts, probsum, n_resp, values)
+                 for i in range(0, weights.shape[0], block)]
+        return (np.concatenate([j for j, _ in parts]), np.concatenate([w for _, w in parts]))
     n_b = weights.shape[0]
     n_t, w = values.shape
     n = weights @ n_resp  # (B, T)
