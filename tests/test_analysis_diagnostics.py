@@ -73,6 +73,9 @@ def test_the_planted_losses_are_the_largest_and_over_confidence_shows() -> None:
     unplanted = confidence(table[table["nll"] < PLANTED / 2]).set_index("model")
     assert abs(unplanted.loc["base", "difference"]) < 0.1
     assert unplanted.loc["post", "difference"] > 0.3
+    # one-token responses: the same numbers when the table does not say so
+    pd.testing.assert_frame_equal(confidence(table.drop(columns="n_tokens")), section.table(
+        "confidence"))
     assert conf.loc["post", "entropy"] < conf.loc["base", "entropy"]
     assert conf.loc["post", "ratio"] > 1.5
     assert not section.notes

@@ -66,8 +66,7 @@ def top_losses(diffs: pd.DataFrame, rows: pd.DataFrame, n: int = TOP_N,
 def confidence(rows: pd.DataFrame) -> pd.DataFrame:
     """Per model: mean NLL per token, mean entropy, their difference and ratio, and the
     per-response correlation of the two (responses with a finite entropy only)."""
-    per_token = rows["nll"] / pd.to_numeric(rows["n_tokens"], errors="coerce").clip(lower=1)
-    data = rows.assign(nll_token=per_token)
+    data = rows.assign(nll_token=rows["nll"] / _tokens(rows))
     data = data[np.isfinite(data["entropy"].astype(float)) & np.isfinite(data["nll_token"])]
     out = []
     for model, group in data.groupby("model", observed=True, sort=True):
@@ -80,6 +79,13 @@ def confidence(rows: pd.DataFrame) -> pd.DataFrame:
                     "correlation": corr})
     return pd.DataFrame(out, columns=["model", "n_responses", "nll", "entropy", "difference",
                                       "ratio", "correlation"])
+
+
+def _tokens(rows: pd.DataFrame) -> pd.Series | float:
+    """Tokens per response (1 where the table does not say: a one-token response)."""
+    if "n_tokens" not in rows.columns:
+        return 1.0
+    return pd.to_numeric(rows["n_tokens"], errors="coerce").fillna(1).clip(lower=1)
 
 
 def participant_differences(diffs: pd.DataFrame) -> pd.DataFrame:
@@ -217,7 +223,7 @@ def _scatter_drawer(rows: pd.DataFrame, pair: ModelPair, seed: int) -> Callable[
             data = rows[rows["model"] == model]
             if len(data) > SCATTER_POINTS:
                 data = data.iloc[np.sort(rng.choice(len(data), SCATTER_POINTS, replace=False))]
-            nll = data["nll"] / pd.to_numeric(data["n_tokens"], errors="coerce").clip(lower=1)
+            nll = data["nll"] / _tokens(data)
             ax.scatter(data["entropy"], nll, s=4, alpha=0.4)
             top = float(max(np.nanmax(nll, initial=0), np.nanmax(data["entropy"], initial=0)))
             ax.plot([0, top], [0, top], color="grey", lw=1)  # calibrated: NLL ≈ entropy
