@@ -249,3 +249,7 @@ def _histogram_drawer(per: pd.DataFrame, pair: ModelPair) -> Callable[[], Figure
         return fig
 
     return draw
+
+
+#: The instance :data:`psych201.analysis.sections.ANALYSES` lists.
+ANALYSIS = Diagnostics()

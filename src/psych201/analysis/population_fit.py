@@ -285,7 +285,7 @@ _TABLE_COLUMNS = (
     Column("model", "Model", "text"), Column("study", "Study", "text"),
     Column("n_trials", "Shared trials", "int"), Column("n_participants", "Participants", "int"),
     Column("jsd", "JSD (bits)", "num4"), Column("jsd_floor", "Floor", "num4"),
-    Column("excess", "JSD − floor", "num4"), Column("excess_ci", "95% CI", "interval"),
+    Column("excess", "JSD − floor", "num4"), Column("excess_ci_low", "CI", "interval"),
     Column("above_floor", "Above floor", "text"),
     Column("w1", "W1 (scale units)", "num3", optional=True),
 )
@@ -325,7 +325,6 @@ class PopulationFit:
                 "jsd": fit.jsd, "jsd_ci_low": fit.jsd_ci[0], "jsd_ci_high": fit.jsd_ci[1],
                 "jsd_floor": fit.floor, "excess": fit.excess,
                 "excess_ci_low": fit.excess_ci[0], "excess_ci_high": fit.excess_ci[1],
-                "excess_ci": f"[{fit.excess_ci[0]:.4f}, {fit.excess_ci[1]:.4f}]",
                 "above_floor": fit.above_floor, "w1": fit.w1, "w1_ci_low": fit.w1_ci[0],
                 "w1_ci_high": fit.w1_ci[1]})
         if not out:
@@ -379,3 +378,7 @@ def _draw(table: pd.DataFrame) -> Figure | None:
     ax.set_xlabel("JSD − finite-sample floor (bits)")
     fig.tight_layout()
     return fig
+
+
+#: The instance :data:`psych201.analysis.sections.ANALYSES` lists.
+ANALYSIS = PopulationFit()

@@ -3,11 +3,10 @@ iterates :data:`ANALYSES` in this order. Adding an analysis = one module + one l
 
 from __future__ import annotations
 
-from psych201.analysis.diagnostics import Diagnostics
+from psych201.analysis import diagnostics, population_fit
 from psych201.analysis.plugin import Analysis
-from psych201.analysis.population_fit import PopulationFit
 
 ANALYSES: list[Analysis] = [
-    PopulationFit(),
-    Diagnostics(),
+    population_fit.ANALYSIS,
+    diagnostics.ANALYSIS,
 ]
