@@ -125,9 +125,16 @@ def _normalise_letters(stimulus: str, options: frozenset[str]) -> tuple[str, dic
     return _LETTER.sub(rename, stimulus), mapping
 
 
+def _is_number(option: str) -> bool:
+    try:
+        return math.isfinite(float(option))
+    except ValueError:
+        return False
+
+
 def trial_responses(sessions: Iterable[Session],
                     options_of: Callable[[Session], list[frozenset[str] | None]] | None = None,
-                    ) -> pd.DataFrame:
+                    *, numeric: bool = False, snippet: int = 0) -> pd.DataFrame:
     """Every response of ``sessions`` with its trial key, normalised choice and option count.
 
     Only discrete-choice responses get a key: the offered options (read from the transcript)
@@ -135,7 +142,10 @@ def trial_responses(sessions: Iterable[Session],
     stimulus — the text since the previous response — with option letters normalised
     (:func:`_normalise_letters`); the choice is the response's normalised letter (letters the
     stimulus does not mention stay as they are: fixed labels such as L/R). Other responses get
-    ``trial = None``.
+    ``trial = None``. ``labels`` maps each offered option as written to its normalised label.
+    With ``numeric``, options that are all numbers (a rating scale) are keyed too, by the
+    stimulus as it stands (their labels are the numbers). ``snippet > 0`` adds a ``snippet``
+    column: the last ``snippet`` characters of the stimulus, whitespace collapsed.
     """
     if options_of is None:
         from psych201.prompts.options import response_options
@@ -147,16 +157,33 @@ def trial_responses(sessions: Iterable[Session],
         for span, options in zip(session.responses, options_of(session), strict=True):
             stimulus = session.text[previous: max(previous, span.start - 2)]
             previous = span.end + 2
-            trial = choice = None
+            trial = choice = labels = None
             k = math.nan
             if (options and len(options) >= 2 and span.text in options
-                    and all(len(o) == 1 and "A" <= o <= "Z" for o in options)):
+                    and (all(len(o) == 1 and "A" <= o <= "Z" for o in options)
+                         or (numeric and all(map(_is_number, options))))):
                 trial, mapping = _normalise_letters(stimulus, options)
                 choice = mapping.get(span.text, span.text)
+                labels = {o: mapping.get(o, o) for o in options}
                 k = float(len(options))
-            rows.append((session.study, session.experiment, session.participant, session.line,
-                         span.index, trial, choice, k))
-    return pd.DataFrame(rows, columns=[*RESPONSE_KEY, "trial", "choice", "n_options"])
+            row: tuple[object, ...] = (session.study, session.experiment, session.participant,
+                                       session.line, span.index, trial, choice, k, labels)
+            if snippet > 0:
+                row += (" ".join(stimulus.split())[-snippet:],)
+            rows.append(row)
+    columns = [*RESPONSE_KEY, "trial", "choice", "n_options", "labels"]
+    return pd.DataFrame(rows, columns=columns + (["snippet"] if snippet > 0 else []))
+
+
+def letters_only(trials: pd.DataFrame) -> pd.DataFrame:
+    """``trials`` (of :func:`trial_responses` with ``numeric``) as it is without ``numeric``:
+    responses keyed by a numeric option set lose their key."""
+    numeric = trials["trial"].notna() & trials["choice"].map(
+        lambda c: isinstance(c, str) and _is_number(c))
+    out = trials.copy()
+    out.loc[numeric, ["trial", "choice", "labels"]] = None
+    out.loc[numeric, "n_options"] = math.nan
+    return out
 
 
 @dataclass(frozen=True, eq=False)

@@ -5,17 +5,19 @@ from __future__ import annotations
 
 from psych201.analysis import (
     an_accuracy,
+    an_calibration,
     an_chat_template,
+    an_diagnostics,
     an_domains,
     an_generations,
     an_persona,
     an_population,
+    an_population_fit,
     an_post_training,
     an_random_baseline,
     an_readable,
     an_scaling,
 )
-from psych201.analysis.calibration import CalibrationAnalysis
 from psych201.analysis.plugin import Analysis
 
 ANALYSES: list[Analysis] = [
@@ -29,5 +31,7 @@ ANALYSES: list[Analysis] = [
     an_persona.ANALYSIS,
     an_random_baseline.ANALYSIS,
     an_population.ANALYSIS,
-    CalibrationAnalysis(),
+    an_calibration.ANALYSIS,
+    an_population_fit.ANALYSIS,
+    an_diagnostics.ANALYSIS,
 ]

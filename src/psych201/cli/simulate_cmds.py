@@ -37,6 +37,11 @@ def simulate(
         typer.Option("--trials", "-t", min=1, help="Trials per participant (default: the task's)."),
     ] = None,
     seed: Annotated[int, typer.Option(min=0, help="Random seed (same seed, same bytes).")] = 0,
+    shared_trials: Annotated[
+        bool,
+        typer.Option("--shared-trials", help="Every participant meets the same problems in the "
+                     "same order (risky only), for population-level analyses."),
+    ] = False,
     out: Annotated[
         Path | None,
         typer.Option(
@@ -79,7 +84,11 @@ def simulate(
             f"{out.name}: the study is written as .jsonl or .zip (holding prompts.jsonl)",
             param_hint="--out",
         )
-    records = simulate_study(kind, n_participants=participants, n_trials=trials, seed=seed)
+    if shared_trials and TASKS[kind].shared is None:
+        raise typer.BadParameter(f"task {kind!r} has no shared problem set",
+                                 param_hint="--shared-trials")
+    records = simulate_study(kind, n_participants=participants, n_trials=trials, seed=seed,
+                             shared_trials=shared_trials)
     path = write_study_file(records, out)
     n_responses = sum(len(r["loglik"]) for r in records)
     _console.print(f"wrote {len(records)} participants, {n_responses} responses -> {path}")

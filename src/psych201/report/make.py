@@ -11,6 +11,7 @@ import pandas as pd
 
 from psych201.analysis.baselines import (
     PopulationBaseline,
+    letters_only,
     option_counts,
     population_baseline,
     trial_responses,
@@ -31,10 +32,24 @@ class ReportDataError(UsageError):  # a ValueError too, for older callers
 
 @dataclass(frozen=True)
 class DataBaselines:
-    """What the transcripts add to a report: option counts and the population baseline."""
+    """What the transcripts add to a report: option counts, the population baseline and the
+    trial table (:func:`trial_responses` with numeric scales and a context snippet) that the
+    population-fit and diagnostics analyses read as ``extras["trials"]``."""
 
     option_counts: pd.DataFrame
     population: PopulationBaseline
+    trials: pd.DataFrame | None = None
+
+    @property
+    def extras(self) -> dict[str, pd.DataFrame]:
+        """What the analyses' context gets under :data:`population_fit.EXTRAS_KEY`."""
+        from psych201.analysis.population_fit import EXTRAS_KEY
+
+        return {} if self.trials is None else {EXTRAS_KEY: self.trials}
+
+
+#: Characters of the text before a response shown beside it (diagnostics' largest losses).
+SNIPPET_CHARS = 160
 
 
 def split_seed_of(results: Results, split_seed: int | None = None) -> int:
@@ -70,13 +85,16 @@ def data_baselines(
         )
     everyone = [s for src in sources for s in iter_split(src, "all", seed=seed)]
     train = [s for src in sources for s in iter_split(src, "train", seed=seed)]
-    trials = trial_responses(everyone)
+    # One parse for both: the analyses also key rating scales; the baseline keeps letters only.
+    keyed = trial_responses(everyone, numeric=True, snippet=SNIPPET_CHARS)
+    trials = letters_only(keyed)
     train_keys = pd.DataFrame(
         [(s.study, s.experiment, s.participant, s.line) for s in train],
         columns=["study", "experiment", "participant", "line"],
     )
     train_trials = trials.merge(train_keys, on=list(train_keys.columns))
-    return DataBaselines(option_counts(everyone), population_baseline(train_trials, trials))
+    return DataBaselines(option_counts(everyone), population_baseline(train_trials, trials),
+                         keyed)
 
 
 def summarize_runs(

@@ -11,12 +11,16 @@ Population: ``alpha ~ 0.3 + 0.7 * Beta(6, 2)``, ``log(lam) ~ Normal(log 1.8, 0.3
 ``gamma ~ 0.3 + 0.7 * Beta(5, 2)``, ``log(theta) ~ Normal(log 0.12, 0.5)``.
 
 Task: on each problem, two lotteries drawn at random from the gain, loss or mixed domain
-(outcomes multiples of 5 up to 100 points, probabilities multiples of 5 %), no feedback.
+(outcomes multiples of 5 up to 100 points, probabilities multiples of 5 %), no feedback. With a
+shared problem set (:func:`shared_problems`) every participant meets the same problems in the same
+order — only the option letters differ — so the trials recur across participants, as population-
+level analyses need.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -102,10 +106,34 @@ def _draw_lottery(rng: np.random.Generator, domain: str) -> Lottery:
     return Lottery(x1=x1, pct1=pct1, x2=x2)
 
 
+def _draw_problem(rng: np.random.Generator) -> tuple[Lottery, Lottery]:
+    domain = ("gain", "loss", "mixed")[int(rng.integers(3))]
+    return _draw_lottery(rng, domain), _draw_lottery(rng, domain)
+
+
+def shared_problems(
+    rng: np.random.Generator, n_trials: int
+) -> Callable[[np.random.Generator, Demographics, int], SimulatedSession]:
+    """A generator whose participants all meet the same ``n_trials`` problems (drawn from
+    ``rng``), in the same order; each still draws its own parameters, letters and choices."""
+    problems = tuple(_draw_problem(rng) for _ in range(n_trials))
+
+    def generate(
+        rng: np.random.Generator, demographics: Demographics, n: int
+    ) -> SimulatedSession:
+        return simulate(rng, demographics, n, problems=problems)
+
+    return generate
+
+
 def simulate(
-    rng: np.random.Generator, demographics: Demographics, n_trials: int
+    rng: np.random.Generator, demographics: Demographics, n_trials: int,
+    problems: Sequence[tuple[Lottery, Lottery]] | None = None,
 ) -> SimulatedSession:
+    """One participant; ``problems`` fixes the lotteries (else drawn per participant)."""
     del demographics  # no planted demographic effect in this task
+    if problems is not None and len(problems) < n_trials:
+        raise ValueError(f"{len(problems)} shared problems for {n_trials} trials")
     pt = ProspectTheory(
         alpha=rounded(0.3 + 0.7 * rng.beta(6.0, 2.0)),
         lam=rounded(math.exp(rng.normal(math.log(1.8), 0.35))),
@@ -117,8 +145,7 @@ def simulate(
     lines = [_INSTRUCTIONS.format(a=letters[0], b=letters[1])]
     loglik: list[float] = []
     for t in range(n_trials):
-        domain = ("gain", "loss", "mixed")[int(rng.integers(3))]
-        lot_a, lot_b = _draw_lottery(rng, domain), _draw_lottery(rng, domain)
+        lot_a, lot_b = _draw_problem(rng) if problems is None else problems[t]
         x = theta * (pt.utility(lot_a) - pt.utility(lot_b))
         choice, lp = choose_binary(rng, log_sigmoid(x), log_sigmoid(-x))
         loglik.append(lp)

@@ -29,6 +29,9 @@ class SimulatedTask:
     default_trials: int
     generate: Generator
     description: str
+    #: A generator whose participants share one problem set (drawn from the stream given), for
+    #: tasks that have fixed problems; ``None``: every participant's trials are their own.
+    shared: Callable[[np.random.Generator, int], Generator] | None = None
 
 
 TASKS: dict[str, SimulatedTask] = {
@@ -47,6 +50,7 @@ TASKS: dict[str, SimulatedTask] = {
             risky.DEFAULT_TRIALS,
             risky.simulate,
             "lotteries; cumulative prospect theory + logit (alpha, lambda, gamma, theta)",
+            risky.shared_problems,
         ),
         SimulatedTask(
             "lexical",
@@ -63,7 +67,8 @@ KINDS: tuple[str, ...] = tuple(TASKS)
 
 
 def simulate_study(
-    kind: str, *, n_participants: int, n_trials: int | None = None, seed: int
+    kind: str, *, n_participants: int, n_trials: int | None = None, seed: int,
+    shared_trials: bool = False,
 ) -> list[dict[str, Any]]:
     """Simulate ``n_participants`` sessions of task ``kind`` as Psych-201 JSONL records.
 
@@ -71,7 +76,9 @@ def simulate_study(
     ``"2"``, …), ``age``, ``gender``, ``simulator``, the true parameters as ``param_<name>``,
     ``loglik`` (natural-log probability of each response under the generating model, in order)
     and ``n_options`` (options per response). The output depends only on the arguments;
-    participant *i* does not depend on ``n_participants``.
+    participant *i* does not depend on ``n_participants``. With ``shared_trials`` every
+    participant meets the same problems in the same order (tasks with a fixed problem set only:
+    see :attr:`SimulatedTask.shared`).
     """
     task = TASKS.get(kind)
     if task is None:
@@ -81,11 +88,18 @@ def simulate_study(
     trials = task.default_trials if n_trials is None else n_trials
     if trials < 1:
         raise ValueError(f"n_trials must be at least 1, got {trials}")
+    generate = task.generate
+    if shared_trials:
+        if task.shared is None:
+            shareable = ", ".join(k for k, t in TASKS.items() if t.shared is not None)
+            raise ValueError(f"task {kind!r} has no shared problem set; {shareable} has")
+        # A stream of its own, so the problems do not depend on any participant's.
+        generate = task.shared(participant_rng(seed, f"{kind}/problems", 0), trials)
     records = []
     for i in range(n_participants):
         rng = participant_rng(seed, kind, i)
         demographics = draw_demographics(rng)
-        session = task.generate(rng, demographics, trials)
+        session = generate(rng, demographics, trials)
         records.append(
             make_record(
                 kind=kind,

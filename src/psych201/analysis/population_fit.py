@@ -1,0 +1,384 @@
+"""Population-level fit: does the model capture the crowd even where it misses the individual?
+
+For every trial that several participants saw in the same form — the same stimulus once option
+letters are normalised (:func:`psych201.analysis.baselines.trial_responses`), shown by at least
+:data:`MIN_PARTICIPANTS` participants — the model's predicted distribution over the offered
+options (softmax of ``offered_logprobs`` renormalised over the offered options, mapped to the
+normalised labels, averaged over the participants who saw the trial) is compared with the human
+choice frequencies:
+
+* **Jensen–Shannon divergence** in bits (``scipy.spatial.distance.jensenshannon(q, f, base=2)``
+  squared; 0 = the same distribution, 1 = disjoint), averaged over the trials of a study;
+* **Wasserstein-1** between the two distributions on the option values, for trials whose
+  options are numbers (a rating scale), in the scale's units;
+* a **finite-sample floor**: the JSD expected from sampling noise alone — each participant's
+  choice redrawn from the model's own prediction for that response (Monte Carlo, seeded), the
+  frequencies recomputed, the JSD to the model's average taken; a model that is right about
+  every participant sits at the floor, whatever the number of participants;
+* per study and model, participant-bootstrap intervals (participants resampled within the
+  study; frequencies, the model average and the floor recomputed per replicate; percentile
+  intervals shifted by the bootstrap bias, since resampling inflates divergences) for the JSD,
+  W1 and the excess ``JSD − floor``; ``above_floor`` says whether the excess interval excludes
+  0.
+
+It needs the transcripts: ``context.extras["trials"]`` (:data:`EXTRAS_KEY`), the table of
+:func:`~psych201.analysis.baselines.trial_responses` (keyed by the response key, with ``trial``,
+``n_options`` and ``labels``), built by :func:`psych201.report.make.data_baselines`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+from scipy.spatial.distance import jensenshannon
+
+from psych201.analysis.plugin import (
+    AnalysisContext,
+    Column,
+    Section,
+    SectionFigure,
+    SectionTable,
+)
+from psych201.results.schema import RESPONSE_KEY
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+#: ``AnalysisContext.extras`` key of the trial table (see the module docstring).
+EXTRAS_KEY = "trials"
+#: A trial counts when at least this many participants saw it in the same form.
+MIN_PARTICIPANTS = 5
+#: Monte Carlo draws of the finite-sample floor (point estimate).
+FLOOR_DRAWS = 200
+_COLUMNS = ("offered_options", "offered_logprobs")
+_BLOCK_CELLS = 4_000_000  # replicates × cells computed at once
+
+
+@dataclass(frozen=True)
+class SharedTrials:
+    """The shared-trial responses of one model in one study, as arrays.
+
+    ``cell[r] = trial[r] * width + label index of the human choice``; ``probs[r]`` is the
+    model's distribution over the trial's labels (zero-padded to ``width``); ``values[t]`` the
+    numeric label values of trial ``t`` (NaN-padded; all NaN where the labels are not numbers).
+    """
+
+    participant: np.ndarray  # (R,) participant index
+    trial: np.ndarray  # (R,) trial index
+    cell: np.ndarray  # (R,)
+    probs: np.ndarray  # (R, width)
+    values: np.ndarray  # (T, width)
+    n_participants: int
+
+    @property
+    def n_trials(self) -> int:
+        return int(self.values.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.values.shape[1])
+
+
+def _label_order(labels: set[str]) -> list[str]:
+    try:
+        return sorted(labels, key=float)
+    except ValueError:
+        return sorted(labels)
+
+
+def shared_trials(rows: pd.DataFrame, trials: pd.DataFrame, *,
+                  min_participants: int = MIN_PARTICIPANTS) -> tuple[SharedTrials | None, int]:
+    """The responses of ``rows`` (one model, one study) at trials shared by ≥ ``min_participants``
+    participants, and how many keyed responses were dropped because the options the model was
+    asked about are not the options the transcript offered (or their log-probs are unusable)."""
+    keyed = trials.dropna(subset=["trial"])[[*RESPONSE_KEY, "trial", "choice", "n_options",
+                                             "labels"]]
+    data = rows.dropna(subset=["offered_logprobs"])[[*RESPONSE_KEY, *_COLUMNS]]
+    data = data.merge(keyed, on=RESPONSE_KEY, how="inner")
+    dists: list[dict[str, float] | None] = []
+    for options, logprobs, labels in zip(data["offered_options"], data["offered_logprobs"],
+                                         data["labels"], strict=True):
+        options = list(options) if options is not None else []
+        lp = np.asarray(logprobs, dtype=float)
+        if (sorted(options) != sorted(labels) or len(options) != len(lp)
+                or not np.isfinite(lp.max(initial=-np.inf)) or np.isnan(lp).any()):
+            dists.append(None)
+            continue
+        p = np.exp(lp - lp.max())
+        p /= p.sum()
+        dists.append({labels[o]: float(x) for o, x in zip(options, p, strict=True)})
+    data = data.assign(dist=dists)
+    dropped = int(data["dist"].isna().sum())
+    data = data[data["dist"].notna()]
+    group = ["trial", "n_options"]
+    # participant ids are unique within an experiment only
+    data = data.assign(person=data["experiment"].astype(str) + "\x00"
+                       + data["participant"].astype(str))
+    seen = data.groupby(group, observed=True)["person"].transform("nunique")
+    data = data[seen >= min_participants]
+    if data.empty:
+        return None, dropped
+    t_index = data.groupby(group, observed=True, sort=True).ngroup().to_numpy()
+    label_sets: dict[int, set[str]] = {}
+    for t, dist in zip(t_index, data["dist"], strict=True):
+        label_sets.setdefault(int(t), set()).update(dist)
+    orders = [_label_order(label_sets[t]) for t in range(len(label_sets))]
+    width = max(len(o) for o in orders)
+    values = np.full((len(orders), width), np.nan)
+    for t, order in enumerate(orders):
+        with contextlib.suppress(ValueError):  # labels that are not numbers: no values
+            values[t, : len(order)] = [float(x) for x in order]
+    position = [{label: k for k, label in enumerate(o)} for o in orders]
+    probs = np.zeros((len(data), width))
+    cell = np.empty(len(data), dtype=np.int64)
+    for r, (t, dist, choice) in enumerate(zip(t_index, data["dist"], data["choice"],
+                                              strict=True)):
+        where = position[t]
+        for label, x in dist.items():
+            probs[r, where[label]] = x
+        cell[r] = t * width + where[choice]
+    participants = pd.factorize(data["person"])[0]
+    return SharedTrials(participant=participants, trial=t_index.astype(np.int64), cell=cell,
+                        probs=probs, values=values,
+                        n_participants=int(participants.max()) + 1), dropped
+
+
+# -- statistics ---------------------------------------------------------------------------------
+def _by_participant(data: SharedTrials, cell: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Per participant: choice counts per (trial, label) cell, summed model probabilities per
+    cell, and responses per trial (dense; participants × cells)."""
+    n_p, n_t, w = data.n_participants, data.n_trials, data.width
+    counts = np.zeros((n_p, n_t * w))
+    np.add.at(counts, (data.participant, cell), 1.0)
+    probsum = np.zeros((n_p, n_t, w))
+    np.add.at(probsum, (data.participant, data.trial), data.probs)
+    n_resp = np.zeros((n_p, n_t))
+    np.add.at(n_resp, (data.participant, data.trial), 1.0)
+    return counts, probsum.reshape(n_p, n_t * w), n_resp
+
+
+def _divergences(weights: np.ndarray, counts: np.ndarray, probsum: np.ndarray,
+                 n_resp: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean JSD (bits) and mean W1 over trials, for each row of participant ``weights``."""
+    # replicates × cells arrays: a block of replicates at a time bounds the memory
+    block = max(1, _BLOCK_CELLS // max(counts.shape[1], 1))
+    if weights.shape[0] > block:
+        parts = [_divergences(weights[i: i + block], counts, probsum, n_resp, values)
+                 for i in range(0, weights.shape[0], block)]
+        return (np.concatenate([j for j, _ in parts]), np.concatenate([w for _, w in parts]))
+    n_b = weights.shape[0]
+    n_t, w = values.shape
+    n = weights @ n_resp  # (B, T)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f = (weights @ counts).reshape(n_b, n_t, w) / n[..., None]
+        q = (weights @ probsum).reshape(n_b, n_t, w) / n[..., None]
+        jsd = jensenshannon(q, f, axis=-1, base=2) ** 2
+    seen = n > 0
+    numeric = ~np.isnan(values[:, 0])
+    w1 = np.full(n_b, np.nan)
+    if numeric.any():
+        gaps = np.nan_to_num(np.diff(values[numeric], axis=1))  # (Tn, w-1); 0 past the last
+        cdf = np.abs(np.cumsum(q[:, numeric] - f[:, numeric], axis=-1))[..., :-1]
+        w1 = _mean_seen((cdf * gaps).sum(axis=-1), seen[:, numeric])
+    return _mean_seen(jsd, seen), w1
+
+
+def _mean_seen(x: np.ndarray, seen: np.ndarray) -> np.ndarray:
+    """Row means of ``x`` over the trials a replicate has responses at (NaN: none)."""
+    count = seen.sum(axis=1)
+    total = np.where(seen, x, 0.0).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / count, np.nan)
+
+
+def _sampled_cells(data: SharedTrials, rng: np.random.Generator,
+                   draws: int) -> Iterator[np.ndarray]:
+    """``draws`` times the R cells of each response's choice redrawn from the model's
+    prediction for it."""
+    cdf = np.cumsum(data.probs, axis=1)
+    cdf[cdf >= 1 - 1e-12] = np.inf  # rounding below 1 must not reach a padded label
+    for _ in range(draws):
+        picks = (rng.random(len(data.cell))[:, None] >= cdf).sum(axis=1)
+        yield data.trial * data.width + picks
+
+
+@dataclass(frozen=True)
+class PopulationFitResult:
+    """Point estimates and participant-bootstrap intervals for one model in one study."""
+
+    n_trials: int
+    n_participants: int
+    n_responses: int
+    jsd: float
+    jsd_ci: tuple[float, float]
+    floor: float
+    excess: float
+    excess_ci: tuple[float, float]
+    w1: float
+    w1_ci: tuple[float, float]
+
+    @property
+    def above_floor(self) -> bool:
+        return bool(self.excess_ci[0] > 0)
+
+
+def population_fit(data: SharedTrials, *, n_boot: int = 2000, ci: float = 0.95, seed: int = 0,
+                   floor_draws: int = FLOOR_DRAWS) -> PopulationFitResult:
+    """JSD, its floor and W1 of one model in one study, with participant-bootstrap intervals."""
+    rng = np.random.default_rng(seed)
+    counts, probsum, n_resp = _by_participant(data, data.cell)
+    ones = np.ones((1, data.n_participants))
+    jsd, w1 = (float(x[0]) for x in _divergences(ones, counts, probsum, n_resp, data.values))
+    weights = rng.multinomial(data.n_participants, np.full(data.n_participants,
+                                                          1 / data.n_participants),
+                              size=n_boot).astype(float)
+    jsd_b, w1_b = _divergences(weights, counts, probsum, n_resp, data.values)
+    # Each replicate gets choices redrawn from the model: replicate b uses draw b mod D.
+    draws = max(floor_draws, 1)
+    owner = np.arange(n_boot) % draws
+    floors, floor_b = [], np.empty(n_boot)
+    for m, cells in enumerate(_sampled_cells(data, rng, draws)):
+        sim = _by_participant(data, cells)[0]
+        floors.append(_divergences(ones, sim, probsum, n_resp, data.values)[0][0])
+        rows = owner == m
+        if rows.any():
+            floor_b[rows] = _divergences(weights[rows], sim, probsum, n_resp, data.values)[0]
+    floor = float(np.mean(floors))
+    tail = 100 * (1 - ci) / 2
+
+    def interval(point: float, x: np.ndarray) -> tuple[float, float]:
+        # Resampling participants adds sampling noise, which biases every resampled divergence
+        # upwards (by about the floor): the percentile interval is shifted by that bias, so it
+        # is centred where the estimate is (the excess, a difference, is hardly biased).
+        x = x[np.isfinite(x)]
+        if not len(x) or not math.isfinite(point):
+            return (math.nan, math.nan)
+        bias = float(x.mean()) - point
+        lo, hi = np.percentile(x, [tail, 100 - tail])
+        return (float(lo - bias), float(hi - bias))
+
+    return PopulationFitResult(
+        n_trials=data.n_trials, n_participants=data.n_participants,
+        n_responses=len(data.cell), jsd=jsd, jsd_ci=interval(jsd, jsd_b), floor=floor,
+        excess=jsd - floor, excess_ci=interval(jsd - floor, jsd_b - floor_b), w1=w1,
+        w1_ci=interval(w1, w1_b))
+
+
+# -- the analysis -------------------------------------------------------------------------------
+def main_rows(context: AnalysisContext, columns: Sequence[str]) -> pd.DataFrame:
+    """Rows of the main condition with ``columns`` (from the full table where the analysis
+    frame left them out)."""
+    frame = context.main
+    if any(c not in frame.columns for c in columns):
+        full = context.results.responses
+        frame = full[full["condition"] == context.condition]
+    return frame[frame["study"].isin(context.studies) & frame["model"].isin(context.models)]
+
+
+_TABLE_COLUMNS = (
+    Column("model", "Model", "text"), Column("study", "Study", "text"),
+    Column("n_trials", "Shared trials", "int"), Column("n_participants", "Participants", "int"),
+    Column("jsd", "JSD (bits)", "num4"), Column("jsd_floor", "Floor", "num4"),
+    Column("excess", "JSD − floor", "num4"), Column("excess_ci_low", "CI", "interval"),
+    Column("above_floor", "Above floor", "text"),
+    Column("w1", "W1 (scale units)", "num3", optional=True),
+)
+
+
+class PopulationFit:
+    """The ``population-fit`` section (see the module docstring)."""
+
+    name = "population-fit"
+    columns: Sequence[str] = _COLUMNS
+
+    def skip(self, context: AnalysisContext) -> str | None:
+        if EXTRAS_KEY not in context.extras:
+            return "needs the transcripts to find shared trials (give the data: report --data)"
+        rows = main_rows(context, _COLUMNS)
+        if "offered_logprobs" not in rows.columns or rows["offered_logprobs"].isna().all():
+            return ("no model recorded offered_logprobs (one-token responses and options, "
+                    "an engine that reports candidates)")
+        return None
+
+    def run(self, context: AnalysisContext) -> Section | None:
+        trials: pd.DataFrame = context.extras[EXTRAS_KEY]
+        rows = main_rows(context, _COLUMNS)
+        options = context.options
+        out, notes = [], []
+        for (model, study), group in rows.groupby(["model", "study"], observed=True, sort=True):
+            data, dropped = shared_trials(group, trials[trials["study"] == study])
+            if dropped:
+                notes.append(f"{model} / {study}: {dropped} responses left out: the options "
+                             "scored are not the options the transcript offers")
+            if data is None:
+                continue
+            fit = population_fit(data, n_boot=options.n_boot, ci=options.ci, seed=options.seed)
+            out.append({
+                "model": model, "study": study, "n_trials": fit.n_trials,
+                "n_participants": fit.n_participants, "n_responses": fit.n_responses,
+                "jsd": fit.jsd, "jsd_ci_low": fit.jsd_ci[0], "jsd_ci_high": fit.jsd_ci[1],
+                "jsd_floor": fit.floor, "excess": fit.excess,
+                "excess_ci_low": fit.excess_ci[0], "excess_ci_high": fit.excess_ci[1],
+                "above_floor": fit.above_floor, "w1": fit.w1, "w1_ci_low": fit.w1_ci[0],
+                "w1_ci_high": fit.w1_ci[1]})
+        if not out:
+            return Section(self.name, "Population-level fit", text=(
+                f"No trial was shared by at least {MIN_PARTICIPANTS} scored participants with "
+                "the model's option log-probabilities recorded, so there is no crowd to compare "
+                "with."), notes=tuple(notes))
+        table = pd.DataFrame(out)
+        columns = _TABLE_COLUMNS if table["w1"].notna().any() else _TABLE_COLUMNS[:-1]
+        return Section(
+            anchor=self.name, title="Population-level fit", text=_reading(table),
+            tables=(SectionTable(
+                "per_study", table, columns,
+                caption=f"Trials seen in the same form by ≥ {MIN_PARTICIPANTS} participants: "
+                        "Jensen–Shannon divergence (bits) between the model's average predicted "
+                        "distribution and the human choice frequencies, the floor expected from "
+                        "sampling noise alone, and the excess with a participant-bootstrap "
+                        f"{options.ci:.0%} interval."),),
+            figures=(SectionFigure("fig_population_fit",
+                                   "Excess JSD over the finite-sample floor, per study and model",
+                                   lambda: _draw(table)),),
+            notes=tuple(notes))
+
+
+def _reading(table: pd.DataFrame) -> str:
+    parts = []
+    for model, rows in table.groupby("model", sort=True):
+        above = int(rows["above_floor"].sum())
+        parts.append(f"{model}: mean JSD {rows['jsd'].mean():.4f} bits against a floor of "
+                     f"{rows['jsd_floor'].mean():.4f}, above the floor in {above} of "
+                     f"{len(rows)} studies")
+    return ("Does the model capture the crowd even where it misses the individual? A model "
+            "whose predicted choice distribution, averaged over the participants who saw a "
+            "trial, matches what they chose sits at the floor: the divergence that sampling "
+            "a finite crowd alone produces. " + "; ".join(parts) + ". An excess whose interval "
+            "excludes 0 means the model expects a different spread of choices than the "
+            "population shows, not merely different individual choices.")
+
+
+def _draw(table: pd.DataFrame) -> Figure | None:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 0.4 * len(table) + 1.5))
+    labels = [f"{m} / {s}" for m, s in zip(table["model"], table["study"], strict=True)]
+    y = np.arange(len(table))
+    err = np.vstack([table["excess"] - table["excess_ci_low"],
+                     table["excess_ci_high"] - table["excess"]])
+    ax.errorbar(table["excess"], y, xerr=np.clip(err, 0, None), fmt="o")
+    ax.axvline(0, color="grey", lw=1)
+    ax.set_yticks(y, labels)
+    ax.set_xlabel("JSD − finite-sample floor (bits)")
+    fig.tight_layout()
+    return fig
+
+
+#: The instance :data:`psych201.analysis.sections.ANALYSES` lists.
+ANALYSIS = PopulationFit()
