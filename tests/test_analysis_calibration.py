@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from psych201.analysis import calibration as cal
+from psych201.analysis import an_calibration as cal
 from psych201.analysis.effects import MEAN_DIFF, PAPER_D_SAMPLE, compare_pair
 from psych201.analysis.plugin import AnalysisContext, Section
 from psych201.analysis.registry import ModelPair, ModelRegistry

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from psych201.analysis.diagnostics import (
+from psych201.analysis.an_diagnostics import (
     TOP_N,
     Diagnostics,
     confidence,

@@ -11,7 +11,7 @@ from scipy.stats import wasserstein_distance
 
 from psych201.analysis.baselines import letters_only, trial_responses
 from psych201.analysis.plugin import AnalysisContext
-from psych201.analysis.population_fit import (
+from psych201.analysis.an_population_fit import (
     EXTRAS_KEY,
     PopulationFit,
     _divergences,
@@ -299,7 +299,7 @@ def test_data_baselines_puts_the_trial_table_into_the_extras(tmp_path: Path) -> 
 
 
 def test_bootstrap_blocks_give_the_same_numbers(monkeypatch: pytest.MonkeyPatch) -> None:
-    import psych201.analysis.population_fit as pf
+    import psych201.analysis.an_population_fit as pf
 
     table, trials = _shared_study(n_participants=10, n_trials=5)
     data, _ = shared_trials(table[table["model"] == "T3"], trials)

@@ -43,7 +43,7 @@ class DataBaselines:
     @property
     def extras(self) -> dict[str, pd.DataFrame]:
         """What the analyses' context gets under :data:`population_fit.EXTRAS_KEY`."""
-        from psych201.analysis.population_fit import EXTRAS_KEY
+        from psych201.analysis.an_population_fit import EXTRAS_KEY
 
         return {} if self.trials is None else {EXTRAS_KEY: self.trials}
 

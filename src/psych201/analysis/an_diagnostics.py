@@ -32,7 +32,7 @@ from psych201.analysis.plugin import (
     SectionFigure,
     SectionTable,
 )
-from psych201.analysis.population_fit import EXTRAS_KEY, main_rows
+from psych201.analysis.an_population_fit import EXTRAS_KEY, main_rows
 from psych201.analysis.registry import ModelPair
 from psych201.results.schema import RESPONSE_KEY
 

@@ -605,3 +605,6 @@ class CalibrationAnalysis:
                                    zip(per_model["model"], per_model["temperature"],
                                        strict=True)}},
         )
+
+
+ANALYSIS = CalibrationAnalysis()
