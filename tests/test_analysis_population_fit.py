@@ -9,8 +9,6 @@ import pandas as pd
 import pytest
 from scipy.stats import wasserstein_distance
 
-from psych201.analysis.baselines import letters_only, trial_responses
-from psych201.analysis.plugin import AnalysisContext
 from psych201.analysis.an_population_fit import (
     EXTRAS_KEY,
     PopulationFit,
@@ -18,6 +16,8 @@ from psych201.analysis.an_population_fit import (
     population_fit,
     shared_trials,
 )
+from psych201.analysis.baselines import letters_only, trial_responses
+from psych201.analysis.plugin import AnalysisContext
 from psych201.analysis.registry import ModelRegistry
 from psych201.analysis.summary import AnalysisOptions
 from psych201.analysis.tables import Results

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from psych201.analysis.an_population_fit import EXTRAS_KEY, main_rows
 from psych201.analysis.effects import paired_differences
 from psych201.analysis.plugin import (
     AnalysisContext,
@@ -32,7 +33,6 @@ from psych201.analysis.plugin import (
     SectionFigure,
     SectionTable,
 )
-from psych201.analysis.an_population_fit import EXTRAS_KEY, main_rows
 from psych201.analysis.registry import ModelPair
 from psych201.results.schema import RESPONSE_KEY
 
