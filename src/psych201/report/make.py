@@ -120,6 +120,7 @@ def summarize_runs(
             options,
             option_counts=baselines.option_counts,
             population=baselines.population,
+            extras=baselines.extras,
         )
     oracle = oracle_means(results, data or _manifest_data(results), condition=summary.condition)
     if oracle.empty:
