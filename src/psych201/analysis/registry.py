@@ -1,9 +1,9 @@
 """The model registry: what each scored checkpoint is (family, size, post-training, paired base).
 
-The registry is data (``models.yaml`` next to this file), not code: the paper's 101 checkpoints of
-PROTOCOL §4, the Centaur adapter and the locally available models. Users extend or override it
-with their own YAML of the same shape; an entry whose ``id`` (or any of its names) matches an
-existing one replaces it.
+The registry is data (``models.yaml`` next to this file), not code: the paper's 101 checkpoints
+(65 base/post-trained pairs), the Centaur adapter and the locally available models. Users extend
+or override it with their own YAML of the same shape; an entry whose ``id`` (or any of its
+names) matches an existing one replaces it.
 
 Result tables name models however the scoring run named them (a Hugging Face id, a built-in name,
 the paper's ``Qwen-Qwen3-14B.pth`` file names, a local folder). :meth:`ModelRegistry.get` resolves
