@@ -176,7 +176,7 @@ def _ray_setup(spec: ScorerSpec, ray_kwargs: dict[str, Any]) -> ScoringSetup:
     ray = RayConfig(**ray_kwargs)
     if spec.engine == "openai":
         tokenizer = load_tokenizer(str(spec.options.get("tokenizer", spec.model)))
-        model = {"id": spec.model, "source": str(spec.options.get("base_url", "")),
+        model: dict[str, Any] = {"id": spec.model, "source": str(spec.options.get("base_url", "")),
                  "file_sha256": None, "max_context": None}
     else:
         tokenizer = load_tokenizer(spec.model)

@@ -33,7 +33,7 @@ from typing import Any
 
 from psych201.errors import UsageError
 from psych201.scoring.engine import Engine, EngineInfo
-from psych201.scoring.protocols import Scorer
+from psych201.scoring.protocols import PromptScorer, Scorer
 from psych201.scoring.scorer import SessionScorer, WindowConfig
 
 ENTRY_POINT_GROUP = "psych201.engines"
@@ -169,9 +169,13 @@ def build_engine(spec: ScorerSpec) -> tuple[Engine, Any, str]:
     return built.engine, built.tokenizer, built.model_id
 
 
-def make_scorer(spec: ScorerSpec) -> Scorer:
-    """Just the scorer: ``functools.partial(make_scorer, spec)`` is a Ray worker's factory."""
-    return build_scorer(spec).scorer
+def make_scorer(spec: ScorerSpec) -> PromptScorer:
+    """Just the scorer: ``functools.partial(make_scorer, spec)`` is a Ray worker's factory
+    (which sees prompts only, so an engine that reads sessions cannot run there)."""
+    scorer = build_scorer(spec).scorer
+    if not isinstance(scorer, PromptScorer):
+        raise UsageError(f"engine {spec.engine} reads whole sessions and cannot run on Ray")
+    return scorer
 
 
 def token_scorer(
