@@ -65,6 +65,13 @@ def test_the_oracle_engine_scores_the_stored_loglik_exactly(bandit: Path, tmp_pa
         assert abs(nll + loglik[(int(line), int(index))]) <= 1e-12
         assert len(grid) == len(TEMPERATURE_GRID) and grid[15] == nll
         assert grid[0] != nll  # other temperatures are other numbers
+    # The transcript names both machines: log q over them, the chosen one's is -nll.
+    for text, nll, options, logprobs in zip(table["response_text"], table["nll"],
+                                            table["offered_options"], table["offered_logprobs"],
+                                            strict=True):
+        assert len(options) == 2 and text.strip() in options
+        assert logprobs[list(options).index(text.strip())] == -nll
+        assert math.fsum(math.exp(v) for v in logprobs) == pytest.approx(1.0, abs=1e-12)
     manifest = read_manifest(run)
     assert manifest["spec"]["engine"] == "oracle" and manifest["status"] == "complete"
 

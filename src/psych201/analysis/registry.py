@@ -16,7 +16,7 @@ import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 import pandas as pd
 import yaml
@@ -25,8 +25,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from psych201.errors import UsageError
 
 PostTraining = Literal["base", "instruct", "reasoning", "vision", "code", "math", "human"]
-POST_TRAINING_TYPES: tuple[str, ...] = get_args(PostTraining)
-
 #: Display labels of post-training types, as the paper names them (type d table, figure legends).
 TYPE_LABELS: dict[str, str] = {
     "base": "Base",

@@ -20,7 +20,6 @@ from psych201.analysis import bootstrap as bs
 from psych201.analysis import paper
 from psych201.analysis.aggregate import Weighting, leaderboard, study_matrix
 from psych201.analysis.conditions import (
-    condition_role,
     conditions_with_role,
     main_condition,
     persona_reference,
@@ -443,11 +442,3 @@ def summarize(results: Results, registry: ModelRegistry,
         accuracy_points=acc_points, chat_template=chat, persona=persona, pseudo_r2=r2,
         population=pop, notes=tuple(notes),
     )
-
-
-def control_conditions(conditions: list[str]) -> dict[str, list[str]]:
-    """Conditions grouped by role (for display)."""
-    out: dict[str, list[str]] = {}
-    for c in sorted(conditions):
-        out.setdefault(condition_role(c), []).append(c)
-    return out

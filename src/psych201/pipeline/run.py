@@ -10,13 +10,12 @@ missing and ends with the same table as an uninterrupted run.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from psych201.data.issues import IssueLog
-from psych201.data.records import Session, SessionKey
+from psych201.data.records import SessionKey
 from psych201.pipeline.chunks import response_rows, scored_chunks
 from psych201.pipeline.config import (
     PipelineError,
@@ -26,6 +25,7 @@ from psych201.pipeline.config import (
 )
 from psych201.pipeline.resume import FinishedRun, finished_run, precheck_run_dir
 from psych201.pipeline.selection import (
+    ConditionCounts,
     StudyPlan,
     check_selection,
     chunk_keys,
@@ -47,7 +47,6 @@ from psych201.pipeline.setup import (
     build_spec,
 )
 from psych201.prompts.conditions import Condition
-from psych201.prompts.records import Prompt
 from psych201.results.lock import lock_run_dir
 from psych201.results.manifest import build_manifest, mark_complete, mark_status, open_run_dir
 from psych201.results.verify import table_problem
@@ -341,7 +340,7 @@ def _rerun_finished(
 class _Outcome:
     scored: int
     failed: list[SessionKey]
-    counts: _Counts
+    counts: ConditionCounts
 
 
 def _score_missing(run: _Run, todo: set[SessionKey], progress: ProgressSink | None) -> _Outcome:
@@ -350,7 +349,7 @@ def _score_missing(run: _Run, todo: set[SessionKey], progress: ProgressSink | No
     in_shard = shard_filter(config.shard)
     ordinal = {k: i for i, k in enumerate(run.keys)}
     writer = PartWriter(config.out, run.config_hash)
-    outcome = _Outcome(scored=0, failed=[], counts=_Counts())
+    outcome = _Outcome(scored=0, failed=[], counts=ConditionCounts())
     for plan in run.plans:
         sessions = plan.sessions
         if sessions is None:  # too large to have kept from the first pass
@@ -388,39 +387,6 @@ def _score_missing(run: _Run, todo: set[SessionKey], progress: ProgressSink | No
                 outcome.failed.append(session.key)
                 _note(progress, f"skipped: {SessionScoringError(session, reason)}")
     return outcome
-
-
-class _Counts:
-    """Sessions and responses a condition left out, over the run's (shard's) sessions."""
-
-    def __init__(self) -> None:
-        self.ineligible = 0
-        self.without_spans = 0
-        self.dropped_responses = 0
-
-    def add_study(
-        self,
-        sessions: Sequence[Session],
-        prompts: Mapping[SessionKey, Prompt],
-        in_shard: Callable[[SessionKey], bool],
-    ) -> None:
-        for session in sessions:
-            if not in_shard(session.key):
-                continue
-            prompt = prompts.get(session.key)
-            if prompt is None:
-                self.ineligible += 1
-                continue
-            self.dropped_responses += prompt.n_dropped
-            if not prompt.spans:
-                self.without_spans += 1
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "ineligible_sessions": self.ineligible,
-            "sessions_without_responses": self.without_spans,
-            "dropped_responses": self.dropped_responses,
-        }
 
 
 

@@ -192,6 +192,39 @@ def check_selection(config: ScoreConfig, plans: Sequence[StudyPlan]) -> None:
 
 
 
+class ConditionCounts:
+    """Sessions and responses a condition left out, over the run's (shard's) sessions."""
+
+    def __init__(self) -> None:
+        self.ineligible = 0
+        self.without_spans = 0
+        self.dropped_responses = 0
+
+    def add_study(
+        self,
+        sessions: Sequence[Session],
+        prompts: Mapping[SessionKey, Prompt],
+        in_shard: Callable[[SessionKey], bool],
+    ) -> None:
+        for session in sessions:
+            if not in_shard(session.key):
+                continue
+            prompt = prompts.get(session.key)
+            if prompt is None:
+                self.ineligible += 1
+                continue
+            self.dropped_responses += prompt.n_dropped
+            if not prompt.spans:
+                self.without_spans += 1
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ineligible_sessions": self.ineligible,
+            "sessions_without_responses": self.without_spans,
+            "dropped_responses": self.dropped_responses,
+        }
+
+
 def render(condition: Condition, sessions: Sequence[Session]) -> dict[SessionKey, Prompt]:
     eligible = [s for s in sessions if condition.eligible(s)]
     prompts = condition.render_study(eligible) if eligible else []

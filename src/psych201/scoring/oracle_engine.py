@@ -22,6 +22,7 @@ from collections.abc import Sequence
 
 from psych201.data.records import Session
 from psych201.errors import UsageError
+from psych201.prompts.options import response_options
 from psych201.prompts.records import Prompt
 from psych201.results.schema import TEMPERATURE_GRID
 from psych201.scoring.engine import EngineInfo
@@ -47,12 +48,25 @@ class TemperedOracle:
         self, prompts: Sequence[Prompt], sessions: Sequence[Session]
     ) -> list[list[SpanScore]]:
         exact = self.exact.score(prompts, sessions)
-        return [
-            [self._span(prompt, i, score, session) for i, score in enumerate(scores)]
-            for prompt, session, scores in zip(prompts, sessions, exact, strict=True)
-        ]
+        out = []
+        for prompt, session, scores in zip(prompts, sessions, exact, strict=True):
+            # The offered sets as the transcript names them (the discrete condition's own when it
+            # computed them), looked up by response index whatever the condition kept.
+            named = dict(zip((r.index for r in session.responses), response_options(session),
+                             strict=True))
+            offered = [
+                prompt.options[i] if prompt.options else named.get(span.index)
+                for i, span in enumerate(prompt.spans)
+            ]
+            out.append([
+                self._span(score, session, offered[i], prompt.spans[i].text.strip())
+                for i, score in enumerate(scores)
+            ])
+        return out
 
-    def _span(self, prompt: Prompt, i: int, exact: SpanScore, session: Session) -> SpanScore:
+    def _span(
+        self, exact: SpanScore, session: Session, offered: frozenset[str] | None, chosen: str
+    ) -> SpanScore:
         loglik = -exact.nll
         k = _n_options(session, exact.index)
         if k is None or k > 2:
@@ -71,7 +85,7 @@ class TemperedOracle:
         q = [math.exp(v) for v in logq]
         top1 = True if k == 1 or q[0] > q[1] else (None if q[0] == q[1] else False)
         entropy = -sum(p * v for p, v in zip(q, logq, strict=True) if p > 0)
-        options, logprobs = _offered(prompt, i, prompt.spans[i].text.strip(), logq)
+        options, logprobs = _offered(offered, chosen, logq)
         return SpanScore(
             index=exact.index,
             n_tokens=1,
@@ -90,10 +104,9 @@ class TemperedOracle:
 
 
 def _offered(
-    prompt: Prompt, i: int, chosen: str, logq: list[float]
+    offered: frozenset[str] | None, chosen: str, logq: list[float]
 ) -> tuple[tuple[str, ...] | None, tuple[float, ...] | None]:
-    """The offered options in their order (sorted as the transcript names them) and log q."""
-    offered = prompt.options[i] if prompt.options else None
+    """The offered options (sorted) and their log q: the chosen one's, the other the rest."""
     if offered is None or len(offered) != len(logq) or chosen not in offered:
         return None, None
     names = tuple(sorted(offered))
