@@ -79,7 +79,8 @@ class TemperedOracle:
             return exact
         # The chosen option first; the other (if any) has the complement probability.
         logp = [loglik] if k == 1 else [loglik, _log1mexp(loglik)]
-        logq = _tempered(logp, self.temperature)
+        # The stored probabilities sum to one already: renormalising them would only round.
+        logq = logp if self.temperature == 1.0 else _tempered(logp, self.temperature)
         nll = exact.nll if self.temperature == 1.0 else -logq[0]
         grid = tuple(nll if t == 1.0 else -_tempered(logq, t)[0] for t in TEMPERATURE_GRID)
         q = [math.exp(v) for v in logq]
