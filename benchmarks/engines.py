@@ -88,8 +88,9 @@ def _start_vllm_server(
 def worker(args: argparse.Namespace) -> dict[str, Any]:
     """Build one engine, score the prompts, report tokens/s (runs in its own process)."""
     from psych201.scoring.align import align
-    from psych201.scoring.engines import ScorerSpec, build_engine, hf_folder
+    from psych201.scoring.engines import ScorerSpec, build_engine
     from psych201.scoring.scorer import SessionScorer
+    from psych201.scoring.vllm import hf_folder
 
     prompts = _prompts(Path(args.data), args.per_study, args.max_chars)
     options: dict[str, Any] = {}

@@ -114,7 +114,7 @@ def test_an_unwritable_output_is_an_os_error_before_the_model_loads(
     def read_only(*_args: object, **_kwargs: object) -> None:
         raise OSError(30, "Read-only file system")
 
-    monkeypatch.setattr(pipeline.tempfile, "TemporaryFile", read_only)
+    monkeypatch.setattr(pipeline.config.tempfile, "TemporaryFile", read_only)
     result = runner.invoke(app, _score(tmp_path / "run"))
     assert result.exit_code == EXIT_IO, result.output
     line = _one_line_error(result.output)

@@ -26,7 +26,7 @@ from psych201.data.hub import resolve_hub_data
 from psych201.data.issues import DataError
 from psych201.data.readers import discover_studies, iter_sessions
 from psych201.data.records import Session, SessionKey
-from psych201.data.split import iter_split, max_eval, test_participants
+from psych201.data.split import held_out_participants, iter_split, max_eval
 from tiny_models import byte_bpe_tokenizer, save_tiny, tiny_llama
 
 DATA = Path(__file__).parents[2] / "shared" / "data" / "psych201"
@@ -69,7 +69,7 @@ def in_eval(
 ) -> frozenset[SessionKey]:
     keys = [s.key for sessions in folders.values() for s in sessions]
     flags = {k: k in psych101_test for k in keys if k.study == PSYCH101}
-    return test_participants(keys, seed=SPLIT_SEED, psych101=flags)
+    return held_out_participants(keys, seed=SPLIT_SEED, psych101=flags)
 
 
 def _columns(metadata: dict[str, Any]) -> dict[str, Any]:

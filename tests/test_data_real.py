@@ -17,7 +17,7 @@ from psych201.data.fields import HARMONISED_FIELDS, NA
 from psych201.data.issues import IssueLog
 from psych201.data.readers import discover_studies, iter_sessions
 from psych201.data.records import Session, SessionKey
-from psych201.data.split import iter_split, max_eval, test_participants
+from psych201.data.split import held_out_participants, iter_split, max_eval
 from psych201.data.variants import (
     PAPER_MAX_CHARS,
     discrete_variant,
@@ -203,16 +203,16 @@ def test_discrete_variant_keeps_only_single_letters_with_original_indices(study:
 
 def test_test_split_sizes_and_reproducibility_on_all_studies() -> None:
     keys = [k for study in sorted(MANIFEST) for k in keys_of(study)]
-    test = test_participants(keys, seed=0)
+    test = held_out_participants(keys, seed=0)
     for study in MANIFEST:
         n = int(MANIFEST[study]["participants"])
         assert sum(1 for k in test if k.study == study) == min(n // 10, 100) == max_eval(n)
     shuffled = keys[:]
     random.Random(1).shuffle(shuffled)
-    assert test_participants(shuffled, seed=0) == test
-    assert test_participants(keys, seed=1) != test
+    assert held_out_participants(shuffled, seed=0) == test
+    assert held_out_participants(keys, seed=1) != test
     # Adding or removing other studies never changes a study's split.
-    alone = test_participants(keys_of("busch2024_stroop"), seed=0)
+    alone = held_out_participants(keys_of("busch2024_stroop"), seed=0)
     assert alone == {k for k in test if k.study == "busch2024_stroop"}
 
 
@@ -225,7 +225,7 @@ def test_iter_split_partitions_sessions_with_responses() -> None:
     assert {s.key for s in test} | {s.key for s in train} == with_responses
     assert not {s.key for s in test} & {s.key for s in train}
     # max_eval counts every line, as the authors do; a dropped line may have been drawn.
-    drawn = test_participants(keys_of(study.name), seed=3)
+    drawn = held_out_participants(keys_of(study.name), seed=3)
     assert len(drawn) == 17
     assert {s.key for s in test} == drawn & with_responses
 
@@ -277,5 +277,5 @@ def test_build_writes_a_parquet_dataset_pandas_loads(tmp_path: Path) -> None:
         SessionKey(r.study, r.experiment, r.participant, int(r.line))
         for r in frame[frame.in_eval].itertuples()
     }
-    expected = test_participants([k for st in studies for k in keys_of(st)], seed=7)
+    expected = held_out_participants([k for st in studies for k in keys_of(st)], seed=7)
     assert in_eval == {k for k in expected if k in back}

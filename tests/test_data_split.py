@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from psych201.data.markers import MarkerError, parse_responses
 from psych201.data.records import Session, SessionKey
-from psych201.data.split import iter_split, max_eval, test_participants
+from psych201.data.split import held_out_participants, iter_split, max_eval
 from psych201.data.stats import stats_frame, summarise, write_stats
 from psych201.data.variants import (
     discrete_variant,
@@ -39,20 +39,20 @@ def test_max_eval(n: int, expected: int) -> None:
 )
 def test_split_sizes_and_reproducibility(sizes: dict[str, int], seed: int) -> None:
     all_keys = [k for study, n in sizes.items() for k in keys(study, n)]
-    test = test_participants(all_keys, seed=seed)
+    test = held_out_participants(all_keys, seed=seed)
     for study, n in sizes.items():
         assert sum(1 for k in test if k.study == study) == min(n // 10, 100)
     assert test <= set(all_keys)
-    assert test_participants(reversed(all_keys), seed=seed) == test
+    assert held_out_participants(reversed(all_keys), seed=seed) == test
 
 
 def test_split_is_pinned_across_machines() -> None:
     # numpy's default_rng (PCG64) is stable across platforms and versions: pin one draw so a
     # change of algorithm (or of the key order) cannot pass unnoticed.
-    drawn = sorted(int(k.participant) for k in test_participants(keys("s", 50), seed=0))
+    drawn = sorted(int(k.participant) for k in held_out_participants(keys("s", 50), seed=0))
     assert len(drawn) == 5
-    assert drawn == sorted(int(k.participant) for k in test_participants(keys("s", 50), seed=0))
-    assert drawn != sorted(int(k.participant) for k in test_participants(keys("s", 50), seed=1))
+    assert drawn == sorted(int(k.participant) for k in held_out_participants(keys("s", 50), seed=0))
+    assert drawn != sorted(int(k.participant) for k in held_out_participants(keys("s", 50), seed=1))
     assert drawn == [3, 17, 28, 44, 48]
 
 

@@ -36,9 +36,11 @@ from psych201.prompts.conditions import make_condition
 from psych201.prompts.records import Prompt
 from psych201.scoring.align import align
 from psych201.scoring.engine import Engine, ScoringRequest, TokenScores
-from psych201.scoring.engines import ScorerSpec, build_engine, gguf_file, hf_folder
+from psych201.scoring.engines import ScorerSpec, build_engine
+from psych201.scoring.llamacpp import gguf_file
 from psych201.scoring.models import load_tokenizer
 from psych201.scoring.scorer import SessionScorer
+from psych201.scoring.vllm import hf_folder
 
 DATA = Path(__file__).parents[2] / "shared" / "data" / "psych201"
 MODEL = "smollm2-135m-instruct"

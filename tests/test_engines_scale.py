@@ -18,8 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from psych201.engine_setup import build_setup
-from psych201.pipeline import ScoreConfig, ScoringSetup, score_run
+from psych201.pipeline import ScoreConfig, ScoringSetup, build_setup, score_run
 from psych201.results.io import read_responses
 from psych201.results.merge import merge_runs
 from psych201.results.shards import Shard

@@ -16,7 +16,7 @@ from psych201.analysis.registry import load_registry
 from psych201.data.markers import parse_responses
 from psych201.data.readers import iter_sessions
 from psych201.data.records import Session
-from psych201.data.split import iter_split, test_participants
+from psych201.data.split import held_out_participants, iter_split
 from psych201.lab.adapter import CARD_FILE, AdapterCard, read_card
 from psych201.lab.assistant import (
     TASKS,
@@ -55,7 +55,7 @@ def test_human_mask_is_exactly_the_training_responses(
     by_key = {s.key: s for s in train_sessions}
     # Every training participant is used, once; no test participant is ever read.
     all_keys = [s.key for s in iter_sessions(DATA / STUDY)]
-    test = test_participants(all_keys, seed=0)
+    test = held_out_participants(all_keys, seed=0)
     assert len(test) == 30
     used = [e.session for e in data.examples]
     assert len(used) == len(set(used)) == len(by_key) == len(all_keys) - len(test)

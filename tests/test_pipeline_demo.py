@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from psych201.cli import app
-from psych201.pipeline import demo_summary
+from psych201.report.demo import demo_summary
 from psych201.results import read_manifest, read_responses
 from psych201.simulate.demo import DEMO_DIR, DEMO_STUDIES
 from tiny_models import byte_bpe_tokenizer, save_tiny, tiny_llama

@@ -255,7 +255,7 @@ def test_accuracy_caption_names_what_was_scored() -> None:
 
 
 def test_demo_report_has_the_oracle_column(tmp_path: Path) -> None:
-    from psych201.pipeline import demo_summary
+    from psych201.report.demo import demo_summary
     from psych201.simulate.demo import DEMO_DIR
     from tiny_models import byte_bpe_tokenizer, save_tiny, tiny_llama
 

@@ -14,8 +14,7 @@ import torch
 
 from psych201.data.readers import discover_studies, iter_sessions
 from psych201.data.variants import paper_variant
-from psych201.engine_setup import build_setup
-from psych201.pipeline import ScoreConfig
+from psych201.pipeline import ScoreConfig, build_setup
 from psych201.prompts.records import Prompt
 from psych201.scoring import packing
 from psych201.scoring.engine import EngineInfo, ScoringRequest, TokenScores

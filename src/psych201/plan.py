@@ -26,12 +26,11 @@ import numpy as np
 from psych201.pipeline import (
     ScoreConfig,
     ScoringSetup,
-    _select_sources,
-    _study_sessions,
     score_run,
     tokenizer_info,
     window_config,
 )
+from psych201.pipeline.selection import select_sources, study_sessions
 from psych201.scoring.engine import EngineInfo, ScoringRequest, TokenScores
 from psych201.scoring.plan import Shape, forward_flops, shape_of
 
@@ -86,6 +85,9 @@ class CountingEngine:
     def info(self) -> EngineInfo:
         return self._info
 
+    def close(self) -> None:
+        pass  # holds nothing
+
     def score(self, requests: Sequence[ScoringRequest]) -> list[TokenScores]:
         out = []
         for r in requests:
@@ -104,10 +106,10 @@ def count_tokens(config: ScoreConfig, tokenizer: Any | None, max_context: int | 
     from psych201.scoring.scorer import SessionScorer
 
     counts = []
-    for source in _select_sources(config):
+    for source in select_sources(config):
         one = replace(config, studies=(source.name,))
         if tokenizer is None:
-            chars = [len(s.text) for s in _study_sessions(one, source)]
+            chars = [len(s.text) for s in study_sessions(one, source)]
             tokens = [int(np.ceil(c / CHARS_PER_TOKEN)) for c in chars]
             counts.append(TokenCount(source.name, len(chars), len(chars), sum(tokens), 0, False,
                                      tuple(tokens)))

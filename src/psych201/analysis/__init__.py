@@ -7,7 +7,7 @@ Public entry points (everything else is an implementation module):
 * :func:`summarize` — every applicable analysis at once (what ``compare`` and ``report`` show);
 * :mod:`~psych201.analysis.paper` — the paper's d, type d, generations, domains, persona, accuracy;
 * :mod:`~psych201.analysis.paper_mode` — every figure exactly as the authors' plotting scripts
-  compute it (``compare/report/figures --paper``, PROTOCOL §6);
+  compute it (``compare/report/figures --paper``, :mod:`.paper_mode`);
 * :mod:`~psych201.analysis.effects` — paired differences, bootstrap intervals, mixed model, sign
   test (:func:`compare_pair` for one pair);
 * :mod:`~psych201.analysis.baselines` — random baseline / pseudo-R², population baseline.

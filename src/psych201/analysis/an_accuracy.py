@@ -98,7 +98,7 @@ class Accuracy:
         acc_model = _accuracy_intervals(frame, acc_model, acc_condition, options)
         offered = select(frame, condition=acc_condition)
         if "offered_correct" in offered.columns and offered["offered_correct"].notna().any():
-            # Accuracy among the options the transcript offered (PROTOCOL §3's accuracy control).
+            # Accuracy among the options the transcript offered (the paper's accuracy control).
             off_study, off_model = paper.accuracy(frame, condition=acc_condition,
                                                   column="offered_correct")
             off_model = _accuracy_intervals(frame, off_model, acc_condition, options,

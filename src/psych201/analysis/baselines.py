@@ -1,6 +1,6 @@
 """Reference points for NLLs: random guessing and the population of other participants.
 
-* **Random baseline** (Centaur, PROTOCOL §5): a response chosen among ``k`` offered options has
+* **Random baseline** (Centaur, Nature 2025): a response chosen among ``k`` offered options has
   NLL ``log k`` under uniform guessing; pseudo-R² ``= 1 − LL_model / LL_random = 1 − Σ NLL_model /
   Σ log k`` over the responses whose option set is known. The option counts come from the table's
   ``n_options`` column or from :func:`option_counts` (the transcript parser of

@@ -61,20 +61,6 @@ def load_categories(path: str | Path | None = None) -> pd.DataFrame:
     return values.astype(bool).set_axis(table["experiment"].rename("study"), axis=0)
 
 
-def study_domains(categories: pd.DataFrame,
-                  studies: list[str] | None = None) -> dict[str, list[str]]:
-    """Domains of each study (all studies of the table, or ``studies``; unknown ones get [])."""
-    names = list(categories.index) if studies is None else studies
-    out: dict[str, list[str]] = {}
-    for study in names:
-        if study in categories.index:
-            row = categories.loc[study]
-            out[study] = [c for c in categories.columns if bool(row[c])]
-        else:
-            out[study] = []
-    return out
-
-
 def psych101_studies(path: str | Path | None = None) -> frozenset[str]:
     """Studies the categories table marks as Psych-101 (``dataset`` column) — Centaur's training."""
     table = pd.read_csv(Path(path) if path is not None else CATEGORIES_FILE,

@@ -19,7 +19,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from psych201.analysis import bootstrap as bs
-from psych201.analysis.tables import PARTICIPANT_KEY, check_same_responses, common_studies, select
+from psych201.analysis.tables import check_same_responses, common_studies, select
 from psych201.results.schema import RESPONSE_KEY
 
 
@@ -268,8 +268,3 @@ def compare_pair(frame: pd.DataFrame, post: str, base: str, *, condition: str,
     )
     return PairComparison(post, base, condition, tuple(studies), tuple(effects), per_study,
                           unmatched)
-
-
-def participant_count(frame: pd.DataFrame) -> int:
-    """Participants (experiment × participant within study) in ``frame``."""
-    return int(frame.groupby(["study", *PARTICIPANT_KEY], observed=True).ngroups)

@@ -1,4 +1,4 @@
-"""The paper's statistics, computed exactly as its analysis scripts do (PROTOCOL §3).
+"""The paper's statistics, computed exactly as its analysis scripts do.
 
 Per study ``d_s = (mean_post − mean_base) / sqrt((sd_post² + sd_base²) / 2)`` over response-level
 NLLs; pair d = mean of d_s over the studies both models have; type d = mean of pair d over the

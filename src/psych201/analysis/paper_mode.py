@@ -1,7 +1,8 @@
 """Paper mode: every figure's numbers exactly as the authors' plotting scripts compute them.
 
-PROTOCOL §6 lists where the published figures differ from psych201's defaults; this module
-follows it point by point and returns one plain table per figure (``compare --paper --json``):
+The published figures (the authors' plotting scripts) differ in places from psych201's defaults;
+this module follows them point by point and returns one plain table per figure
+(``compare --paper --json``):
 
 * ``fig2`` — a model's point is the mean of its study means over *its own* studies;
 * ``pairs`` / ``type_d`` — per study ``d = (mean_post − mean_base) / sqrt((sd_post² + sd_base²)/2)``

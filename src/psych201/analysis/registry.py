@@ -1,9 +1,9 @@
 """The model registry: what each scored checkpoint is (family, size, post-training, paired base).
 
-The registry is data (``models.yaml`` next to this file), not code: the paper's 101 checkpoints of
-PROTOCOL §4, the Centaur adapter and the locally available models. Users extend or override it
-with their own YAML of the same shape; an entry whose ``id`` (or any of its names) matches an
-existing one replaces it.
+The registry is data (``models.yaml`` next to this file), not code: the paper's 101 checkpoints
+(65 base/post-trained pairs), the Centaur adapter and the locally available models. Users extend
+or override it with their own YAML of the same shape; an entry whose ``id`` (or any of its
+names) matches an existing one replaces it.
 
 Result tables name models however the scoring run named them (a Hugging Face id, a built-in name,
 the paper's ``Qwen-Qwen3-14B.pth`` file names, a local folder). :meth:`ModelRegistry.get` resolves
@@ -16,7 +16,7 @@ import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 import pandas as pd
 import yaml
@@ -25,8 +25,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from psych201.errors import UsageError
 
 PostTraining = Literal["base", "instruct", "reasoning", "vision", "code", "math", "human"]
-POST_TRAINING_TYPES: tuple[str, ...] = get_args(PostTraining)
-
 #: Display labels of post-training types, as the paper names them (type d table, figure legends).
 TYPE_LABELS: dict[str, str] = {
     "base": "Base",

@@ -226,11 +226,3 @@ def summarize(results: Results, registry: ModelRegistry,
     return Summary(condition=condition, options=options, studies=tuple(studies),
                    leaderboard=board, study_means=means, sections=tuple(done),
                    notes=tuple(notes))
-
-
-def control_conditions(conditions: list[str]) -> dict[str, list[str]]:
-    """Conditions grouped by role (for display)."""
-    out: dict[str, list[str]] = {}
-    for c in sorted(conditions):
-        out.setdefault(condition_role(c), []).append(c)
-    return out

@@ -55,7 +55,7 @@ AllowMissingOpt = Annotated[
 ]
 PaperOpt = Annotated[
     bool, typer.Option("--paper", help="Also compute every figure exactly as the paper's "
-                       "plotting scripts do (PROTOCOL §6).")
+                       "plotting scripts do.")
 ]
 
 
@@ -632,7 +632,7 @@ def figures(
 ) -> None:
     """Render every figure (PNG + PDF). `psych201 figures --synthetic` regenerates docs/figures.
 
-    With --paper each figure is drawn from the paper-mode numbers (PROTOCOL §6).
+    With --paper each figure is drawn from the paper-mode numbers (psych201.analysis.paper_mode).
     """
     from psych201.analysis.plots import PAPER_PANELS
     from psych201.analysis.registry import ModelPair

@@ -160,12 +160,15 @@ _ENGINE_PACKAGES = {"vllm": "vllm", "llamacpp": "llama_cpp", "ray": "ray"}
 
 def _engine_loader(
     config: ScoreConfig, engine: str, engine_args: dict[str, Any], ray_args: dict[str, Any]
-) -> SetupLoader:
-    """Check that ``engine`` can be used here; return what loads it once the data is read."""
-    from psych201.engine_setup import ENGINE_CHOICES, build_setup
+) -> SetupLoader | None:
+    """Check that ``engine`` can be used here and takes ``--model-args``; return what loads it
+    once the data is read (None: the default engine, which a finished run need not load)."""
+    from psych201.pipeline import build_setup, engine_choices
+    from psych201.scoring.engines import check_model_args
 
-    if engine not in ENGINE_CHOICES:
-        raise _fail(f"unknown engine {engine!r} (choose one of {', '.join(ENGINE_CHOICES)})")
+    choices = engine_choices()
+    if engine not in choices:
+        raise _fail(f"unknown engine {engine!r} (choose one of {', '.join(choices)})")
     if ray_args and engine != "ray":
         raise _fail("--ray-args needs --engine ray")
     inner = str(ray_args.get("engine", "hf")) if engine == "ray" else engine
@@ -183,6 +186,11 @@ def _engine_loader(
                 f"--engine {name} needs the {package} package, which is not installed "
                 "(see docs/scale-out.md)"
             )
+    if inner not in choices:
+        raise _fail(f"unknown engine {inner!r} (choose one of {', '.join(choices)})")
+    check_model_args(inner, config.model_args)  # before the data is read or the model loads
+    if engine == "hf" and not engine_args:
+        return None
 
     def load() -> ScoringSetup:
         try:
@@ -202,10 +210,12 @@ def _with_spinner(
 ) -> SetupLoader:
     """``loader`` (default: the transformers engine) drawn as a spinner while it runs: loading
     a model can take a minute without any other sign of life."""
-    from psych201.pipeline import DefaultEngineLoader, load_hf_setup
+    from psych201 import pipeline
+    from psych201.pipeline import DefaultEngineLoader
 
     def load() -> ScoringSetup:
-        run = loader if loader is not None else (lambda: load_hf_setup(config))
+        # Looked up when called, so that a test can stand in for the default engine.
+        run = loader if loader is not None else (lambda: pipeline.load_hf_setup(config))
         if not enabled:
             return run()
         with console.status(f"loading {config.model} …", spinner="dots"):
@@ -350,7 +360,11 @@ def score(
         str, typer.Option(help="fail: stop at the first bad line/session; skip: log it and go on.")
     ] = "fail",
     engine: Annotated[
-        str, typer.Option(help="hf (reference), vllm, llamacpp, openai or ray (docs/scale-out.md).")
+        str,
+        typer.Option(
+            help="A registered engine: hf (reference), vllm, llamacpp, openai, oracle (simulated "
+            "data), ray, or one an installed package adds (psych201.engines entry point)."
+        ),
     ] = "hf",
     engine_args: Annotated[
         str | None, typer.Option(help="Engine settings, k=v,... (e.g. tensor_parallel_size=4).")
@@ -361,7 +375,8 @@ def score(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Score every human response of the data with a model: one row per response, resumable."""
-    from psych201.pipeline import PipelineError, ScoreConfig, parse_kv, validate_run
+    from psych201.cli.kv import parse_kv
+    from psych201.pipeline import PipelineError, ScoreConfig, validate_run
     from psych201.results.shards import Shard
 
     try:
@@ -394,14 +409,12 @@ def score(
     from psych201.results.lock import check_unlocked
 
     check_unlocked(out)  # refuse a busy --out before the pipeline (and any model) loads
-    setup: SetupLoader | None = None
-    if engine != "hf" or engine_args or ray_args:
-        setup = _engine_loader(
-            config,
-            engine,
-            parse_kv(engine_args, what="--engine-args"),
-            parse_kv(ray_args, what="--ray-args"),
-        )
+    setup = _engine_loader(
+        config,
+        engine,
+        parse_kv(engine_args, what="--engine-args"),
+        parse_kv(ray_args, what="--ray-args"),
+    )
     summary = run_scoring(config, quiet=quiet, setup=setup)
     _print_summary(summary)
     if summary.failed:
@@ -465,7 +478,8 @@ def demo(
     Works offline; the first call converts the packaged GGUF model once (cached afterwards).
     Rerunning with the same options reuses the finished run in --out.
     """
-    from psych201.pipeline import ScoreConfig, demo_summary
+    from psych201.pipeline import ScoreConfig
+    from psych201.report.demo import demo_summary
     from psych201.simulate.demo import DEMO_DIR
 
     config = ScoreConfig(

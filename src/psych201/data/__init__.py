@@ -9,7 +9,7 @@ from psych201.data.issues import DataError, Issue, IssueLog
 from psych201.data.markers import MarkerError, parse_responses
 from psych201.data.readers import StudySource, discover_studies, iter_sessions
 from psych201.data.records import ResponseSpan, Session, SessionKey
-from psych201.data.split import iter_split, max_eval, test_participants
+from psych201.data.split import held_out_participants, iter_split, max_eval
 from psych201.data.variants import (
     discrete_variant,
     paper_clean,
@@ -30,6 +30,7 @@ __all__ = [
     "discrete_variant",
     "harmonise_metadata",
     "harmonise_with_report",
+    "held_out_participants",
     "iter_sessions",
     "iter_split",
     "max_eval",
@@ -37,5 +38,4 @@ __all__ = [
     "paper_truncate",
     "paper_variant",
     "parse_responses",
-    "test_participants",
 ]

@@ -29,7 +29,7 @@ from psych201.data.fields import HARMONISED_FIELDS
 from psych201.data.issues import IssueLog, OnError
 from psych201.data.readers import DEFAULT_MAX_LINE_BYTES, iter_sessions
 from psych201.data.records import Session
-from psych201.data.split import TEST_CAP, test_participants
+from psych201.data.split import TEST_CAP, held_out_participants
 
 #: Schema of a built dataset.
 DATASET_SCHEMA = pa.schema(
@@ -78,7 +78,7 @@ def build_dataset(
             source, on_error=on_error, log=IssueLog(log_first=0), max_line_bytes=max_line_bytes
         )
     )
-    test = test_participants(keys, seed=seed)
+    test = held_out_participants(keys, seed=seed)
     provenance = {
         "split_seed": seed,
         "split_rule": f"per study min(floor(0.1 n), {TEST_CAP}); numpy default_rng([seed, "

@@ -1,4 +1,4 @@
-"""Names of the harmonised metadata fields (PROTOCOL §1), in the paper's persona order."""
+"""Names of the harmonised metadata fields, in the paper's persona order."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Metadata harmonisation exactly as PROTOCOL §1 (and the authors' ``psych201_generate.py``).
+"""Metadata harmonisation exactly as the authors' ``psych201_generate.py`` does it.
 
 Every session gets the same 25 fields (:data:`fields.HARMONISED_FIELDS`), each a string, ``N/A``
 where the study has no value. The raw metadata is kept untouched beside the harmonised values
@@ -248,7 +248,7 @@ class HarmonisedMetadata:
 
 
 def harmonise_metadata(raw: Mapping[str, Any]) -> dict[str, str]:
-    """The 25 PROTOCOL §1 fields of one session's raw metadata, ``N/A`` where missing."""
+    """The 25 harmonised fields of one session's raw metadata, ``N/A`` where missing."""
     return harmonise_with_report(raw).values
 
 

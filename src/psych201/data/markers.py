@@ -82,8 +82,3 @@ def _scan(text: str) -> tuple[ResponseSpan, ...]:
 
 def _nested_reason(open_at: int) -> str:
     return f"nested marker: '<<' inside the response opened at column {open_at + 1}"
-
-
-def count_responses(text: str) -> int:
-    """Number of responses in ``text`` (validates the markers like :func:`parse_responses`)."""
-    return len(parse_responses(text))

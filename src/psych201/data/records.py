@@ -38,9 +38,10 @@ class Session:
     ``study`` is the study folder name (the paper's unit of analysis); ``experiment`` is the
     free-form string of the file; ``participant`` is always a string; ``line`` is 1-based.
     ``metadata`` holds every raw field except text/experiment/participant; ``harmonised`` the
-    PROTOCOL §1 fields (``N/A`` where missing). ``in_eval`` is the split a published table
-    carries (None when the data has none); ``psych101_test`` is None for sessions that are not
-    from Psych-101, else whether the participant is one of Psych-101's test participants.
+    fields of :mod:`psych201.data.fields` (``N/A`` where missing). ``in_eval`` is the split a
+    published table carries (None when the data has none); ``psych101_test`` is None for
+    sessions that are not from Psych-101, else whether the participant is one of Psych-101's
+    test participants.
     """
 
     study: str

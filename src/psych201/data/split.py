@@ -50,7 +50,7 @@ def study_seed(seed: int, study: str) -> list[int]:
     return [seed, int.from_bytes(digest[:8], "little")]
 
 
-def test_participants(
+def held_out_participants(
     keys: Iterable[SessionKey],
     *,
     seed: int = 0,
@@ -84,10 +84,6 @@ def test_participants(
     return frozenset(chosen)
 
 
-# Not a pytest test, whatever its name says, wherever it is imported.
-test_participants.__test__ = False  # type: ignore[attr-defined]
-
-
 def iter_split(
     path: str | Path | StudySource,
     split: Split,
@@ -119,7 +115,7 @@ def iter_split(
         if split != "seeded":
             unmarked = {k.study for k in keys if marked[k] is None}
             own = {k.study for k in keys} - unmarked
-        seeded = test_participants(
+        seeded = held_out_participants(
             (k for k in keys if k.study not in own), seed=seed, psych101=psych101
         )
         test = seeded | {k for k in keys if k.study in own and marked[k]}

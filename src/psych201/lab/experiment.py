@@ -281,8 +281,8 @@ def run_experiment(
     progress: Callable[[str, StepLog], None] | None = None,
 ) -> ExperimentResult:
     """Run ``plan`` into ``out_dir`` (see the module notes); resumable."""
-    from psych201.pipeline import oracle_nll
     from psych201.results.io import read_responses
+    from psych201.scoring.oracle import oracle_nll
 
     say = note or (lambda _msg: None)
     out = Path(out_dir)

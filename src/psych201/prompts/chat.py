@@ -1,6 +1,6 @@
 """Render a transcript as a chat with a tokenizer's own template, keeping exact response spans.
 
-The paper's chat-template control (PROTOCOL §3): text outside the markers becomes user turns, each
+The paper's chat-template control: text outside the markers becomes user turns, each
 response an assistant turn; the conversation is rendered with the model's chat template, without a
 generation prompt and with thinking disabled where the template allows (``enable_thinking=False``),
 and only the assistant contents are scored.
@@ -14,7 +14,7 @@ Qwen3's ``lstrip('\\n')`` on the last turn), the real rendering is walked piece 
 template's literal pieces, and a response whose rendered content differs from the original is not
 scored (counted in ``n_dropped``) rather than scored as something the participant did not write.
 
-The authors' ``eval_instruct.py`` (paper mode, PROTOCOL §6) differs in two places, both
+The authors' ``eval_instruct.py`` (paper mode, ``analysis.paper_mode``) differs in two places, both
 reproducible here: a response the template only trims (Llama 3.x strips whitespace, so every
 ``<< -3>>`` after the paper clean-up) is scored as trimmed (``keep_trimmed``), and back-to-back
 responses (``>><<``, no user turn between them) are one assistant turn (``merge_adjacent``).

@@ -1,8 +1,8 @@
 """The option set offered for each response, read from the transcript itself.
 
 Psych-201 randomises the letters of discrete options per participant, so the set a participant
-chose from can only be read from that participant's own text (PROTOCOL §1). Accuracy restricted to
-the offered options (PROTOCOL §3, accuracy control) needs that set for every response.
+chose from can only be read from that participant's own text. Accuracy restricted to
+the offered options (the paper's accuracy control) needs that set for every response.
 
 Two kinds of evidence are used, both taken only from the text *outside* the responses:
 

@@ -1,13 +1,13 @@
 """Persona preambles built from harmonised metadata, and the shuffled-persona pairing.
 
 ``interview`` is the paper's preamble byte for byte: the authors' ``0_analyses/eval_meta.py``
-(``META_FIELDS``) asks, for each non-N/A field in PROTOCOL §1 order, one question and prints
+(``META_FIELDS``) asks, for each non-N/A field in ``META_FIELDS`` order, one question and prints
 ``Interviewer: <question>\\nInterviewee: <value>\\n\\n`` before the unchanged transcript. Its
 questions are "What is your age?", "What is your gender?", "What is your nationality?", "What is
 your highest level of education?", "Do you have any clinical diagnoses?" and "What is your <X>
 score?" for every questionnaire.
 
-The other modes follow the persona formats of OpinionQA/SubPOP (PROTOCOL §3), over the same fields,
+The other modes follow the persona formats of OpinionQA/SubPOP, over the same fields,
 in the same order, with the values verbatim:
 
 * ``qa`` — the same questions as ``Question: …\\nAnswer: …\\n\\n`` exchanges;

@@ -142,7 +142,7 @@ def oracle_means(results: Results, data: Sequence[Path], *,
     Only studies whose sessions store the generating log-likelihood count, and only where it
     covers every scored response (as ``psych201 demo`` prints it); empty when there are none.
     """
-    from psych201.pipeline import oracle_nll
+    from psych201.scoring.oracle import oracle_nll
 
     table = results.responses
     if condition is not None:

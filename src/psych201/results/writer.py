@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -255,8 +255,3 @@ def footer_config_hash(path: Path) -> str | None:
 def is_temporary(path: Path) -> bool:
     """A temporary file of an atomic write (a killed writer may leave one behind)."""
     return _TMP_MARK in Path(path).name
-
-
-def iter_keys_json(keys: Iterable[SessionKey]) -> list[list[object]]:
-    """Session keys as JSON-ready lists (for manifests)."""
-    return [_key_to_json(k) for k in keys]

@@ -62,3 +62,7 @@ class Engine(Protocol):
     def info(self) -> EngineInfo: ...
 
     def score(self, requests: Sequence[ScoringRequest]) -> list[TokenScores]: ...
+
+    def close(self) -> None:
+        """Free what the engine holds (weights, a server session); the pipeline calls it once
+        when a run ends, however it ends."""

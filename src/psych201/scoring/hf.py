@@ -31,6 +31,7 @@ import torch
 
 from psych201.scoring.engine import EngineInfo, ScoringRequest, TokenScores
 from psych201.scoring.engine_util import EngineError, check_request, empty_scores
+from psych201.scoring.engines import BuiltScorer, ScorerSpec, register_engine, token_scorer
 from psych201.scoring.models import LoadedModel, max_context
 from psych201.scoring.packing import (
     ATTENTION_NAME,
@@ -164,6 +165,10 @@ class HFEngine:
                 raise EngineError(f"hf: cannot pack with this transformers: {exc}") from exc
             return None
         return ATTENTION_NAME
+
+    def close(self) -> None:
+        # The model may be the caller's (an adapter scored in a lab run): free only the cache.
+        _free_memory()
 
     def score(self, requests: Sequence[ScoringRequest]) -> list[TokenScores]:
         """Scores for every request, in request order."""
@@ -448,3 +453,25 @@ def _free_memory() -> None:
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+
+
+def scorer_from_loaded(loaded: LoadedModel, spec: ScorerSpec) -> BuiltScorer:
+    """The HF engine and session scorer around an already loaded model (base or adapter)."""
+    engine = HFEngine(loaded, device=spec.device, **dict(spec.options))
+    info = {
+        "id": loaded.model_id,
+        "source": str(loaded.source),
+        "file_sha256": loaded.file_sha256,
+        "max_context": loaded.max_context,
+        **({"revision": loaded.revision} if loaded.revision else {}),
+    }
+    return token_scorer(spec, engine, loaded.tokenizer, loaded.model_id, info)
+
+
+@register_engine("hf", model_args=("cache_dir",))
+def build(spec: ScorerSpec) -> BuiltScorer:
+    """Load ``spec.model`` with transformers (``options``: :class:`HFEngine` keywords)."""
+    from psych201.scoring.models import load_model
+
+    loaded = load_model(spec.model, dtype=spec.dtype, device=spec.device, **spec.loader_args)
+    return scorer_from_loaded(loaded, spec)

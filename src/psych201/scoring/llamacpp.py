@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -33,6 +34,7 @@ from psych201.scoring.engine_util import (
     empty_scores,
     scores_from_logits,
 )
+from psych201.scoring.engines import BuiltScorer, ScorerSpec, register_engine, token_scorer
 
 Mode = Literal["targets", "scores"]
 
@@ -230,3 +232,44 @@ def _gguf_type(llm: Any) -> str:
              "14": "Q4_K_S", "15": "Q4_K_M", "16": "Q5_K_S", "17": "Q5_K_M", "18": "Q6_K",
              "32": "BF16"}
     return f"gguf:{names.get(str(file_type), str(file_type))}"
+
+
+def gguf_file(name_or_path: str, cache_dir: Path | None = None) -> Path:
+    """The GGUF file of a built-in model (assembled once under the cache) or a ``.gguf`` path."""
+    from psych201.scoring import models
+
+    if name_or_path in models.BUILTIN_MODELS:
+        source = models.BUILTIN_MODELS[name_or_path]()
+        target = models.cache_root(cache_dir) / "gguf" / f"{source.name}-{source.sha256()[:16]}"
+        done = target / "model.gguf"
+        if done.is_file():
+            return done
+        target.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=target) as scratch:
+            located = Path(source.locate(Path(scratch)))
+            if located.parent != Path(scratch):
+                return located  # shipped as one file: use it where it lies
+            located.replace(done)  # same filesystem: atomic, never a half-written file
+        return done
+    path = Path(name_or_path).expanduser()
+    if path.suffix != ".gguf" or not path.is_file():
+        raise ValueError(
+            f"{name_or_path}: the llamacpp engine needs a .gguf file or a built-in model name "
+            f"({', '.join(sorted(models.BUILTIN_MODELS))})"
+        )
+    return path
+
+
+@register_engine("llamacpp", model_args=("cache_dir",))
+def build(spec: ScorerSpec) -> BuiltScorer:
+    """llama.cpp on the GGUF file, quantised as stored (``options``: engine keywords)."""
+    from psych201.scoring import models
+    from psych201.scoring.engines import model_identity
+
+    cache = spec.loader_args.get("cache_dir")
+    gguf = gguf_file(spec.model, cache)
+    tokenizer = models.load_tokenizer(spec.model, cache_dir=cache)
+    model_id = spec.model if spec.model in models.BUILTIN_MODELS else gguf.stem
+    engine = LlamaCppEngine(gguf, model_id=model_id, **dict(spec.options))
+    info = model_identity(spec, engine.info.max_context)
+    return token_scorer(spec, engine, tokenizer, model_id, info)

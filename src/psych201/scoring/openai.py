@@ -33,6 +33,7 @@ import numpy as np
 
 from psych201.scoring.engine import Engine, EngineInfo, ScoringRequest, TokenScores
 from psych201.scoring.engine_util import EngineError, check_request, scores_from_topk
+from psych201.scoring.engines import BuiltScorer, ScorerSpec, register_engine, token_scorer
 
 #: HTTP statuses worth retrying: the server is busy or restarting, not rejecting the request.
 RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
@@ -408,3 +409,21 @@ def _retry_after(value: str | None) -> float:
         return max(0.0, float(value)) if value else 0.0
     except ValueError:
         return 0.0
+
+
+@register_engine("openai", model_args=("cache_dir",))
+def build(spec: ScorerSpec) -> BuiltScorer:
+    """A served model (``options``: :class:`OpenAIServer` fields, ``tokenizer``, ``max_context``);
+    ``cache_dir`` goes to the local tokenizer's loader."""
+    from psych201.scoring.models import load_tokenizer
+
+    options = dict(spec.options)
+    tokenizer_name = options.pop("tokenizer", None)
+    if tokenizer_name is None:
+        raise ValueError("the openai engine needs options['tokenizer'] (the served model's)")
+    max_ctx = options.pop("max_context", None)
+    engine = OpenAICompatEngine(OpenAIServer(model=spec.model, **options), max_context=max_ctx)
+    tokenizer = load_tokenizer(str(tokenizer_name), **spec.loader_args)
+    info = {"id": spec.model, "source": str(options.get("base_url", "")), "file_sha256": None,
+            "max_context": engine.info.max_context}
+    return token_scorer(spec, engine, tokenizer, spec.model, info)

@@ -23,6 +23,7 @@ import math
 import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from psych201.data.records import ResponseSpan, Session
 from psych201.errors import InvalidDataError
@@ -79,6 +80,12 @@ class OracleScorer:
         if len(prompts) != len(sessions):
             raise OracleError(f"got {len(prompts)} prompts but {len(sessions)} sessions")
         return [self._score_spans(p.spans, s) for p, s in zip(prompts, sessions, strict=True)]
+
+    def score_paired(
+        self, prompts: Sequence[Prompt], sessions: Sequence[Session]
+    ) -> list[list[SpanScore]]:
+        """:meth:`score`, as a :class:`~psych201.scoring.protocols.SessionAwareScorer`."""
+        return self.score(prompts, sessions)
 
     def score_sessions(self, sessions: Sequence[Session]) -> list[list[SpanScore]]:
         """Score every response of each session as it stands (no prompt condition)."""
@@ -185,3 +192,19 @@ def _error(session: Session, reason: str) -> OracleError:
     return OracleError(
         f"{where}, line {session.line} (participant {session.participant!r}): {reason}"
     )
+
+
+def oracle_nll(data: Path) -> dict[tuple[str, int, int], float]:
+    """The generating model's NLL per (study, line, response index) where sessions store it
+    (simulated data keeps it in metadata ``loglik``)."""
+    from psych201.data.readers import iter_sessions
+
+    oracle = OracleScorer()
+    out: dict[tuple[str, int, int], float] = {}
+    for session in iter_sessions(data):
+        if oracle.field not in session.metadata:
+            continue
+        (scores,) = oracle.score_sessions([session])
+        for score in scores:
+            out[(session.study, session.line, score.index)] = float(score.nll)
+    return out

@@ -1,7 +1,7 @@
 """Score prompts on a Ray cluster: a Ray Data ``map_batches`` job, one engine replica per worker.
 
 Each worker (a Ray actor of the job's actor pool) builds its own scorer once from a picklable
-factory, e.g. ``functools.partial(build_scorer_only, ScorerSpec(...))``, and scores batches of
+factory, e.g. ``functools.partial(make_scorer, ScorerSpec(...))``, and scores batches of
 prompts with it; any engine works (hf, vllm, llamacpp, openai). Prompts travel as plain columns
 (text, spans as JSON) and scores come back as JSON, so nothing but our own data is pickled.
 Results are returned in input order: :class:`RayScorer` is a drop-in ``PromptScorer`` for the
@@ -17,19 +17,15 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from psych201.data.records import ResponseSpan
 from psych201.prompts.records import Prompt
 from psych201.scoring.engine_util import EngineError
+from psych201.scoring.protocols import PromptScorer
 from psych201.scoring.scorer import SpanScore
-
-
-class PromptScorer(Protocol):
-    def score(self, prompts: Sequence[Prompt]) -> Sequence[Sequence[SpanScore]]: ...
-
 
 ScorerFactory = Callable[[], PromptScorer]
 

@@ -72,6 +72,9 @@ class SpanScore:
     truncated: bool
     offered_correct: bool | None = None
     n_offered: int | None = None
+    nll_temperature: tuple[float, ...] | None = None
+    offered_options: tuple[str, ...] | None = None
+    offered_logprobs: tuple[float, ...] | None = None
 
 
 @dataclass(frozen=True, eq=False)

@@ -26,12 +26,14 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from psych201.scoring.engine import EngineInfo, ScoringRequest, TokenScores
 from psych201.scoring.engine_util import EngineError, check_request, scores_from_topk
+from psych201.scoring.engines import BuiltScorer, ScorerSpec, register_engine, token_scorer
 
 
 @dataclass(frozen=True)
@@ -245,3 +247,24 @@ def _device_type() -> str:
         return str(current_platform.device_type)
     except ImportError:  # pragma: no cover
         return "unknown"
+
+
+def hf_folder(name_or_path: str, cache_dir: Path | None = None) -> tuple[Path, str]:
+    """The local Hugging Face folder of a model (converting a GGUF built-in once) and its id."""
+    from psych201.scoring.models import model_folder
+
+    found = model_folder(name_or_path, cache_dir=cache_dir)
+    return found.folder, found.model_id
+
+
+@register_engine("vllm", model_args=("cache_dir",))
+def build(spec: ScorerSpec) -> BuiltScorer:
+    """vLLM on the model's safetensors folder (``options``: :class:`VLLMConfig` fields)."""
+    from psych201.scoring.engines import model_identity
+    from psych201.scoring.models import load_tokenizer
+
+    folder, model_id = hf_folder(spec.model, spec.loader_args.get("cache_dir"))
+    config = VLLMConfig(model=str(folder), dtype=spec.dtype, **dict(spec.options))
+    engine = VLLMEngine(config, model_id=model_id)
+    info = model_identity(spec, engine.info.max_context)
+    return token_scorer(spec, engine, load_tokenizer(str(folder)), model_id, info)

@@ -1,0 +1,124 @@
+"""Recognising a run directory before the model loads: another configuration is refused, and a
+finished run of this very configuration is rerun without loading the model at all."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from psych201.data.records import SessionKey
+from psych201.pipeline.config import ScoreConfig, window_config
+from psych201.pipeline.selection import tokenizer_free_condition
+from psych201.pipeline.setup import device_kind
+from psych201.results.writer import completed_sessions
+
+
+@dataclass
+class FinishedRun:
+    """A complete run of this very configuration, recognised without loading the model."""
+
+    manifest: dict[str, Any]
+    config_hash: str
+    keys: list[SessionKey]
+
+
+def finished_run(config: ScoreConfig, keys: list[SessionKey]) -> FinishedRun | None:
+    """The stored run when ``config.out`` holds a complete run of exactly this configuration.
+
+    Runs after :func:`precheck_run_dir` (data, split, seed, studies, limit, alignment, dtype,
+    condition and shard agree). Adds what else names the run without loading weights: the
+    model's id and weights hash (read from its files), engine, window, condition spec, model
+    arguments and device kind, and that the parts of the stored configuration cover every
+    selected session. Anything uncertain returns None: the model is loaded and the full check
+    runs, as before.
+    """
+    from psych201.results.manifest import MANIFEST_FILE, ResultsError, load_manifest
+    from psych201.scoring.models import ModelLoadError, model_folder
+
+    if not (config.out / MANIFEST_FILE).is_file():
+        return None
+    try:
+        stored = load_manifest(config.out)
+    except ResultsError:
+        return None
+    spec, model = stored.get("spec"), stored.get("model")
+    condition = tokenizer_free_condition(config)
+    if (stored.get("status") != "complete" or not isinstance(spec, dict)
+            or not isinstance(model, dict) or spec.get("engine") != "hf" or condition is None):
+        return None
+    extra = spec.get("extra") or {}
+    model_args = {k: v for k, v in config.model_args.items() if k != "cache_dir"}
+    wanted = {
+        "window": asdict(window_config(config)),
+        "condition_spec": condition.spec(),
+        "model_args": model_args,
+        "device": device_kind(config.device),
+    }
+    have = {"window": spec.get("window"), **{k: extra.get(k) for k in wanted if k != "window"}}
+    if _as_json(wanted) != _as_json(have):
+        return None
+    try:
+        folder = model_folder(config.model, cache_dir=config.model_args.get("cache_dir"))
+    except (ModelLoadError, OSError, ValueError):
+        return None
+    if (folder.model_id != spec.get("model") or folder.file_sha256 != model.get("file_sha256")
+            or folder.revision != extra.get("model_revision")):  # a hub model's commit too
+        return None
+    config_hash = str(stored.get("config_hash"))
+    if not set(keys) <= completed_sessions(config.out, config_hash=config_hash):
+        return None
+    return FinishedRun(stored, config_hash, keys)
+
+
+def _as_json(value: Any) -> Any:
+    # The manifest is JSON: tuples came back as lists.
+    return json.loads(json.dumps(value, default=str, sort_keys=True))
+
+
+
+def precheck_run_dir(
+    config: ScoreConfig, data_hash: str, *, split: str, data_name: str | None
+) -> None:
+    """Refuse a run directory of another configuration before the model loads.
+
+    Only the fields known without the model are compared; the full check (model, tokenizer
+    and window identity) follows in :func:`open_run_dir` once it is loaded.
+    """
+    from psych201.results.manifest import (
+        MANIFEST_FILE,
+        ConfigMismatchError,
+        describe_differences,
+        load_manifest,
+    )
+
+    if not (config.out / MANIFEST_FILE).is_file():
+        return
+    stored = load_manifest(config.out)
+    spec = stored.get("spec")
+    if not isinstance(spec, dict):
+        return
+    ours: dict[str, Any] = {
+        "data": data_name or config.data.resolve().name,
+        "data_hash": data_hash,
+        "split": split,
+        "seed": config.seed,
+        "studies": sorted(config.studies),
+        "limit": config.limit,
+        "alignment": config.alignment,
+        "dtype": config.dtype,
+    }
+    condition = tokenizer_free_condition(config)
+    if condition is not None:
+        ours["condition"] = condition.name
+    theirs = {k: spec.get(k) for k in ours}
+    diff = describe_differences(theirs, ours)
+    shard = config.shard.to_dict() if config.shard else None
+    if stored.get("shard") != shard:
+        diff.append(f"shard: {stored.get('shard')!r} -> {shard!r} (use one directory per shard)")
+    if diff:
+        raise ConfigMismatchError(
+            f"{config.out} holds run {stored.get('config_hash')}, a different configuration; "
+            "a run directory never mixes configurations. Use another --out, or delete the "
+            "directory to start over. Differences: " + "; ".join(diff)
+        )
