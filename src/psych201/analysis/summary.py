@@ -27,7 +27,7 @@ from psych201.analysis.an_post_training import (  # noqa: F401 (re-exported for 
     _pair_rows,
     pair_share_positive,
 )
-from psych201.analysis.conditions import condition_role, main_condition
+from psych201.analysis.conditions import main_condition
 from psych201.analysis.effects import Effect, PairComparison
 from psych201.analysis.plugin import AnalysisContext, Section
 from psych201.analysis.registry import ModelPair, ModelRegistry
