@@ -26,7 +26,7 @@ from psych201.results.manifest import (
     now_iso,
     save_manifest,
 )
-from psych201.results.schema import RESPONSE_KEY
+from psych201.results.schema import RESPONSE_KEY, conform
 from psych201.results.writer import (
     CONFIG_KEY,
     RESPONSES_FILE,
@@ -144,7 +144,9 @@ def _merged_table(
     for path in paths:
         table = read_table(path).replace_schema_metadata(None)
         tables.append(table)
-    merged = sort_responses(pa.concat_tables(tables))
+    # Parquet gives list columns back with element fields named "element" (Arrow writes "item"):
+    # conform restores the writer's exact schema, so merging one run reproduces its bytes.
+    merged = conform(sort_responses(pa.concat_tables(tables)))
     _check_duplicates(merged, paths, tables)
 
     hashes = {m["config_hash"] for m in manifests if m is not None}

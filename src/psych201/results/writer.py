@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from psych201.data.records import SessionKey
 from psych201.errors import UsageError
-from psych201.results.schema import RESPONSE_SCHEMA, ResponseScore
+from psych201.results.schema import RESPONSE_SCHEMA, ResponseScore, conform
 from psych201.scoring.models import sha256_file
 
 PARTS_DIR = "parts"
@@ -220,7 +220,9 @@ def sort_responses(table: pa.Table) -> pa.Table:
 
 def finalize(run_dir: Path, *, config_hash: str) -> tuple[Path, int]:
     """Combine the parts into ``DIR/responses.parquet`` (sorted, atomic); returns (path, rows)."""
-    table = sort_responses(read_parts(run_dir))
+    # conform: Parquet reads list columns back with "element" fields; every final table is
+    # written with the schema's own, so the same rows always give the same bytes.
+    table = conform(sort_responses(read_parts(run_dir)))
     table = table.replace_schema_metadata({CONFIG_KEY: config_hash.encode()})
     path = Path(run_dir) / RESPONSES_FILE
     write_parquet_atomic(table, path)
