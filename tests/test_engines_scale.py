@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from paths import DATA
 from psych201.engine_setup import build_setup
 from psych201.pipeline import ScoreConfig, ScoringSetup, score_run
 from psych201.results.io import read_responses
@@ -25,7 +26,6 @@ from psych201.results.merge import merge_runs
 from psych201.results.shards import Shard
 from psych201.scoring.engines import ScorerSpec
 
-DATA = Path(__file__).parents[2] / "shared" / "data" / "psych201"
 MODEL = "smollm2-135m-instruct"
 STUDIES = ("franke2024bayesian", "guenther2023associations_individual", "guenther2022relational")
 FLOATS = ["nll", "entropy"]

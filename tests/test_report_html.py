@@ -26,6 +26,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from cli_helpers import cli_output as _cli
+from paths import DATA, needs_data
 from psych201.analysis.registry import load_registry
 from psych201.analysis.summary import AnalysisOptions, summarize
 from psych201.analysis.synthetic import STUDIES, SyntheticDesign, synthetic_responses
@@ -34,13 +36,11 @@ from psych201.cli import app
 from psych201.report.html import build_report
 from tiny_models import byte_bpe_tokenizer, save_tiny, tiny_llama
 
-DATA = Path(__file__).parents[2] / "shared" / "data" / "psych201"
 CHROMIUM = next((c for c in ("chromium", "chromium-browser", "google-chrome")
                  if shutil.which(c)), None)
 needs_chromium = pytest.mark.skipif(
     CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium); the HTML "
                              "report cannot be rendered headless here")
-needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"real data not found at {DATA}")
 REGISTRY = load_registry()
 runner = CliRunner()
 
@@ -181,13 +181,6 @@ def real_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "     base: tiny-base, paper: false}\n")
     runs["registry"] = registry
     return runs
-
-
-def _cli(*args: str) -> tuple[int, str]:
-    result = runner.invoke(app, list(args), env={"COLUMNS": "200"})
-    if result.exception and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.output
 
 
 @needs_data

@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from paths import DATA, needs_data
 from psych201.analysis import paper
 from psych201.analysis.registry import load_registry
 from psych201.analysis.summary import AnalysisOptions, summarize
@@ -40,9 +41,6 @@ from tiny_models import (
     smollm2_tokenizer_or_skip,
     tiny_llama,
 )
-
-DATA = Path(__file__).parents[2] / "shared" / "data" / "psych201"
-needs_data = pytest.mark.skipif(not DATA.is_dir(), reason="shared Psych-201 data not present")
 
 #: Discrete studies with short sessions whose options the transcript states.
 STUDIES = ("franke2024bayesian", "guenther2020LDT", "frey2017lotteries", "spektor2024lossaversion",
@@ -201,7 +199,8 @@ def test_tables_written_before_the_added_columns_still_read(tmp_path: Path) -> N
     parts.mkdir(parents=True)
     pq.write_table(pa.Table.from_pydict(rows, schema=old_schema),
                    parts / "part-00000000-00000000.parquet")
-    with pytest.raises(ResultsError, match="missing offered_correct, n_offered, .*: written by an"):
+    with pytest.raises(ResultsError,
+                       match=r"missing offered_correct, n_offered, .*: written by an"):
         read_parts(tmp_path / "run")
 
 

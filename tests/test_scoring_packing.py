@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from paths import DATA, needs_data
 from psych201.data.readers import discover_studies, iter_sessions
 from psych201.data.variants import paper_variant
 from psych201.engine_setup import build_setup
@@ -25,7 +26,6 @@ from psych201.scoring.packing import ATTENTION_NAME, bin_pack, varlen_sdpa
 from psych201.scoring.scorer import SessionScorer
 from tiny_models import byte_bpe_tokenizer, save_tiny, tiny_gemma3, tiny_llama
 
-DATA = Path(__file__).parents[2] / "shared" / "data" / "psych201"
 STUDIES = [s.name for s in discover_studies(DATA)] if DATA.is_dir() else []
 
 
@@ -87,7 +87,7 @@ def real_prompts() -> tuple[tuple[str, Prompt], ...]:
     return tuple(prompts)
 
 
-@pytest.mark.skipif(not STUDIES, reason="shared Psych-201 data not present")
+@needs_data
 @pytest.mark.parametrize("arch", sorted(BUILDERS))
 def test_packed_equals_unpacked_on_every_shared_study(arch: str) -> None:
     """Same NLL (≤ 1e-5 nats, fp32) whether sessions share a row or run padded, per study."""
