@@ -235,6 +235,7 @@ def test_shards_merge_to_the_unsharded_table(
     assert result.exit_code == 2 and "shards 1/2 are missing" in result.output
 
 
+@pytest.mark.slow  # over 40 s on the shared 2-core machine
 def test_sigkill_mid_run_then_resume_equals_uninterrupted(
     reference: Path, tiny_dir: Path, tmp_path: Path
 ) -> None:

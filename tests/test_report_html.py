@@ -206,6 +206,7 @@ def test_compare_on_real_score_tables(real_runs: dict[str, Path]) -> None:
 
 
 @needs_data
+@pytest.mark.slow  # over 40 s on the shared 2-core machine
 def test_report_on_real_score_tables(real_runs: dict[str, Path], tmp_path: Path) -> None:
     inputs = [str(real_runs[k]) for k in ("tiny-base-raw", "tiny-chat-raw", "tiny-chat-discrete")]
     out = tmp_path / "report.html"

@@ -241,6 +241,7 @@ def test_a_sigkilled_holder_never_blocks_a_rerun(tmp_path: Path) -> None:
         assert (run / LOCK_FILE).read_text().split()[0] == str(os.getpid())
 
 
+@pytest.mark.slow  # over 40 s on the shared 2-core machine
 def test_two_score_processes_on_one_directory_one_wins_the_other_exits_2_at_once(
     tiny_dir: Path, complete_run: Path, launcher: Launcher, tmp_path: Path
 ) -> None:
@@ -515,6 +516,7 @@ def _verify_if_started(run: Path) -> None:
         assert report.ok, [str(p) for p in report.problems]
 
 
+@pytest.mark.slow  # over 40 s on the shared 2-core machine
 def test_random_sigkills_of_score_and_merge_then_reruns_leave_bit_identical_tables(
     tiny_dir: Path, complete_run: Path, launcher: Launcher, tmp_path: Path
 ) -> None:

@@ -99,6 +99,7 @@ def test_bad_study_files_name_the_problem(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "not valid YAML" in result.output
 
 
+@pytest.mark.slow  # over 40 s on the shared 2-core machine
 def test_run_scores_every_cell_then_rerun_scores_nothing(
     tmp_path: Path, models: tuple[Path, Path]
 ) -> None:
