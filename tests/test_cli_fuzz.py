@@ -158,6 +158,7 @@ def _copies(runs: tuple[Path, Path]) -> Iterator[tuple[Path, Path, Path]]:
         yield a, b, Path(tmp)
 
 
+@pytest.mark.slow  # over 40 s on the shared 2-core machine
 @settings(
     max_examples=30,
     deadline=None,

@@ -142,6 +142,7 @@ def _swapped_token(tokenizer: Any, prompt: Prompt, span: ResponseSpan, option: s
     return int(aligned.token_ids[pos[0]]) if pos.size == 1 else None
 
 
+@pytest.mark.slow  # over 40 s on the shared 2-core machine
 @needs_data
 def test_real_discrete_sessions_with_smollm2_tokenizer(smollm2_tokenizer) -> None:
     tokenizer = smollm2_tokenizer

@@ -87,6 +87,7 @@ def real_prompts() -> tuple[tuple[str, Prompt], ...]:
     return tuple(prompts)
 
 
+@pytest.mark.slow  # over 40 s on the shared 2-core machine
 @needs_data
 @pytest.mark.parametrize("arch", sorted(BUILDERS))
 def test_packed_equals_unpacked_on_every_shared_study(arch: str) -> None:
