@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from paths import DATA, needs_data
 from psych201.analysis.baselines import (
     POPULATION_MODEL,
     option_counts,
@@ -20,9 +20,6 @@ from psych201.analysis.baselines import (
 )
 from psych201.data.split import iter_split
 from psych201.results.schema import RESPONSE_KEY
-
-DATA = Path(__file__).parents[2] / "shared" / "data" / "psych201"
-needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"real data not found at {DATA}")
 
 
 def _table(nll: list[float], k: list[float], study: str = "s") -> pd.DataFrame:

@@ -7,14 +7,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
 
+from cli_helpers import cli_output as _invoke
 from psych201.analysis import paper
 from psych201.analysis.registry import load_registry
 from psych201.analysis.synthetic import STUDIES, SyntheticDesign, synthetic_responses
-from psych201.cli import app
 
-runner = CliRunner()
 REGISTRY = load_registry()
 MODELS = ("gemma-3-270m", "smollm2-135m-instruct", "Qwen/Qwen3-0.6B-Base", "Qwen/Qwen3-0.6B")
 DESIGN = SyntheticDesign(studies={s: STUDIES[s] for s in list(STUDIES)[:6]}, n_participants=4,
@@ -30,13 +28,6 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         paths[name] = folder / f"{name.replace('/', '_')}.parquet"
         frame.to_parquet(paths[name])
     return paths
-
-
-def _invoke(*args: str) -> tuple[int, str]:
-    result = runner.invoke(app, list(args), env={"COLUMNS": "200"})
-    if result.exception and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.output
 
 
 def test_models_lists_the_registry() -> None:

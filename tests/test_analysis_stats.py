@@ -88,6 +88,7 @@ def test_participant_bootstrap_covers_the_effect_on_fixed_studies() -> None:
     assert 0.92 <= covered / n_sims <= 0.98, covered / n_sims
 
 
+@pytest.mark.slow  # over 40 s on the shared 2-core machine
 def test_paired_test_keeps_its_false_positive_rate_under_the_null() -> None:
     """No effect anywhere: the paired bootstrap test rejects ≤ 6 %; the naive test does not."""
     rng = np.random.default_rng(31)

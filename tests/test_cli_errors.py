@@ -19,6 +19,7 @@ import torch
 from typer.testing import CliRunner
 
 import psych201.pipeline as pipeline
+from paths import DATA
 from psych201.cli import app
 from psych201.errors import (
     EXIT_INTERNAL,
@@ -28,7 +29,6 @@ from psych201.errors import (
     EXIT_USAGE,
 )
 
-DATA = Path(__file__).parents[2] / "shared" / "data" / "psych201"
 STUDY = DATA / "guenther2022relational"
 
 runner = CliRunner()

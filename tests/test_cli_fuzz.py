@@ -23,12 +23,12 @@ from typer.testing import CliRunner
 
 import psych201.pipeline as pipeline
 from constant_setup import constant_setup
+from paths import DATA
 from psych201.cli import app
 from psych201.errors import UsageError
 from psych201.prompts.conditions import CONDITION_NAMES, make_condition
 from psych201.results.shards import Shard
 
-DATA = Path(__file__).parents[2] / "shared" / "data" / "psych201"
 STUDY = DATA / "guenther2022relational"
 KNOWN_EXIT_CODES = {0, 1, 2, 3, 4}
 
@@ -158,6 +158,7 @@ def _copies(runs: tuple[Path, Path]) -> Iterator[tuple[Path, Path, Path]]:
         yield a, b, Path(tmp)
 
 
+@pytest.mark.slow  # over 40 s on the shared 2-core machine
 @settings(
     max_examples=30,
     deadline=None,

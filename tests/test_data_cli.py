@@ -8,12 +8,12 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from paths import DATA, needs_data
 from psych201.cli import app
 
-DATA = Path(__file__).parents[2] / "shared" / "data" / "psych201"
 STUDIES = ("franke2024bayesian", "busch2024_stroop")
 
-pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"real data not found at {DATA}")
+pytestmark = needs_data
 
 
 @pytest.fixture

@@ -21,21 +21,21 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
+from cli_helpers import invoke
+from paths import DATA, needs_data
 from psych201.cli import app
 from psych201.data.hub import resolve_hub_data
 from psych201.data.issues import DataError
 from psych201.data.readers import discover_studies, iter_sessions
 from psych201.data.records import Session, SessionKey
 from psych201.data.split import held_out_participants, iter_split, max_eval
-from tiny_models import byte_bpe_tokenizer, save_tiny, tiny_llama
 
-DATA = Path(__file__).parents[2] / "shared" / "data" / "psych201"
 STUDIES = ("busch2024_stroop", "franke2024bayesian", "olschewski2024skewness", "thoma2025problearn")
 PSYCH101 = "thoma2025problearn"  # marked as a Psych-101 study in the table
 SPLIT_SEED = 7  # the table's own split: not the default seed 0
 N_SHARDS = 4
 
-pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"real data not found at {DATA}")
+pytestmark = needs_data
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -232,16 +232,8 @@ def test_hub_id_resolves_offline_from_the_hf_cache(
         resolve_hub_data("hf:marcelbinz/Psych-101")
 
 
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    tokenizer = byte_bpe_tokenizer()
-    return save_tiny(tiny_llama(tokenizer), tokenizer, tmp_path_factory.mktemp("m") / "tiny")
-
-
 def _score(*args: str) -> None:
-    result = CliRunner().invoke(app, ["score", "--quiet", *args])
-    if result.exception and not isinstance(result.exception, SystemExit):
-        raise result.exception
+    result = invoke(["score", "--quiet", *args])
     assert result.exit_code == 0, result.output
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from paths import DATA, needs_data
 from psych201.data.build import build_dataset
 from psych201.data.fields import HARMONISED_FIELDS, NA
 from psych201.data.issues import IssueLog
@@ -26,13 +27,12 @@ from psych201.data.variants import (
     paper_variant,
 )
 
-DATA = Path(__file__).parents[2] / "shared" / "data" / "psych201"
 MANIFEST = {
     row["experiment_folder"]: row
     for row in csv.DictReader((DATA / "MANIFEST.tsv").open(encoding="utf-8"), delimiter="\t")
-}
+} if DATA.is_dir() else {}  # without the data, @needs_data skips (or fails) each test instead
 
-pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"real data not found at {DATA}")
+pytestmark = needs_data
 
 
 @cache

@@ -25,11 +25,11 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from paths import DATA
 from psych201.data.readers import iter_sessions
 from psych201.data.variants import paper_truncate
 from psych201.prompts.conditions import make_condition
@@ -42,7 +42,6 @@ from psych201.scoring.models import load_tokenizer
 from psych201.scoring.scorer import SessionScorer
 from psych201.scoring.vllm import hf_folder
 
-DATA = Path(__file__).parents[2] / "shared" / "data" / "psych201"
 MODEL = "smollm2-135m-instruct"
 #: Plain transcripts, non-ASCII free text, multi-token answers, numeric answers.
 STUDIES = (

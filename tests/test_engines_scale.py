@@ -18,13 +18,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from paths import DATA
 from psych201.pipeline import ScoreConfig, ScoringSetup, build_setup, score_run
 from psych201.results.io import read_responses
 from psych201.results.merge import merge_runs
 from psych201.results.shards import Shard
 from psych201.scoring.engines import ScorerSpec
 
-DATA = Path(__file__).parents[2] / "shared" / "data" / "psych201"
 MODEL = "smollm2-135m-instruct"
 STUDIES = ("franke2024bayesian", "guenther2023associations_individual", "guenther2022relational")
 FLOATS = ["nll", "entropy"]

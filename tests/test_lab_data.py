@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import yaml
 
+from paths import DATA
 from psych201.analysis.registry import load_registry
 from psych201.data.markers import parse_responses
 from psych201.data.readers import iter_sessions
@@ -32,7 +33,6 @@ from psych201.lab.registry_entry import registry_entries, write_registry_fragmen
 from psych201.lab.settings import LabError, TrainSettings
 from tiny_models import byte_bpe_tokenizer, merging_bpe_tokenizer
 
-DATA = Path(__file__).parents[2] / "shared" / "data" / "psych201"
 PLAN = Path(__file__).parents[1] / "studies" / "posttraining_lab.yaml"
 STUDY = "franke2024bayesian"  # 302 short sessions: the whole study in well under a second
 

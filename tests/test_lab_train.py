@@ -15,6 +15,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from paths import DATA
 from psych201.analysis.registry import load_registry
 from psych201.data.split import iter_split
 from psych201.lab import adapter as adapter_mod
@@ -33,7 +34,6 @@ from psych201.scoring.models import load_model
 from psych201.simulate import simulate_study, write_study
 from tiny_models import byte_bpe_tokenizer, save_tiny, tiny_gemma3, tiny_llama
 
-DATA = Path(__file__).parents[2] / "shared" / "data" / "psych201"
 STUDY = "franke2024bayesian"
 
 

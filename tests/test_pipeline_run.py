@@ -23,9 +23,9 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
 
-from psych201.cli import app
+from cli_helpers import invoke as _score
+from paths import DATA, needs_data
 from psych201.data.split import iter_split
 from psych201.pipeline import (
     ScoreConfig,
@@ -37,24 +37,13 @@ from psych201.pipeline import (
 from psych201.prompts.records import Prompt
 from psych201.results import RESPONSE_SCHEMA, RunSpec, read_manifest, read_responses
 from psych201.results.writer import part_paths, part_sessions
-from tiny_models import byte_bpe_tokenizer, save_tiny, tiny_llama
 
-DATA = Path(__file__).parents[2] / "shared" / "data" / "psych201"
 # Short sessions (about 1k tokens each): a discrete-choice study and a free-text one whose
 # responses are ten comma-separated words.
 STUDIES = ("franke2024bayesian", "guenther2023associations_individual")
 LIMIT = 6
 
-pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"real data not found at {DATA}")
-
-runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    tokenizer = byte_bpe_tokenizer()
-    folder = tmp_path_factory.mktemp("models") / "tiny-llama"
-    return save_tiny(tiny_llama(tokenizer), tokenizer, folder)
+pytestmark = needs_data
 
 
 def _args(tiny_dir: Path, out: Path, *extra: str) -> list[str]:
@@ -68,13 +57,6 @@ def _args(tiny_dir: Path, out: Path, *extra: str) -> list[str]:
         "--quiet",
         *extra,
     ]  # fmt: skip
-
-
-def _score(args: list[str]) -> Any:
-    result = runner.invoke(app, args)
-    if result.exception and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result
 
 
 def _config(tiny_dir: Path, out: Path, **changes: Any) -> ScoreConfig:
@@ -253,6 +235,7 @@ def test_shards_merge_to_the_unsharded_table(
     assert result.exit_code == 2 and "shards 1/2 are missing" in result.output
 
 
+@pytest.mark.slow  # over 40 s on the shared 2-core machine
 def test_sigkill_mid_run_then_resume_equals_uninterrupted(
     reference: Path, tiny_dir: Path, tmp_path: Path
 ) -> None:

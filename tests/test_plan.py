@@ -6,9 +6,9 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
+from paths import DATA, needs_data
 from psych201.cli import app
 from psych201.pipeline import ScoreConfig, score_run, setup_from_loaded
 from psych201.plan import plan_model
@@ -17,7 +17,6 @@ from psych201.scoring.models import load_model
 from psych201.scoring.plan import Shape, attended_pairs, forward_flops
 from tiny_models import byte_bpe_tokenizer, save_tiny, tiny_llama
 
-DATA = Path(__file__).parents[2] / "shared" / "data" / "psych201"
 STUDIES = ("dezfouli2019", "thoma2025problearn", "busch2024_stroop")
 
 
@@ -37,7 +36,7 @@ class Counting:
         return self.engine.score(requests)  # type: ignore[attr-defined, no-any-return]
 
 
-@pytest.mark.skipif(not DATA.is_dir(), reason="shared Psych-201 data not present")
+@needs_data
 def test_plan_tokens_equal_tokens_scored(tmp_path: Path) -> None:
     tok = byte_bpe_tokenizer()
     folder = save_tiny(tiny_llama(tok, max_positions=1024), tok, tmp_path / "tiny")
@@ -67,7 +66,7 @@ def test_flops_count_the_window() -> None:
     assert forward_flops(window, [10], targets=2) == 2 * 1000 * 10 + 4 * 2 * 8 * 27 + head
 
 
-@pytest.mark.skipif(not DATA.is_dir(), reason="shared Psych-201 data not present")
+@needs_data
 def test_plan_cli_writes_json(tmp_path: Path) -> None:
     tok = byte_bpe_tokenizer()
     folder = save_tiny(tiny_llama(tok), tok, tmp_path / "tiny")

@@ -11,13 +11,13 @@ import copy
 import itertools
 import json
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from paths import DATA, needs_data, require_data
 from psych201.data.markers import parse_responses
 from psych201.data.readers import discover_studies, iter_sessions
 from psych201.data.records import Session
@@ -32,9 +32,6 @@ from psych201.prompts.conditions import (
 from psych201.prompts.options import response_options
 from psych201.prompts.records import Prompt
 from tiny_models import smollm2_tokenizer_or_skip
-
-DATA = Path(__file__).parents[2] / "shared" / "data" / "psych201"
-needs_data = pytest.mark.skipif(not DATA.is_dir(), reason="shared Psych-201 data not present")
 
 #: A Qwen3-style template written for this test: system turn, a reverse scan for the last user
 #: query, ``<think>`` blocks split off assistant contents, an (empty) think block on assistant
@@ -91,16 +88,14 @@ def qwen3_style(smollm2: Any) -> Any:
 @pytest.fixture(scope="module")
 def first_sessions() -> list[Session]:
     """The first participant of every real study (19)."""
-    if not DATA.is_dir():
-        pytest.skip("shared Psych-201 data not present")
+    require_data()
     return [next(iter_sessions(source.path)) for source in discover_studies(DATA)]
 
 
 @pytest.fixture(scope="module")
 def first_with_metadata() -> list[list[Session]]:
     """Per study with metadata, its first three sessions that have some (shuffling needs two)."""
-    if not DATA.is_dir():
-        pytest.skip("shared Psych-201 data not present")
+    require_data()
     studies = []
     for source in discover_studies(DATA):
         sessions = list(itertools.islice(iter_sessions(source.path), 3))

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 
 import pytest
 
+from paths import DATA, needs_data
 from psych201.data.markers import parse_responses
 from psych201.data.readers import iter_sessions
 from psych201.data.records import Session
 from psych201.prompts.options import options_for_text, response_options
-
-DATA = Path(__file__).parents[2] / "shared" / "data" / "psych201"
-needs_data = pytest.mark.skipif(not DATA.is_dir(), reason="shared Psych-201 data not present")
 
 #: Studies whose every response offers a readable option set (share of responses covered).
 FULL_COVERAGE = (

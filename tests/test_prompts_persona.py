@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import random
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from paths import DATA, needs_data
 from psych201.data.fields import HARMONISED_FIELDS, NA
 from psych201.data.markers import parse_responses
 from psych201.data.readers import iter_sessions
@@ -22,8 +22,6 @@ from psych201.prompts.persona import (
     persona_preamble,
     shuffled_donors,
 )
-
-DATA = Path(__file__).parents[2] / "shared" / "data" / "psych201"
 
 FULL = {name: NA for name in HARMONISED_FIELDS}
 FULL.update(
@@ -233,7 +231,7 @@ def test_persona_paper_mode_truncates_after_the_preamble() -> None:
     assert prompt.n_dropped == 1
 
 
-@pytest.mark.skipif(not DATA.is_dir(), reason="shared Psych-201 data not present")
+@needs_data
 def test_persona_no_persona_and_shuffled_cover_the_same_real_participants() -> None:
     # frey2017lotteries: age, sex and location on every line; thoma2025problearn: age, gender.
     for study in ("frey2017lotteries", "thoma2025problearn"):

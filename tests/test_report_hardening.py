@@ -14,19 +14,18 @@ from pathlib import Path
 import pytest
 import yaml
 from matplotlib.text import Text
-from typer.testing import CliRunner
 
+from cli_helpers import cli_output as _invoke
+from paths import DATA, needs_data
 from psych201.analysis.registry import load_registry
 from psych201.analysis.summary import AnalysisOptions, summarize
 from psych201.analysis.synthetic import STUDIES, SyntheticDesign, synthetic_responses
 from psych201.analysis.tables import results_from_frame
-from psych201.cli import app
 from psych201.report.figures import render_figures, save_figures
 from psych201.report.html import build_report
 from psych201.study import StudyFileError, load_study
 
 REGISTRY = load_registry()
-runner = CliRunner()
 HOSTILE = "m$\\foo{$x"
 
 
@@ -36,13 +35,6 @@ def _frame(models: tuple[str, ...] = ("Qwen/Qwen3-0.6B-Base", "Qwen/Qwen3-0.6B")
                              n_participants=4, n_responses=6, seed=seed)
     return synthetic_responses([REGISTRY[m] for m in models], design=design,
                                conditions=conditions)
-
-
-def _invoke(*args: str) -> tuple[int, str]:
-    result = runner.invoke(app, list(args), env={"COLUMNS": "200"})
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.output
 
 
 # -- row 7: a study file cannot write outside its output folder ----------------------------------
@@ -185,8 +177,6 @@ def test_compare_json_is_strict(tmp_path: Path) -> None:
 
 
 # -- rows 11 and 11b: an empty cell and an unavailable model never lose the study's report ------
-DATA = Path(__file__).parents[2] / "shared" / "data" / "psych201"
-needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"real data not found at {DATA}")
 
 
 @needs_data

@@ -26,6 +26,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from cli_helpers import cli_output as _cli
+from paths import DATA, needs_data
 from psych201.analysis.registry import load_registry
 from psych201.analysis.summary import AnalysisOptions, summarize
 from psych201.analysis.synthetic import STUDIES, SyntheticDesign, synthetic_responses
@@ -34,13 +36,11 @@ from psych201.cli import app
 from psych201.report.html import build_report
 from tiny_models import byte_bpe_tokenizer, save_tiny, tiny_llama
 
-DATA = Path(__file__).parents[2] / "shared" / "data" / "psych201"
 CHROMIUM = next((c for c in ("chromium", "chromium-browser", "google-chrome")
                  if shutil.which(c)), None)
 needs_chromium = pytest.mark.skipif(
     CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium); the HTML "
                              "report cannot be rendered headless here")
-needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"real data not found at {DATA}")
 REGISTRY = load_registry()
 runner = CliRunner()
 
@@ -183,13 +183,6 @@ def real_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return runs
 
 
-def _cli(*args: str) -> tuple[int, str]:
-    result = runner.invoke(app, list(args), env={"COLUMNS": "200"})
-    if result.exception and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.output
-
-
 @needs_data
 def test_compare_on_real_score_tables(real_runs: dict[str, Path]) -> None:
     raw = [str(real_runs["tiny-base-raw"]), str(real_runs["tiny-chat-raw"])]
@@ -213,6 +206,7 @@ def test_compare_on_real_score_tables(real_runs: dict[str, Path]) -> None:
 
 
 @needs_data
+@pytest.mark.slow  # over 40 s on the shared 2-core machine
 def test_report_on_real_score_tables(real_runs: dict[str, Path], tmp_path: Path) -> None:
     inputs = [str(real_runs[k]) for k in ("tiny-base-raw", "tiny-chat-raw", "tiny-chat-discrete")]
     out = tmp_path / "report.html"

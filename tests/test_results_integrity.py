@@ -26,33 +26,23 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
-from typer.testing import CliRunner
 
-from psych201.cli import app
+from cli_helpers import invoke as _cli
+from paths import DATA, needs_data
 from psych201.results import read_manifest, read_responses
 from psych201.results.lock import LOCK_FILE, RunDirLockedError, holder_of, lock_run_dir
 from psych201.results.verify import verify_run
 from psych201.results.writer import part_paths
-from tiny_models import byte_bpe_tokenizer, save_tiny, tiny_llama
 
-DATA = Path(__file__).parents[2] / "shared" / "data" / "psych201"
 STUDY = DATA / "guenther2022relational"  # short sessions (about 5,000 characters each)
 LIMIT = 3
 KEY = ["model", "condition", "study", "experiment", "participant", "line", "response_index"]
 #: Random SIGKILLs per command in the kill test (the issue asks for 20).
 KILLS = int(os.environ.get("PSYCH201_KILLS", "20"))
 
-pytestmark = pytest.mark.skipif(not STUDY.is_dir(), reason=f"real data not found at {STUDY}")
+pytestmark = needs_data(STUDY)
 
-runner = CliRunner()
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    tokenizer = byte_bpe_tokenizer()
-    folder = tmp_path_factory.mktemp("models") / "tiny-llama"
-    return save_tiny(tiny_llama(tokenizer), tokenizer, folder)
 
 
 def _args(tiny_dir: Path, out: Path, *extra: str) -> list[str]:
@@ -67,13 +57,6 @@ def _args(tiny_dir: Path, out: Path, *extra: str) -> list[str]:
         "--out", str(out),
         *extra,
     ]  # fmt: skip
-
-
-def _cli(args: list[str]) -> Any:
-    result = runner.invoke(app, args)
-    if result.exception and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result
 
 
 def _sha(path: Path) -> str:
@@ -258,6 +241,7 @@ def test_a_sigkilled_holder_never_blocks_a_rerun(tmp_path: Path) -> None:
         assert (run / LOCK_FILE).read_text().split()[0] == str(os.getpid())
 
 
+@pytest.mark.slow  # over 40 s on the shared 2-core machine
 def test_two_score_processes_on_one_directory_one_wins_the_other_exits_2_at_once(
     tiny_dir: Path, complete_run: Path, launcher: Launcher, tmp_path: Path
 ) -> None:
@@ -532,6 +516,7 @@ def _verify_if_started(run: Path) -> None:
         assert report.ok, [str(p) for p in report.problems]
 
 
+@pytest.mark.slow  # over 40 s on the shared 2-core machine
 def test_random_sigkills_of_score_and_merge_then_reruns_leave_bit_identical_tables(
     tiny_dir: Path, complete_run: Path, launcher: Launcher, tmp_path: Path
 ) -> None:

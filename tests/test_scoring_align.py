@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import re
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -12,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from paths import DATA
 from psych201.data.markers import parse_responses
 from psych201.data.readers import iter_sessions
 from psych201.data.records import ResponseSpan
@@ -26,7 +26,6 @@ from tiny_models import (
     sentencepiece_tokenizer,
 )
 
-DATA = Path(__file__).parents[2] / "shared" / "data" / "psych201"
 TOKENIZERS = {
     "byte-bpe": byte_bpe_tokenizer,
     "sentencepiece": sentencepiece_tokenizer,

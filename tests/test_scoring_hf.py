@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
 
+from paths import DATA
 from psych201.data.readers import iter_sessions
 from psych201.data.variants import paper_variant
 from psych201.prompts.records import Prompt
@@ -18,8 +18,6 @@ from psych201.scoring.engine_util import EngineError
 from psych201.scoring.hf import HFEngine, _pack
 from psych201.scoring.scorer import SessionScorer
 from tiny_models import byte_bpe_tokenizer, tiny_gemma3, tiny_llama
-
-DATA = Path(__file__).parents[2] / "shared" / "data" / "psych201"
 
 
 def reference(model: Any, req: ScoringRequest) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -9,23 +9,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
 
-from psych201.cli import app
+from cli_helpers import invoke
+from paths import DATA, needs_data
 from psych201.scoring.models import ModelLoadError, load_model, model_folder
-from tiny_models import byte_bpe_tokenizer, save_tiny, tiny_llama
 
-DATA = Path(__file__).parents[2] / "shared" / "data" / "psych201"
 STUDY = "franke2024bayesian"
 REPO = "psych201-test/tiny-llama"
 SHA1 = "1" * 40
 SHA2 = "2" * 40
-
-
-@pytest.fixture(scope="module")
-def tiny_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    tok = byte_bpe_tokenizer()
-    return save_tiny(tiny_llama(tok), tok, tmp_path_factory.mktemp("tiny") / "tiny-llama")
 
 
 def _snapshot(cache: Path, sha: str, folder: Path) -> Path:
@@ -39,17 +31,17 @@ def _snapshot(cache: Path, sha: str, folder: Path) -> Path:
 
 
 @pytest.fixture
-def hub_cache(tmp_path: Path, tiny_folder: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def hub_cache(tmp_path: Path, tiny_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     cache = tmp_path / "hf-cache"
-    _snapshot(cache, SHA1, tiny_folder)
+    _snapshot(cache, SHA1, tiny_dir)
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     return cache
 
 
-def test_hub_id_loads_from_the_cache_with_its_commit(hub_cache: Path, tiny_folder: Path) -> None:
+def test_hub_id_loads_from_the_cache_with_its_commit(hub_cache: Path, tiny_dir: Path) -> None:
     loaded = load_model(REPO)
-    direct = load_model(str(tiny_folder))
+    direct = load_model(str(tiny_dir))
     assert loaded.model_id == REPO and loaded.revision == SHA1
     assert loaded.source == f"hf:{REPO}@{SHA1}"
     assert loaded.file_sha256 == direct.file_sha256
@@ -60,19 +52,17 @@ def test_hub_id_loads_from_the_cache_with_its_commit(hub_cache: Path, tiny_folde
 
 def _score(model: str, out: Path) -> tuple[int, str]:
     args = ["score", "--quiet", "--model", model, "--data", str(DATA / STUDY)]
-    result = CliRunner().invoke(app, [*args, "--out", str(out), "--limit", "4"])
-    if result.exception and not isinstance(result.exception, SystemExit):
-        raise result.exception
+    result = invoke([*args, "--out", str(out), "--limit", "4"])
     return result.exit_code, result.output
 
 
-@pytest.mark.skipif(not DATA.is_dir(), reason=f"real data not found at {DATA}")
+@needs_data
 def test_score_by_hub_id_matches_the_folder_and_refuses_a_moved_main(
-    hub_cache: Path, tiny_folder: Path, tmp_path: Path
+    hub_cache: Path, tiny_dir: Path, tmp_path: Path
 ) -> None:
     code, output = _score(REPO, tmp_path / "hub")
     assert code == 0, output
-    code, output = _score(str(tiny_folder), tmp_path / "folder")
+    code, output = _score(str(tiny_dir), tmp_path / "folder")
     assert code == 0, output
     hub = pd.read_parquet(tmp_path / "hub" / "responses.parquet")
     folder = pd.read_parquet(tmp_path / "folder" / "responses.parquet")
@@ -82,7 +72,7 @@ def test_score_by_hub_id_matches_the_folder_and_refuses_a_moved_main(
     assert manifest["model"]["revision"] == SHA1
     assert manifest["spec"]["extra"]["model_revision"] == SHA1
     # main moves to another commit (same files): the rerun refuses and names both commits.
-    _snapshot(hub_cache, SHA2, tiny_folder)
+    _snapshot(hub_cache, SHA2, tiny_dir)
     code, output = _score(REPO, tmp_path / "hub")
     assert code != 0
     flat = " ".join(output.split())

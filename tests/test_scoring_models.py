@@ -22,29 +22,23 @@ from psych201.scoring.models import (
     model_folder,
 )
 from psych201.scoring.scorer import SessionScorer
-from tiny_models import byte_bpe_tokenizer, save_tiny, tiny_llama
+from tiny_models import byte_bpe_tokenizer, tiny_llama
 
 
-@pytest.fixture(scope="module")
-def tiny_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    tok = byte_bpe_tokenizer()
-    return save_tiny(tiny_llama(tok), tok, tmp_path_factory.mktemp("tiny") / "tiny-llama")
-
-
-def test_local_folder(tiny_folder: Path) -> None:
-    loaded = load_model(str(tiny_folder))
+def test_local_folder(tiny_dir: Path) -> None:
+    loaded = load_model(str(tiny_dir))
     assert loaded.model_id == "tiny-llama"
     assert loaded.max_context == 4096
-    assert loaded.source == str(tiny_folder.resolve())
+    assert loaded.source == str(tiny_dir.resolve())
     assert len(loaded.file_sha256) == 64
     assert loaded.tokenizer("<<A>>").input_ids[0] == loaded.tokenizer.bos_token_id
-    half = load_model(str(tiny_folder), dtype="bfloat16")
+    half = load_model(str(tiny_dir), dtype="bfloat16")
     assert str(half.model.dtype) == "torch.bfloat16"
     assert half.file_sha256 == loaded.file_sha256
 
 
 def test_unsafe_or_unknown_models_are_refused(
-    tiny_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hf-cache"))
@@ -59,13 +53,13 @@ def test_unsafe_or_unknown_models_are_refused(
     with pytest.raises(ModelLoadError, match="not in the HF cache"):
         load_model("meta-llama/Llama-3.1-8B")  # offline: nothing is downloaded
     with pytest.raises(ModelLoadError, match="dtype"):
-        load_model(str(tiny_folder), dtype="float8")
+        load_model(str(tiny_dir), dtype="float8")
     with pytest.raises(ModelLoadError, match=r"config\.json"):
         load_model(str(tmp_path))
 
 
 def test_gguf_is_converted_once_and_keyed_by_hash(
-    tiny_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     converted: list[Path] = []
 
@@ -73,7 +67,7 @@ def test_gguf_is_converted_once_and_keyed_by_hash(
         # Stand-in for transformers' GGUF loader: copy the tiny HF folder.
         converted.append(gguf_path)
         out.mkdir()
-        for f in tiny_folder.iterdir():
+        for f in tiny_dir.iterdir():
             (out / f.name).write_bytes(f.read_bytes())
 
     monkeypatch.setattr(models, "_convert_gguf", fake_convert)

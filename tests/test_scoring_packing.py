@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from paths import DATA, needs_data
 from psych201.data.readers import discover_studies, iter_sessions
 from psych201.data.variants import paper_variant
 from psych201.pipeline import ScoreConfig, build_setup
@@ -24,7 +25,6 @@ from psych201.scoring.packing import ATTENTION_NAME, bin_pack, varlen_sdpa
 from psych201.scoring.scorer import SessionScorer
 from tiny_models import byte_bpe_tokenizer, save_tiny, tiny_gemma3, tiny_llama
 
-DATA = Path(__file__).parents[2] / "shared" / "data" / "psych201"
 STUDIES = [s.name for s in discover_studies(DATA)] if DATA.is_dir() else []
 
 
@@ -86,7 +86,8 @@ def real_prompts() -> tuple[tuple[str, Prompt], ...]:
     return tuple(prompts)
 
 
-@pytest.mark.skipif(not STUDIES, reason="shared Psych-201 data not present")
+@pytest.mark.slow  # over 40 s on the shared 2-core machine
+@needs_data
 @pytest.mark.parametrize("arch", sorted(BUILDERS))
 def test_packed_equals_unpacked_on_every_shared_study(arch: str) -> None:
     """Same NLL (≤ 1e-5 nats, fp32) whether sessions share a row or run padded, per study."""

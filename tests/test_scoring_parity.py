@@ -10,20 +10,18 @@ positions into one response). psych201's paper mode must give the same per-respo
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
+from paths import DATA
 from psych201.data.readers import iter_sessions
 from psych201.data.variants import PAPER_MAX_CHARS, paper_variant
 from psych201.prompts.records import Prompt
 from psych201.scoring.hf import HFEngine
 from psych201.scoring.scorer import SessionScorer
 from tiny_models import byte_bpe_tokenizer, tiny_llama
-
-DATA = Path(__file__).parents[2] / "shared" / "data" / "psych201"
 
 #: (study, what it exercises)
 STUDIES = {

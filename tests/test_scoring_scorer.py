@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
 
+from paths import DATA
 from psych201.data.markers import parse_responses
 from psych201.data.readers import iter_sessions
 from psych201.data.variants import discrete_variant
@@ -18,8 +18,6 @@ from psych201.scoring.align import AlignedPrompt, align
 from psych201.scoring.hf import HFEngine
 from psych201.scoring.scorer import SessionScorer, SpanScore, WindowConfig, plan_windows
 from tiny_models import byte_bpe_tokenizer, tiny_llama
-
-DATA = Path(__file__).parents[2] / "shared" / "data" / "psych201"
 
 
 def synthetic(n: int, spans: list[tuple[int, int]], n_prefix: int = 1) -> AlignedPrompt:

@@ -12,6 +12,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from paths import DATA, needs_data
 from psych201.cli import app
 from psych201.pipeline import ScoreConfig, ScoringSetup, load_hf_setup
 from psych201.results import read_responses
@@ -25,10 +26,9 @@ from psych201.study import (
 )
 from tiny_models import byte_bpe_tokenizer, save_tiny, tiny_llama
 
-DATA = Path(__file__).parents[2] / "shared" / "data" / "psych201"
 REPO = Path(__file__).parents[1]
 
-pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"real data not found at {DATA}")
+pytestmark = needs_data
 
 runner = CliRunner()
 
@@ -99,6 +99,7 @@ def test_bad_study_files_name_the_problem(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "not valid YAML" in result.output
 
 
+@pytest.mark.slow  # over 40 s on the shared 2-core machine
 def test_run_scores_every_cell_then_rerun_scores_nothing(
     tmp_path: Path, models: tuple[Path, Path]
 ) -> None:

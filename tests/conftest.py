@@ -1,0 +1,43 @@
+"""Shared test set-up: the real-data guard (see paths.py) and the tiny model tests score with."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from paths import DATA, require_data
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "needs_data(path=DATA): reads the shared Psych-201 studies; skipped where they are "
+        "missing, failed instead when PSYCH201_REQUIRE_DATA=1",
+    )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    # Before any fixture runs, so a module-scoped fixture never reads a missing folder first.
+    for marker in item.iter_markers("needs_data"):
+        require_data(Path(marker.args[0]) if marker.args else DATA)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The shared studies' folder (skips, or fails under PSYCH201_REQUIRE_DATA, where missing)."""
+    return require_data()
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A seeded random tiny Llama with the byte-level BPE tokenizer, saved as a local HF folder.
+
+    Session-scoped and read-only: a test that changes model files copies the folder first.
+    """
+    from tiny_models import byte_bpe_tokenizer, save_tiny, tiny_llama
+
+    tokenizer = byte_bpe_tokenizer()
+    folder = tmp_path_factory.mktemp("models") / "tiny-llama"
+    return save_tiny(tiny_llama(tokenizer), tokenizer, folder)
