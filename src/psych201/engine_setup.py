@@ -20,7 +20,8 @@ from psych201.pipeline import (
     tokenizer_info,
     window_config,
 )
-from psych201.scoring.engine import EngineInfo
+from psych201.results.schema import TEMPERATURE_GRID
+from psych201.scoring.engine import TOPK_ONLY_TEMPERATURES, EngineInfo
 from psych201.scoring.engines import ENGINES, ScorerSpec, build_scorer, make_scorer, model_identity
 from psych201.scoring.models import load_tokenizer
 from psych201.scoring.ray_engine import RayConfig, RayScorer
@@ -44,6 +45,7 @@ def scorer_spec(config: ScoreConfig, engine: str, engine_args: Mapping[str, Any]
         window=window_config(config),
         options=options,
         cache_dir=str(cache_dir) if cache_dir else None,
+        temperatures=TEMPERATURE_GRID,
     )
 
 
@@ -100,7 +102,8 @@ def _ray_setup(config: ScoreConfig, spec: ScorerSpec, ray: RayConfig) -> Scoring
         dtype=spec.dtype,
         device=spec.device,
         max_context=None,
-        extra={"inner": spec.engine, "options": dict(spec.options), "ray": asdict(ray)},
+        extra={"inner": spec.engine, "options": dict(spec.options), "ray": asdict(ray),
+               "temperature_logprobs": _temperature_statement(spec)},
     )
     return ScoringSetup(
         model_id=model["id"],
@@ -112,6 +115,18 @@ def _ray_setup(config: ScoreConfig, spec: ScorerSpec, ray: RayConfig) -> Scoring
         tokenizer_info=tokenizer_info(tokenizer),
         window=asdict(spec.window),
     )
+
+
+def _temperature_statement(spec: ScorerSpec) -> str:
+    """What the workers' engine says of ``nll_temperature`` (the driver never builds one)."""
+    if spec.engine != "hf":
+        return TOPK_ONLY_TEMPERATURES if spec.engine in ("vllm", "openai") else (
+            f"null: not implemented for {spec.engine}"
+        )
+    from psych201.scoring.hf import temperatures_on
+
+    on = temperatures_on(spec.options.get("temperatures", "on"))
+    return "full softmax" if on else "null: off (--engine-args temperatures=off)"
 
 
 def _model_info(spec: ScorerSpec, max_context: int | None) -> dict[str, Any]:

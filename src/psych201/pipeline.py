@@ -42,7 +42,7 @@ from psych201.prompts.conditions import (
 from psych201.prompts.records import Prompt
 from psych201.results.lock import lock_run_dir
 from psych201.results.manifest import build_manifest, mark_complete, mark_status, open_run_dir
-from psych201.results.schema import ResponseScore, RunSpec
+from psych201.results.schema import TEMPERATURE_GRID, ResponseScore, RunSpec
 from psych201.results.shards import Shard
 from psych201.results.verify import table_problem
 from psych201.results.writer import (
@@ -509,7 +509,8 @@ def setup_from_loaded(
 
     engine = HFEngine(loaded, device=config.device, batch_tokens=config.batch_tokens)
     window = window_config(config)
-    scorer = SessionScorer(loaded.tokenizer, engine, alignment=config.alignment, window=window)
+    scorer = SessionScorer(loaded.tokenizer, engine, alignment=config.alignment, window=window,
+                           temperatures=TEMPERATURE_GRID)
     return ScoringSetup(
         model_id=loaded.model_id,
         engine=engine.info.name,
@@ -742,7 +743,7 @@ def _open_run(
         build_manifest(
             spec,
             model=setup.model_info,
-            engine=asdict(setup.engine_info),
+            engine={**asdict(setup.engine_info), **temperature_record(setup.engine_info)},
             tokenizer=setup.tokenizer_info,
             data={**data_info, "hash": data_hash, "studies": per_study},
             shard=config.shard,
@@ -1165,9 +1166,24 @@ def _rows(
             truncated=bool(score.truncated),
             offered_correct=_optional_bool(getattr(score, "offered_correct", None)),
             n_offered=_optional_int(getattr(score, "n_offered", None)),
+            nll_temperature=_optional_tuple(getattr(score, "nll_temperature", None), float),
+            offered_options=_optional_tuple(getattr(score, "offered_options", None), str),
+            offered_logprobs=_optional_tuple(getattr(score, "offered_logprobs", None), float),
         )
         for span, score in zip(prompt.spans, scores, strict=True)
     ]
+
+
+def _optional_tuple(value: Any, kind: Callable[[Any], Any]) -> tuple[Any, ...] | None:
+    return None if value is None else tuple(kind(v) for v in value)
+
+
+def temperature_record(info: EngineInfo) -> dict[str, Any]:
+    """The manifest's word on ``nll_temperature``: the grid it holds, or null and why not."""
+    said = str(info.extra.get("temperature_logprobs") or "null: the engine does not report them")
+    if said.startswith("null"):
+        return {"temperature_grid": None, "temperature_reason": said.removeprefix("null: ")}
+    return {"temperature_grid": list(TEMPERATURE_GRID), "temperature_reason": None}
 
 
 def _optional_bool(value: object) -> bool | None:

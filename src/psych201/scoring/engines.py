@@ -44,6 +44,8 @@ class ScorerSpec:
     window: WindowConfig = field(default_factory=WindowConfig)
     options: Mapping[str, Any] = field(default_factory=dict)
     cache_dir: str | None = None
+    #: Softmax temperatures every response is also scored at (``SpanScore.nll_temperature``).
+    temperatures: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
@@ -63,7 +65,8 @@ class BuiltScorer:
 def build_scorer(spec: ScorerSpec) -> BuiltScorer:
     """Load the tokenizer and engine named by ``spec`` and wrap them in a SessionScorer."""
     engine, tokenizer, model_id = build_engine(spec)
-    scorer = SessionScorer(tokenizer, engine, alignment=spec.alignment, window=spec.window)
+    scorer = SessionScorer(tokenizer, engine, alignment=spec.alignment, window=spec.window,
+                           temperatures=spec.temperatures)
     return BuiltScorer(scorer, engine, tokenizer, model_id)
 
 
