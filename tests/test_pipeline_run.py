@@ -433,16 +433,26 @@ def test_bad_options_are_refused_before_any_work(
     assert not (out / "parts").exists()
 
 
-def test_temperature_and_offered_columns_are_filled(reference: Path) -> None:
+def test_temperature_and_offered_columns_are_filled(
+    reference: Path, tiny_dir: Path, tmp_path: Path
+) -> None:
     table = read_responses(reference)
     scored = table[table.n_tokens > 0]
     assert scored.nll_temperature.notna().all()
     grid = np.stack(scored.nll_temperature.to_numpy())
     assert grid.shape[1] == len(TEMPERATURE_GRID)
     np.testing.assert_allclose(grid[:, TEMPERATURE_GRID.index(1.0)], scored.nll, atol=1e-9)
+    assert table.offered_options.isna().all()  # the raw condition reads no options
+    engine = read_manifest(reference)["engine"]
+    assert engine["temperature_grid"] == list(TEMPERATURE_GRID)
+    assert engine["temperature_reason"] is None
+
     # Where accuracy among the offered options is known, so are the options and their log-probs.
+    out = tmp_path / "discrete"
+    score_run(_config(tiny_dir, out, condition="discrete", studies=(STUDIES[0],), limit=2))
+    table = read_responses(out)
     known = table.offered_correct.notna()
-    assert known.sum() > 0
+    assert known.sum() > 0 and (table.n_offered.notna() >= known).all()
     assert (table.offered_options.notna() == known).all()
     assert (table.offered_logprobs.notna() == known).all()
     for options, logps, n, text, correct in zip(
@@ -451,9 +461,6 @@ def test_temperature_and_offered_columns_are_filled(reference: Path) -> None:
     ):
         assert len(options) == len(logps) == n and text in options
         assert correct == (options[int(np.argmax(logps))] == text)
-    engine = read_manifest(reference)["engine"]
-    assert engine["temperature_grid"] == list(TEMPERATURE_GRID)
-    assert engine["temperature_reason"] is None
 
 
 def test_a_run_written_before_the_columns_verifies_and_resumes(

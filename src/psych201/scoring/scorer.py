@@ -296,8 +296,8 @@ def _span_scores(
                     if s.temperature_logprobs is not None), 0)
     temp = np.full((n, n_temps), np.nan)
     for win, s in zip(plan, scored, strict=True):
-        for j, values in (s.candidate_logprobs or {}).items():
-            option_logp[int(win.targets[j])] = values
+        for j, found in (s.candidate_logprobs or {}).items():
+            option_logp[int(win.targets[j])] = found
         if s.temperature_logprobs is not None:
             temp[win.targets] = s.temperature_logprobs
         logp[win.targets] = s.logprobs
