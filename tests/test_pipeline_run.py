@@ -29,6 +29,7 @@ from typer.testing import CliRunner
 
 from psych201.cli import app
 from psych201.data.split import iter_split
+from psych201.engine_setup import build_setup
 from psych201.pipeline import (
     ScoreConfig,
     ScoringSetup,
@@ -436,21 +437,24 @@ def test_bad_options_are_refused_before_any_work(
 def test_temperature_and_offered_columns_are_filled(
     reference: Path, tiny_dir: Path, tmp_path: Path
 ) -> None:
-    table = read_responses(reference)
+    # On a CPU the temperature grid is off by default, and the manifest says so.
+    assert read_responses(reference).nll_temperature.isna().all()
+    engine = read_manifest(reference)["engine"]
+    assert engine["temperature_grid"] is None and engine["temperature_reason"].startswith("off")
+
+    out = tmp_path / "discrete"
+    config = _config(tiny_dir, out, condition="discrete", studies=(STUDIES[0],), limit=2)
+    score_run(config, setup=build_setup(config, engine_args={"temperatures": "on"}))
+    table = read_responses(out)
     scored = table[table.n_tokens > 0]
-    assert scored.nll_temperature.notna().all()
+    assert len(scored) > 0 and scored.nll_temperature.notna().all()
     grid = np.stack(scored.nll_temperature.to_numpy())
     assert grid.shape[1] == len(TEMPERATURE_GRID)
     np.testing.assert_allclose(grid[:, TEMPERATURE_GRID.index(1.0)], scored.nll, atol=1e-9)
-    assert table.offered_options.isna().all()  # the raw condition reads no options
-    engine = read_manifest(reference)["engine"]
+    engine = read_manifest(out)["engine"]
     assert engine["temperature_grid"] == list(TEMPERATURE_GRID)
     assert engine["temperature_reason"] is None
-
     # Where accuracy among the offered options is known, so are the options and their log-probs.
-    out = tmp_path / "discrete"
-    score_run(_config(tiny_dir, out, condition="discrete", studies=(STUDIES[0],), limit=2))
-    table = read_responses(out)
     known = table.offered_correct.notna()
     assert known.sum() > 0 and (table.n_offered.notna() >= known).all()
     assert (table.offered_options.notna() == known).all()
@@ -482,7 +486,8 @@ def test_a_run_written_before_the_columns_verifies_and_resumes(
     lost_keys = {(k.study, k.line) for k in part_sessions(lost)}
     lost.unlink()
     (run / "manifest.json").write_text(json.dumps({**manifest, "status": "running"}))
-    summary = score_run(_config(tiny_dir, run))
+    config = _config(tiny_dir, run)
+    summary = score_run(config, setup=build_setup(config, engine_args={"temperatures": "on"}))
     assert summary.scored_now == 1 and summary.config_hash == manifest["config_hash"]
     table = read_responses(run)
     rescored = [(s, line) in lost_keys for s, line in zip(table.study, table.line, strict=True)]

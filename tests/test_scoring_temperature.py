@@ -61,7 +61,8 @@ def test_temperature_logprobs_equal_log_softmax_of_scaled_logits(builder: Any, p
     tokenizer = byte_bpe_tokenizer()
     model = builder(tokenizer)
     # Small head chunks: several chunks per batch, each with its own scratch buffer.
-    engine = HFEngine(model, packing=packing, head_chunk_elems=3 * len(tokenizer))
+    engine = HFEngine(model, packing=packing, head_chunk_elems=3 * len(tokenizer),
+                      temperatures="on")
     assert (engine.packing is None) == (packing == "off")
     reqs = requests(len(tokenizer), [17, 30, 9])
     for req, got in zip(reqs, engine.score(reqs), strict=True):
@@ -76,7 +77,7 @@ def test_temperature_logprobs_equal_log_softmax_of_scaled_logits(builder: Any, p
 def test_requests_ask_for_their_own_temperatures_or_none() -> None:
     tokenizer = byte_bpe_tokenizer()
     model = tiny_llama(tokenizer)
-    engine = HFEngine(model, packing="off")
+    engine = HFEngine(model, packing="off", temperatures=True)
     plain, few, grid = (requests(len(tokenizer), [12], t)[0] for t in ((), (2.0, 0.5), GRID))
     few = ScoringRequest("few", few.token_ids, few.target_positions, temperatures=(2.0, 0.5))
     got = engine.score([plain, few, grid])
@@ -90,7 +91,11 @@ def test_requests_ask_for_their_own_temperatures_or_none() -> None:
     assert off.score([grid])[0].temperature_logprobs is None
     assert off.info.extra["temperature_logprobs"].startswith("null: off")
     assert [temperatures_on(v) for v in ("on", "off", True, "false")] == [True, False, True, False]
-    with pytest.raises(ValueError, match="on or off"):
+    # auto: on where the softmax over the vocabulary is cheap (CUDA), off on a CPU.
+    assert temperatures_on("auto", torch.device("cuda", 0))
+    assert not temperatures_on("auto", torch.device("cpu"))
+    assert HFEngine(model).score([grid])[0].temperature_logprobs is None  # CPU default
+    with pytest.raises(ValueError, match="auto, on, off"):
         temperatures_on("maybe")
 
 
@@ -128,7 +133,7 @@ def _prompt(tokenizer: Any) -> Prompt:
 def test_windowed_scores_equal_the_reference_and_sum_per_response() -> None:
     tokenizer = byte_bpe_tokenizer()
     model = tiny_llama(tokenizer)
-    engine = _Recording(HFEngine(model))
+    engine = _Recording(HFEngine(model, temperatures="on"))
     prompt = _prompt(tokenizer)
     scorer = SessionScorer(tokenizer, engine, window=WindowConfig(max_tokens=24, overlap=6),
                            temperatures=GRID)
@@ -174,7 +179,8 @@ def test_offered_options_and_their_logprobs() -> None:
     tokenizer = byte_bpe_tokenizer()
     model = tiny_llama(tokenizer)
     prompt = _prompt(tokenizer)
-    (spans,) = SessionScorer(tokenizer, HFEngine(model), temperatures=GRID).score([prompt])
+    hf = HFEngine(model, temperatures="on")
+    (spans,) = SessionScorer(tokenizer, hf, temperatures=GRID).score([prompt])
     a = align(prompt, tokenizer)
     offered = option_candidates(prompt, a, tokenizer)
     with torch.no_grad():
@@ -195,7 +201,7 @@ def test_offered_options_and_their_logprobs() -> None:
         assert span.offered_correct == (best == prompt.spans[span.index].text)
     assert filled == 12
     # An engine without the whole distribution leaves all three null.
-    (topk,) = SessionScorer(tokenizer, _TopK(HFEngine(model)), temperatures=GRID).score([prompt])
+    (topk,) = SessionScorer(tokenizer, _TopK(hf), temperatures=GRID).score([prompt])
     assert all(s.nll_temperature is None and s.offered_options is None for s in topk)
     assert [s.nll for s in topk] == pytest.approx([s.nll for s in spans], abs=1e-6)
 
@@ -206,7 +212,7 @@ def test_real_discrete_sessions_fill_offered_options_where_options_are_stated() 
     model = tiny_llama(tokenizer, max_positions=1 << 16)  # no windows: one pass
     sessions = list(itertools.islice(iter_sessions(DATA / "franke2024bayesian"), 3))
     prompts = make_condition("discrete").render_study(sessions)
-    scorer = SessionScorer(tokenizer, HFEngine(model), temperatures=GRID)
+    scorer = SessionScorer(tokenizer, HFEngine(model, temperatures="on"), temperatures=GRID)
     stated = filled = 0
     for prompt, spans in zip(prompts, scorer.score(prompts), strict=True):
         for span, scored in zip(prompt.spans, spans, strict=True):

@@ -123,10 +123,13 @@ def _temperature_statement(spec: ScorerSpec) -> str:
         return TOPK_ONLY_TEMPERATURES if spec.engine in ("vllm", "openai") else (
             f"null: not implemented for {spec.engine}"
         )
+    import torch
+
     from psych201.scoring.hf import temperatures_on
 
-    on = temperatures_on(spec.options.get("temperatures", "on"))
-    return "full softmax" if on else "null: off (--engine-args temperatures=off)"
+    setting = spec.options.get("temperatures", "auto")
+    on = temperatures_on(setting, torch.device(spec.device))
+    return "full softmax" if on else f"null: off (temperatures={setting})"
 
 
 def _model_info(spec: ScorerSpec, max_context: int | None) -> dict[str, Any]:
