@@ -21,8 +21,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
+from psych201.engine_setup import build_setup
 
 from cli_helpers import invoke as _score
 from paths import DATA, needs_data
@@ -36,7 +39,9 @@ from psych201.pipeline import (
 )
 from psych201.prompts.records import Prompt
 from psych201.results import RESPONSE_SCHEMA, RunSpec, read_manifest, read_responses
-from psych201.results.writer import part_paths, part_sessions
+from psych201.results.schema import ADDED_COLUMNS, TEMPERATURE_GRID
+from psych201.results.verify import verify_run
+from psych201.results.writer import part_paths, part_sessions, table_record
 
 # Short sessions (about 1k tokens each): a discrete-choice study and a free-text one whose
 # responses are ten comma-separated words.
@@ -87,13 +92,19 @@ def _assert_same_table(a: pd.DataFrame, b: pd.DataFrame, *, atol: float = 0.0) -
     """Row for row: keys, texts and token counts identical; nll/entropy within ``atol`` nats."""
     assert list(a.columns) == list(b.columns) and len(a) == len(b)
     floats = ["nll", "entropy"]
-    others = [c for c in a.columns if c not in floats]
+    float_lists = ["nll_temperature", "offered_logprobs"]
+    others = [c for c in a.columns if c not in floats + float_lists]
     pd.testing.assert_frame_equal(
         a[others].reset_index(drop=True), b[others].reset_index(drop=True), check_exact=True
     )
     for column in floats:
         diff = (a[column].to_numpy() - b[column].to_numpy()).__abs__().max()
         assert diff <= atol, f"{column} differs by up to {diff}"
+    for column in float_lists:
+        for x, y in zip(a[column], b[column], strict=True):
+            assert (x is None) == (y is None), column
+            if x is not None:
+                np.testing.assert_allclose(x, y, rtol=0, atol=atol, err_msg=column)
 
 
 def test_table_matches_the_sessions_and_manifest_describes_the_run(
@@ -404,3 +415,65 @@ def test_bad_options_are_refused_before_any_work(
     assert result.exit_code == 2, result.output
     assert message in " ".join(result.output.split())
     assert not (out / "parts").exists()
+
+
+def test_temperature_and_offered_columns_are_filled(
+    reference: Path, tiny_dir: Path, tmp_path: Path
+) -> None:
+    # On a CPU the temperature grid is off by default, and the manifest says so.
+    assert read_responses(reference).nll_temperature.isna().all()
+    engine = read_manifest(reference)["engine"]
+    assert engine["temperature_grid"] is None and engine["temperature_reason"].startswith("off")
+
+    out = tmp_path / "discrete"
+    config = _config(tiny_dir, out, condition="discrete", studies=(STUDIES[0],), limit=2)
+    score_run(config, setup=build_setup(config, engine_args={"temperatures": "on"}))
+    table = read_responses(out)
+    scored = table[table.n_tokens > 0]
+    assert len(scored) > 0 and scored.nll_temperature.notna().all()
+    grid = np.stack(scored.nll_temperature.to_numpy())
+    assert grid.shape[1] == len(TEMPERATURE_GRID)
+    np.testing.assert_allclose(grid[:, TEMPERATURE_GRID.index(1.0)], scored.nll, atol=1e-9)
+    engine = read_manifest(out)["engine"]
+    assert engine["temperature_grid"] == list(TEMPERATURE_GRID)
+    assert engine["temperature_reason"] is None
+    # Where accuracy among the offered options is known, so are the options and their log-probs.
+    known = table.offered_correct.notna()
+    assert known.sum() > 0 and (table.n_offered.notna() >= known).all()
+    assert (table.offered_options.notna() == known).all()
+    assert (table.offered_logprobs.notna() == known).all()
+    for options, logps, n, text, correct in zip(
+        table.offered_options[known], table.offered_logprobs[known], table.n_offered[known],
+        table.response_text[known], table.offered_correct[known], strict=True,
+    ):
+        assert len(options) == len(logps) == n and text in options
+        assert correct == (options[int(np.argmax(logps))] == text)
+
+
+def test_a_run_written_before_the_columns_verifies_and_resumes(
+    reference: Path, tiny_dir: Path, tmp_path: Path
+) -> None:
+    """Parts and table as an older psych201 wrote them (no added columns): verify, then resume."""
+    run = _copy(reference, tmp_path)
+    old = ("nll_temperature", "offered_options", "offered_logprobs")
+    assert set(old) <= set(ADDED_COLUMNS)
+    for path in [*part_paths(run), run / "responses.parquet"]:
+        pq.write_table(pq.read_table(path).drop_columns(list(old)), path)
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["table"] = table_record(run)
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    assert verify_run(run).ok, verify_run(run).problems
+    assert read_responses(run).nll_temperature.isna().all()
+    # Lose one part: the rerun rescores its session and keeps the others' (null) columns.
+    lost = part_paths(run)[-1]
+    lost_keys = {(k.study, k.line) for k in part_sessions(lost)}
+    lost.unlink()
+    (run / "manifest.json").write_text(json.dumps({**manifest, "status": "running"}))
+    config = _config(tiny_dir, run)
+    summary = score_run(config, setup=build_setup(config, engine_args={"temperatures": "on"}))
+    assert summary.scored_now == 1 and summary.config_hash == manifest["config_hash"]
+    table = read_responses(run)
+    rescored = [(s, line) in lost_keys for s, line in zip(table.study, table.line, strict=True)]
+    assert table.nll_temperature[rescored].notna().all()
+    assert table.nll_temperature[[not r for r in rescored]].isna().all()
+    assert verify_run(run).ok, verify_run(run).problems

@@ -45,6 +45,7 @@ from psych201.pipeline.setup import (
     SetupLoader,
     build_setup,
     build_spec,
+    temperature_record,
 )
 from psych201.prompts.conditions import Condition
 from psych201.results.lock import lock_run_dir
@@ -271,7 +272,7 @@ def _open_loaded(
         build_manifest(
             spec,
             model=setup.model_info,
-            engine=asdict(setup.engine_info),
+            engine={**asdict(setup.engine_info), **temperature_record(setup.engine_info)},
             tokenizer=setup.tokenizer_info,
             data={**data_info, "hash": data_hash, "studies": per_study},
             shard=config.shard,

@@ -18,8 +18,8 @@ from typing import Any
 from psych201.errors import UsageError
 from psych201.pipeline.config import ScoreConfig, window_config
 from psych201.prompts.conditions import Condition
-from psych201.results.schema import RunSpec
-from psych201.scoring.engine import EngineInfo
+from psych201.results.schema import TEMPERATURE_GRID, RunSpec
+from psych201.scoring.engine import TOPK_ONLY_TEMPERATURES, EngineInfo
 from psych201.scoring.engines import (
     BuiltScorer,
     ScorerSpec,
@@ -107,6 +107,7 @@ def scorer_spec(config: ScoreConfig, engine: str, engine_args: Mapping[str, Any]
         window=window_config(config),
         options=options,
         model_args=dict(config.model_args),
+        temperatures=TEMPERATURE_GRID,
     )
 
 
@@ -188,7 +189,8 @@ def _ray_setup(spec: ScorerSpec, ray_kwargs: dict[str, Any]) -> ScoringSetup:
         dtype=spec.dtype,
         device=spec.device,
         max_context=None,
-        extra={"inner": spec.engine, "options": dict(spec.options), "ray": asdict(ray)},
+        extra={"inner": spec.engine, "options": dict(spec.options), "ray": asdict(ray),
+               "temperature_logprobs": _temperature_statement(spec)},
     )
     return ScoringSetup(
         model_id=model["id"],
@@ -200,6 +202,29 @@ def _ray_setup(spec: ScorerSpec, ray_kwargs: dict[str, Any]) -> ScoringSetup:
         tokenizer_info=tokenizer_info(tokenizer),
         window=asdict(spec.window),
     )
+
+
+def _temperature_statement(spec: ScorerSpec) -> str:
+    """What the workers' engine says of ``nll_temperature`` (the driver never builds one)."""
+    if spec.engine != "hf":
+        return TOPK_ONLY_TEMPERATURES if spec.engine in ("vllm", "openai") else (
+            f"null: not implemented for {spec.engine}"
+        )
+    import torch
+
+    from psych201.scoring.hf import temperatures_on
+
+    setting = spec.options.get("temperatures", "auto")
+    on = temperatures_on(setting, torch.device(spec.device))
+    return "full softmax" if on else f"null: off (temperatures={setting})"
+
+
+def temperature_record(info: EngineInfo) -> dict[str, Any]:
+    """The manifest's word on ``nll_temperature``: the grid it holds, or null and why not."""
+    said = str(info.extra.get("temperature_logprobs") or "null: the engine does not report them")
+    if said.startswith("null"):
+        return {"temperature_grid": None, "temperature_reason": said.removeprefix("null: ")}
+    return {"temperature_grid": list(TEMPERATURE_GRID), "temperature_reason": None}
 
 
 def device_kind(device: str) -> str:

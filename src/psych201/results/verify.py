@@ -27,12 +27,13 @@ from psych201.results.manifest import (
     now_iso,
     save_manifest,
 )
-from psych201.results.schema import RESPONSE_KEY, RESPONSE_SCHEMA
+from psych201.results.schema import RESPONSE_KEY
 from psych201.results.writer import (
     CONFIG_KEY,
     PARTS_DIR,
     RESPONSES_FILE,
     ResultsError,
+    conform_part,
     file_sha256,
     finalize,
     is_temporary,
@@ -186,8 +187,10 @@ def _check_parts(report: Report) -> None:
             continue
         owner = (table.schema.metadata or {}).get(CONFIG_KEY, b"").decode(errors="replace")
         report.config_hashes.add(owner)
-        if not table.schema.remove_metadata().equals(RESPONSE_SCHEMA):
-            report.add(path, "columns differ from the response schema")
+        try:
+            table = conform_part(table, path)
+        except ResultsError as exc:
+            report.add(path, str(exc).removeprefix(f"{path}: "))
             intact = False
             continue
         listed = {(k.study, k.experiment, k.participant, k.line) for k in sessions}

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from psych201.data.records import SessionKey
 from psych201.errors import UsageError
-from psych201.results.schema import RESPONSE_SCHEMA, ResponseScore, conform
+from psych201.results.schema import ADDED_COLUMNS, RESPONSE_SCHEMA, ResponseScore, conform
 from psych201.scoring.models import sha256_file
 
 PARTS_DIR = "parts"
@@ -199,18 +199,26 @@ def completed_sessions(run_dir: Path, *, config_hash: str | None = None) -> froz
 
 def read_parts(run_dir: Path) -> pa.Table:
     """All rows of all finished parts (unsorted, footer metadata dropped)."""
-    tables = []
-    for path in part_paths(run_dir):
-        table = pq.read_table(path).replace_schema_metadata(None)
-        if not table.schema.equals(RESPONSE_SCHEMA):
-            # Parts stay strict: a run resumed across a schema change would mix rows with and
-            # without the added columns. Finished tables (read_table) are read leniently.
-            missing = [n for n in RESPONSE_SCHEMA.names if n not in table.column_names]
-            hint = (f" (missing {', '.join(missing)}: written by an older psych201; score the "
-                    "run again in a fresh directory)" if missing else "")
-            raise ResultsError(f"{path}: columns differ from the response schema{hint}")
-        tables.append(table)
+    tables = [conform_part(pq.read_table(path), path) for path in part_paths(run_dir)]
     return pa.concat_tables(tables) if tables else RESPONSE_SCHEMA.empty_table()
+
+
+def conform_part(table: pa.Table, path: Path) -> pa.Table:
+    """A part's rows with exactly :data:`RESPONSE_SCHEMA`, footer metadata dropped.
+
+    A part written before a column of :data:`ADDED_COLUMNS` existed gets it as nulls (a resumed
+    run then mixes rows with and without it, as honestly as an old table read with nulls);
+    any other difference (a missing original column, another type or order) is an error.
+    """
+    table = table.replace_schema_metadata(None)
+    if table.schema.equals(RESPONSE_SCHEMA):
+        return table
+    missing = [n for n in RESPONSE_SCHEMA.names if n not in table.column_names]
+    present = pa.schema([f for f in RESPONSE_SCHEMA if f.name in table.column_names])
+    if set(missing) <= set(ADDED_COLUMNS) and table.schema.equals(present):
+        return conform(table)
+    hint = f" (missing {', '.join(missing)})" if missing else ""
+    raise ResultsError(f"{path}: columns differ from the response schema{hint}")
 
 
 def sort_responses(table: pa.Table) -> pa.Table:

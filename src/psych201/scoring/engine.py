@@ -9,6 +9,9 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
+#: ``EngineInfo.extra["temperature_logprobs"]`` of engines that see only the top-k log-probs.
+TOPK_ONLY_TEMPERATURES = "null: top-k log-probs only; a softmax temperature needs every logit"
+
 
 @dataclass(frozen=True, eq=False)
 class ScoringRequest:
@@ -18,12 +21,16 @@ class ScoringRequest:
     ``key`` is opaque to the engine and comes back on the matching :class:`TokenScores`.
     ``candidates`` optionally asks, for target index ``j``, the log-probs of other token ids at
     the same position (the options a participant was offered, for restricted accuracy).
+    ``temperatures`` optionally asks, for every target, ``log softmax(logits / T)[target]`` at
+    each softmax temperature ``T`` (the calibration control); engines that see only the top-k
+    log-probs cannot and leave :attr:`TokenScores.temperature_logprobs` ``None``.
     """
 
     key: str
     token_ids: npt.NDArray[np.int64]
     target_positions: npt.NDArray[np.int64]
     candidates: Mapping[int, npt.NDArray[np.int64]] = field(default_factory=dict)
+    temperatures: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True, eq=False)
@@ -32,6 +39,9 @@ class TokenScores:
 
     ``candidate_logprobs[j]`` holds the log-probs of ``request.candidates[j]`` in the same order;
     ``None`` where the engine cannot see the whole distribution (top-k APIs) or none were asked.
+    ``temperature_logprobs[j, k]`` is the log-prob of target ``j`` with the logits divided by
+    ``request.temperatures[k]`` (shape ``[targets, temperatures]``); ``None`` where the engine
+    cannot (or was asked none). Engines say why in ``EngineInfo.extra["temperature_logprobs"]``.
     """
 
     key: str
@@ -39,6 +49,7 @@ class TokenScores:
     top1: npt.NDArray[np.int64]
     entropy: npt.NDArray[np.float64]
     candidate_logprobs: Mapping[int, npt.NDArray[np.float64]] | None = None
+    temperature_logprobs: npt.NDArray[np.float64] | None = None
 
 
 @dataclass(frozen=True)

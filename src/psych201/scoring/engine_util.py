@@ -43,6 +43,11 @@ def check_request(request: ScoringRequest, *, engine: str, max_context: int | No
                 f"{engine}: request {request.key!r}: candidates for target index {j}, but it "
                 f"has {n_targets} targets"
             )
+    bad = [t for t in request.temperatures if not (np.isfinite(t) and t > 0)]
+    if bad:
+        raise ValueError(
+            f"{engine}: request {request.key!r}: temperatures must be positive, got {bad[0]}"
+        )
     if max_context is not None and n > max_context:
         raise ValueError(
             f"{engine}: request {request.key!r} has {n} tokens, more than the model's context "

@@ -60,6 +60,8 @@ class ScorerSpec:
     window: WindowConfig = field(default_factory=WindowConfig)
     options: Mapping[str, Any] = field(default_factory=dict)
     model_args: Mapping[str, Any] = field(default_factory=dict)
+    #: Softmax temperatures every response is also scored at (``SpanScore.nll_temperature``).
+    temperatures: tuple[float, ...] = ()
 
     @property
     def loader_args(self) -> dict[str, Any]:
@@ -182,7 +184,8 @@ def token_scorer(
     spec: ScorerSpec, engine: Engine, tokenizer: Any, model_id: str, model_info: Mapping[str, Any]
 ) -> BuiltScorer:
     """A :class:`SessionScorer` on a token engine, as every token engine's factory returns."""
-    scorer = SessionScorer(tokenizer, engine, alignment=spec.alignment, window=spec.window)
+    scorer = SessionScorer(tokenizer, engine, alignment=spec.alignment, window=spec.window,
+                           temperatures=spec.temperatures)
     return BuiltScorer(scorer, engine.info, tokenizer, model_id, model_info, engine)
 
 

@@ -72,6 +72,7 @@ class HFEngine:
         head_chunk_elems: int = 1 << 23,
         max_padding: float = 0.25,
         packing: str | bool = "auto",
+        temperatures: str | bool = "auto",
     ) -> None:
         if batch_tokens < 1:
             raise ValueError(f"batch_tokens must be >= 1, got {batch_tokens}")
@@ -95,6 +96,7 @@ class HFEngine:
         self._transform, transform_name = _logit_transform(self._model.config)
         config = self._model.config
         self._attention = self._choose_packing(packing)
+        self._temperatures = temperatures_on(temperatures, self._input_device())
         vocab = int(self._head.weight.shape[0])
         self._rows_per_chunk = max(1, head_chunk_elems // vocab)
         model_id = (
@@ -115,6 +117,10 @@ class HFEngine:
                 "logit_transform": transform_name,
                 "batch_tokens": batch_tokens,
                 "packing": self._attention or "off",
+                "temperature_logprobs": (
+                    "full softmax" if self._temperatures
+                    else f"null: off (temperatures={temperatures}; --engine-args temperatures=on)"
+                ),
             },
         )
         try:
@@ -233,7 +239,15 @@ class HFEngine:
         sizes = [int(ids.size) for _, ids in asked]
         cand_rows = np.repeat(np.asarray([r for r, _ in asked], dtype=np.int64), sizes)
         cand_ids = np.concatenate([ids for _, ids in asked] or [np.zeros(0)]).astype(np.int64)
-        logp, top1, entropy, cand_flat = self._head_scores(picked, targets, cand_rows, cand_ids)
+        # Every temperature any request asked for, each computed once for the whole batch.
+        grid = (
+            tuple(dict.fromkeys(t for r in batch for t in r.temperatures))
+            if self._temperatures
+            else ()
+        )
+        logp, top1, entropy, cand_flat, temp = self._head_scores(
+            picked, targets, cand_rows, cand_ids, grid
+        )
         splits = np.split(cand_flat, np.cumsum(sizes)[:-1]) if asked else []
         cand = dict(zip([r for r, _ in asked], splits, strict=True))
         results: list[TokenScores] = []
@@ -248,6 +262,11 @@ class HFEngine:
                     entropy=entropy[offset : offset + k],
                     candidate_logprobs=(
                         {j: cand[offset + j] for j in req.candidates} if req.candidates else None
+                    ),
+                    temperature_logprobs=(
+                        temp[offset : offset + k][:, [grid.index(t) for t in req.temperatures]]
+                        if grid and req.temperatures
+                        else None
                     ),
                 )
             )
@@ -320,14 +339,16 @@ class HFEngine:
         targets: torch.Tensor,
         cand_rows: np.ndarray | None = None,
         cand_ids: np.ndarray | None = None,
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        temperatures: tuple[float, ...] = (),
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Log-prob of each target, arg-max id and entropy from the hidden rows, chunk by chunk.
 
         ``cand_rows[i]`` (ascending) and ``cand_ids[i]`` ask for one more log-prob: token
-        ``cand_ids[i]`` at row ``cand_rows[i]``; they come back in that order.
+        ``cand_ids[i]`` at row ``cand_rows[i]``; they come back in that order. The last array
+        is ``[rows, len(temperatures)]``: each target's log-prob under ``softmax(logits / T)``.
         """
         head_device = self._head.weight.device
-        logps, tops, ents, cands = [], [], [], []
+        logps, tops, ents, cands, temps = [], [], [], [], []
         rows = np.zeros(0, dtype=np.int64) if cand_rows is None else cand_rows
         ids = np.zeros(0, dtype=np.int64) if cand_ids is None else cand_ids
         for lo in range(0, hidden.shape[0], self._rows_per_chunk):
@@ -335,10 +356,15 @@ class HFEngine:
             # float32 softmax whatever the model dtype: bf16 log-probs lose ~2 significant digits.
             logits = self._transform(self._head(h).float())
             tops.append(logits.argmax(dim=-1).cpu())
+            tgt = targets[lo : lo + self._rows_per_chunk].to(head_device)
+            if temperatures:
+                temps.append(_temperature_logprobs(logits, tgt, temperatures))
             logp = torch.log_softmax(logits, dim=-1)
             del logits  # at most two [rows × vocab] buffers alive at once
-            tgt = targets[lo : lo + self._rows_per_chunk].to(head_device)
             logps.append(logp.gather(1, tgt[:, None])[:, 0].double().cpu())
+            if temperatures and 1.0 in temperatures:
+                # T = 1 is the plain log-prob: the very same number, not a re-rounded one.
+                temps[-1][:, temperatures.index(1.0)] = logps[-1]
             a, b = np.searchsorted(rows, [lo, lo + self._rows_per_chunk])
             if b > a:
                 picked_rows = torch.from_numpy(rows[a:b] - lo).to(head_device)
@@ -353,6 +379,11 @@ class HFEngine:
             torch.cat(tops).numpy().astype(np.int64),
             torch.cat(ents).numpy(),
             torch.cat(cands).numpy() if cands else np.zeros(0, dtype=np.float64),
+            (
+                torch.cat(temps).numpy()
+                if temps
+                else np.zeros((hidden.shape[0], 0), dtype=np.float64)
+            ),
         )
 
     def _input_device(self) -> torch.device:
@@ -391,6 +422,53 @@ class HFEngine:
                 + f" (probe differs by {gap:.3g} nats); "
                 "this architecture needs support in psych201.scoring.hf"
             )
+
+
+def _temperature_logprobs(
+    logits: torch.Tensor, targets: torch.Tensor, temperatures: tuple[float, ...]
+) -> torch.Tensor:
+    """``[rows, temperatures]`` float64: ``log softmax(logits / T)[target]`` per row and T.
+
+    Shifts ``logits`` in place by each row's maximum (log-softmax and arg-max do not change), so
+    every ``exp`` is of a number <= 0, and reuses one scratch buffer for all temperatures:
+    memory stays at two ``[rows × vocab]`` float32 buffers, never one per temperature.
+    """
+    logits.sub_(logits.max(dim=-1, keepdim=True).values)
+    sums = logits.new_empty((len(temperatures), logits.shape[0]))
+    scratch = torch.empty_like(logits)
+    for k, t in enumerate(temperatures):
+        torch.div(logits, t, out=scratch)
+        torch.sum(scratch.exp_(), dim=-1, out=sums[k])
+    del scratch
+    # One transfer per chunk; the rest in float64 (MPS has no float64 on the device).
+    picked = logits.gather(1, targets[:, None]).cpu().double()
+    scale = torch.tensor(temperatures, dtype=torch.float64)
+    return picked / scale - sums.T.cpu().double().log()
+
+
+#: ``temperatures`` choices; ``auto`` is on where the softmax over the vocabulary is cheap.
+TEMPERATURE_CHOICES = ("auto", "on", "off")
+
+
+def temperatures_on(value: str | bool, device: torch.device | None = None) -> bool:
+    """The ``temperatures`` setting (a bool or auto/on/off, ``--engine-args``) on ``device``.
+
+    ``auto`` is on for CUDA only: each temperature is one more exp and sum over the whole
+    vocabulary per target token, negligible on a GPU but on a CPU measured at about +20 % of the
+    scoring time for SmolLM2 (49k vocabulary) and about double for Gemma 3 (262k) on sessions
+    scored token by token (docs in the README).
+    """
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text == "auto":
+        return device is not None and device.type == "cuda"
+    if text in ("on", "true", "1", "yes"):
+        return True
+    if text in ("off", "false", "0", "no"):
+        return False
+    raise ValueError(f"temperatures must be one of {', '.join(TEMPERATURE_CHOICES)}, "
+                     f"got {value!r}")
 
 
 def _logit_transform(config: Any) -> tuple[Callable[[torch.Tensor], torch.Tensor], str]:

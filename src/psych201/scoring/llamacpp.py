@@ -99,7 +99,9 @@ class LlamaCppEngine:
             max_context=self._n_ctx,
             versions={"llama_cpp_python": str(llama_cpp.__version__)},
             extra={"gguf": str(path), "n_batch": self._n_batch, "mode": mode,
-                   "n_gpu_layers": n_gpu_layers},
+                   "n_gpu_layers": n_gpu_layers,
+                   # Its logits are whole; only the wiring (and a test with llama.cpp) is missing.
+                   "temperature_logprobs": "null: not implemented for llama.cpp yet"},
         )
 
     @property

@@ -31,7 +31,13 @@ from typing import Any
 
 import numpy as np
 
-from psych201.scoring.engine import Engine, EngineInfo, ScoringRequest, TokenScores
+from psych201.scoring.engine import (
+    TOPK_ONLY_TEMPERATURES,
+    Engine,
+    EngineInfo,
+    ScoringRequest,
+    TokenScores,
+)
 from psych201.scoring.engine_util import EngineError, check_request, scores_from_topk
 from psych201.scoring.engines import BuiltScorer, ScorerSpec, register_engine, token_scorer
 
@@ -122,6 +128,7 @@ class OpenAICompatEngine:
             "base_url": self.server.base_url,
             "entropy": "nan: servers return top-k log-probs only",
             "offered_correct": "null: needs log-probs of ids outside the top-k",
+            "temperature_logprobs": TOPK_ONLY_TEMPERATURES,
         }
         if self._probe is not None:
             extra["probe"] = {

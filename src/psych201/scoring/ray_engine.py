@@ -169,4 +169,8 @@ def _prompt_from_row(
 
 def _span_score(d: dict[str, Any]) -> SpanScore:
     # asdict went out, JSON keeps NaN and None (multi-token top1_correct): the fields come back.
-    return SpanScore(**d)
+    # JSON turned the tuple fields into lists.
+    tuples = ("nll_temperature", "offered_options", "offered_logprobs")
+    fields: dict[str, Any] = {k: tuple(v) if k in tuples and v is not None else v
+                              for k, v in d.items()}
+    return SpanScore(**fields)

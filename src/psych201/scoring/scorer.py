@@ -61,6 +61,10 @@ class SpanScore:
     transcript offered for this response (None where it does not say). ``offered_correct``:
     whether the response was the most probable of the offered options (None unless the response
     and every option are one token each and the engine reports candidate log-probs).
+    ``nll_temperature``: the NLL with the logits divided by each temperature the scorer asked
+    for (None unless asked and the engine could, e.g. not for top-k engines).
+    ``offered_options`` / ``offered_logprobs``: the offered options (sorted) and the model's
+    log-prob of each, where ``offered_correct`` is set.
     """
 
     index: int
@@ -94,7 +98,8 @@ class SessionScorer:
 
     ``alignment`` is ``offsets`` (exact, default), ``pieces`` or ``paper`` (see
     :mod:`psych201.scoring.align`). One :meth:`score` call sends all windows of all prompts to
-    the engine at once, so the engine can batch them by length.
+    the engine at once, so the engine can batch them by length. ``temperatures`` asks the engine
+    for each response's NLL at these softmax temperatures too (``SpanScore.nll_temperature``).
     """
 
     def __init__(
@@ -104,8 +109,10 @@ class SessionScorer:
         *,
         alignment: str = DEFAULT_ALIGNMENT,
         window: WindowConfig = WindowConfig(),  # frozen: one shared default is safe
+        temperatures: Sequence[float] = (),
     ) -> None:
         self.tokenizer = tokenizer
+        self.temperatures = tuple(float(t) for t in temperatures)
         self.engine = engine
         self.alignment = check_mode(alignment)
         self.window = window
@@ -128,7 +135,7 @@ class SessionScorer:
         requests: list[ScoringRequest] = []
         for i, (a, plan) in enumerate(zip(aligned, plans, strict=True)):
             for w, win in enumerate(plan):
-                requests.append(_request(f"{i}/{w}", a, win, offered[i]))
+                requests.append(_request(f"{i}/{w}", a, win, offered[i], self.temperatures))
         by_key = {s.key: s for s in self.engine.score(requests)}
         out: list[list[SpanScore]] = []
         for i, (prompt, a, plan) in enumerate(zip(prompts, aligned, plans, strict=True)):
@@ -203,6 +210,7 @@ class OptionCandidates:
 
     token_ids: IntArray  # one id per option, the response's own id among them
     response: int  # index of the response's id in ``token_ids``
+    options: tuple[str, ...] = ()  # the options as written, in the order of ``token_ids``
 
 
 def option_candidates(
@@ -234,12 +242,18 @@ def option_candidates(
         response = ordered.index(span.text)
         if len(set(ids)) != len(ids) or ids[response] != response_id:
             continue
-        out[int(pos[0])] = OptionCandidates(np.asarray(ids, dtype=np.int64), response)
+        out[int(pos[0])] = OptionCandidates(
+            np.asarray(ids, dtype=np.int64), response, tuple(ordered)
+        )
     return out
 
 
 def _request(
-    key: str, a: AlignedPrompt, win: Window, offered: dict[int, OptionCandidates]
+    key: str,
+    a: AlignedPrompt,
+    win: Window,
+    offered: dict[int, OptionCandidates],
+    temperatures: tuple[float, ...] = (),
 ) -> ScoringRequest:
     if win.start == 0:
         ids = a.token_ids[: win.end]
@@ -257,6 +271,7 @@ def _request(
         token_ids=ids.astype(np.int64),
         target_positions=targets,
         candidates=candidates,
+        temperatures=temperatures,
     )
 
 
@@ -274,12 +289,17 @@ def _span_scores(
     ent = np.full(n, np.nan)
     context = np.zeros(n, dtype=np.int64)
     cut = np.zeros(n, dtype=bool)
-    # Whether the response beat every other offered option, by target position.
-    beat: dict[int, bool] = {}
+    # The offered options' log-probs, by target position.
+    option_logp: dict[int, np.ndarray] = {}
+    # Per target position and temperature: log-prob at that temperature (NaN: not reported).
+    n_temps = next((s.temperature_logprobs.shape[1] for s in scored
+                    if s.temperature_logprobs is not None), 0)
+    temp = np.full((n, n_temps), np.nan)
     for win, s in zip(plan, scored, strict=True):
-        for j, values in (s.candidate_logprobs or {}).items():
-            position = int(win.targets[j])
-            beat[position] = bool(values[offered[position].response] >= values.max())
+        for j, found in (s.candidate_logprobs or {}).items():
+            option_logp[int(win.targets[j])] = found
+        if s.temperature_logprobs is not None:
+            temp[win.targets] = s.temperature_logprobs
         logp[win.targets] = s.logprobs
         top1[win.targets] = s.top1
         ent[win.targets] = s.entropy
@@ -304,10 +324,16 @@ def _span_scores(
                     context_tokens=int(a.span_first[k]),
                     truncated=False,
                     n_offered=n_offered,
+                    # An empty response costs nothing at any temperature, like its nll.
+                    nll_temperature=(0.0,) * n_temps if n_temps and k not in unmatched else None,
                 )
             )
             continue
         correct = bool(top1[pos[0]] == a.token_ids[pos[0]]) if pos.size == 1 else None
+        values = option_logp.get(int(pos[0])) if pos.size == 1 else None
+        choice = offered[int(pos[0])] if values is not None else None
+        # A span across windows sums its tokens from each, like nll; null if any lacked them.
+        per_t = -temp[pos].sum(axis=0) if n_temps else None
         out.append(
             SpanScore(
                 index=span.index,
@@ -317,8 +343,21 @@ def _span_scores(
                 entropy=float(ent[pos].mean()),
                 context_tokens=int(context[pos[0]]),
                 truncated=bool(cut[pos].any()),
-                offered_correct=beat.get(int(pos[0])) if pos.size == 1 else None,
+                offered_correct=(
+                    bool(values[choice.response] >= values.max())
+                    if values is not None and choice is not None
+                    else None
+                ),
                 n_offered=n_offered,
+                nll_temperature=(
+                    tuple(float(x) for x in per_t)
+                    if per_t is not None and not np.isnan(per_t).any()
+                    else None
+                ),
+                offered_options=choice.options if choice is not None else None,
+                offered_logprobs=(
+                    tuple(float(x) for x in values) if values is not None else None
+                ),
             )
         )
     return out

@@ -31,7 +31,12 @@ from typing import Any
 
 import numpy as np
 
-from psych201.scoring.engine import EngineInfo, ScoringRequest, TokenScores
+from psych201.scoring.engine import (
+    TOPK_ONLY_TEMPERATURES,
+    EngineInfo,
+    ScoringRequest,
+    TokenScores,
+)
 from psych201.scoring.engine_util import EngineError, check_request, scores_from_topk
 from psych201.scoring.engines import BuiltScorer, ScorerSpec, register_engine, token_scorer
 
@@ -136,6 +141,7 @@ class VLLMEngine:
                 "prompt_logprobs": "target_ids" if self._target_ids_mode else "top1",
                 "entropy": "nan: vLLM returns top-k log-probs only",
                 "offered_correct": "null: needs log-probs of ids outside the top-k",
+                "temperature_logprobs": TOPK_ONLY_TEMPERATURES,
             },
         )
 
