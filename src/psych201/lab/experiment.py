@@ -71,6 +71,9 @@ class EvaluationPlan(_Strict):
     n_boot: int = Field(default=2000, ge=100)
     ci: float = Field(default=0.95, gt=0, lt=1)
     seed: int = Field(default=0, ge=0)
+    #: HF engine settings for every model (``--engine-args``), e.g. ``{temperatures: "on"}`` to
+    #: fill ``nll_temperature`` for the calibration control on a CPU.
+    engine_args: dict[str, str | int | float | bool] = Field(default_factory=dict)
 
 
 class ExperimentPlan(_Strict):
@@ -206,7 +209,7 @@ def _score_all(
             )
             if setup is None:
                 note(f"loading {label} for scoring")
-                setup = scoring_setup(config)
+                setup = scoring_setup(config, ev.engine_args)
             t0 = time.perf_counter()
             summary = score_run(config, setup=setup)
             note(f"scored {label} on {set_name}: {summary.sessions} sessions, "

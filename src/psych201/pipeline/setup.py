@@ -141,12 +141,13 @@ def load_hf_setup(config: ScoreConfig) -> ScoringSetup:
 
 
 def setup_from_loaded(
-    loaded: LoadedModel, config: ScoreConfig, *, model_info: Mapping[str, Any] | None = None
+    loaded: LoadedModel, config: ScoreConfig, *, model_info: Mapping[str, Any] | None = None,
+    engine_args: Mapping[str, Any] | None = None,
 ) -> ScoringSetup:
     """The HF engine and session scorer around an already loaded model (base or adapter)."""
     from psych201.scoring.hf import scorer_from_loaded
 
-    spec = scorer_spec(config, "hf", {})
+    spec = scorer_spec(config, "hf", dict(engine_args or {}))
     built = scorer_from_loaded(loaded, spec)
     return _setup(built, spec, extra_model_info=model_info)
 
