@@ -11,10 +11,11 @@ and the skip is recorded in the cell's directory so a rerun loads no model at al
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -29,7 +30,7 @@ from psych201.pipeline import (
     RunSummary,
     ScoreConfig,
     ScoringSetup,
-    load_hf_setup,
+    build_setup,
     score_run,
     window_config,
 )
@@ -107,6 +108,9 @@ class EngineSettings(_Strict):
     max_tokens: int | None = Field(default=None, ge=2)
     window_overlap: int | None = Field(default=None, ge=0)
     model_args: dict[str, Any] = Field(default_factory=dict)
+    #: The transformers engine's settings (``--engine-args``), e.g. ``{temperatures: "on"}``
+    #: to score the calibration control's temperature grid on a CPU.
+    engine_args: dict[str, str | int | float | bool] = Field(default_factory=dict)
 
 
 class StudyFile(_Strict):
@@ -374,12 +378,16 @@ CELL_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, Psych201Err
 LOAD_ERRORS: tuple[type[BaseException], ...] = (*CELL_ERRORS, ImportError, RuntimeError)
 
 
+def _default_setup(config: ScoreConfig, *, engine_args: Mapping[str, Any]) -> ScoringSetup:
+    return build_setup(config, engine_args=engine_args)
+
+
 def run_study(
     study: StudyFile,
     *,
     limit: int | None = None,
     out: Path | None = None,
-    load_setup: SetupLoader = load_hf_setup,
+    load_setup: SetupLoader | None = None,
     progress: Callable[[Cell], ProgressSink | None] | None = None,
     note: Callable[[str], None] = print,
     argv: list[str] | None = None,
@@ -392,6 +400,8 @@ def run_study(
     ``loading(model)`` wraps each model load (a spinner in the CLI). A model that cannot be
     loaded fails each of its cells with the same one-line reason, loaded once.
     """
+    if load_setup is None:
+        load_setup = functools.partial(_default_setup, engine_args=study.engine.engine_args)
     started = time.perf_counter()
     cells = list(_by_model(expand(study, limit=limit, out=out)))
     setups: dict[str, ScoringSetup] = {}
