@@ -25,7 +25,6 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from psych201.engine_setup import build_setup
 
 from cli_helpers import invoke as _score
 from paths import DATA, needs_data
@@ -34,6 +33,7 @@ from psych201.pipeline import (
     ScoreConfig,
     ScoringSetup,
     SessionScoringError,
+    build_setup,
     load_hf_setup,
     score_run,
 )
