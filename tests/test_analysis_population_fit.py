@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from scipy.stats import wasserstein_distance
 
+from paths import DATA, needs_data
 from psych201.analysis.an_population_fit import (
     EXTRAS_KEY,
     PopulationFit,
@@ -260,10 +261,7 @@ def test_rating_scales_are_keyed_with_numeric_option_and_get_a_wasserstein_dista
     assert results["oracle"].w1_ci[0] <= results["oracle"].w1 <= results["oracle"].w1_ci[1]
 
 
-DATA = Path(__file__).parents[2] / "shared" / "data" / "psych201"
-
-
-@pytest.mark.skipif(not DATA.is_dir(), reason=f"real data not found at {DATA}")
+@needs_data
 def test_numeric_keying_leaves_the_population_baselines_input_unchanged_on_real_data() -> None:
     from psych201.prompts.options import response_options
 

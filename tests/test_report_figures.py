@@ -46,7 +46,9 @@ def _labels(ax: object) -> list[str]:
 
 def test_every_figure_is_drawn_from_its_analysis(figures: dict) -> None:
     assert set(figures) == {"leaderboard", "fig2_size", "fig3a_generations", "fig4_domains",
-                            "fig5_persona", "fig_accuracy", "fig_chat_template", "forest_1"}
+                            "fig5_persona", "fig_accuracy", "fig_chat_template", "forest_1",
+                            # the per-response diagnostics of the pair shown in full
+                            "fig_nll_entropy_1", "fig_participant_diffs_1"}
     size = [ax for ax in figures["fig2_size"].axes if ax.get_visible()]
     assert [ax.get_title() for ax in size] == ["Qwen3", "OLMo 3", "Qwen2"]  # paper panels first
     assert _labels(size[0]) == ["Base", "Reasoning", "Vision (VL)"]

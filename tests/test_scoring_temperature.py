@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
 
+from paths import DATA, needs_data
 from psych201.data.readers import iter_sessions
 from psych201.data.records import ResponseSpan
 from psych201.prompts.conditions import make_condition
@@ -26,7 +26,6 @@ from psych201.scoring.hf import HFEngine, temperatures_on
 from psych201.scoring.scorer import SessionScorer, WindowConfig, option_candidates
 from tiny_models import byte_bpe_tokenizer, tiny_gemma3, tiny_llama
 
-DATA = Path(__file__).parents[2] / "shared" / "data" / "psych201"
 GRID = TEMPERATURE_GRID
 ONE = GRID.index(1.0)
 
@@ -206,7 +205,7 @@ def test_offered_options_and_their_logprobs() -> None:
     assert [s.nll for s in topk] == pytest.approx([s.nll for s in spans], abs=1e-6)
 
 
-@pytest.mark.skipif(not DATA.is_dir(), reason="shared Psych-201 data not present")
+@needs_data
 def test_real_discrete_sessions_fill_offered_options_where_options_are_stated() -> None:
     tokenizer = byte_bpe_tokenizer()
     model = tiny_llama(tokenizer, max_positions=1 << 16)  # no windows: one pass

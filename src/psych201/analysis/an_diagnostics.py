@@ -174,23 +174,19 @@ class Diagnostics:
             tables.append(SectionTable("participants", pd.concat(people, ignore_index=True),
                                        caption="Mean paired difference per participant."))
         figures = []
-        for pair, diffs in pairs:
-            stem = _stem(pair)
+        # Figures for the pairs shown in full (as the forest plots): the tables cover every pair.
+        for rank, (pair, diffs) in enumerate(pairs[: context.options.detail_pairs], start=1):
             if has_entropy:
                 figures.append(SectionFigure(
-                    f"fig_nll_entropy_{stem}", f"NLL vs entropy: {pair.post} and {pair.base}",
+                    f"fig_nll_entropy_{rank}", f"NLL vs entropy: {pair.post} and {pair.base}",
                     _scatter_drawer(rows, pair, context.options.seed)))
             figures.append(SectionFigure(
-                f"fig_participant_diffs_{stem}",
+                f"fig_participant_diffs_{rank}",
                 f"Per-participant mean paired difference: {pair.post} − {pair.base}",
                 _histogram_drawer(participant_differences(diffs), pair)))
         return Section(self.name, "Per-response diagnostics",
                        text=_reading(pd.DataFrame(summary), conf, context.pairs),
                        tables=tuple(tables), figures=tuple(figures), notes=tuple(notes))
-
-
-def _stem(pair: ModelPair) -> str:
-    return "".join(c if c.isalnum() else "_" for c in f"{pair.post}_vs_{pair.base}").lower()
 
 
 def _reading(summary: pd.DataFrame, conf: pd.DataFrame, pairs: Sequence[ModelPair]) -> str:
@@ -215,9 +211,10 @@ def _reading(summary: pd.DataFrame, conf: pd.DataFrame, pairs: Sequence[ModelPai
 
 def _scatter_drawer(rows: pd.DataFrame, pair: ModelPair, seed: int) -> Callable[[], Figure | None]:
     def draw() -> Figure | None:
-        import matplotlib.pyplot as plt
+        from psych201.analysis.plots import new_figure
 
-        fig, axes = plt.subplots(1, 2, figsize=(9, 4), sharex=True, sharey=True)
+        fig = new_figure(9, 4)
+        axes = fig.subplots(1, 2, sharex=True, sharey=True)
         rng = np.random.default_rng(seed)
         for ax, model in zip(axes, (pair.base, pair.post), strict=True):
             data = rows[rows["model"] == model]
@@ -230,7 +227,6 @@ def _scatter_drawer(rows: pd.DataFrame, pair: ModelPair, seed: int) -> Callable[
             ax.set_title(model)
             ax.set_xlabel("entropy (nats/token)")
         axes[0].set_ylabel("NLL (nats/token)")
-        fig.tight_layout()
         return fig
 
     return draw
@@ -238,14 +234,14 @@ def _scatter_drawer(rows: pd.DataFrame, pair: ModelPair, seed: int) -> Callable[
 
 def _histogram_drawer(per: pd.DataFrame, pair: ModelPair) -> Callable[[], Figure | None]:
     def draw() -> Figure | None:
-        import matplotlib.pyplot as plt
+        from psych201.analysis.plots import new_figure
 
-        fig, ax = plt.subplots(figsize=(6, 3.5))
+        fig = new_figure(6, 3.5)
+        ax = fig.subplots()
         ax.hist(per["mean_diff"], bins=min(40, max(5, len(per) // 3)))
         ax.axvline(0, color="grey", lw=1)
         ax.set_xlabel(f"mean NLL difference per participant ({pair.post} − {pair.base}, nats)")
         ax.set_ylabel("participants")
-        fig.tight_layout()
         return fig
 
     return draw

@@ -365,9 +365,10 @@ def _reading(table: pd.DataFrame) -> str:
 
 
 def _draw(table: pd.DataFrame) -> Figure | None:
-    import matplotlib.pyplot as plt
+    from psych201.analysis.plots import new_figure
 
-    fig, ax = plt.subplots(figsize=(7, 0.4 * len(table) + 1.5))
+    fig = new_figure(7, 0.4 * len(table) + 1.5)
+    ax = fig.subplots()
     labels = [f"{m} / {s}" for m, s in zip(table["model"], table["study"], strict=True)]
     y = np.arange(len(table))
     err = np.vstack([table["excess"] - table["excess_ci_low"],
@@ -376,7 +377,6 @@ def _draw(table: pd.DataFrame) -> Figure | None:
     ax.axvline(0, color="grey", lw=1)
     ax.set_yticks(y, labels)
     ax.set_xlabel("JSD − finite-sample floor (bits)")
-    fig.tight_layout()
     return fig
 
 
