@@ -299,7 +299,8 @@ class PopulationFit:
 
     def skip(self, context: AnalysisContext) -> str | None:
         if EXTRAS_KEY not in context.extras:
-            return "needs the transcripts to find shared trials (give the data: report --data)"
+            return ("population-level fit skipped: it needs the transcripts to find shared trials "
+                    "(pass the scored dataset: compare/report --data)")
         rows = main_rows(context, _COLUMNS)
         if "offered_logprobs" not in rows.columns or rows["offered_logprobs"].isna().all():
             return ("no model recorded offered_logprobs (one-token responses and options, "

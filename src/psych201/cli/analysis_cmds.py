@@ -116,6 +116,31 @@ def _load(paths: list[Path]) -> Any:
         raise _fail(str(exc)) from exc
 
 
+DataOpt = Annotated[
+    Path | None, typer.Option(help="The scored dataset (transcripts): adds option counts (random "
+                              "baseline, pseudo-R²), the population baseline from its training "
+                              "participants, the population-level fit and the context of the "
+                              "largest losses.", exists=True)]
+SplitSeedOpt = Annotated[int | None, typer.Option(help="Seed of the test/train split (default: "
+                                                  "the runs' seed).")]
+
+
+def _summarize_runs(results: Any, registry: Any, options: Any, data: Path | None,
+                    split_seed: int | None) -> Any:
+    """Every analysis, with what the transcripts at ``data`` add (compare and report alike)."""
+    from psych201.analysis.conditions import ConditionError
+    from psych201.analysis.tables import StudySetError
+    from psych201.report.make import ReportDataError, summarize_runs
+
+    try:
+        return summarize_runs(results, registry, options, data=[data] if data else [],
+                              split_seed=split_seed)
+    except (StudySetError, ConditionError, ReportDataError) as exc:
+        raise _fail(str(exc)) from exc
+    except ValueError as exc:  # a data error in the transcripts named by --data
+        raise _fail(f"{data}: {exc}") from exc
+
+
 def _summarize(results: Any, registry: Any, options: Any, **kw: Any) -> Any:
     from psych201.analysis.conditions import ConditionError
     from psych201.analysis.summary import summarize
@@ -211,6 +236,8 @@ def compare(
         Path | None, typer.Option("--json", help="Write the tables as JSON to this file (with "
                                   "--paper: one table per figure, paper mode).",
                                   dir_okay=False)] = None,
+    data: DataOpt = None,
+    split_seed: SplitSeedOpt = None,
 ) -> None:
     """Compare models: a leaderboard, or (with --pair) a post-trained vs base pair in full.
 
@@ -241,7 +268,7 @@ def compare(
         opts = _options(condition=condition, weighting=weighting, sd=sd, levels=levels,
                         n_boot=n_boot, seed=seed, allow_missing=allow_missing, pairs=(),
                         detail=0)
-        summary = _summarize(loaded, reg, opts)
+        summary = _summarize_runs(loaded, reg, opts, data, split_seed)
         readable = summary.readable
         payload = {**_summary_json(summary), "readable": _records(readable),
                    "readable_text": READABLE_TEXT, "pseudo_r2_text": PSEUDO_R2_TEXT}
@@ -566,12 +593,8 @@ def report(
     seed: SeedOpt = 0,
     allow_missing: AllowMissingOpt = False,
     registry: RegistryOpt = None,
-    data: Annotated[
-        Path | None, typer.Option(help="The scored dataset: adds option counts (random baseline, "
-                                  "pseudo-R²) and the population baseline from its training "
-                                  "participants.", exists=True)] = None,
-    split_seed: Annotated[int | None, typer.Option(help="Seed of the test/train split (default: "
-                                                   "the runs' seed).")] = None,
+    data: DataOpt = None,
+    split_seed: SplitSeedOpt = None,
     figures_dir: Annotated[
         Path | None, typer.Option(help="Also write each figure as PNG and PDF here.")] = None,
     detail: Annotated[int, typer.Option(help="Pairs shown in full (effects, forest plot).")] = 3,
@@ -582,11 +605,8 @@ def report(
     With --paper the figures are drawn as the paper computes them and a section lists every
     paper-mode table (as `compare --paper`).
     """
-    from psych201.analysis.conditions import ConditionError
-    from psych201.analysis.tables import StudySetError
     from psych201.report.figures import render_figures, save_figures
     from psych201.report.html import write_report
-    from psych201.report.make import ReportDataError, summarize_runs
 
     _check_file_output(output, "-o/--output")
     if figures_dir is not None:
@@ -596,13 +616,7 @@ def report(
     opts = _options(condition=condition, weighting=weighting, sd=sd, levels=levels,
                     n_boot=n_boot, seed=seed, allow_missing=allow_missing,
                     pairs=_pairs(pair, reg), detail=detail)
-    try:
-        summary = summarize_runs(loaded, reg, opts, data=[data] if data else [],
-                                 split_seed=split_seed)
-    except (StudySetError, ConditionError, ReportDataError) as exc:
-        raise _fail(str(exc)) from exc
-    except ValueError as exc:  # a data error in the transcripts named by --data
-        raise _fail(f"{data}: {exc}") from exc
+    summary = _summarize_runs(loaded, reg, opts, data, split_seed)
     tables = _paper_tables(loaded, reg, condition) if paper else None
     path = write_report(output, summary, loaded, reg, title=title, paper=tables)
     console.print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
