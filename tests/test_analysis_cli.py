@@ -135,4 +135,5 @@ def test_figures_from_results(runs: dict[str, Path], tmp_path: Path) -> None:
     names = sorted(p.stem for p in (tmp_path / "figs").glob("*.png"))
     # no discrete/persona/chat-template runs: accuracy falls back to the single-token responses
     assert names == ["fig2_size", "fig3a_generations", "fig4_domains", "fig_accuracy",
+                     "fig_nll_entropy_1", "fig_participant_diffs_1",  # the diagnostics
                      "forest_1", "leaderboard"]
