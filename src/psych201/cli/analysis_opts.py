@@ -1,0 +1,198 @@
+"""Shared option types and helpers of the analysis commands: load, check, summarize, fail.
+
+Exit codes: 0 success, 2 bad input (unreadable table, unknown model, mismatched study sets).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, cast
+
+import typer
+from rich.console import Console
+
+if TYPE_CHECKING:
+    from psych201.analysis.aggregate import Weighting
+    from psych201.analysis.bootstrap import SD, Levels
+
+EXIT_BAD_INPUT = 2
+
+console = Console()
+err_console = Console(stderr=True)
+
+RegistryOpt = Annotated[
+    list[Path] | None,
+    typer.Option("--registry", help="Extra model registry YAML (repeatable); overrides by id.",
+                 exists=True, dir_okay=False),
+]
+ResultsArg = Annotated[
+    list[Path], typer.Argument(help="Run directories or response Parquet files.")
+]
+PairOpt = Annotated[
+    list[str] | None,
+    typer.Option("--pair", metavar="POST=BASE",
+                 help="Compare a post-trained model with a base (repeatable; names as in the "
+                      "results). Registry pairs are found automatically."),
+]
+ConditionOpt = Annotated[
+    str | None, typer.Option(help="Main condition (default: the only one, else raw, else paper).")
+]
+WeightingOpt = Annotated[
+    str, typer.Option(help="study (paper: studies equal) | participant | response.")
+]
+SDOpt = Annotated[str, typer.Option("--sd", help="SD convention of d: sample | population.")]
+LevelsOpt = Annotated[
+    str, typer.Option(help="Bootstrap resampling: both (studies and participants) | studies | "
+                      "participants.")
+]
+NBootOpt = Annotated[int, typer.Option(min=100, help="Bootstrap replicates.")]
+SeedOpt = Annotated[int, typer.Option(help="Bootstrap seed.")]
+AllowMissingOpt = Annotated[
+    bool, typer.Option("--allow-missing", help="Compare on shared studies when sets differ.")
+]
+PaperOpt = Annotated[
+    bool, typer.Option("--paper", help="Also compute every figure exactly as the paper's "
+                       "plotting scripts do.")
+]
+
+
+def _fail(message: str) -> typer.Exit:
+    err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(EXIT_BAD_INPUT)
+
+
+def _registry(paths: list[Path] | None) -> Any:
+    from psych201.analysis.registry import RegistryError, load_registry
+
+    try:
+        return load_registry(*(paths or []))
+    except RegistryError as exc:
+        raise _fail(str(exc)) from exc
+
+
+def _pairs(specs: list[str] | None, registry: Any) -> tuple[Any, ...]:
+    from psych201.analysis.registry import ModelPair
+
+    out = []
+    for spec in specs or []:
+        post, sep, base = spec.partition("=")
+        if not sep or not post or not base:
+            raise _fail(f"--pair {spec!r}: expected POST=BASE")
+        info = registry.get(post)
+        out.append(ModelPair(post, base, info.post_training if info else "unknown"))
+    return tuple(out)
+
+
+def _choice(name: str, value: str, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise _fail(f"--{name} must be one of {', '.join(allowed)} (got {value!r})")
+    return value
+
+
+def _options(*, condition: str | None, weighting: str, sd: str, levels: str, n_boot: int,
+             seed: int, allow_missing: bool, pairs: tuple[Any, ...], detail: int) -> Any:
+    from psych201.analysis.summary import AnalysisOptions
+
+    return AnalysisOptions(
+        condition=condition,
+        weighting=cast("Weighting", _choice("weighting", weighting,
+                                          ("study", "participant", "response"))),
+        sd=cast("SD", _choice("sd", sd, ("sample", "population"))),
+        levels=cast("Levels", _choice("levels", levels, ("both", "studies", "participants"))),
+        n_boot=n_boot, seed=seed, allow_missing=allow_missing, extra_pairs=pairs,
+        detail_pairs=detail,
+    )
+
+
+def _load(paths: list[Path]) -> Any:
+    from psych201.analysis.tables import TableError, read_results
+
+    try:
+        return read_results(paths)
+    except TableError as exc:
+        raise _fail(str(exc)) from exc
+
+
+DataOpt = Annotated[
+    Path | None, typer.Option(help="The scored dataset (transcripts): adds option counts (random "
+                              "baseline, pseudo-R²), the population baseline from its training "
+                              "participants, the population-level fit and the context of the "
+                              "largest losses.", exists=True)]
+SplitSeedOpt = Annotated[int | None, typer.Option(help="Seed of the test/train split (default: "
+                                                  "the runs' seed).")]
+
+
+def _summarize_runs(results: Any, registry: Any, options: Any, data: Path | None,
+                    split_seed: int | None) -> Any:
+    """Every analysis, with what the transcripts at ``data`` add (compare and report alike)."""
+    from psych201.analysis.conditions import ConditionError
+    from psych201.analysis.tables import StudySetError
+    from psych201.report.make import ReportDataError, summarize_runs
+
+    try:
+        return summarize_runs(results, registry, options, data=[data] if data else [],
+                              split_seed=split_seed)
+    except (StudySetError, ConditionError, ReportDataError) as exc:
+        raise _fail(str(exc)) from exc
+    except ValueError as exc:  # a data error in the transcripts named by --data
+        raise _fail(f"{data}: {exc}") from exc
+
+
+def _summarize(results: Any, registry: Any, options: Any, **kw: Any) -> Any:
+    from psych201.analysis.conditions import ConditionError
+    from psych201.analysis.summary import summarize
+    from psych201.analysis.tables import StudySetError
+
+    try:
+        return summarize(results, registry, options, **kw)
+    except (StudySetError, ConditionError) as exc:
+        raise _fail(str(exc)) from exc
+
+
+def strict_json(value: Any) -> str:
+    from psych201.strict_json import dumps
+
+    return dumps(value)
+
+
+def _f(value: Any, digits: int = 3) -> str:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    return "–" if not math.isfinite(v) else f"{v:.{digits}f}"
+
+
+def _p(value: Any) -> str:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return "–"
+    return "–" if not math.isfinite(v) else ("<0.001" if v < 0.001 else f"{v:.3f}")
+
+
+def _paper_tables(loaded: Any, registry: Any, condition: str | None) -> Any:
+    from psych201.analysis.conditions import ConditionError
+    from psych201.analysis.paper_mode import paper_tables
+
+    try:
+        return paper_tables(loaded.responses, registry, condition=condition)
+    except ConditionError as exc:
+        raise _fail(str(exc)) from exc
+
+
+def _paper_summary(summary: Any, loaded: Any, registry: Any, tables: Any) -> Any:
+    from psych201.analysis.paper_mode import paper_summary
+
+    return paper_summary(summary, loaded.responses, registry, tables)
+
+
+def _write_json(path: Path, payload: Any) -> None:
+    text = strict_json(payload)
+    try:
+        path.write_text(text + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise _fail(f"{path}: cannot write ({exc.strerror or exc})") from exc
+    console.print(f"wrote {path}")
+
