@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from psych201.analysis.an_population_fit import EXTRAS_KEY, main_rows
+from psych201.analysis.an_population_fit import EXTRAS_KEY
 from psych201.analysis.effects import paired_differences
 from psych201.analysis.plugin import (
     AnalysisContext,
@@ -129,7 +129,7 @@ class Diagnostics:
         return None
 
     def run(self, context: AnalysisContext) -> Section | None:
-        rows = main_rows(context, _COLUMNS)
+        rows = context.main_rows(_COLUMNS)
         trials = context.extras.get(EXTRAS_KEY)
         notes = []
         if trials is None or "snippet" not in trials.columns:

@@ -271,16 +271,6 @@ def population_fit(data: SharedTrials, *, n_boot: int = 2000, ci: float = 0.95, 
 
 
 # -- the analysis -------------------------------------------------------------------------------
-def main_rows(context: AnalysisContext, columns: Sequence[str]) -> pd.DataFrame:
-    """Rows of the main condition with ``columns`` (from the full table where the analysis
-    frame left them out)."""
-    frame = context.main
-    if any(c not in frame.columns for c in columns):
-        full = context.results.responses
-        frame = full[full["condition"] == context.condition]
-    return frame[frame["study"].isin(context.studies) & frame["model"].isin(context.models)]
-
-
 _TABLE_COLUMNS = (
     Column("model", "Model", "text"), Column("study", "Study", "text"),
     Column("n_trials", "Shared trials", "int"), Column("n_participants", "Participants", "int"),
@@ -301,7 +291,7 @@ class PopulationFit:
         if EXTRAS_KEY not in context.extras:
             return ("population-level fit skipped: it needs the transcripts to find shared trials "
                     "(pass the scored dataset: compare/report --data)")
-        rows = main_rows(context, _COLUMNS)
+        rows = context.main_rows(_COLUMNS)
         if "offered_logprobs" not in rows.columns or rows["offered_logprobs"].isna().all():
             return ("no model recorded offered_logprobs (one-token responses and options, "
                     "an engine that reports candidates)")
@@ -309,7 +299,7 @@ class PopulationFit:
 
     def run(self, context: AnalysisContext) -> Section | None:
         trials: pd.DataFrame = context.extras[EXTRAS_KEY]
-        rows = main_rows(context, _COLUMNS)
+        rows = context.main_rows(_COLUMNS)
         options = context.options
         out, notes = [], []
         for (model, study), group in rows.groupby(["model", "study"], observed=True, sort=True):

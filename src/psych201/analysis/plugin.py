@@ -98,6 +98,15 @@ class AnalysisContext:
     extras: Mapping[str, Any] = field(default_factory=dict)  # e.g. option counts, transcripts
     earlier: Mapping[str, Section] = field(default_factory=dict)  # sections already computed
 
+    def main_rows(self, columns: Sequence[str]) -> pd.DataFrame:
+        """Rows of the main condition, common studies and scored models, with ``columns`` (taken
+        from the full table where the analysis frame left them out)."""
+        frame = self.main
+        if any(c not in frame.columns for c in columns):
+            full = self.results.responses
+            frame = full[full["condition"] == self.condition]
+        return frame[frame["study"].isin(self.studies) & frame["model"].isin(self.models)]
+
 
 @runtime_checkable
 class Analysis(Protocol):
