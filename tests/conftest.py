@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -41,3 +42,15 @@ def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tokenizer = byte_bpe_tokenizer()
     folder = tmp_path_factory.mktemp("models") / "tiny-llama"
     return save_tiny(tiny_llama(tokenizer), tokenizer, folder)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """Tiny models are all OpenMP barriers: on a busy 2-core machine one thread is 3-10x faster.
+    Use as ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -181,3 +181,26 @@ def test_corrupted_run_directories_give_one_line_and_a_known_exit_code(
         }[command]
         result = runner.invoke(app, args)
     _assert_clean(args, result.output, result.exit_code)
+
+
+def test_a_retyped_manifest_field_is_named_not_a_crash(runs: tuple[Path, Path]) -> None:
+    # Found by the fuzz test above: merge indexed into a shard retyped to 5 (exit 70).
+    from psych201.results.manifest import _FIELD_TYPES, load_manifest
+    from psych201.results.writer import ResultsError
+
+    with _copies(runs) as (a, b, tmp):
+        body = json.loads((a / "manifest.json").read_text())
+        for key, types in _FIELD_TYPES.items():
+            for bad in (5, "x", [], {}, None, {"index": "0", "count": 2}):
+                if isinstance(bad, types) and not (key == "shard" and isinstance(bad, dict)):
+                    continue
+                if key == "shard" and bad == {}:
+                    continue
+                (a / "manifest.json").write_text(json.dumps({**body, key: bad}))
+                with pytest.raises(ResultsError, match=f"damaged manifest: {key} "):
+                    load_manifest(a)
+        (a / "manifest.json").write_text(json.dumps({**body, "shard": 5}))
+        args = ["merge", str(a), str(b), "--out", str(tmp / "merged")]
+        result = runner.invoke(app, args)
+    _assert_clean(args, result.output, result.exit_code)
+    assert "damaged manifest: shard is int" in result.output

@@ -37,13 +37,7 @@ from tiny_models import byte_bpe_tokenizer, save_tiny, tiny_gemma3, tiny_llama
 STUDY = "franke2024bayesian"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Any:
-    """Tiny models are all OpenMP barriers: on a busy 2-core machine one thread is 3-10x faster."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

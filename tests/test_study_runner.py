@@ -80,7 +80,7 @@ def _study(tmp_path: Path, models: tuple[Path, Path]) -> Path:
 
 
 def test_shipped_study_files_are_valid() -> None:
-    for name, n_models in (("local.yaml", 2), ("paper.yaml", 102)):
+    for name, n_models in (("local.yaml", 3), ("paper.yaml", 102)):
         study = load_study(REPO / "studies" / name)
         assert len(study.models) == n_models
         assert len(expand(study)) == n_models * len(study.conditions) * len(study.data)

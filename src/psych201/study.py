@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -39,6 +39,9 @@ from psych201.results.manifest import load_manifest
 from psych201.results.writer import ResultsError
 from psych201.simulate.demo import DEMO_DIR
 from psych201.yaml_files import read_yaml_model
+
+if TYPE_CHECKING:  # the lab loads torch: only studies that train adapters import it
+    from psych201.lab.adapter_plan import AdapterPlan
 
 #: ``path: demo`` in a study file means the bundled simulated studies.
 DEMO_DATA = "demo"
@@ -113,12 +116,39 @@ class EngineSettings(_Strict):
     engine_args: dict[str, str | int | float | bool] = Field(default_factory=dict)
 
 
+class AdapterEntry(_Strict):
+    """A LoRA adapter of ``base`` that the study trains (once, into ``<out>/adapters/<name>``)
+    and then scores like any model listed under ``models`` by its name.
+
+    The recipes are the post-training lab's (``psych201.lab``) that need no participants:
+    ``instruct`` (generated assistant dialogues) and ``preference`` (simulated risky choices);
+    ``settings`` and ``data`` are its training settings and data options.
+    """
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
+    base: str = Field(min_length=1)
+    recipe: Literal["instruct", "preference"]
+    settings: dict[str, Any] = Field(default_factory=dict)
+    data: dict[str, Any] = Field(default_factory=dict)
+
+    def plan(self) -> AdapterPlan:
+        from psych201.lab.adapter_plan import AdapterPlan
+
+        return AdapterPlan(name=self.name, recipe=self.recipe, settings=self.settings,
+                           data=self.data)
+
+
+#: Where a study keeps the adapters it trains, under its output folder.
+ADAPTERS_DIR = "adapters"
+
+
 class StudyFile(_Strict):
     """The schema of ``studies/*.yaml`` (unknown keys are refused)."""
 
     name: str
     out: str = "runs"
     models: tuple[str, ...]
+    adapters: tuple[AdapterEntry, ...] = ()
     conditions: tuple[ConditionEntry, ...] = (ConditionEntry(name="raw"),)
     data: tuple[DataEntry, ...]
     engine: EngineSettings = EngineSettings()
@@ -156,6 +186,8 @@ class Cell:
     model: str
     condition: ConditionEntry
     out: Path
+    #: What is loaded for ``model`` when that is not its name: a study adapter's folder.
+    source: str | None = None
 
     @property
     def label(self) -> str:
@@ -258,7 +290,53 @@ def load_study(path: Path) -> StudyFile:
                 f"{path}: conditions.{i}: unknown condition {condition.name!r} "
                 f"(known: {', '.join(CONDITION_NAMES)})"
             )
+    _check_adapters(path, study)
     return study
+
+
+def _check_adapters(path: Path, study: StudyFile) -> None:
+    names = [a.name for a in study.adapters]
+    for i, adapter in enumerate(study.adapters):
+        where = f"{path}: adapters.{i} ({adapter.name})"
+        if names.count(adapter.name) > 1:
+            raise StudyFileError(f"{where}: adapter names must be unique")
+        if adapter.name not in study.models:
+            raise StudyFileError(f"{where}: never scored: list it under models")
+        if adapter.base == adapter.name:
+            raise StudyFileError(f"{where}: an adapter cannot be its own base")
+        if _known_models().get(adapter.name) is not None:
+            raise StudyFileError(f"{where}: the name of a model psych201's registry already "
+                                 "has; its scores would pass for that model's")
+        from psych201.lab.settings import LabError
+
+        try:
+            plan = adapter.plan()
+            plan.train_settings()
+            plan.data_spec(None)
+        except (LabError, ValueError) as exc:
+            raise StudyFileError(f"{where}: {_one_line(exc)}") from exc
+
+
+def _known_models() -> Any:
+    from psych201.analysis.registry import load_registry
+
+    return load_registry()
+
+
+def adapter_folder(study: StudyFile, name: str, out: Path | None = None) -> Path:
+    """Where the study keeps (and looks for) its adapter ``name``."""
+    root = out if out is not None else Path(study.out)
+    return root / ADAPTERS_DIR / name
+
+
+def adapter_registries(study: StudyFile, out: Path | None = None) -> list[Path]:
+    """The registry fragments of the study's trained adapters (each pairs it with its base)."""
+    if not study.adapters:
+        return []
+    from psych201.lab.posttrain import REGISTRY_FILE
+
+    files = [adapter_folder(study, a.name, out) / REGISTRY_FILE for a in study.adapters]
+    return [f for f in files if f.is_file()]
 
 
 def _safe(name: str) -> str:
@@ -274,13 +352,15 @@ def data_path(entry: DataEntry) -> Path:
 def expand(study: StudyFile, *, limit: int | None = None, out: Path | None = None) -> list[Cell]:
     """Every cell of ``study``; ``limit`` caps participants per study (overrides the file)."""
     root = out if out is not None else Path(study.out)
+    adapters = {a.name: str(adapter_folder(study, a.name, out)) for a in study.adapters}
     cells = []
     for data in study.data:
         entry = data if limit is None else data.model_copy(update={"limit": limit})
         for model in study.models:
             for condition in study.conditions:
                 cells.append(
-                    Cell(entry, model, condition, root / data.name / _safe(model) / condition.label)
+                    Cell(entry, model, condition, root / data.name / _safe(model) / condition.label,
+                         source=adapters.get(model))
                 )
     return cells
 
@@ -290,7 +370,7 @@ def score_config(cell: Cell, study: StudyFile) -> ScoreConfig:
     return ScoreConfig(
         data=data_path(cell.data),
         out=cell.out,
-        model=cell.model,
+        model=cell.source or cell.model,
         model_args=dict(engine.model_args),
         split=cell.data.split,
         studies=tuple(cell.data.studies),
@@ -378,8 +458,49 @@ CELL_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, Psych201Err
 LOAD_ERRORS: tuple[type[BaseException], ...] = (*CELL_ERRORS, ImportError, RuntimeError)
 
 
-def _default_setup(config: ScoreConfig, *, engine_args: Mapping[str, Any]) -> ScoringSetup:
-    return build_setup(config, engine_args=engine_args)
+def _default_setup(config: ScoreConfig, *, engine_args: Mapping[str, Any],
+                   adapters: Mapping[str, AdapterEntry] | None = None,
+                   note: Callable[[str], None] = print) -> ScoringSetup:
+    adapter = (adapters or {}).get(config.model)
+    if adapter is None:
+        return build_setup(config, engine_args=engine_args)
+    # A study adapter: trained into its folder the first time one of its cells runs.
+    from psych201.lab.adapter_plan import ensure_adapter
+    from psych201.lab.scoring import scoring_setup
+
+    plan = adapter.plan()
+    cache = config.model_args.get("cache_dir")
+    ensure_adapter(adapter.base, plan, plan.data_spec(None), Path(config.model), note=note,
+                   progress=_training_progress(adapter.name, plan.train_settings().steps, note),
+                   cache_dir=Path(cache) if cache else None)
+    return scoring_setup(config, engine_args)
+
+
+def _training_progress(name: str, steps: int, note: Callable[[str], None]) -> Callable[[Any], None]:
+    every = max(1, steps // 10)
+
+    def report(log: Any) -> None:
+        if log.step % every == 0 or log.step == steps:
+            note(f"{name}: step {log.step}/{steps}, loss {log.loss:.3f}, {log.seconds:.1f} s")
+
+    return report
+
+
+def check_adapters_current(study: StudyFile, out: Path | None = None) -> None:
+    """Refuse (before any work) an adapter folder that holds another training than the study's:
+    its cells were scored with that other adapter."""
+    if not study.adapters:
+        return
+    from psych201.lab.adapter_plan import stale_adapter
+
+    for adapter in study.adapters:
+        folder = adapter_folder(study, adapter.name, out)
+        plan = adapter.plan()
+        stale = stale_adapter(folder, adapter.base, plan, plan.data_spec(None))
+        if stale is not None:
+            raise StudyFileError(
+                f"adapter {adapter.name}: {stale}, not as the study file says now; delete that "
+                f"folder and the adapter's score directories to retrain, or give it a new name")
 
 
 def run_study(
@@ -400,8 +521,11 @@ def run_study(
     ``loading(model)`` wraps each model load (a spinner in the CLI). A model that cannot be
     loaded fails each of its cells with the same one-line reason, loaded once.
     """
+    check_adapters_current(study, out)
     if load_setup is None:
-        load_setup = functools.partial(_default_setup, engine_args=study.engine.engine_args)
+        adapters = {str(adapter_folder(study, a.name, out)): a for a in study.adapters}
+        load_setup = functools.partial(_default_setup, engine_args=study.engine.engine_args,
+                                       adapters=adapters, note=note)
     started = time.perf_counter()
     cells = list(_by_model(expand(study, limit=limit, out=out)))
     setups: dict[str, ScoringSetup] = {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -45,10 +46,16 @@ def plan(
             err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from exc
         # One plan per (data, model, condition): conditions change the text, hence the tokens.
-        configs = [score_config(c, study) for c in expand(study, limit=limit)]
+        # An adapter the study trains costs what its base costs (same tokenizer and shapes, the
+        # LoRA merged), and may not exist yet: it is planned as its base, under its own name.
+        bases = {a.name: a.base for a in study.adapters}
+        configs = [replace(score_config(c, study), model=bases.get(c.model, c.model))
+                   for c in expand(study, limit=limit)]
+        labels = [c.model for c in expand(study, limit=limit)]
     elif data is not None and model is not None:
         configs = [ScoreConfig(data=data, out=Path("unused"), model=model, limit=limit,
                                batch_tokens=batch_tokens)]
+        labels = [model]
     else:
         err_console.print("[red]error:[/red] give STUDY_FILE, or both --data and --model")
         raise typer.Exit(2)
@@ -61,15 +68,16 @@ def plan(
                               batch_tokens=first.batch_tokens)
     registry = load_registry()
     plans = []
-    for config in configs:
+    for label, config in zip(labels, configs, strict=True):
         try:
-            plans.append(plan_model(config, flops_per_s=flops_per_s, registry=registry))
+            plans.append(replace(plan_model(config, flops_per_s=flops_per_s, registry=registry),
+                                 model=label))
         except PipelineError as exc:
             # A condition this model or data cannot take (no chat template, no metadata):
             # `run` skips that cell, so the plan does too.
             if not isinstance(exc.__cause__, ConditionUnavailableError):
                 raise
-            console.print(f"[yellow]skipped:[/yellow] {config.model} · {config.condition}: "
+            console.print(f"[yellow]skipped:[/yellow] {label} · {config.condition}: "
                           f"{exc}", highlight=False)
     if not plans:
         err_console.print("[red]error:[/red] no cell of the study can be scored")

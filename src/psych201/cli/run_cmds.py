@@ -36,10 +36,18 @@ def run(
     Rerunning a finished study scores nothing: finished cells are recognised from their
     manifests without loading any model.
     """
-    from psych201.study import StudyFileError, expand, load_study, run_study
+    from psych201.study import (
+        StudyFileError,
+        adapter_registries,
+        check_adapters_current,
+        expand,
+        load_study,
+        run_study,
+    )
 
     try:
         study = load_study(study_file)
+        check_adapters_current(study, out)
     except StudyFileError as exc:
         err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_USAGE) from exc
@@ -69,25 +77,32 @@ def run(
     console.print(table)
     if report and study.report and outcome.run_dirs:
         from psych201.analysis.conditions import ConditionError
+        from psych201.analysis.registry import RegistryError, load_registry
         from psych201.analysis.tables import StudySetError, TableError
         from psych201.report.make import ReportDataError, report_from_runs
         from psych201.study import data_path
 
         root = out if out is not None else Path(study.out)
         try:
+            # The study's adapters pair with their bases through their registry fragments.
+            registry = load_registry(*adapter_registries(study, out))
             path = report_from_runs(
                 outcome.run_dirs,
                 root / study.report,
                 title=f"psych201 study: {study.name}",
                 data=[data_path(d) for d in study.data],
                 notes=outcome.report_notes(),
+                registry=registry,
             )
-        except (StudySetError, ConditionError, ReportDataError, TableError) as exc:
+        except (StudySetError, ConditionError, ReportDataError, TableError, RegistryError) as exc:
             # The scored cells are kept; `psych201 report RUN…` can be retried on them.
             err_console.print(f"[red]error:[/red] report not written: {exc}", highlight=False,
                               soft_wrap=True)
             raise typer.Exit(EXIT_USAGE) from exc
         console.print(f"wrote {path}")
+        for fragment in adapter_registries(study, out):
+            console.print(f"compare/report these runs with --registry {fragment} (it pairs the "
+                          "study's adapter with its base)", highlight=False, soft_wrap=True)
     elif report and study.report:
         console.print("no report: no cell has responses to report")
     if outcome.failed:

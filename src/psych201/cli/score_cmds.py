@@ -189,6 +189,8 @@ def _engine_loader(
     if inner not in choices:
         raise _fail(f"unknown engine {inner!r} (choose one of {', '.join(choices)})")
     check_model_args(inner, config.model_args)  # before the data is read or the model loads
+    if (Path(config.model).expanduser() / "adapter_config.json").is_file():
+        return _adapter_loader(config, engine, engine_args)
     if engine == "hf" and not engine_args:
         return None
 
@@ -203,6 +205,25 @@ def _engine_loader(
             raise UsageError(f"--engine {engine}: {exc}") from exc
 
     return load
+
+
+def _adapter_loader(config: ScoreConfig, engine: str, engine_args: dict[str, Any]) -> SetupLoader:
+    """A LoRA adapter folder (``psych201 posttrain``, a study's ``adapters:``): its base with the
+    adapter merged, on the transformers engine; the table's model is the adapter's name."""
+    from psych201.lab.adapter import check_adapter_files, is_adapter_dir
+    from psych201.lab.scoring import scoring_setup
+
+    folder = Path(config.model).expanduser()
+    if not is_adapter_dir(folder):
+        raise _fail(f"--model {config.model}: a peft adapter folder without a psych201 adapter "
+                    "card; psych201 scores the adapters its post-training lab writes")
+    try:
+        check_adapter_files(folder)
+    except ValueError as exc:
+        raise _fail(f"--model {config.model}: {exc}") from exc
+    if engine != "hf":
+        raise _fail(f"--model {config.model} is a LoRA adapter: score it with --engine hf")
+    return lambda: scoring_setup(config, engine_args)
 
 
 def _with_spinner(

@@ -31,6 +31,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from psych201.lab.adapter import CARD_FILE, AdapterCard, is_adapter_dir, read_card
+from psych201.lab.adapter_plan import AdapterPlan, same_training
 from psych201.lab.posttrain import DataSpec, posttrain
 from psych201.lab.registry_entry import write_registry_fragment
 from psych201.lab.settings import RECIPES, LabError, TrainSettings
@@ -43,15 +44,6 @@ CONDITION = "raw"
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class AdapterPlan(_Strict):
-    """One adapter: its registry name, recipe, training settings and data options."""
-
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
-    recipe: Literal["instruct", "preference", "human"]
-    settings: dict[str, Any] = Field(default_factory=dict)
-    data: dict[str, Any] = Field(default_factory=dict)
 
 
 class SimulatedPlan(_Strict):
@@ -88,24 +80,11 @@ class ExperimentPlan(_Strict):
     evaluation: EvaluationPlan = Field(default_factory=EvaluationPlan)
 
     def train_settings(self, adapter: AdapterPlan) -> TrainSettings:
-        return TrainSettings.from_dict({"recipe": adapter.recipe, **adapter.settings})
+        return adapter.train_settings()
 
     def data_spec(self, adapter: AdapterPlan, data: Path) -> DataSpec:
-        options = dict(adapter.data)
         # use_dataset: a preference adapter trains on the plan's studies instead of simulations
-        known = (set(DataSpec.__dataclass_fields__) - {"data", "studies", "split_seed"}) | {
-            "use_dataset"
-        }
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise LabError(f"adapter {adapter.name}: unknown data option(s) {', '.join(unknown)}")
-        uses_dataset = adapter.recipe == "human" or options.pop("use_dataset", False)
-        return DataSpec(
-            data=data if uses_dataset else None,
-            studies=tuple(self.studies) if uses_dataset else (),
-            split_seed=self.split_seed,
-            **options,
-        )
+        return adapter.data_spec(data, tuple(self.studies), self.split_seed)
 
 
 def read_plan(path: str | Path) -> ExperimentPlan:
@@ -140,17 +119,6 @@ class ExperimentResult:
     summary_path: Path
 
 
-def _same_training(card: AdapterCard, plan: ExperimentPlan, settings: TrainSettings,
-                   spec: DataSpec) -> bool:
-    studies = card.data.get("studies", {})
-    want_studies = set(spec.studies) if spec.data is not None else set(studies)
-    return (
-        card.base == plan.base
-        and card.settings == settings.to_dict()
-        and set(studies) == want_studies
-    )
-
-
 def _train_adapters(
     plan: ExperimentPlan, data: Path, out: Path, *, retrain: bool,
     note: Callable[[str], None], progress: Callable[[str, StepLog], None] | None,
@@ -162,7 +130,7 @@ def _train_adapters(
         folder = out / "adapters" / adapter.name
         if not retrain and is_adapter_dir(folder):
             card = read_card(folder)
-            if _same_training(card, plan, settings, spec):
+            if same_training(card, plan.base, settings, spec):
                 note(f"{adapter.name}: reusing the adapter in {folder}")
                 adapters.append((folder, card))
                 continue

@@ -111,7 +111,38 @@ def load_manifest(run_dir: Path) -> dict[str, Any]:
         raise ResultsError(f"{path}: unreadable manifest ({exc})") from exc
     if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
         raise ResultsError(f"{path}: not a {MANIFEST_FORMAT} manifest")
+    wrong = _mistyped_fields(manifest)
+    if wrong:
+        raise ResultsError(f"{path}: damaged manifest: {'; '.join(wrong)}")
     return manifest
+
+
+#: The manifest fields readers index into, and the JSON types they must have when present.
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "config_hash": (str,), "status": (str,), "spec": (dict, type(None)), "model": (dict,),
+    "engine": (dict,), "tokenizer": (dict,), "data": (dict,), "counts": (dict,),
+    "invocations": (list,), "shard": (dict, type(None)), "alignment": (str,), "dtype": (str,),
+    "seed": (int, type(None)),
+}
+
+
+def _mistyped_fields(manifest: Mapping[str, Any]) -> list[str]:
+    """What is wrong with the fields of ``manifest`` (a hand-edited or damaged file)."""
+    wrong = [
+        f"{key} is {type(manifest[key]).__name__}, expected "
+        f"{' or '.join('null' if t is type(None) else _JSON_NAMES[t] for t in types)}"
+        for key, types in _FIELD_TYPES.items()
+        if key in manifest and not isinstance(manifest[key], types)
+    ]
+    shard = manifest.get("shard")
+    if isinstance(shard, dict) and not all(
+        type(shard.get(k)) is int for k in ("index", "count")
+    ):
+        wrong.append("shard needs integer index and count")
+    return wrong
+
+
+_JSON_NAMES = {str: "a string", dict: "an object", list: "a list", int: "an integer"}
 
 
 def save_manifest(run_dir: Path, manifest: Mapping[str, Any]) -> None:

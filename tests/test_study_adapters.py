@@ -1,0 +1,177 @@
+"""Study plans that train an adapter (``adapters:``) and score it beside its base.
+
+The adapter is trained once, the first time one of its cells runs, into
+``<out>/adapters/<name>``; its registry fragment pairs it with its base, so the study's report
+has a real base/post-trained pair for the post-training analyses. A rerun trains and scores
+nothing; a study file whose adapter settings changed is refused before any work, naming the
+folder; two processes asking for the same adapter train it once.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from psych201.cli import app
+from psych201.lab.adapter import CARD_FILE, is_adapter_dir, read_card
+from psych201.lab.adapter_plan import AdapterPlan, ensure_adapter
+from psych201.results import read_responses
+from psych201.study import StudyFileError, adapter_folder, expand, load_study
+
+runner = CliRunner()
+
+ADAPTER = "tiny-lora-instruct"
+SETTINGS = {"steps": 3, "batch_size": 2, "learning_rate": 2.0e-2, "warmup_steps": 1,
+            "max_tokens": 128, "seed": 0}
+
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def _study(tmp_path: Path, base: Path, **adapter: Any) -> Path:
+    entry = {"name": ADAPTER, "base": str(base), "recipe": "instruct",
+             "settings": dict(SETTINGS), "data": {"n_dialogues": 8}} | adapter
+    spec: dict[str, Any] = {
+        "name": "tiny-pair",
+        "out": str(tmp_path / "runs"),
+        "models": [str(base), ADAPTER],
+        "adapters": [entry],
+        "conditions": ["raw"],
+        "data": [{"name": "demo", "path": "demo", "split": "all",
+                  "studies": ["simulated_bandit"]}],
+        "engine": {"batch_tokens": 4096, "engine_args": {"temperatures": "on"}},
+    }
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def test_a_study_trains_its_adapter_once_and_reports_the_pair(
+    tmp_path: Path, tiny_dir: Path
+) -> None:
+    study_path = _study(tmp_path, tiny_dir)
+    result = runner.invoke(app, ["run", str(study_path), "--limit", "6", "--quiet"])
+    assert result.exit_code == 0, result.output
+    study = load_study(study_path)
+    folder = adapter_folder(study, ADAPTER)
+    assert is_adapter_dir(folder) and read_card(folder).base == str(tiny_dir)
+    assert f"{ADAPTER}: training" in result.output
+
+    base_cell, adapter_cell = expand(study, limit=6)
+    assert adapter_cell.source == str(folder)
+    base_rows, adapter_rows = read_responses(base_cell.out), read_responses(adapter_cell.out)
+    assert set(adapter_rows["model"]) == {ADAPTER}
+    keys = ["participant", "line", "response_index"]
+    assert base_rows[keys].equals(adapter_rows[keys])  # the very same responses
+    assert (base_rows["nll"].to_numpy() != adapter_rows["nll"].to_numpy()).any()
+
+    # The report pairs the adapter with its base: the post-training sections have content.
+    html = (tmp_path / "runs" / "report.html").read_text(encoding="utf-8")
+    anchors = re.findall(r'<section class="analysis" id="([^"]+)">', html)
+    assert {"post-training", "calibration", "diagnostics"} <= set(anchors), anchors
+    diagnostics = html[html.index('id="diagnostics"'):]
+    assert ADAPTER in diagnostics[: diagnostics.index("</section>")]
+
+    # The same adapter folder scored by `psych201 score`: the same numbers, the same model id.
+    from psych201.simulate.demo import DEMO_DIR
+
+    scored = tmp_path / "scored-by-hand"
+    by_hand = runner.invoke(app, ["score", "--model", str(folder), "--data",
+                                  str(DEMO_DIR / "simulated_bandit.jsonl"), "--split", "all",
+                                  "--limit", "6", "--batch-tokens", "4096", "--out", str(scored),
+                                  "-q"])
+    assert by_hand.exit_code == 0, by_hand.output
+    hand_rows = read_responses(scored)
+    assert set(hand_rows["model"]) == {ADAPTER}
+    assert hand_rows["nll"].to_numpy() == pytest.approx(adapter_rows["nll"].to_numpy(), abs=1e-5)
+    other = runner.invoke(app, ["score", "--model", str(folder), "--data", str(DEMO_DIR),
+                               "--engine", "oracle", "--out", str(tmp_path / "o"), "-q"])
+    assert other.exit_code == 2 and "LoRA adapter: score it with --engine hf" in other.output
+
+    # Rerun: nothing trained, nothing scored, the adapter folder untouched.
+    card_mtime = (folder / CARD_FILE).stat().st_mtime_ns
+    again = runner.invoke(app, ["run", str(study_path), "--limit", "6", "--quiet"])
+    assert again.exit_code == 0, again.output
+    assert "training" not in again.output and "complete, skipped" in again.output
+    assert (folder / CARD_FILE).stat().st_mtime_ns == card_mtime
+
+    # Other settings under the same name: refused before any work, nothing deleted.
+    changed = _study(tmp_path, tiny_dir, settings={**SETTINGS, "steps": 4})
+    refused = runner.invoke(app, ["run", str(changed), "--limit", "6", "--quiet"])
+    assert refused.exit_code == 2, refused.output
+    assert "trained otherwise" in refused.output and str(folder) in refused.output
+    assert is_adapter_dir(folder) and adapter_cell.out.exists()
+
+
+def test_two_processes_asking_for_one_adapter_train_it_once(
+    tmp_path: Path, tiny_dir: Path
+) -> None:
+    plan = AdapterPlan(name=ADAPTER, recipe="instruct", settings=SETTINGS,
+                       data={"n_dialogues": 8})
+    folder = tmp_path / "adapters" / ADAPTER
+    notes: list[str] = []
+    errors: list[BaseException] = []
+
+    def ask() -> None:
+        try:
+            ensure_adapter(str(tiny_dir), plan, plan.data_spec(None), folder,
+                           note=notes.append)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=ask) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert sum(n.startswith(f"{ADAPTER}: training") for n in notes) == 1, notes
+    assert sum(n.startswith(f"{ADAPTER}: reusing") for n in notes) == 1, notes
+
+
+@pytest.mark.parametrize(
+    ("adapter", "models", "message"),
+    [
+        ({}, ["m"], "never scored: list it under models"),
+        ({"recipe": "human"}, ["m", ADAPTER], r"adapters.0.recipe"),
+        ({"data": {"n_dialogues": 8, "colour": 1}}, ["m", ADAPTER], "unknown data option.*colour"),
+        ({"data": {"use_dataset": True}}, ["m", ADAPTER], "no dataset is given"),
+        ({"settings": {"steps": 0}}, ["m", ADAPTER], r"adapters.0 \(tiny-lora-instruct\)"),
+        ({"name": "../x"}, ["m", "../x"], r"adapters.0.name"),
+        ({"base": ADAPTER}, ["m", ADAPTER], "cannot be its own base"),
+        ({"name": "smollm2-135m-instruct"}, ["m", "smollm2-135m-instruct"],
+         "registry already has"),
+    ],
+)
+def test_bad_adapter_entries_name_the_file_and_the_entry(
+    tmp_path: Path, adapter: dict[str, Any], models: list[str], message: str
+) -> None:
+    entry = {"name": ADAPTER, "base": "m", "recipe": "instruct"} | adapter
+    spec = {"name": "x", "models": models, "adapters": [entry],
+            "data": [{"name": "d", "path": "demo"}]}
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    with pytest.raises(StudyFileError, match=message) as info:
+        load_study(path)
+    assert "bad.yaml" in str(info.value)
+
+
+def test_plan_costs_an_untrained_adapter_as_its_base(tmp_path: Path, tiny_dir: Path) -> None:
+    import json
+
+    out = tmp_path / "plan.json"
+    result = runner.invoke(app, ["plan", str(_study(tmp_path, tiny_dir)), "--limit", "4",
+                                 "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    plans = {p["model"]: p for p in json.loads(out.read_text())["plans"]}
+    assert set(plans) == {str(tiny_dir), ADAPTER}
+    assert not (tmp_path / "runs" / "adapters").exists()  # planning trains nothing
+    base, adapter = plans[str(tiny_dir)], plans[ADAPTER]
+    assert adapter["tokens"] == base["tokens"] > 0 and adapter["exact"] and base["exact"]
+    assert adapter["flops"] == base["flops"]
