@@ -136,6 +136,33 @@ def test_the_analysis_reports_per_model_and_study() -> None:
     assert fig is not None
 
 
+def test_without_options_in_the_main_condition_the_discrete_variant_is_fitted() -> None:
+    # Only a condition that states the offered options records their log-probs (the discrete
+    # variant): a study run's raw cells have none, its discrete cells the same trials with them.
+    table, trials = _shared_study()
+    raw = table.assign(offered_options=None, offered_logprobs=None)
+    both = pd.concat([raw, table.assign(condition="discrete")], ignore_index=True)
+    context = AnalysisContext(
+        results=Results(both, ()), frame=both, main=raw, condition="raw", studies=("s",),
+        models=("T3", "oracle"), registry=ModelRegistry([]),
+        options=AnalysisOptions(n_boot=300), pairs=(), extras={EXTRAS_KEY: trials})
+    analysis = PopulationFit()
+    assert analysis.skip(context) is None
+    section = analysis.run(context)
+    assert section is not None
+    assert any("from condition discrete" in note for note in section.notes)
+    expected = analysis.run(_context(table, {EXTRAS_KEY: trials}))
+    assert expected is not None
+    pd.testing.assert_frame_equal(section.table("per_study"), expected.table("per_study"))
+    # neither condition recorded them: skipped, saying where it looked
+    none = both.assign(offered_logprobs=None)
+    context = AnalysisContext(
+        results=Results(none, ()), frame=none, main=raw, condition="raw", studies=("s",),
+        models=("T3", "oracle"), registry=ModelRegistry([]),
+        options=AnalysisOptions(n_boot=300), pairs=(), extras={EXTRAS_KEY: trials})
+    assert "discrete variant" in str(analysis.skip(context))
+
+
 def test_simulated_shared_trials_are_recognised_by_the_trial_keying(tmp_path: Path) -> None:
     records = simulate_study("risky", n_participants=8, n_trials=5, seed=3, shared_trials=True)
     assert len({r["text"].split("Problem 1:")[1] for r in records}) > 1  # letters differ

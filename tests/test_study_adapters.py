@@ -42,7 +42,7 @@ def _study(tmp_path: Path, base: Path, **adapter: Any) -> Path:
         "out": str(tmp_path / "runs"),
         "models": [str(base), ADAPTER],
         "adapters": [entry],
-        "conditions": ["raw"],
+        "conditions": ["raw", "chat-template"],  # no chat template: a skipped cell each
         "data": [{"name": "demo", "path": "demo", "split": "all",
                   "studies": ["simulated_bandit"]}],
         "engine": {"batch_tokens": 4096, "engine_args": {"temperatures": "on"}},
@@ -63,7 +63,7 @@ def test_a_study_trains_its_adapter_once_and_reports_the_pair(
     assert is_adapter_dir(folder) and read_card(folder).base == str(tiny_dir)
     assert f"{ADAPTER}: training" in result.output
 
-    base_cell, adapter_cell = expand(study, limit=6)
+    base_cell, _, adapter_cell, _ = expand(study, limit=6)
     assert adapter_cell.source == str(folder)
     base_rows, adapter_rows = read_responses(base_cell.out), read_responses(adapter_cell.out)
     assert set(adapter_rows["model"]) == {ADAPTER}
@@ -77,6 +77,23 @@ def test_a_study_trains_its_adapter_once_and_reports_the_pair(
     assert {"post-training", "calibration", "diagnostics"} <= set(anchors), anchors
     diagnostics = html[html.index('id="diagnostics"'):]
     assert ADAPTER in diagnostics[: diagnostics.index("</section>")]
+
+    # By hand, as the run's last line says: the skipped cells are left out with a word, and
+    # the page has the sections the run's own report has.
+    assert "--registry" in result.output
+    fragment = folder / "registry.yaml"
+    runs = sorted(str(p) for p in (tmp_path / "runs" / "demo").glob("*/*"))
+    again_html = tmp_path / "again.html"
+    by_hand_report = runner.invoke(app, ["report", *runs, "--data", "demo", "--registry",
+                                         str(fragment), "-o", str(again_html), "--n-boot", "200"])
+    assert by_hand_report.exit_code == 0, by_hand_report.output
+    assert by_hand_report.output.count("a skipped study cell") == 2
+    again_anchors = re.findall(r'<section class="analysis" id="([^"]+)">',
+                               again_html.read_text(encoding="utf-8"))
+    assert again_anchors == anchors
+    missing = runner.invoke(app, ["report", *runs, "--data", str(tmp_path / "nope"),
+                                  "-o", str(tmp_path / "x.html")])
+    assert missing.exit_code == 2 and "nope: no such file or directory" in missing.output
 
     # The same adapter folder scored by `psych201 score`: the same numbers, the same model id.
     from psych201.simulate.demo import DEMO_DIR

@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 from scipy.spatial.distance import jensenshannon
 
+from psych201.analysis.conditions import conditions_with_role
 from psych201.analysis.plugin import (
     AnalysisContext,
     Column,
@@ -291,17 +292,23 @@ class PopulationFit:
         if EXTRAS_KEY not in context.extras:
             return ("population-level fit skipped: it needs the transcripts to find shared trials "
                     "(pass the scored dataset: compare/report --data)")
-        rows = context.main_rows(_COLUMNS)
-        if "offered_logprobs" not in rows.columns or rows["offered_logprobs"].isna().all():
-            return ("no model recorded offered_logprobs (one-token responses and options, "
-                    "an engine that reports candidates)")
+        if _scored_rows(context) is None:
+            return ("no model recorded offered_logprobs in the main condition or a discrete "
+                    "variant (one-token responses and options, an engine that reports candidates)")
         return None
 
     def run(self, context: AnalysisContext) -> Section | None:
         trials: pd.DataFrame = context.extras[EXTRAS_KEY]
-        rows = context.main_rows(_COLUMNS)
+        found = _scored_rows(context)
+        assert found is not None
+        rows, condition = found
         options = context.options
         out, notes = [], []
+        if condition != context.condition:
+            notes.append(f"option log-probabilities from condition {condition}: the main "
+                         f"condition ({context.condition}) records none (only a condition that "
+                         "states the offered options does; the discrete variant keeps the "
+                         "transcript's text at one-letter choices)")
         for (model, study), group in rows.groupby(["model", "study"], observed=True, sort=True):
             data, dropped = shared_trials(group, trials[trials["study"] == study])
             if dropped:
@@ -338,6 +345,23 @@ class PopulationFit:
                                    "Excess JSD over the finite-sample floor, per study and model",
                                    lambda: _draw(table)),),
             notes=tuple(notes))
+
+
+def _has_logprobs(rows: pd.DataFrame) -> bool:
+    return "offered_logprobs" in rows.columns and bool(rows["offered_logprobs"].notna().any())
+
+
+def _scored_rows(context: AnalysisContext) -> tuple[pd.DataFrame, str] | None:
+    """The rows to fit and their condition: the main condition's where it recorded the offered
+    options' log-probs, else the first discrete variant's that did (``None``: neither did)."""
+    main = context.main_rows(_COLUMNS)
+    if _has_logprobs(main):
+        return main, context.condition
+    for condition in conditions_with_role(context.frame["condition"].unique(), "discrete"):
+        rows = context.condition_rows(condition, _COLUMNS)
+        if _has_logprobs(rows):
+            return rows, condition
+    return None
 
 
 def _reading(table: pd.DataFrame) -> str:

@@ -101,10 +101,14 @@ class AnalysisContext:
     def main_rows(self, columns: Sequence[str]) -> pd.DataFrame:
         """Rows of the main condition, common studies and scored models, with ``columns`` (taken
         from the full table where the analysis frame left them out)."""
-        frame = self.main
+        return self.condition_rows(self.condition, columns)
+
+    def condition_rows(self, condition: str, columns: Sequence[str]) -> pd.DataFrame:
+        """:meth:`main_rows` of another ``condition``."""
+        frame = self.main if condition == self.condition else self.frame
         if any(c not in frame.columns for c in columns):
-            full = self.results.responses
-            frame = full[full["condition"] == self.condition]
+            frame = self.results.responses
+        frame = frame[frame["condition"] == condition]
         return frame[frame["study"].isin(self.studies) & frame["model"].isin(self.models)]
 
 

@@ -105,25 +105,53 @@ def _options(*, condition: str | None, weighting: str, sd: str, levels: str, n_b
     )
 
 
+#: What ``psych201 run`` leaves in a cell it skipped (a condition the model cannot take).
+_SKIPPED_CELL = "skipped.json"
+
+
 def _load(paths: list[Path]) -> Any:
     from psych201.analysis.tables import TableError, read_results
 
+    # A study's skipped cell holds no run: left out (with a word), so `runs/study/*/*/*` works.
+    skipped = [p for p in paths if p.is_dir() and (p / _SKIPPED_CELL).is_file()
+               and not (p / "manifest.json").exists()]
+    for path in skipped:
+        err_console.print(f"[dim]left out {path}: a skipped study cell (see its "
+                          f"{_SKIPPED_CELL})[/dim]", highlight=False, soft_wrap=True)
+    kept = [p for p in paths if p not in skipped]
+    if skipped and not kept:
+        raise _fail("every run given is a skipped study cell: nothing to analyse")
     try:
-        return read_results(paths)
+        return read_results(kept)
     except TableError as exc:
         raise _fail(str(exc)) from exc
 
 
 DataOpt = Annotated[
-    Path | None, typer.Option(help="The scored dataset (transcripts): adds option counts (random "
-                              "baseline, pseudo-R²), the population baseline from its training "
-                              "participants, the population-level fit and the context of the "
-                              "largest losses.", exists=True)]
+    list[Path] | None, typer.Option(
+        help="The scored dataset (transcripts; repeatable, `demo` = the bundled simulated "
+             "studies): adds option counts (random baseline, pseudo-R²), the population baseline "
+             "from its training participants, the population-level fit and the context of the "
+             "largest losses.")]
+
+
+def _data_paths(data: list[Path] | None) -> list[Path]:
+    """``--data`` values, checked; ``demo`` (when no such path exists) is the bundled studies."""
+    from psych201.simulate.demo import DEMO_DIR
+
+    out = []
+    for path in data or []:
+        if not path.exists() and str(path) == "demo":
+            path = DEMO_DIR
+        if not path.exists():
+            raise _fail(f"--data {path}: no such file or directory")
+        out.append(path)
+    return out
 SplitSeedOpt = Annotated[int | None, typer.Option(help="Seed of the test/train split (default: "
                                                   "the runs' seed).")]
 
 
-def _summarize_runs(results: Any, registry: Any, options: Any, data: Path | None,
+def _summarize_runs(results: Any, registry: Any, options: Any, data: list[Path],
                     split_seed: int | None) -> Any:
     """Every analysis, with what the transcripts at ``data`` add (compare and report alike)."""
     from psych201.analysis.conditions import ConditionError
@@ -131,12 +159,11 @@ def _summarize_runs(results: Any, registry: Any, options: Any, data: Path | None
     from psych201.report.make import ReportDataError, summarize_runs
 
     try:
-        return summarize_runs(results, registry, options, data=[data] if data else [],
-                              split_seed=split_seed)
+        return summarize_runs(results, registry, options, data=data, split_seed=split_seed)
     except (StudySetError, ConditionError, ReportDataError) as exc:
         raise _fail(str(exc)) from exc
     except ValueError as exc:  # a data error in the transcripts named by --data
-        raise _fail(f"{data}: {exc}") from exc
+        raise _fail(f"{', '.join(map(str, data))}: {exc}") from exc
 
 
 def _summarize(results: Any, registry: Any, options: Any, **kw: Any) -> Any:

@@ -24,6 +24,7 @@ from psych201.cli.analysis_opts import (
     SplitSeedOpt,
     WeightingOpt,
     _choice,
+    _data_paths,
     _f,
     _fail,
     _load,
@@ -76,6 +77,7 @@ def compare(
     from psych201.analysis.tables import StudySetError, select
 
     fmt = _choice("format", output_format, ("table", "json"))
+    data_paths = _data_paths(data)
     reg = _registry(registry)
     loaded = _load(results)
     pairs = _pairs(pair, reg)
@@ -92,7 +94,7 @@ def compare(
         opts = _options(condition=condition, weighting=weighting, sd=sd, levels=levels,
                         n_boot=n_boot, seed=seed, allow_missing=allow_missing, pairs=(),
                         detail=0)
-        summary = _summarize_runs(loaded, reg, opts, data, split_seed)
+        summary = _summarize_runs(loaded, reg, opts, data_paths, split_seed)
         readable = summary.readable
         payload = {**_summary_json(summary), "readable": _records(readable),
                    "readable_text": READABLE_TEXT, "pseudo_r2_text": PSEUDO_R2_TEXT}

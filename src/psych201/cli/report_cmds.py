@@ -10,6 +10,7 @@ import typer
 from psych201.cli import analysis_opts
 from psych201.cli.analysis_opts import (
     _choice,
+    _data_paths,
     _fail,
     _load,
     _options,
@@ -75,12 +76,13 @@ def report(
     _check_file_output(output, "-o/--output")
     if figures_dir is not None:
         _check_dir_output(figures_dir, "--figures-dir")
+    data_paths = _data_paths(data)
     reg = _registry(registry)
     loaded = _load(results)
     opts = _options(condition=condition, weighting=weighting, sd=sd, levels=levels,
                     n_boot=n_boot, seed=seed, allow_missing=allow_missing,
                     pairs=_pairs(pair, reg), detail=detail)
-    summary = _summarize_runs(loaded, reg, opts, data, split_seed)
+    summary = _summarize_runs(loaded, reg, opts, data_paths, split_seed)
     tables = _paper_tables(loaded, reg, condition) if paper else None
     path = write_report(output, summary, loaded, reg, title=title, paper=tables)
     console.print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 from contextlib import nullcontext
 from pathlib import Path
@@ -100,9 +101,14 @@ def run(
                               soft_wrap=True)
             raise typer.Exit(EXIT_USAGE) from exc
         console.print(f"wrote {path}")
-        for fragment in adapter_registries(study, out):
-            console.print(f"compare/report these runs with --registry {fragment} (it pairs the "
-                          "study's adapter with its base)", highlight=False, soft_wrap=True)
+        fragments = adapter_registries(study, out)
+        if fragments:
+            # The adapters pair with their bases only through their registry fragments.
+            runs = " ".join(shlex.quote(str(root / d.name)) + "/*/*" for d in study.data)
+            data = " ".join(f"--data {shlex.quote(d.path)}" for d in study.data)
+            registries = " ".join(f"--registry {shlex.quote(str(f))}" for f in fragments)
+            console.print(f"to analyse these runs again: psych201 report {runs} {data} "
+                          f"{registries} -o REPORT.html", highlight=False, soft_wrap=True)
     elif report and study.report:
         console.print("no report: no cell has responses to report")
     if outcome.failed:
