@@ -163,6 +163,14 @@ def test_without_options_in_the_main_condition_the_discrete_variant_is_fitted() 
     assert "discrete variant" in str(analysis.skip(context))
 
 
+def test_a_study_without_a_crowd_is_named() -> None:
+    table, trials = _shared_study(n_participants=4)
+    section = PopulationFit().run(_context(table, {EXTRAS_KEY: trials}))
+    assert section is not None and not section.tables
+    assert any(note.startswith("s: no trial seen in the same form by ≥ 5") for note in
+               section.notes)
+
+
 def test_simulated_shared_trials_are_recognised_by_the_trial_keying(tmp_path: Path) -> None:
     records = simulate_study("risky", n_participants=8, n_trials=5, seed=3, shared_trials=True)
     assert len({r["text"].split("Problem 1:")[1] for r in records}) > 1  # letters differ

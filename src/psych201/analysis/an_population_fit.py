@@ -304,6 +304,7 @@ class PopulationFit:
         rows, condition = found
         options = context.options
         out, notes = [], []
+        crowdless: set[str] = set()
         if condition != context.condition:
             notes.append(f"option log-probabilities from condition {condition}: the main "
                          f"condition ({context.condition}) records none (only a condition that "
@@ -315,6 +316,7 @@ class PopulationFit:
                 notes.append(f"{model} / {study}: {dropped} responses left out: the options "
                              "scored are not the options the transcript offers")
             if data is None:
+                crowdless.add(str(study))
                 continue
             fit = population_fit(data, n_boot=options.n_boot, ci=options.ci, seed=options.seed)
             out.append({
@@ -325,6 +327,9 @@ class PopulationFit:
                 "excess_ci_low": fit.excess_ci[0], "excess_ci_high": fit.excess_ci[1],
                 "above_floor": fit.above_floor, "w1": fit.w1, "w1_ci_low": fit.w1_ci[0],
                 "w1_ci_high": fit.w1_ci[1]})
+        notes.extend(f"{study}: no trial seen in the same form by ≥ {MIN_PARTICIPANTS} scored "
+                     "participants (with the options' log-probabilities recorded); not fitted"
+                     for study in sorted(crowdless))
         if not out:
             return Section(self.name, "Population-level fit", text=(
                 f"No trial was shared by at least {MIN_PARTICIPANTS} scored participants with "
