@@ -164,14 +164,17 @@ def test_two_processes_asking_for_one_adapter_train_it_once(
         ({"base": ADAPTER}, ["m", ADAPTER], "cannot be its own base"),
         ({"name": "smollm2-135m-instruct"}, ["m", "smollm2-135m-instruct"],
          "registry already has"),
+        ({"dataset": "adapters"}, ["m", ADAPTER], "share its folder"),
     ],
 )
 def test_bad_adapter_entries_name_the_file_and_the_entry(
     tmp_path: Path, adapter: dict[str, Any], models: list[str], message: str
 ) -> None:
+    adapter = dict(adapter)
+    data = adapter.pop("dataset", "d")  # the dataset's name, not an adapter key
     entry = {"name": ADAPTER, "base": "m", "recipe": "instruct"} | adapter
     spec = {"name": "x", "models": models, "adapters": [entry],
-            "data": [{"name": "d", "path": "demo"}]}
+            "data": [{"name": data, "path": "demo"}]}
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(spec))
     with pytest.raises(StudyFileError, match=message) as info:

@@ -296,6 +296,9 @@ def load_study(path: Path) -> StudyFile:
 
 def _check_adapters(path: Path, study: StudyFile) -> None:
     names = [a.name for a in study.adapters]
+    if names and any(d.name == ADAPTERS_DIR for d in study.data):
+        raise StudyFileError(f"{path}: a dataset named {ADAPTERS_DIR!r} would share its folder "
+                             "with the study's adapters; rename it")
     for i, adapter in enumerate(study.adapters):
         where = f"{path}: adapters.{i} ({adapter.name})"
         if names.count(adapter.name) > 1:
