@@ -256,6 +256,12 @@ def test_score_hf_folder_gives_the_study_folders_table(
     assert manifest["data"]["path"] == f"hf:{hub_folder}"
     other = json.loads((tmp_path / "dir" / "manifest.json").read_text())
     assert other["spec"]["split"] == "test"
+    # The analyses read the transcripts from the same hf: source (what --data adds).
+    out = tmp_path / "compare.json"
+    compared = CliRunner().invoke(app, ["compare", str(tmp_path / "hub"), "--data",
+                                        f"hf:{hub_folder}", "--json", str(out)])
+    assert compared.exit_code == 0, compared.output
+    assert json.loads(out.read_text())["population"], "no population baseline from hf: data"
 
 
 def test_data_commands_accept_hf_sources(hub_folder: Path, tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from psych201.analysis.baselines import (
 from psych201.analysis.registry import ModelRegistry, load_registry
 from psych201.analysis.summary import AnalysisOptions, Summary, summarize
 from psych201.analysis.tables import Results, read_results
+from psych201.data.hub import resolve_data
 from psych201.data.readers import discover_studies
 from psych201.data.split import iter_split
 from psych201.errors import UsageError
@@ -76,7 +77,9 @@ def data_baselines(
     """
     seed = split_seed_of(results, split_seed)
     scored = set(results.responses["study"].unique())
-    sources = [s for path in data for s in discover_studies(path) if s.name in scored]
+    # An ``hf:`` source (as `score --data` takes) is read from its local copy.
+    sources = [s for path in data for s in discover_studies(resolve_data(path))
+               if s.name in scored]
     missing = scored - {s.name for s in sources}
     if missing:
         raise ReportDataError(
