@@ -199,6 +199,13 @@ def test_a_retyped_manifest_field_is_named_not_a_crash(runs: tuple[Path, Path]) 
                 (a / "manifest.json").write_text(json.dumps({**body, key: bad}))
                 with pytest.raises(ResultsError, match=f"damaged manifest: {key} "):
                     load_manifest(a)
+        (a / "manifest.json").write_text(json.dumps({**body, "table": {"rows": "128"}}))
+        with pytest.raises(ResultsError, match=r"damaged manifest: table\.rows is str"):
+            load_manifest(a)
+        (a / "manifest.json").write_text(json.dumps({**body, "table": "x"}))
+        verify = runner.invoke(app, ["runs", "verify", str(a)])
+        _assert_clean(["runs", "verify"], verify.output, verify.exit_code)
+        assert "table is str" in verify.output
         (a / "manifest.json").write_text(json.dumps({**body, "shard": 5}))
         args = ["merge", str(a), str(b), "--out", str(tmp / "merged")]
         result = runner.invoke(app, args)

@@ -254,7 +254,7 @@ def test_settings_are_checked() -> None:
         TrainSettings(recipe="rlhf")  # type: ignore[arg-type]
     with pytest.raises(LabError, match="steps"):
         TrainSettings(recipe="human", steps=0)
-    with pytest.raises(LabError, match="invalid training settings"):
+    with pytest.raises(LabError, match=r"unknown training setting\(s\) stepz \(known: "):
         TrainSettings.from_dict({"recipe": "human", "stepz": 3})
 
 
@@ -276,7 +276,7 @@ def test_bad_plan_names_file_and_field(tmp_path: Path) -> None:
     raw["adapters"][0]["settings"]["stepz"] = 3
     bad = tmp_path / "plan.yaml"
     bad.write_text(yaml.safe_dump(raw))
-    with pytest.raises(LabError, match="invalid training settings"):
+    with pytest.raises(LabError, match=r"plan.yaml: adapter .+: unknown training setting"):
         read_plan(bad)
     raw = yaml.safe_load(PLAN.read_text()) | {"colour": "red"}
     bad.write_text(yaml.safe_dump(raw))

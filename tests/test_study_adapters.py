@@ -82,12 +82,14 @@ def test_a_study_trains_its_adapter_once_and_reports_the_pair(
     # the page has the sections the run's own report has.
     assert "--registry" in result.output
     fragment = folder / "registry.yaml"
-    runs = sorted(str(p) for p in (tmp_path / "runs" / "demo").glob("*/*"))
+    # the glob also picks up the adapter's files: left out too
+    runs = sorted(str(p) for p in (tmp_path / "runs").glob("*/*/*"))
     again_html = tmp_path / "again.html"
     by_hand_report = runner.invoke(app, ["report", *runs, "--data", "demo", "--registry",
                                          str(fragment), "-o", str(again_html), "--n-boot", "200"])
     assert by_hand_report.exit_code == 0, by_hand_report.output
     assert by_hand_report.output.count("a skipped study cell") == 2
+    assert "a study's adapter (or a file in it), not a run" in by_hand_report.output
     again_anchors = re.findall(r'<section class="analysis" id="([^"]+)">',
                                again_html.read_text(encoding="utf-8"))
     assert again_anchors == anchors
@@ -123,6 +125,9 @@ def test_a_study_trains_its_adapter_once_and_reports_the_pair(
     refused = runner.invoke(app, ["run", str(changed), "--limit", "6", "--quiet"])
     assert refused.exit_code == 2, refused.output
     assert "trained otherwise" in refused.output and str(folder) in refused.output
+    other_data = _study(tmp_path, tiny_dir, data={"n_dialogues": 9})
+    refused = runner.invoke(app, ["run", str(other_data), "--limit", "6", "--quiet"])
+    assert refused.exit_code == 2 and "trained otherwise" in refused.output, refused.output
     assert is_adapter_dir(folder) and adapter_cell.out.exists()
 
 
@@ -165,6 +170,18 @@ def test_two_processes_asking_for_one_adapter_train_it_once(
         ({"name": "smollm2-135m-instruct"}, ["m", "smollm2-135m-instruct"],
          "registry already has"),
         ({"dataset": "adapters"}, ["m", ADAPTER], "share its folder"),
+        # found by trying it as an attacker: each failed only minutes into a run, or never
+        ({"settings": {"steps": 2.5}}, ["m", ADAPTER], "steps must be an integer"),
+        ({"settings": {"steps": True}}, ["m", ADAPTER], "steps must be an integer"),
+        ({"settings": {"learning_rate": float("nan")}}, ["m", ADAPTER], "finite number"),
+        ({"settings": {"bogus": 1}}, ["m", ADAPTER], "unknown training setting.*bogus"),
+        ({"settings": {"batch_size": 10**12}}, ["m", ADAPTER], "batch_size must be at most"),
+        ({"settings": {"lora": {"r": 2.5}}}, ["m", ADAPTER], "LoRA r must be an integer"),
+        ({"data": {"n_dialogues": -5}}, ["m", ADAPTER], "n_dialogues must be an integer"),
+        ({"data": {"n_dialogues": 10**15}}, ["m", ADAPTER], "n_dialogues must be an integer"),
+        ({"name": "."}, ["m", "."], "is no name"),
+        ({"name": ".."}, ["m", ".."], "is no name"),
+        ({"base": "/nonexistent/base"}, ["m", ADAPTER], "no such file or directory"),
     ],
 )
 def test_bad_adapter_entries_name_the_file_and_the_entry(
@@ -195,3 +212,45 @@ def test_plan_costs_an_untrained_adapter_as_its_base(tmp_path: Path, tiny_dir: P
     base, adapter = plans[str(tiny_dir)], plans[ADAPTER]
     assert adapter["tokens"] == base["tokens"] > 0 and adapter["exact"] and base["exact"]
     assert adapter["flops"] == base["flops"]
+
+
+def test_a_cell_another_process_is_scoring_is_skipped_not_failed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two `psych201 run` on one study share its cells: the second skips a busy one (exit 0).
+    import psych201.study as study_module
+    from constant_setup import constant_setup
+    from psych201.results.lock import RunDirLockedError
+    from psych201.study import run_study
+
+    def busy(*_args: Any, **_kw: Any) -> Any:
+        raise RunDirLockedError("cell is in use by another psych201 process (pid 1)")
+
+    monkeypatch.setattr(study_module, "score_run", busy)
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump({"name": "s", "out": str(tmp_path / "runs"), "models": ["m"],
+                                    "data": [{"name": "d", "path": "demo", "split": "all"}]}))
+    outcome = run_study(load_study(path), load_setup=lambda _config: constant_setup(),
+                        note=lambda _m: None)
+    (cell,) = outcome.outcomes
+    assert cell.status == "skipped" and "another psych201 process" in cell.message
+    assert not outcome.failed
+
+
+def test_models_that_would_share_a_score_folder_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump({"name": "s", "models": ["/tmp/a b", "tmp_a_b"],
+                                    "data": [{"name": "d", "path": "demo"}]}))
+    with pytest.raises(StudyFileError, match="would share the score folder 'tmp_a_b'"):
+        load_study(path)
+
+
+def test_an_adapter_trained_on_another_study_adapter_is_refused(tmp_path: Path) -> None:
+    first = {"name": "a1", "base": "m", "recipe": "instruct"}
+    second = {"name": "a2", "base": "a1", "recipe": "instruct"}
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump({"name": "s", "models": ["m", "a1", "a2"],
+                                    "adapters": [first, second],
+                                    "data": [{"name": "d", "path": "demo"}]}))
+    with pytest.raises(StudyFileError, match=r"adapters.1 \(a2\): its base is another adapter"):
+        load_study(path)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from psych201.errors import Psych201Error, UsageError
+from psych201.errors import Psych201Error, RunLockedError, UsageError
 from psych201.pipeline import (
     PipelineError,
     ProgressSink,
@@ -290,6 +290,13 @@ def load_study(path: Path) -> StudyFile:
                 f"{path}: conditions.{i}: unknown condition {condition.name!r} "
                 f"(known: {', '.join(CONDITION_NAMES)})"
             )
+    folders: dict[str, str] = {}
+    for model in study.models:
+        other = folders.setdefault(_safe(model), model)
+        if other != model:
+            raise StudyFileError(f"{path}: models {other!r} and {model!r} would share the score "
+                                 f"folder {_safe(model)!r} (one's scores would pass for the "
+                                 "other's); rename one")
     _check_adapters(path, study)
     return study
 
@@ -307,6 +314,13 @@ def _check_adapters(path: Path, study: StudyFile) -> None:
             raise StudyFileError(f"{where}: never scored: list it under models")
         if adapter.base == adapter.name:
             raise StudyFileError(f"{where}: an adapter cannot be its own base")
+        if adapter.base in names:
+            raise StudyFileError(f"{where}: its base is another adapter of the study; adapters "
+                                 "are trained on a model psych201 loads (a registry name, a "
+                                 "folder or a hub id)")
+        base = Path(adapter.base).expanduser()
+        if (adapter.base.startswith((".", "/", "~")) or base.is_absolute()) and not base.exists():
+            raise StudyFileError(f"{where}: base {adapter.base}: no such file or directory")
         if _known_models().get(adapter.name) is not None:
             raise StudyFileError(f"{where}: the name of a model psych201's registry already "
                                  "has; its scores would pass for that model's")
@@ -594,6 +608,12 @@ def _run_cell(
             argv=argv,
         )
     except CELL_ERRORS as exc:
+        if isinstance(exc, RunLockedError) or isinstance(exc.__cause__, RunLockedError):
+            # Two processes on one study share the cells out: this one is the other's now.
+            message = ("being scored by another psych201 process; rerun the study when it is "
+                       "done to include it")
+            note(f"{cell.label}: skipped: {message}")
+            return CellOutcome(cell, "skipped", message)
         # score_run wraps a condition that cannot apply to this model (no chat template).
         if isinstance(exc, PipelineError) and isinstance(exc.__cause__,
                                                          ConditionUnavailableError):

@@ -107,20 +107,34 @@ def _options(*, condition: str | None, weighting: str, sd: str, levels: str, n_b
 
 #: What ``psych201 run`` leaves in a cell it skipped (a condition the model cannot take).
 _SKIPPED_CELL = "skipped.json"
+#: The card of an adapter folder (``psych201.lab.adapter.CARD_FILE``; a study keeps its
+#: adapters beside its cells).
+_ADAPTER_CARD = "psych201-adapter.json"
+
+
+def _not_a_run(path: Path) -> str | None:
+    """Why ``path``, output of ``psych201 run`` that a glob picks up, is no run (else None)."""
+    if path.is_dir() and (path / _SKIPPED_CELL).is_file() and not (path / "manifest.json").exists():
+        return f"a skipped study cell (see its {_SKIPPED_CELL})"
+    if (path / _ADAPTER_CARD).is_file() or (path.parent / _ADAPTER_CARD).is_file():
+        return "a study's adapter (or a file in it), not a run"
+    return None
 
 
 def _load(paths: list[Path]) -> Any:
     from psych201.analysis.tables import TableError, read_results
 
-    # A study's skipped cell holds no run: left out (with a word), so `runs/study/*/*/*` works.
-    skipped = [p for p in paths if p.is_dir() and (p / _SKIPPED_CELL).is_file()
-               and not (p / "manifest.json").exists()]
-    for path in skipped:
-        err_console.print(f"[dim]left out {path}: a skipped study cell (see its "
-                          f"{_SKIPPED_CELL})[/dim]", highlight=False, soft_wrap=True)
-    kept = [p for p in paths if p not in skipped]
-    if skipped and not kept:
-        raise _fail("every run given is a skipped study cell: nothing to analyse")
+    # What a study writes beside its runs is left out with a word, so `runs/study/*/*/*` works.
+    kept = []
+    for path in paths:
+        why = _not_a_run(path)
+        if why is None:
+            kept.append(path)
+        else:
+            err_console.print(f"[dim]left out {path}: {why}[/dim]", highlight=False,
+                              soft_wrap=True)
+    if not kept:
+        raise _fail("nothing to analyse: every path given was left out")
     try:
         return read_results(kept)
     except TableError as exc:
@@ -165,7 +179,8 @@ def _summarize_runs(results: Any, registry: Any, options: Any, data: list[Path],
     except (StudySetError, ConditionError, ReportDataError) as exc:
         raise _fail(str(exc)) from exc
     except ValueError as exc:  # a data error in the transcripts named by --data
-        raise _fail(f"{', '.join(map(str, data))}: {exc}") from exc
+        named = any(str(d) in str(exc) for d in data)
+        raise _fail(str(exc) if named else f"{', '.join(map(str, data))}: {exc}") from exc
 
 
 def _summarize(results: Any, registry: Any, options: Any, **kw: Any) -> Any:

@@ -300,7 +300,8 @@ def score(
             "--data",
             "-d",
             help="Study folder/zip/JSONL/Parquet, a directory of studies, or a multi-study "
-            "table: hf:OWNER/NAME[@revision] or hf:FOLDER (Parquet shards or save_to_disk).",
+            "table: hf:OWNER/NAME[@revision] or hf:FOLDER (Parquet shards or save_to_disk); "
+            "`demo`: the bundled simulated studies.",
         ),
     ],
     out: Annotated[
@@ -399,7 +400,10 @@ def score(
     from psych201.cli.kv import parse_kv
     from psych201.pipeline import PipelineError, ScoreConfig, validate_run
     from psych201.results.shards import Shard
+    from psych201.simulate.demo import DEMO_DIR
 
+    if str(data) == "demo" and not data.exists():  # as study files and compare/report say it
+        data = DEMO_DIR
     try:
         config = ScoreConfig(
             data=data,

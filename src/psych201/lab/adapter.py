@@ -89,14 +89,15 @@ class AdapterCard:
         if unknown:
             raise LabError(f"{where}: unknown card field(s) {', '.join(unknown)}")
         fields = dict(data)
-        for name in ("losses", "step_seconds"):
-            fields[name] = tuple(float(v) for v in fields.get(name, ()))
-        fields["step_extra"] = tuple(dict(e) for e in fields.get("step_extra", ()))
         try:
+            for name in ("losses", "step_seconds"):
+                fields[name] = tuple(float(v) for v in fields.get(name, ()))
+            fields["step_extra"] = tuple(dict(e) for e in fields.get("step_extra", ()))
             card = cls(**fields)
-        except TypeError as exc:
-            raise LabError(f"{where}: invalid adapter card ({exc})") from exc
-        card.train_settings  # noqa: B018 - validates the settings block
+            card.train_settings  # noqa: B018 - validates the settings block
+        except (TypeError, ValueError) as exc:  # LabError is a ValueError: named once, here
+            reason = str(exc).removeprefix(f"{where}: ")
+            raise LabError(f"{where}: invalid adapter card ({reason})") from exc
         return card
 
 

@@ -8,12 +8,13 @@ when its card records the very same training, so a rerun never trains twice.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from filelock import FileLock
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from psych201.lab.adapter import CARD_FILE, AdapterCard, is_adapter_dir, read_card
 from psych201.lab.settings import LabError, TrainSettings
@@ -33,6 +34,13 @@ class AdapterPlan(BaseModel):
     settings: dict[str, Any] = Field(default_factory=dict)
     data: dict[str, Any] = Field(default_factory=dict)
 
+    @field_validator("name")
+    @classmethod
+    def _not_dots(cls, value: str) -> str:
+        if not value.strip("."):
+            raise ValueError(f"{value!r} is no name: it names a folder of its own")
+        return value
+
     def train_settings(self) -> TrainSettings:
         return TrainSettings.from_dict({"recipe": self.recipe, **self.settings})
 
@@ -50,6 +58,15 @@ class AdapterPlan(BaseModel):
         if unknown:
             raise LabError(f"adapter {self.name}: unknown data option(s) {', '.join(unknown)} "
                            f"(known: {', '.join(sorted(known))})")
+        for key, value in options.items():
+            if key in _COUNTS and value is not None and not (
+                    isinstance(value, int) and not isinstance(value, bool)
+                    and 0 <= value <= _COUNTS[key]):
+                raise LabError(f"adapter {self.name}: data option {key} must be an integer from "
+                               f"0 to {_COUNTS[key]:,}, got {value!r}")
+        for key in ("n_dialogues", "n_simulated", "max_sessions_per_study"):
+            if options.get(key) == 0:
+                raise LabError(f"adapter {self.name}: data option {key} must be at least 1")
         uses_dataset = self.recipe == "human" or options.pop("use_dataset", False)
         if uses_dataset and data is None:
             raise LabError(f"adapter {self.name}: recipe {self.recipe} with these options trains "
@@ -62,14 +79,23 @@ class AdapterPlan(BaseModel):
         )
 
 
+#: Data options that count things, and the most each may ask for.
+_COUNTS = {"n_dialogues": 1_000_000, "n_simulated": 1_000_000,
+           "max_sessions_per_study": 10_000_000, "simulate_seed": 2**63 - 1}
+
+
 def same_training(card: AdapterCard, base: str, settings: TrainSettings, spec: DataSpec) -> bool:
-    """Whether the adapter ``card`` describes was trained as ``base``/``settings``/``spec`` say."""
+    """Whether the adapter ``card`` describes was trained as ``base``/``settings``/``spec`` say
+    (the data options compared where the card records them: ``n_dialogues``, ``template``…)."""
     studies = card.data.get("studies", {})
     want_studies = set(spec.studies) if spec.data is not None else set(studies)
+    options = {k: v for k, v in dataclasses.asdict(spec).items()
+               if k not in ("data", "studies", "split_seed")}
     return (
         card.base == base
         and card.settings == settings.to_dict()
         and set(studies) == want_studies
+        and all(card.data[k] == v for k, v in options.items() if k in card.data)
     )
 
 

@@ -96,7 +96,10 @@ def read_plan(path: str | Path) -> ExperimentPlan:
     for adapter in plan.adapters:
         if adapter.recipe not in RECIPES:  # pragma: no cover - Literal already checks
             raise LabError(f"{p}: adapter {adapter.name}: unknown recipe {adapter.recipe}")
-        plan.train_settings(adapter)  # settings errors surface before any work starts
+        try:
+            plan.train_settings(adapter)  # settings errors surface before any work starts
+        except LabError as exc:
+            raise LabError(f"{p}: adapter {adapter.name}: {exc}") from exc
     names = [a.name for a in plan.adapters]
     if len(set(names)) != len(names):
         raise LabError(f"{p}: adapter names must be unique, got {names}")

@@ -7,6 +7,8 @@ the same adapter on the same machine.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, get_args
 
@@ -33,6 +35,33 @@ class LabError(UsageError):  # a ValueError too, for older callers
     """A post-training run that cannot start or be saved as asked (message says why)."""
 
 
+#: Upper bounds that catch a typo before it trains for days (or allocates without end).
+MAX_STEPS = 1_000_000
+MAX_BATCH = 65_536
+MAX_TOKENS = 1_048_576
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_ints(settings: Any, bounds: dict[str, int], what: str = "") -> None:
+    for name, most in bounds.items():
+        value = getattr(settings, name)
+        if not _is_int(value):
+            raise LabError(f"{what}{name} must be an integer, got {value!r}")
+        if value > most:
+            raise LabError(f"{what}{name} must be at most {most:,}, got {value:,}")
+
+
+def _check_reals(settings: Any, names: tuple[str, ...]) -> None:
+    for name in names:
+        value = getattr(settings, name)
+        real = isinstance(value, int | float) and not isinstance(value, bool)
+        if not real or not math.isfinite(value):
+            raise LabError(f"{name} must be a finite number, got {value!r}")
+
+
 @dataclass(frozen=True)
 class LoRASettings:
     """The adapter's shape (peft ``LoraConfig``).
@@ -48,6 +77,13 @@ class LoRASettings:
     layers: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
+        _check_ints(self, {"r": 65_536, "alpha": 1_000_000}, what="LoRA ")
+        _check_reals(self, ("dropout",))
+        if not all(isinstance(m, str) and m for m in self.target_modules):
+            raise LabError(f"LoRA target_modules must be module names, got "
+                           f"{list(self.target_modules)}")
+        if not all(_is_int(i) for i in self.layers):
+            raise LabError(f"LoRA layers must be integer indices, got {list(self.layers)}")
         if self.r < 1 or self.alpha < 1:
             raise LabError(f"LoRA rank and alpha must be positive, got r={self.r}, "
                            f"alpha={self.alpha}")
@@ -87,6 +123,12 @@ class TrainSettings:
     def __post_init__(self) -> None:
         if self.recipe not in RECIPES:
             raise LabError(f"unknown recipe {self.recipe!r}; choose one of {', '.join(RECIPES)}")
+        # Settings come from YAML and cards: a float step count or a NaN learning rate would
+        # only fail (or train nonsense) minutes into a run.
+        _check_ints(self, {"steps": MAX_STEPS, "batch_size": MAX_BATCH,
+                           "max_tokens": MAX_TOKENS, "warmup_steps": MAX_STEPS,
+                           "seed": 2**63 - 1})
+        _check_reals(self, ("learning_rate", "weight_decay", "grad_clip", "dpo_beta"))
         for name in ("steps", "batch_size", "max_tokens"):
             if getattr(self, name) < 1:
                 raise LabError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -110,8 +152,20 @@ class TrainSettings:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainSettings:
         fields = dict(data)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(fields) - known)
+        if unknown:
+            raise LabError(f"unknown training setting(s) {', '.join(map(str, unknown))} "
+                           f"(known: {', '.join(sorted(known - {'recipe'}))})")
         lora = fields.pop("lora", {}) or {}
+        if not isinstance(lora, dict):
+            raise LabError(f"lora must be a mapping of LoRA settings, got {lora!r}")
         lora = dict(lora)
+        lora_known = {f.name for f in dataclasses.fields(LoRASettings)}
+        unknown = sorted(set(lora) - lora_known)
+        if unknown:
+            raise LabError(f"unknown LoRA setting(s) {', '.join(map(str, unknown))} "
+                           f"(known: {', '.join(sorted(lora_known))})")
         for name in ("target_modules", "layers"):
             if name in lora:
                 lora[name] = tuple(lora[name])

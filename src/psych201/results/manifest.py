@@ -122,8 +122,11 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "config_hash": (str,), "status": (str,), "spec": (dict, type(None)), "model": (dict,),
     "engine": (dict,), "tokenizer": (dict,), "data": (dict,), "counts": (dict,),
     "invocations": (list,), "shard": (dict, type(None)), "alignment": (str,), "dtype": (str,),
-    "seed": (int, type(None)),
+    "seed": (int, type(None)), "table": (dict, type(None)),
 }
+
+#: Fields of the ``table`` record (:func:`~psych201.results.writer.table_record`) and their types.
+_TABLE_TYPES: dict[str, type] = {"file": str, "rows": int, "sha256": str}
 
 
 def _mistyped_fields(manifest: Mapping[str, Any]) -> list[str]:
@@ -139,6 +142,12 @@ def _mistyped_fields(manifest: Mapping[str, Any]) -> list[str]:
         type(shard.get(k)) is int for k in ("index", "count")
     ):
         wrong.append("shard needs integer index and count")
+    table = manifest.get("table")
+    if isinstance(table, dict):
+        wrong.extend(f"table.{key} is {type(table[key]).__name__}, expected {_JSON_NAMES[kind]}"
+                     for key, kind in _TABLE_TYPES.items()
+                     if key in table and (not isinstance(table[key], kind)
+                                          or isinstance(table[key], bool)))
     return wrong
 
 
