@@ -18,6 +18,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from paths import DATA, needs_data
 from psych201.cli import app
 from psych201.lab.adapter import CARD_FILE, is_adapter_dir, read_card
 from psych201.lab.adapter_plan import AdapterPlan, ensure_adapter
@@ -43,7 +44,9 @@ def _study(tmp_path: Path, base: Path, **adapter: Any) -> Path:
         "models": [str(base), ADAPTER],
         "adapters": [entry],
         "conditions": ["raw", "chat-template"],  # no chat template: a skipped cell each
-        "data": [{"name": "demo", "path": "demo", "split": "all",
+        "data": [{"name": "shared", "path": str(DATA), "split": "test",
+                  "studies": ["franke2024bayesian"]},
+                 {"name": "demo", "path": "demo", "split": "all",
                   "studies": ["simulated_bandit"]}],
         "engine": {"batch_tokens": 4096, "engine_args": {"temperatures": "on"}},
     }
@@ -52,6 +55,7 @@ def _study(tmp_path: Path, base: Path, **adapter: Any) -> Path:
     return path
 
 
+@needs_data
 def test_a_study_trains_its_adapter_once_and_reports_the_pair(
     tmp_path: Path, tiny_dir: Path
 ) -> None:
@@ -63,13 +67,16 @@ def test_a_study_trains_its_adapter_once_and_reports_the_pair(
     assert is_adapter_dir(folder) and read_card(folder).base == str(tiny_dir)
     assert f"{ADAPTER}: training" in result.output
 
-    base_cell, _, adapter_cell, _ = expand(study, limit=6)
-    assert adapter_cell.source == str(folder)
-    base_rows, adapter_rows = read_responses(base_cell.out), read_responses(adapter_cell.out)
-    assert set(adapter_rows["model"]) == {ADAPTER}
+    raw = {(c.data.name, c.model == ADAPTER): c for c in expand(study, limit=6)
+           if c.condition.name == "raw"}
     keys = ["participant", "line", "response_index"]
-    assert base_rows[keys].equals(adapter_rows[keys])  # the very same responses
-    assert (base_rows["nll"].to_numpy() != adapter_rows["nll"].to_numpy()).any()
+    for data in ("shared", "demo"):  # a real study and a simulated one
+        base_cell, adapter_cell = raw[(data, False)], raw[(data, True)]
+        assert adapter_cell.source == str(folder)
+        base_rows, adapter_rows = read_responses(base_cell.out), read_responses(adapter_cell.out)
+        assert set(adapter_rows["model"]) == {ADAPTER} and len(base_rows) > 0
+        assert base_rows[keys].equals(adapter_rows[keys])  # the very same responses
+        assert (base_rows["nll"].to_numpy() != adapter_rows["nll"].to_numpy()).any()
 
     # The report pairs the adapter with its base: the post-training sections have content.
     html = (tmp_path / "runs" / "report.html").read_text(encoding="utf-8")
@@ -85,10 +92,11 @@ def test_a_study_trains_its_adapter_once_and_reports_the_pair(
     # the glob also picks up the adapter's files: left out too
     runs = sorted(str(p) for p in (tmp_path / "runs").glob("*/*/*"))
     again_html = tmp_path / "again.html"
-    by_hand_report = runner.invoke(app, ["report", *runs, "--data", "demo", "--registry",
+    by_hand_report = runner.invoke(app, ["report", *runs, "--data", str(DATA), "--data", "demo",
+                                         "--registry",
                                          str(fragment), "-o", str(again_html), "--n-boot", "200"])
     assert by_hand_report.exit_code == 0, by_hand_report.output
-    assert by_hand_report.output.count("a skipped study cell") == 2
+    assert by_hand_report.output.count("a skipped study cell") == 4
     assert "a study's adapter (or a file in it), not a run" in by_hand_report.output
     again_anchors = re.findall(r'<section class="analysis" id="([^"]+)">',
                                again_html.read_text(encoding="utf-8"))
@@ -108,7 +116,8 @@ def test_a_study_trains_its_adapter_once_and_reports_the_pair(
     assert by_hand.exit_code == 0, by_hand.output
     hand_rows = read_responses(scored)
     assert set(hand_rows["model"]) == {ADAPTER}
-    assert hand_rows["nll"].to_numpy() == pytest.approx(adapter_rows["nll"].to_numpy(), abs=1e-5)
+    in_study = read_responses(raw[("demo", True)].out)
+    assert hand_rows["nll"].to_numpy() == pytest.approx(in_study["nll"].to_numpy(), abs=1e-5)
     other = runner.invoke(app, ["score", "--model", str(folder), "--data", str(DEMO_DIR),
                                "--engine", "oracle", "--out", str(tmp_path / "o"), "-q"])
     assert other.exit_code == 2 and "LoRA adapter: score it with --engine hf" in other.output
@@ -128,7 +137,7 @@ def test_a_study_trains_its_adapter_once_and_reports_the_pair(
     other_data = _study(tmp_path, tiny_dir, data={"n_dialogues": 9})
     refused = runner.invoke(app, ["run", str(other_data), "--limit", "6", "--quiet"])
     assert refused.exit_code == 2 and "trained otherwise" in refused.output, refused.output
-    assert is_adapter_dir(folder) and adapter_cell.out.exists()
+    assert is_adapter_dir(folder) and raw[("demo", True)].out.exists()
 
 
 def test_two_processes_asking_for_one_adapter_train_it_once(
@@ -199,6 +208,7 @@ def test_bad_adapter_entries_name_the_file_and_the_entry(
     assert "bad.yaml" in str(info.value)
 
 
+@needs_data
 def test_plan_costs_an_untrained_adapter_as_its_base(tmp_path: Path, tiny_dir: Path) -> None:
     import json
 
@@ -254,3 +264,13 @@ def test_an_adapter_trained_on_another_study_adapter_is_refused(tmp_path: Path) 
                                     "data": [{"name": "d", "path": "demo"}]}))
     with pytest.raises(StudyFileError, match=r"adapters.1 \(a2\): its base is another adapter"):
         load_study(path)
+
+
+def test_the_analysis_commands_know_what_a_study_writes_beside_its_runs() -> None:
+    # analysis_opts spells these names out rather than import the lab (torch) or the study
+    # runner into every compare/report: they must stay the ones those modules write.
+    from psych201.cli import analysis_opts
+    from psych201.study import SKIP_FILE
+
+    assert analysis_opts._ADAPTER_CARD == CARD_FILE
+    assert analysis_opts._SKIPPED_CELL == SKIP_FILE

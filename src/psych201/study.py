@@ -37,14 +37,15 @@ from psych201.pipeline import (
 from psych201.prompts.conditions import CONDITION_NAMES, ConditionUnavailableError
 from psych201.results.manifest import load_manifest
 from psych201.results.writer import ResultsError
-from psych201.simulate.demo import DEMO_DIR
+from psych201.simulate.demo import DEMO_DIR, DEMO_NAME
 from psych201.yaml_files import read_yaml_model
 
 if TYPE_CHECKING:  # the lab loads torch: only studies that train adapters import it
     from psych201.lab.adapter_plan import AdapterPlan
+    from psych201.lab.train import StepLog
 
 #: ``path: demo`` in a study file means the bundled simulated studies.
-DEMO_DATA = "demo"
+DEMO_DATA = DEMO_NAME
 
 
 class StudyFileError(UsageError):  # a ValueError too, for older callers
@@ -302,6 +303,12 @@ def load_study(path: Path) -> StudyFile:
 
 
 def _check_adapters(path: Path, study: StudyFile) -> None:
+    if not study.adapters:
+        return
+    from psych201.analysis.registry import load_registry
+    from psych201.lab.settings import LabError
+
+    known = load_registry()
     names = [a.name for a in study.adapters]
     if names and any(d.name == ADAPTERS_DIR for d in study.data):
         raise StudyFileError(f"{path}: a dataset named {ADAPTERS_DIR!r} would share its folder "
@@ -321,23 +328,15 @@ def _check_adapters(path: Path, study: StudyFile) -> None:
         base = Path(adapter.base).expanduser()
         if (adapter.base.startswith((".", "/", "~")) or base.is_absolute()) and not base.exists():
             raise StudyFileError(f"{where}: base {adapter.base}: no such file or directory")
-        if _known_models().get(adapter.name) is not None:
+        if known.get(adapter.name) is not None:
             raise StudyFileError(f"{where}: the name of a model psych201's registry already "
                                  "has; its scores would pass for that model's")
-        from psych201.lab.settings import LabError
-
         try:
             plan = adapter.plan()
             plan.train_settings()
             plan.data_spec(None)
         except (LabError, ValueError) as exc:
             raise StudyFileError(f"{where}: {_one_line(exc)}") from exc
-
-
-def _known_models() -> Any:
-    from psych201.analysis.registry import load_registry
-
-    return load_registry()
 
 
 def adapter_folder(study: StudyFile, name: str, out: Path | None = None) -> Path:
@@ -493,10 +492,11 @@ def _default_setup(config: ScoreConfig, *, engine_args: Mapping[str, Any],
     return scoring_setup(config, engine_args)
 
 
-def _training_progress(name: str, steps: int, note: Callable[[str], None]) -> Callable[[Any], None]:
+def _training_progress(name: str, steps: int,
+                       note: Callable[[str], None]) -> Callable[[StepLog], None]:
     every = max(1, steps // 10)
 
-    def report(log: Any) -> None:
+    def report(log: StepLog) -> None:
         if log.step % every == 0 or log.step == steps:
             note(f"{name}: step {log.step}/{steps}, loss {log.loss:.3f}, {log.seconds:.1f} s")
 

@@ -153,12 +153,11 @@ def _data_paths(data: list[Path] | None) -> list[Path]:
     """``--data`` values, checked; ``demo`` (when no such path exists) is the bundled studies,
     ``hf:…`` a hub dataset or local dataset folder (resolved when the transcripts are read)."""
     from psych201.data.hub import is_hub_spec
-    from psych201.simulate.demo import DEMO_DIR
+    from psych201.simulate.demo import demo_or
 
     out = []
-    for path in data or []:
-        if not path.exists() and str(path) == "demo":
-            path = DEMO_DIR
+    for given in data or []:
+        path = demo_or(given)
         if not path.exists() and not is_hub_spec(path):
             raise _fail(f"--data {path}: no such file or directory")
         out.append(path)

@@ -49,9 +49,10 @@ def plan(
         # An adapter the study trains costs what its base costs (same tokenizer and shapes, the
         # LoRA merged), and may not exist yet: it is planned as its base, under its own name.
         bases = {a.name: a.base for a in study.adapters}
+        cells = expand(study, limit=limit)
         configs = [replace(score_config(c, study), model=bases.get(c.model, c.model))
-                   for c in expand(study, limit=limit)]
-        labels = [c.model for c in expand(study, limit=limit)]
+                   for c in cells]
+        labels = [c.model for c in cells]
     elif data is not None and model is not None:
         configs = [ScoreConfig(data=data, out=Path("unused"), model=model, limit=limit,
                                batch_tokens=batch_tokens)]

@@ -400,10 +400,9 @@ def score(
     from psych201.cli.kv import parse_kv
     from psych201.pipeline import PipelineError, ScoreConfig, validate_run
     from psych201.results.shards import Shard
-    from psych201.simulate.demo import DEMO_DIR
+    from psych201.simulate.demo import demo_or
 
-    if str(data) == "demo" and not data.exists():  # as study files and compare/report say it
-        data = DEMO_DIR
+    data = demo_or(data)  # as study files and compare/report take it
     try:
         config = ScoreConfig(
             data=data,

@@ -59,14 +59,14 @@ class AdapterPlan(BaseModel):
             raise LabError(f"adapter {self.name}: unknown data option(s) {', '.join(unknown)} "
                            f"(known: {', '.join(sorted(known))})")
         for key, value in options.items():
-            if key in _COUNTS and value is not None and not (
+            if key not in _COUNTS or value is None:
+                continue
+            least, most = _COUNTS[key]
+            if not (
                     isinstance(value, int) and not isinstance(value, bool)
-                    and 0 <= value <= _COUNTS[key]):
+                    and least <= value <= most):
                 raise LabError(f"adapter {self.name}: data option {key} must be an integer from "
-                               f"0 to {_COUNTS[key]:,}, got {value!r}")
-        for key in ("n_dialogues", "n_simulated", "max_sessions_per_study"):
-            if options.get(key) == 0:
-                raise LabError(f"adapter {self.name}: data option {key} must be at least 1")
+                               f"{least} to {most:,}, got {value!r}")
         uses_dataset = self.recipe == "human" or options.pop("use_dataset", False)
         if uses_dataset and data is None:
             raise LabError(f"adapter {self.name}: recipe {self.recipe} with these options trains "
@@ -79,9 +79,10 @@ class AdapterPlan(BaseModel):
         )
 
 
-#: Data options that count things, and the most each may ask for.
-_COUNTS = {"n_dialogues": 1_000_000, "n_simulated": 1_000_000,
-           "max_sessions_per_study": 10_000_000, "simulate_seed": 2**63 - 1}
+#: Data options that count things, and the least and most each may ask for.
+_COUNTS: dict[str, tuple[int, int]] = {
+    "n_dialogues": (1, 1_000_000), "n_simulated": (1, 1_000_000),
+    "max_sessions_per_study": (1, 10_000_000), "simulate_seed": (0, 2**63 - 1)}
 
 
 def same_training(card: AdapterCard, base: str, settings: TrainSettings, spec: DataSpec) -> bool:

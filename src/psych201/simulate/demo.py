@@ -15,6 +15,13 @@ from psych201.simulate.studies import simulate_study
 
 #: Where the bundled demo files are (inside the installed package).
 DEMO_DIR = Path(__file__).parent / "demo"
+#: What names the bundled studies where a dataset is expected (study files, ``--data``).
+DEMO_NAME = "demo"
+
+
+def demo_or(path: Path) -> Path:
+    """``path``, or the bundled studies when it is ``demo`` and no such path exists."""
+    return DEMO_DIR if str(path) == DEMO_NAME and not path.exists() else path
 
 
 @dataclass(frozen=True)
