@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from lanes import mark_lanes
 from paths import DATA, require_data
 
 
@@ -16,6 +17,16 @@ def pytest_configure(config: pytest.Config) -> None:
         "needs_data(path=DATA): reads the shared Psych-201 studies; skipped where they are "
         "missing, failed instead when PSYCH201_REQUIRE_DATA=1",
     )
+    config.addinivalue_line(
+        "markers", "heavy: builds a torch model, trains or starts a subprocess (set by lanes.py)"
+    )
+    config.addinivalue_line(
+        "markers", "fast: neither slow nor heavy; `pytest -m fast` is the quick lane (lanes.py)"
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    mark_lanes(items)
 
 
 @pytest.hookimpl(tryfirst=True)
