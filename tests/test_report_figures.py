@@ -90,6 +90,7 @@ def test_figures_without_data_are_left_out() -> None:
     assert any("no base/post-trained pair" in note for note in summary.notes)
 
 
+@pytest.mark.slow  # renders every docs figure: 30-90 s
 def test_docs_figures_are_regenerated_by_the_documented_command(tmp_path: Path) -> None:
     """`psych201 figures --synthetic --formats png -o docs/figures` reproduces docs/figures."""
     out = tmp_path / "figures"
