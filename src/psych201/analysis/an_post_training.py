@@ -44,28 +44,53 @@ def _pair_rows(frame: pd.DataFrame, pairs: list[ModelPair], registry: ModelRegis
     """
     table = paper.pair_table(frame, pairs, registry, condition=condition, sd=options.sd)
     by_model = {str(m): g for m, g in frame.groupby("model", observed=True)}
-    lows, highs, ps, n_parts = [], [], [], []
+    rows: list[dict[str, object]] = []
     replicates: dict[tuple[str, str], np.ndarray] = {}
-    for pair in pairs:
+    for i, pair in enumerate(pairs):
         studies = common_studies(frame, [pair.post, pair.base], condition,
                                  allow_missing=options.allow_missing)
         a = select(by_model[pair.post], studies=studies)
         b = select(by_model[pair.base], studies=studies)
         arrays = bs.participant_arrays(a, b)
-        reps = bs.resample(arrays, "d", levels=options.levels, n_boot=options.n_boot,
+        # one shared study: the study's participants are the only units there are
+        levels = "participants" if arrays.n_studies < 2 else options.levels
+        reps = bs.resample(arrays, "d", levels=levels, n_boot=options.n_boot,
                            seed=options.seed, sd=options.sd)
-        n_units, df = bs.units(arrays, options.levels)
-        low, high = bs.interval(reps, options.ci, n_units, df)
-        lows.append(low)
-        highs.append(high)
-        ps.append(bs.p_value(reps, n_units, df))
-        n_parts.append(arrays.n_participants)
+        n_units, df = bs.units(arrays, levels)
+        point = bs.estimate(arrays, "d", sd=options.sd)
+        paper_d = float(table["d"].iat[i])
+        got = bs.infer(reps, options.ci, n_units, df,
+                       point=paper_d if math.isfinite(paper_d) else point,
+                       unit_values=bs.study_level_values(arrays, "d", levels, sd=options.sd),
+                       unit="participants" if levels == "participants" else "studies")
+        rows.append({"diff_nats": bs.estimate(arrays, "mean_diff"), "ci_low": got.ci_low,
+                     "ci_high": got.ci_high, "p_value": got.p_value,
+                     "n_participants": arrays.n_participants,
+                     "interval_method": f"{levels}: {got.method}"})
         replicates[(pair.post, pair.base)] = reps
-    table["ci_low"] = lows
-    table["ci_high"] = highs
-    table["p_value"] = ps
-    table["n_participants"] = n_parts
+    extra = pd.DataFrame(rows, index=table.index,
+                         columns=["diff_nats", "ci_low", "ci_high", "p_value", "n_participants",
+                                  "interval_method"])
+    for column in extra.columns:
+        table[column] = extra[column]
+    table["q_value"] = fdr_q_values(table["p_value"])
     return table, replicates
+
+
+def fdr_q_values(p_values: pd.Series) -> np.ndarray:
+    """Benjamini–Hochberg adjusted p-values over the finite ones (NaN stays NaN).
+
+    Many pairs are tested at once; a q-value below 0.05 keeps the expected share of false
+    discoveries among the pairs called significant at 5 % (statsmodels ``fdr_bh``).
+    """
+    from statsmodels.stats.multitest import multipletests
+
+    p = p_values.to_numpy(dtype=float)
+    out = np.full(p.shape, np.nan)
+    finite = np.isfinite(p)
+    if finite.any():
+        out[finite] = multipletests(p[finite], method="fdr_bh")[1]
+    return out
 
 
 def _single_study_pairs(pairs: pd.DataFrame, frame: pd.DataFrame, condition: str,
@@ -113,10 +138,10 @@ def _group_intervals(groups: pd.DataFrame, pairs: pd.DataFrame, by: str,
             mean = np.mean(np.vstack(reps), axis=0)
             units, df = (n, n - 1) if options.levels != "participants" else (
                 int(members["n_participants"].max()), int(members["n_participants"].max()) - n)
-            low, high = bs.interval(mean, options.ci, units, df)
-            lows.append(low)
-            highs.append(high)
-            ps.append(bs.p_value(mean, units, df))
+            got = bs.infer(mean, options.ci, units, df, point=float(members["d"].mean()))
+            lows.append(got.ci_low)
+            highs.append(got.ci_high)
+            ps.append(got.p_value)
         n_studies.append(n)
     return groups.assign(ci_low=lows, ci_high=highs, p_value=ps, n_studies=n_studies)
 
@@ -148,10 +173,12 @@ def pair_share_positive(pairs: pd.DataFrame, replicates: dict[tuple[str, str], n
     with np.errstate(invalid="ignore"):
         shares = np.where(np.isfinite(reps).all(axis=0), (reps > 0).mean(axis=0), np.nan)
     units, df = (n, n - 1) if options.levels != "participants" else (n_parts, n_parts - n)
-    low, high = bs.interval(shares, options.ci, units, df)
-    p = bs.p_value(shares - 0.5, units, df)
-    return Effect(PAIR_SHARE, estimate, low, high, options.ci, p, n, n_parts, n_responses,
-                  method, "share positive")
+    # a share is bounded: where the percentile tail is out of reach, no t interval stands in
+    low_high = bs.infer(shares, options.ci, units, df, null=0.5, fallback=False)
+    if low_high.method != "expanded percentile":
+        method += f"; {low_high.method}"
+    return Effect(PAIR_SHARE, estimate, low_high.ci_low, low_high.ci_high, options.ci,
+                  low_high.p_value, n, n_parts, n_responses, method, "share positive")
 
 
 def pair_d_text(row: pd.Series) -> str:

@@ -91,7 +91,7 @@ def bootstrap_effect(a: pd.DataFrame, b: pd.DataFrame | None, statistic: bs.Stat
     """Bootstrap ``statistic`` of arm ``a`` (minus arm ``b``) over studies and participants."""
     arrays = bs.participant_arrays(a, b, value=value)
     result = bs.bootstrap(arrays, statistic, levels=levels, n_boot=n_boot, ci=ci, seed=seed, sd=sd)
-    method = f"bootstrap ({levels}; {n_boot} replicates; expanded percentile)"
+    method = f"bootstrap ({levels}; {n_boot} replicates; {result.interval_method})"
     return Effect.from_bootstrap(name, result, method, units)
 
 
