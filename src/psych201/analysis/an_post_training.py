@@ -206,7 +206,23 @@ PAIR_COLUMNS = (
     Column("post", "post-trained", "text"), Column("base", "base", "text"),
     Column("type", "type", "text"), Column("d_shown", "pair d"),
     Column("ci_low", "interval", "interval"), Column("p_value", "p", "p"),
+    Column("q_value", "q (BH)", "p", optional=True),
+    Column("diff_nats", "difference (nats)", optional=True),
     Column("n_studies", "studies", "int"), Column("n_participants", "participants", "int"))
+
+#: "Less human-like", defined once for every section that says it.
+LESS_HUMAN_LIKE = ("\"Less human-like\" means a higher NLL on the human responses: the model "
+                   "gives the responses people actually made lower probability.")
+
+#: Why the report prints nats beside every d and does not label d's size.
+COHEN_NOTE = ("The paper's d divides by the response-level SD, which is large (responses differ "
+              "far more than models do), so a d of 0.1 can be a distortion that makes most "
+              "participants fit worse; read d next to the difference in nats and the paired "
+              "per-participant results, not against Cohen's 0.2/0.5/0.8 labels, which were "
+              "never meant for this scale.")
+
+MULTIPLICITY_NOTE = ("p is per pair; q (Benjamini–Hochberg over the pairs shown) keeps the "
+                     "expected share of false discoveries among pairs with q < 0.05 at 5 %.")
 
 TYPE_COLUMNS = (
     Column("type", "type", "text"), Column("d", "type d"), Column("ci_low", "interval", "interval"),
@@ -265,12 +281,20 @@ class PostTraining:
                                        DETAIL_COLUMNS, caption=f"{title}: per study"))
             figures.append(SectionFigure(f"forest_{i + 1}", FOREST_CAPTION,
                                          partial(fig_forest, detail)))
+        if any(len(d.studies) < 2 for d in details):
+            notes.append("Pairs sharing one study: the headline is the paired per-participant "
+                         "difference (nats and paired d) with a participant bootstrap (see "
+                         "the pair's effects); statistics across studies need at least 2.")
+        notes.extend(note for d in details for note in d.notes)
         return Section(
             anchor=self.name, title="Post-training effects",
             text=("Per pair the paper's d (mean over studies of the per-study Cohen's d, "
                   f"post-trained − base, {options.sd} SD; positive = post-training made the model "
-                  "less human-like), with a paired bootstrap interval over studies and "
-                  "participants."),
+                  "less human-like) with the mean paired difference in nats beside it, and a "
+                  "paired bootstrap interval over studies and participants (a t interval over "
+                  "studies where too few studies exist for the bootstrap's tail; p always "
+                  f"from the same procedure). {LESS_HUMAN_LIKE} {COHEN_NOTE} "
+                  f"{MULTIPLICITY_NOTE}"),
             tables=tuple(tables), figures=tuple(figures), notes=tuple(notes),
             data={"pairs": pair_df, "type_d": types, "sign_test": sign, "details": details,
                   "replicates": replicates})

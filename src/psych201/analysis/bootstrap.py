@@ -471,7 +471,13 @@ def study_level_values(arrays: StudyArrays, statistic: Statistic, levels: Levels
 def bootstrap(arrays: StudyArrays, statistic: Statistic, *, levels: Levels = "both",
               n_boot: int = 2000, ci: float = 0.95, seed: int = 0,
               sd: SD = "sample") -> BootstrapResult:
-    """Point estimate, interval and p-value of ``statistic`` (one procedure, see :func:`infer`)."""
+    """Point estimate, interval and p-value of ``statistic`` (one procedure, see :func:`infer`).
+
+    With one study there is nothing to resample at the study level: its participants are the
+    units (``levels`` becomes ``"participants"``, and the result says so).
+    """
+    if arrays.n_studies < 2:
+        levels = "participants"
     point = estimate(arrays, statistic, sd=sd)
     replicates = resample(arrays, statistic, levels=levels, n_boot=n_boot, seed=seed, sd=sd)
     n_units, df = units(arrays, levels)

@@ -112,6 +112,12 @@ def compare(
         for note in summary.notes:
             console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
         return
+    if data_paths or split_seed is not None:
+        # a pair's effects use the scores alone; the transcripts add nothing to them
+        flag = "--data" if data_paths else "--split-seed"
+        raise _fail(f"{flag} has no effect with --pair (a pair's effects use the scored "
+                    "responses only); drop it, or run compare without --pair for the "
+                    "analyses that read transcripts")
     frame = loaded.responses
     try:
         cond = main_condition(frame["condition"].unique(), condition)
@@ -131,13 +137,16 @@ def compare(
             ))
     except (StudySetError, ConditionError) as exc:
         raise _fail(str(exc)) from exc
+    pair_payload = [
+        {"post": c.post, "base": c.base, "condition": c.condition, "studies": list(c.studies),
+         "effects": [e.to_dict() for e in c.effects],
+         "per_study": c.per_study.to_dict(orient="records"),
+         "unmatched_responses": c.unmatched_responses, "notes": list(c.notes)}
+        for c in comparisons]
+    if json_out is not None:
+        _write_json(json_out, pair_payload)
     if fmt == "json":
-        typer.echo(strict_json([
-            {"post": c.post, "base": c.base, "condition": c.condition, "studies": list(c.studies),
-             "effects": [e.to_dict() for e in c.effects],
-             "per_study": c.per_study.to_dict(orient="records"),
-             "unmatched_responses": c.unmatched_responses}
-            for c in comparisons]))
+        typer.echo(strict_json(pair_payload))
         return
     for c in comparisons:
         _print_comparison(c)
@@ -344,6 +353,8 @@ def _print_comparison(c: Any) -> None:
                       _p(e.p_value), e.units, str(e.n_studies), str(e.n_participants),
                       str(e.n_responses))
     console.print(table)
+    for note in c.notes:
+        console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
     per = Table(title="Per study")
     for column in ("study", "participants", "responses", "NLL post", "NLL base", "difference",
                    "interval", "d (sample)", "d (population)"):
