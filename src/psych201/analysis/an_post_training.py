@@ -4,7 +4,7 @@ d > 0, and the first pairs in full (effects, per-study table, forest plot)."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -29,6 +29,15 @@ if TYPE_CHECKING:
     from psych201.analysis.summary import AnalysisOptions
 
 
+def pair_arrays(frame: pd.DataFrame, by_model: Mapping[str, pd.DataFrame], pair: ModelPair,
+                condition: str, allow_missing: bool) -> bs.StudyArrays:
+    """Per-participant sums of a pair (post = arm a, base = arm b) on the studies both have."""
+    studies = common_studies(frame, [pair.post, pair.base], condition,
+                             allow_missing=allow_missing)
+    return bs.participant_arrays(select(by_model[pair.post], studies=studies),
+                                 select(by_model[pair.base], studies=studies))
+
+
 def _pair_rows(frame: pd.DataFrame, pairs: list[ModelPair], registry: ModelRegistry,
                options: AnalysisOptions, condition: str,
                ) -> tuple[pd.DataFrame, dict[tuple[str, str], np.ndarray]]:
@@ -47,11 +56,7 @@ def _pair_rows(frame: pd.DataFrame, pairs: list[ModelPair], registry: ModelRegis
     rows: list[dict[str, object]] = []
     replicates: dict[tuple[str, str], np.ndarray] = {}
     for i, pair in enumerate(pairs):
-        studies = common_studies(frame, [pair.post, pair.base], condition,
-                                 allow_missing=options.allow_missing)
-        a = select(by_model[pair.post], studies=studies)
-        b = select(by_model[pair.base], studies=studies)
-        arrays = bs.participant_arrays(a, b)
+        arrays = pair_arrays(frame, by_model, pair, condition, options.allow_missing)
         # one shared study: the study's participants are the only units there are
         levels = "participants" if arrays.n_studies < 2 else options.levels
         reps = bs.resample(arrays, "d", levels=levels, n_boot=options.n_boot,
