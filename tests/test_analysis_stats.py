@@ -221,5 +221,8 @@ def test_pair_with_different_responses_is_refused(pair_table: pd.DataFrame) -> N
     result = compare_pair(dropped, "Qwen/Qwen3-1.7B", "Qwen/Qwen3-1.7B-Base", condition="raw",
                           n_boot=100, allow_missing=True)
     assert result.unmatched_responses > 0
+    # the dropped responses are counted where the effects are shown (issue 25, row 9)
+    assert any(note.startswith(f"{result.unmatched_responses} responses scored by only one")
+               for note in result.notes)
     assert result.effect(MEAN_DIFF).n_responses == int((post & (pair_table[
         "response_index"] != 3)).sum())

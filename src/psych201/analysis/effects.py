@@ -298,6 +298,9 @@ def compare_pair(frame: pd.DataFrame, post: str, base: str, *, condition: str,
         a = a.merge(keys, on=RESPONSE_KEY)
         b = b.merge(keys, on=RESPONSE_KEY)
     notes: list[str] = []
+    if unmatched:
+        notes.append(f"{unmatched} responses scored by only one of the two models are left out: "
+                     "every effect compares the two models on the same human responses")
     if len(studies) < 2 and levels != "participants":
         # one study: its participants are the only units to resample
         levels = "participants"

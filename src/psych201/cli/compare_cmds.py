@@ -316,18 +316,26 @@ def _short(name: Any) -> str:
 
 
 def _print_pairs(summary: Any) -> None:
-    from psych201.analysis.an_post_training import pair_d_text
+    from psych201.analysis.an_post_training import (
+        COHEN_NOTE,
+        LESS_HUMAN_LIKE,
+        MULTIPLICITY_NOTE,
+        pair_d_text,
+    )
 
     table = Table(title=f"Post-training effects (paper pair d, {summary.options.sd} SD; "
                         "> 0 = less human-like after post-training)")
-    for column in ("post-trained", "base", "type", "d", "interval", "p", "studies"):
+    for column in ("post-trained", "base", "type", "d", "nats", "interval", "p", "q (BH)",
+                   "studies"):
         table.add_column(column, justify="left" if column in ("post-trained", "base", "type")
                          else "right")
     for _, r in summary.pairs.iterrows():
         table.add_row(_short(r["post"]), _short(r["base"]), str(r["type"]), pair_d_text(r),
-                      f"[{_f(r['ci_low'])}, {_f(r['ci_high'])}]", _p(r["p_value"]),
-                      str(r["n_studies"]))
+                      _f(r.get("diff_nats")), f"[{_f(r['ci_low'])}, {_f(r['ci_high'])}]",
+                      _p(r["p_value"]), _p(r.get("q_value")), str(r["n_studies"]))
     console.print(table)
+    console.print(f"[dim]{LESS_HUMAN_LIKE} {COHEN_NOTE} {MULTIPLICITY_NOTE}[/dim]",
+                  highlight=False)
     if not summary.type_d.empty:
         types = Table(title="Type d (mean pair d per post-training type)")
         for column in ("type", "d", "interval", "pairs"):
