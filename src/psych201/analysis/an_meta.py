@@ -6,9 +6,10 @@ values are regressed on log10 size and the post-training type, with crossed rand
 for the model family and the study (statsmodels MixedLM, REML; crossed effects as variance
 components of one group). Pairs of one family share a base line and the same studies are scored
 by every pair, so neither pairs nor (pair, study) values are independent: the random effects
-carry that. Coefficients get t intervals with the degrees of freedom of their scarcest level
-(studies or families, minus the fixed effects), not Wald z, which claims certainty from a
-handful of studies. Beside the model, the pairs' own p-values are adjusted for multiplicity
+carry that. Coefficients get t intervals with between–within degrees of freedom (a term
+constant within families or studies counts their levels, one varying within them the residual;
+:func:`between_within_df`), not Wald z, which claims certainty from a handful of studies.
+Beside the model, the pairs' own p-values are adjusted for multiplicity
 (Benjamini–Hochberg, see :func:`psych201.analysis.an_post_training.fdr_q_values`).
 """
 
@@ -111,23 +112,44 @@ def fit_meta(rows: pd.DataFrame, *, ci: float = 0.95) -> MetaFit | str:
         for category in (ConvergenceWarning, RuntimeWarning, UserWarning):
             warnings.simplefilter("ignore", category)
         fit = model.fit(reml=True)
-    n_fixed = len(fit.fe_params)
-    scarcest = min(n_studies, n_families) if "family" in components else n_studies
-    df = max(1, scarcest - n_fixed + 1) if n_fixed > 1 else max(1, scarcest - 1)
-    quantile = float(sps.t.ppf(1 - (1 - ci) / 2, df))
+    dfs = between_within_df(model.exog, data[list(components)])
     coefficients = []
-    for term, estimate in fit.fe_params.items():
+    for (term, estimate), df in zip(fit.fe_params.items(), dfs, strict=True):
         se = float(fit.bse_fe[term])
+        half = float(sps.t.ppf(1 - (1 - ci) / 2, df)) * se
         p = float(2 * sps.t.sf(abs(estimate) / se, df)) if se > 0 else math.nan
         coefficients.append({"term": _term_label(str(term)), "estimate": float(estimate),
-                             "ci_low": float(estimate) - quantile * se,
-                             "ci_high": float(estimate) + quantile * se, "p_value": p,
-                             "df": df})
+                             "ci_low": float(estimate) - half, "ci_high": float(estimate) + half,
+                             "p_value": p, "df": df})
     names = list(components)
     variance = pd.DataFrame({"component": [*names, "residual"],
                              "variance": [*map(float, fit.vcomp), float(fit.scale)]})
     return MetaFit(pd.DataFrame(coefficients), variance, formula + "".join(
         f" + (1 | {n})" for n in names), tuple(notes), n_pairs, n_studies, n_families)
+
+
+def between_within_df(exog: np.ndarray, factors: pd.DataFrame) -> list[int]:
+    """Degrees of freedom of each fixed effect by the between–within rule (SAS DDFM=BW).
+
+    A column constant within every level of a random factor is estimated from that factor's
+    levels (df = levels − the fixed columns that are between for it, e.g. the intercept over
+    studies); a column varying within levels is estimated from the residual (df = rows −
+    levels − fixed columns). With crossed factors the smaller df is taken: the conservative side,
+    and a t with those df instead of a Wald z that claims certainty from three families.
+    """
+    n_rows, n_fixed = exog.shape
+    columns = range(n_fixed)
+    candidates: list[list[int]] = [[] for _ in columns]
+    within_df = n_rows - sum(int(factors[f].nunique()) for f in factors) - n_fixed
+    for factor in factors:
+        codes = pd.factorize(factors[factor])[0]
+        levels = int(codes.max()) + 1
+        between = [all(np.ptp(exog[codes == g, j]) == 0 for g in range(levels))
+                   for j in columns]
+        n_between = sum(between)
+        for j in columns:
+            candidates[j].append(levels - n_between if between[j] else within_df)
+    return [max(1, min(c)) if c else max(1, n_rows - n_fixed) for c in candidates]
 
 
 def _term_label(term: str) -> str:
@@ -200,8 +222,9 @@ class MetaAnalysis:
                 "random intercepts for model family and study (linear mixed model, REML): a "
                 "positive size slope means larger models lose more human-likeness with "
                 "post-training; a type row is that type's d minus instruction tuning's. "
-                "Intervals are t intervals with the degrees of freedom of the scarcest level "
-                "(studies or families). Each pair's p-value is adjusted over the pairs shown "
+                "Intervals are t intervals with between–within degrees of freedom (a term "
+                "constant within families or studies counts their levels). Each pair's "
+                "p-value is adjusted over the pairs shown "
                 f"(Benjamini–Hochberg q). {LESS_HUMAN_LIKE} {COHEN_NOTE}")
         return Section(anchor=self.name, title="Meta-analysis over pairs", text=text,
                        tables=tuple(tables), notes=tuple(notes),
