@@ -73,4 +73,7 @@ def test_report_on_one_study_gives_the_pair_an_interval_and_says_why(runs: list[
     page = html.read_text()
     assert "paired difference per participant" in page
     assert "Pairs sharing one study" in page
-    assert "[–, –]" not in page.split("Post-training effects", 1)[1].split("</table>", 1)[0]
+    # the pairs table (the one with the q column): the pair's d has an interval, and nats
+    pairs_table = next(t for t in page.split("<table") if "q (BH)" in t).split("</table>")[0]
+    assert "oracle-T0.5" in pairs_table and "difference (nats)" in pairs_table
+    assert "[–, –]" not in pairs_table
