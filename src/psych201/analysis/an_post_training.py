@@ -179,11 +179,11 @@ def pair_share_positive(pairs: pd.DataFrame, replicates: dict[tuple[str, str], n
         shares = np.where(np.isfinite(reps).all(axis=0), (reps > 0).mean(axis=0), np.nan)
     units, df = (n, n - 1) if options.levels != "participants" else (n_parts, n_parts - n)
     # a share is bounded: where the percentile tail is out of reach, no t interval stands in
-    low_high = bs.infer(shares, options.ci, units, df, null=0.5, fallback=False)
-    if low_high.method != "expanded percentile":
-        method += f"; {low_high.method}"
-    return Effect(PAIR_SHARE, estimate, low_high.ci_low, low_high.ci_high, options.ci,
-                  low_high.p_value, n, n_parts, n_responses, method, "share positive")
+    inference = bs.infer(shares, options.ci, units, df, null=0.5, fallback=False)
+    if inference.method != "expanded percentile":
+        method += f"; {inference.method}"
+    return Effect(PAIR_SHARE, estimate, inference.ci_low, inference.ci_high, options.ci,
+                  inference.p_value, n, n_parts, n_responses, method, "share positive")
 
 
 def pair_d_text(row: pd.Series) -> str:
