@@ -10,7 +10,7 @@ carry that. Coefficients get t intervals with between–within degrees of freedo
 constant within families or studies counts their levels, one varying within them the residual;
 :func:`between_within_df`), not Wald z, which claims certainty from a handful of studies.
 Beside the model, the pairs' own p-values are adjusted for multiplicity
-(Benjamini–Hochberg, see :func:`psych201.analysis.an_post_training.fdr_q_values`).
+(Benjamini–Hochberg, see :func:`psych201.analysis.effects.fdr_q_values`).
 """
 
 from __future__ import annotations

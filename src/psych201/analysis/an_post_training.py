@@ -13,7 +13,7 @@ import pandas as pd
 
 from psych201.analysis import bootstrap as bs
 from psych201.analysis import paper
-from psych201.analysis.effects import Effect, compare_pair, effects_frame
+from psych201.analysis.effects import Effect, compare_pair, effects_frame, fdr_q_values
 from psych201.analysis.plots import fig_forest
 from psych201.analysis.plugin import (
     AnalysisContext,
@@ -80,22 +80,6 @@ def _pair_rows(frame: pd.DataFrame, pairs: list[ModelPair], registry: ModelRegis
         table[column] = extra[column]
     table["q_value"] = fdr_q_values(table["p_value"])
     return table, replicates
-
-
-def fdr_q_values(p_values: pd.Series) -> np.ndarray:
-    """Benjamini–Hochberg adjusted p-values over the finite ones (NaN stays NaN).
-
-    Many pairs are tested at once; a q-value below 0.05 keeps the expected share of false
-    discoveries among the pairs called significant at 5 % (statsmodels ``fdr_bh``).
-    """
-    from statsmodels.stats.multitest import multipletests
-
-    p = p_values.to_numpy(dtype=float)
-    out = np.full(p.shape, np.nan)
-    finite = np.isfinite(p)
-    if finite.any():
-        out[finite] = multipletests(p[finite], method="fdr_bh")[1]
-    return out
 
 
 def _single_study_pairs(pairs: pd.DataFrame, frame: pd.DataFrame, condition: str,

@@ -173,6 +173,23 @@ def sign_test(values: Sequence[float] | np.ndarray, *, name: str, ci: float = 0.
     )
 
 
+# -- multiplicity ---------------------------------------------------------------------------------
+def fdr_q_values(p_values: Sequence[float] | np.ndarray | pd.Series) -> np.ndarray:
+    """Benjamini–Hochberg adjusted p-values over the finite ones (NaN stays NaN).
+
+    Many tests at once (pairs, studies): a q-value below 0.05 keeps the expected share of false
+    discoveries among those called significant at 5 % (statsmodels ``fdr_bh``).
+    """
+    from statsmodels.stats.multitest import multipletests
+
+    p = np.asarray(p_values, dtype=float)
+    out = np.full(p.shape, np.nan)
+    finite = np.isfinite(p)
+    if finite.any():
+        out[finite] = multipletests(p[finite], method="fdr_bh")[1]
+    return out
+
+
 # -- a full pair comparison ---------------------------------------------------------------------
 @dataclass(frozen=True, eq=False)
 class PairComparison:
