@@ -137,3 +137,44 @@ def test_figures_from_results(runs: dict[str, Path], tmp_path: Path) -> None:
     assert names == ["fig2_size", "fig3a_generations", "fig4_domains", "fig_accuracy",
                      "fig_nll_entropy_1", "fig_participant_diffs_1",  # the diagnostics
                      "forest_1", "leaderboard"]
+
+
+def test_compare_pair_writes_its_json_file_and_refuses_data_in_one_line(
+        runs: dict[str, Path], tmp_path: Path) -> None:
+    """Row 10: --json and --data were ignored silently with --pair (no file written)."""
+    out = tmp_path / "pair.json"
+    args = ["compare", *map(str, runs.values()), "--pair", "smollm2-135m-instruct=gemma-3-270m",
+            "--n-boot", "200"]
+    code, output = _invoke(*args, "--json", str(out))
+    assert code == 0, output
+    (result,) = json.loads(out.read_text())
+    assert result["post"] == "smollm2-135m-instruct" and len(result["per_study"]) == 6
+    assert "paper d (sample SD)" in {e["name"] for e in result["effects"]}
+    code, output = _invoke(*args, "--data", "demo")
+    assert code == 2
+    assert output.strip().startswith("error: --data has no effect with --pair")
+    assert output.strip().count("\n") == 0 and "Traceback" not in output
+
+
+def test_a_pair_on_one_study_leads_with_the_paired_participant_difference(
+        tmp_path: Path) -> None:
+    """Row 11: one study gave a pair d of [–, –] and a sign test over one study."""
+    one = SyntheticDesign(studies={"dezfouli2019": 2}, n_participants=20, n_responses=10, seed=2)
+    paths = []
+    for name in ("smollm2-135m-instruct", "gemma-3-270m"):
+        paths.append(tmp_path / f"{name}.parquet")
+        synthetic_responses([REGISTRY[name]], design=one, conditions=("raw",)).to_parquet(
+            paths[-1])
+    code, output = _invoke("compare", *map(str, paths), "--pair",
+                           "smollm2-135m-instruct=gemma-3-270m", "--n-boot", "500", "--format",
+                           "json")
+    assert code == 0, output
+    (result,) = json.loads(output)
+    names = [e["name"] for e in result["effects"]]
+    assert names[:2] == ["paired difference per participant",
+                         "paired d (per-participant differences)"]
+    assert "sign test across studies" not in names and "mixed model: mean difference" not in names
+    for e in result["effects"]:
+        assert e["ci_low"] <= e["estimate"] <= e["ci_high"], e
+        assert (e["p_value"] < 0.05) == (e["ci_low"] > 0 or e["ci_high"] < 0), e
+    assert any("one shared study" in note for note in result["notes"])

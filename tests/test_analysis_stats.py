@@ -120,8 +120,7 @@ def test_interval_and_p_value_agree() -> None:
         arrays, _, _ = simulate(rng, mu=0.03, tau=0.05)
         r = bs.bootstrap(arrays, "mean_diff", n_boot=500, seed=i)
         excludes = r.ci_low > 0 or r.ci_high < 0
-        if abs(r.p_value - 0.05) > 0.01:  # away from the boundary's discreteness
-            assert excludes == (r.p_value < 0.05), r
+        assert excludes == (r.p_value < 0.05), r  # exactly, boundary included
 
 
 def test_bootstrap_is_reproducible_and_seed_dependent() -> None:
@@ -221,5 +220,8 @@ def test_pair_with_different_responses_is_refused(pair_table: pd.DataFrame) -> N
     result = compare_pair(dropped, "Qwen/Qwen3-1.7B", "Qwen/Qwen3-1.7B-Base", condition="raw",
                           n_boot=100, allow_missing=True)
     assert result.unmatched_responses > 0
+    # the dropped responses are counted where the effects are shown (issue 25, row 9)
+    assert any(note.startswith(f"{result.unmatched_responses} responses scored by only one")
+               for note in result.notes)
     assert result.effect(MEAN_DIFF).n_responses == int((post & (pair_table[
         "response_index"] != 3)).sum())

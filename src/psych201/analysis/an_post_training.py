@@ -4,7 +4,7 @@ d > 0, and the first pairs in full (effects, per-study table, forest plot)."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -13,7 +13,7 @@ import pandas as pd
 
 from psych201.analysis import bootstrap as bs
 from psych201.analysis import paper
-from psych201.analysis.effects import Effect, compare_pair, effects_frame
+from psych201.analysis.effects import Effect, compare_pair, effects_frame, fdr_q_values
 from psych201.analysis.plots import fig_forest
 from psych201.analysis.plugin import (
     AnalysisContext,
@@ -27,6 +27,15 @@ from psych201.analysis.tables import common_studies, select
 
 if TYPE_CHECKING:
     from psych201.analysis.summary import AnalysisOptions
+
+
+def pair_arrays(frame: pd.DataFrame, by_model: Mapping[str, pd.DataFrame], pair: ModelPair,
+                condition: str, allow_missing: bool) -> bs.StudyArrays:
+    """Per-participant sums of a pair (post = arm a, base = arm b) on the studies both have."""
+    studies = common_studies(frame, [pair.post, pair.base], condition,
+                             allow_missing=allow_missing)
+    return bs.participant_arrays(select(by_model[pair.post], studies=studies),
+                                 select(by_model[pair.base], studies=studies))
 
 
 def _pair_rows(frame: pd.DataFrame, pairs: list[ModelPair], registry: ModelRegistry,
@@ -44,27 +53,32 @@ def _pair_rows(frame: pd.DataFrame, pairs: list[ModelPair], registry: ModelRegis
     """
     table = paper.pair_table(frame, pairs, registry, condition=condition, sd=options.sd)
     by_model = {str(m): g for m, g in frame.groupby("model", observed=True)}
-    lows, highs, ps, n_parts = [], [], [], []
+    rows: list[dict[str, object]] = []
     replicates: dict[tuple[str, str], np.ndarray] = {}
-    for pair in pairs:
-        studies = common_studies(frame, [pair.post, pair.base], condition,
-                                 allow_missing=options.allow_missing)
-        a = select(by_model[pair.post], studies=studies)
-        b = select(by_model[pair.base], studies=studies)
-        arrays = bs.participant_arrays(a, b)
-        reps = bs.resample(arrays, "d", levels=options.levels, n_boot=options.n_boot,
+    for i, pair in enumerate(pairs):
+        arrays = pair_arrays(frame, by_model, pair, condition, options.allow_missing)
+        # one shared study: the study's participants are the only units there are
+        levels = "participants" if arrays.n_studies < 2 else options.levels
+        reps = bs.resample(arrays, "d", levels=levels, n_boot=options.n_boot,
                            seed=options.seed, sd=options.sd)
-        n_units, df = bs.units(arrays, options.levels)
-        low, high = bs.interval(reps, options.ci, n_units, df)
-        lows.append(low)
-        highs.append(high)
-        ps.append(bs.p_value(reps, n_units, df))
-        n_parts.append(arrays.n_participants)
+        n_units, df = bs.units(arrays, levels)
+        point = bs.estimate(arrays, "d", sd=options.sd)
+        paper_d = float(table["d"].iat[i])
+        got = bs.infer(reps, options.ci, n_units, df,
+                       point=paper_d if math.isfinite(paper_d) else point,
+                       unit_values=bs.study_level_values(arrays, "d", levels, sd=options.sd),
+                       unit="participants" if levels == "participants" else "studies")
+        rows.append({"diff_nats": bs.estimate(arrays, "mean_diff"), "ci_low": got.ci_low,
+                     "ci_high": got.ci_high, "p_value": got.p_value,
+                     "n_participants": arrays.n_participants,
+                     "interval_method": f"{levels}: {got.method}"})
         replicates[(pair.post, pair.base)] = reps
-    table["ci_low"] = lows
-    table["ci_high"] = highs
-    table["p_value"] = ps
-    table["n_participants"] = n_parts
+    extra = pd.DataFrame(rows, index=table.index,
+                         columns=["diff_nats", "ci_low", "ci_high", "p_value", "n_participants",
+                                  "interval_method"])
+    for column in extra.columns:
+        table[column] = extra[column]
+    table["q_value"] = fdr_q_values(table["p_value"])
     return table, replicates
 
 
@@ -113,10 +127,10 @@ def _group_intervals(groups: pd.DataFrame, pairs: pd.DataFrame, by: str,
             mean = np.mean(np.vstack(reps), axis=0)
             units, df = (n, n - 1) if options.levels != "participants" else (
                 int(members["n_participants"].max()), int(members["n_participants"].max()) - n)
-            low, high = bs.interval(mean, options.ci, units, df)
-            lows.append(low)
-            highs.append(high)
-            ps.append(bs.p_value(mean, units, df))
+            got = bs.infer(mean, options.ci, units, df, point=float(members["d"].mean()))
+            lows.append(got.ci_low)
+            highs.append(got.ci_high)
+            ps.append(got.p_value)
         n_studies.append(n)
     return groups.assign(ci_low=lows, ci_high=highs, p_value=ps, n_studies=n_studies)
 
@@ -148,10 +162,12 @@ def pair_share_positive(pairs: pd.DataFrame, replicates: dict[tuple[str, str], n
     with np.errstate(invalid="ignore"):
         shares = np.where(np.isfinite(reps).all(axis=0), (reps > 0).mean(axis=0), np.nan)
     units, df = (n, n - 1) if options.levels != "participants" else (n_parts, n_parts - n)
-    low, high = bs.interval(shares, options.ci, units, df)
-    p = bs.p_value(shares - 0.5, units, df)
-    return Effect(PAIR_SHARE, estimate, low, high, options.ci, p, n, n_parts, n_responses,
-                  method, "share positive")
+    # a share is bounded: where the percentile tail is out of reach, no t interval stands in
+    inference = bs.infer(shares, options.ci, units, df, null=0.5, fallback=False)
+    if inference.method != "expanded percentile":
+        method += f"; {inference.method}"
+    return Effect(PAIR_SHARE, estimate, inference.ci_low, inference.ci_high, options.ci,
+                  inference.p_value, n, n_parts, n_responses, method, "share positive")
 
 
 def pair_d_text(row: pd.Series) -> str:
@@ -179,7 +195,23 @@ PAIR_COLUMNS = (
     Column("post", "post-trained", "text"), Column("base", "base", "text"),
     Column("type", "type", "text"), Column("d_shown", "pair d"),
     Column("ci_low", "interval", "interval"), Column("p_value", "p", "p"),
+    Column("q_value", "q (BH)", "p", optional=True),
+    Column("diff_nats", "difference (nats)", optional=True),
     Column("n_studies", "studies", "int"), Column("n_participants", "participants", "int"))
+
+#: "Less human-like", defined once for every section that says it.
+LESS_HUMAN_LIKE = ("\"Less human-like\" means a higher NLL on the human responses: the model "
+                   "gives the responses people actually made lower probability.")
+
+#: Why the report prints nats beside every d and does not label d's size.
+COHEN_NOTE = ("The paper's d divides by the response-level SD, which is large (responses differ "
+              "far more than models do), so a d of 0.1 can be a distortion that makes most "
+              "participants fit worse; read d next to the difference in nats and the paired "
+              "per-participant results, not against Cohen's 0.2/0.5/0.8 labels, which were "
+              "never meant for this scale.")
+
+MULTIPLICITY_NOTE = ("p is per pair; q (Benjamini–Hochberg over the pairs shown) keeps the "
+                     "expected share of false discoveries among pairs with q < 0.05 at 5 %.")
 
 TYPE_COLUMNS = (
     Column("type", "type", "text"), Column("d", "type d"), Column("ci_low", "interval", "interval"),
@@ -238,12 +270,20 @@ class PostTraining:
                                        DETAIL_COLUMNS, caption=f"{title}: per study"))
             figures.append(SectionFigure(f"forest_{i + 1}", FOREST_CAPTION,
                                          partial(fig_forest, detail)))
+        if any(len(d.studies) < 2 for d in details):
+            notes.append("Pairs sharing one study: the headline is the paired per-participant "
+                         "difference (nats and paired d) with a participant bootstrap (see "
+                         "the pair's effects); statistics across studies need at least 2.")
+        notes.extend(note for d in details for note in d.notes)
         return Section(
             anchor=self.name, title="Post-training effects",
             text=("Per pair the paper's d (mean over studies of the per-study Cohen's d, "
                   f"post-trained − base, {options.sd} SD; positive = post-training made the model "
-                  "less human-like), with a paired bootstrap interval over studies and "
-                  "participants."),
+                  "less human-like) with the mean paired difference in nats beside it, and a "
+                  "paired bootstrap interval over studies and participants (a t interval over "
+                  "studies where too few studies exist for the bootstrap's tail; p always "
+                  f"from the same procedure). {LESS_HUMAN_LIKE} {COHEN_NOTE} "
+                  f"{MULTIPLICITY_NOTE}"),
             tables=tuple(tables), figures=tuple(figures), notes=tuple(notes),
             data={"pairs": pair_df, "type_d": types, "sign_test": sign, "details": details,
                   "replicates": replicates})

@@ -91,7 +91,7 @@ def bootstrap_effect(a: pd.DataFrame, b: pd.DataFrame | None, statistic: bs.Stat
     """Bootstrap ``statistic`` of arm ``a`` (minus arm ``b``) over studies and participants."""
     arrays = bs.participant_arrays(a, b, value=value)
     result = bs.bootstrap(arrays, statistic, levels=levels, n_boot=n_boot, ci=ci, seed=seed, sd=sd)
-    method = f"bootstrap ({levels}; {n_boot} replicates; expanded percentile)"
+    method = f"bootstrap ({levels}; {n_boot} replicates; {result.interval_method})"
     return Effect.from_bootstrap(name, result, method, units)
 
 
@@ -135,9 +135,15 @@ def mixed_model_effect(diffs: pd.DataFrame, *, level: Literal["participant", "re
         warnings.simplefilter("ignore", UserWarning)
         fit = model.fit(reml=True)
     est = float(fit.fe_params["Intercept"])
-    low, high = (float(x) for x in fit.conf_int(alpha=1 - ci).loc["Intercept"])
-    p = float(fit.pvalues["Intercept"])
-    method = f"linear mixed model, {level} level (statsmodels MixedLM, REML, Wald interval)"
+    # The intercept is a mean over studies: a Wald z would claim p < 0.001 from 2 studies.
+    # Its reference distribution is t with (studies − 1) df (the between-study df).
+    se = float(fit.bse_fe["Intercept"])
+    df = n_studies - 1
+    half = float(sps.t.ppf(1 - (1 - ci) / 2, df)) * se
+    low, high = est - half, est + half
+    p = float(2 * sps.t.sf(abs(est) / se, df)) if se > 0 else math.nan
+    method = (f"linear mixed model, {level} level (statsmodels MixedLM, REML; t interval with "
+              f"{df} df over studies)")
     return Effect(name, est, low, high, ci, p, n_studies, n_participants, n_responses, method,
                   "nats")
 
@@ -167,6 +173,23 @@ def sign_test(values: Sequence[float] | np.ndarray, *, name: str, ci: float = 0.
     )
 
 
+# -- multiplicity ---------------------------------------------------------------------------------
+def fdr_q_values(p_values: Sequence[float] | np.ndarray | pd.Series) -> np.ndarray:
+    """Benjamini–Hochberg adjusted p-values over the finite ones (NaN stays NaN).
+
+    Many tests at once (pairs, studies): a q-value below 0.05 keeps the expected share of false
+    discoveries among those called significant at 5 % (statsmodels ``fdr_bh``).
+    """
+    from statsmodels.stats.multitest import multipletests
+
+    p = np.asarray(p_values, dtype=float)
+    out = np.full(p.shape, np.nan)
+    finite = np.isfinite(p)
+    if finite.any():
+        out[finite] = multipletests(p[finite], method="fdr_bh")[1]
+    return out
+
+
 # -- a full pair comparison ---------------------------------------------------------------------
 @dataclass(frozen=True, eq=False)
 class PairComparison:
@@ -179,6 +202,7 @@ class PairComparison:
     effects: tuple[Effect, ...]
     per_study: pd.DataFrame
     unmatched_responses: int
+    notes: tuple[str, ...] = ()
 
     def effect(self, name: str) -> Effect:
         for e in self.effects:
@@ -196,6 +220,44 @@ PAPER_D_POPULATION = "paper d (population SD)"
 MEAN_DIFF = "mean NLL difference"
 MIXED = "mixed model: mean difference"
 SIGN_STUDIES = "sign test across studies"
+PAIRED_DIFF = "paired difference per participant"
+PAIRED_D = "paired d (per-participant differences)"
+
+#: Fewest studies a two-sided sign test over studies can reach p < 0.05 with (2 · 0.5⁶ = 0.031).
+MIN_SIGN_STUDIES = 6
+
+
+def paired_participant_effects(a: pd.DataFrame, b: pd.DataFrame, *, n_boot: int = 2000,
+                               ci: float = 0.95, seed: int = 0) -> tuple[Effect, Effect]:
+    """The one-study headline: per-participant mean differences, their mean and paired d.
+
+    Each participant's mean NLL difference (post − base, over that participant's responses) is
+    one paired observation; the estimate is their mean in nats and the paired d (mean / SD of
+    the per-participant differences, Cohen's d_z). Participants are resampled (the study is
+    fixed: it is the only one), and interval and p come from :func:`~psych201.analysis.
+    bootstrap.infer` like every other interval.
+    """
+    arrays = bs.participant_arrays(a, b)
+    col = bs.COLUMN_INDEX
+    table = np.vstack(arrays.stats)
+    both = (table[:, col["has_a"]] > 0) & (table[:, col["has_b"]] > 0)
+    diffs = (table[both, col["m_a"]] - table[both, col["m_b"]])
+    n = diffs.size
+    rng = np.random.default_rng(seed)
+    picks = diffs[rng.integers(0, max(n, 1), size=(n_boot, n))] if n else np.empty((n_boot, 0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_reps = picks.mean(axis=1)
+        d_reps = mean_reps / picks.std(axis=1, ddof=1)
+        mean = float(diffs.mean()) if n else math.nan
+        d = mean / float(diffs.std(ddof=1)) if n > 1 else math.nan
+    sizes = (arrays.n_studies, n, arrays.n_responses)
+    out = []
+    for name, point, reps, units in ((PAIRED_DIFF, mean, mean_reps, "nats"),
+                                     (PAIRED_D, d, d_reps, "d_z")):
+        got = bs.infer(reps, ci, n, n - 1, point=point, unit="participants")
+        out.append(Effect(name, point, got.ci_low, got.ci_high, ci, got.p_value, *sizes,
+                          f"participant bootstrap ({n_boot} replicates; {got.method})", units))
+    return out[0], out[1]
 
 
 def per_study_table(a: pd.DataFrame, b: pd.DataFrame, *, n_boot: int = 1000, ci: float = 0.95,
@@ -210,7 +272,7 @@ def per_study_table(a: pd.DataFrame, b: pd.DataFrame, *, n_boot: int = 1000, ci:
         one = bs.StudyArrays((study,), (arrays.stats[i],))
         reps = bs.resample(one, "mean_diff", levels="participants", n_boot=n_boot, seed=seed + i)
         n_units, df = len(arrays.stats[i]), len(arrays.stats[i]) - 1
-        low, high = bs.interval(reps, ci, n_units, df)
+        low, high = bs.interval(reps, ci, n_units, df, point=float(diff[i]))
         table = arrays.stats[i]
         col = bs.COLUMN_INDEX
         rows.append(
@@ -252,19 +314,36 @@ def compare_pair(frame: pd.DataFrame, post: str, base: str, *, condition: str,
         keys = diffs[RESPONSE_KEY]
         a = a.merge(keys, on=RESPONSE_KEY)
         b = b.merge(keys, on=RESPONSE_KEY)
+    notes: list[str] = []
+    if unmatched:
+        notes.append(f"{unmatched} responses scored by only one of the two models are left out: "
+                     "every effect compares the two models on the same human responses")
+    if len(studies) < 2 and levels != "participants":
+        # one study: its participants are the only units to resample
+        levels = "participants"
+        notes.append(f"one shared study ({studies[0] if studies else '–'}): the headline is the "
+                     "paired per-participant difference with a participant bootstrap; effects "
+                     "across studies (mixed model, sign test) need at least 2 studies")
     kw: dict[str, Any] = {"levels": levels, "n_boot": n_boot, "ci": ci, "seed": seed}
-    effects = [
+    effects: list[Effect] = []
+    if len(studies) < 2:
+        effects.extend(paired_participant_effects(a, b, n_boot=n_boot, ci=ci, seed=seed))
+    effects += [
         bootstrap_effect(a, b, "d", name=PAPER_D_SAMPLE, sd="sample", units="d", **kw),
         bootstrap_effect(a, b, "d", name=PAPER_D_POPULATION, sd="population", units="d", **kw),
         bootstrap_effect(a, b, "mean_diff", name=MEAN_DIFF, units="nats", **kw),
     ]
-    if mixed_level is not None:
+    if mixed_level is not None and len(studies) >= 2:
         effects.append(mixed_model_effect(diffs, level=mixed_level, ci=ci, name=MIXED))
     per_study = per_study_table(a, b, n_boot=max(200, n_boot // 2), ci=ci, seed=seed)
-    effects.append(
-        sign_test(per_study["mean_diff"], name=SIGN_STUDIES, ci=ci, unit="studies",
-                  n_studies=len(per_study), n_participants=int(per_study["n_participants"].sum()),
-                  n_responses=int(per_study["n_responses"].sum()))
-    )
+    if len(per_study) >= MIN_SIGN_STUDIES:
+        effects.append(
+            sign_test(per_study["mean_diff"], name=SIGN_STUDIES, ci=ci, unit="studies",
+                      n_studies=len(per_study),
+                      n_participants=int(per_study["n_participants"].sum()),
+                      n_responses=int(per_study["n_responses"].sum())))
+    elif len(per_study) >= 2:
+        notes.append(f"no sign test across studies: with {len(per_study)} studies it cannot "
+                     f"reach p < 0.05 (needs at least {MIN_SIGN_STUDIES})")
     return PairComparison(post, base, condition, tuple(studies), tuple(effects), per_study,
-                          unmatched)
+                          unmatched, tuple(notes))

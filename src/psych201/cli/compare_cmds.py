@@ -112,6 +112,12 @@ def compare(
         for note in summary.notes:
             console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
         return
+    if data_paths or split_seed is not None:
+        # a pair's effects use the scores alone; the transcripts add nothing to them
+        flag = "--data" if data_paths else "--split-seed"
+        raise _fail(f"{flag} has no effect with --pair (a pair's effects use the scored "
+                    "responses only); drop it, or run compare without --pair for the "
+                    "analyses that read transcripts")
     frame = loaded.responses
     try:
         cond = main_condition(frame["condition"].unique(), condition)
@@ -131,13 +137,16 @@ def compare(
             ))
     except (StudySetError, ConditionError) as exc:
         raise _fail(str(exc)) from exc
+    pair_payload = [
+        {"post": c.post, "base": c.base, "condition": c.condition, "studies": list(c.studies),
+         "effects": [e.to_dict() for e in c.effects],
+         "per_study": c.per_study.to_dict(orient="records"),
+         "unmatched_responses": c.unmatched_responses, "notes": list(c.notes)}
+        for c in comparisons]
+    if json_out is not None:
+        _write_json(json_out, pair_payload)
     if fmt == "json":
-        typer.echo(strict_json([
-            {"post": c.post, "base": c.base, "condition": c.condition, "studies": list(c.studies),
-             "effects": [e.to_dict() for e in c.effects],
-             "per_study": c.per_study.to_dict(orient="records"),
-             "unmatched_responses": c.unmatched_responses}
-            for c in comparisons]))
+        typer.echo(strict_json(pair_payload))
         return
     for c in comparisons:
         _print_comparison(c)
@@ -307,18 +316,26 @@ def _short(name: Any) -> str:
 
 
 def _print_pairs(summary: Any) -> None:
-    from psych201.analysis.an_post_training import pair_d_text
+    from psych201.analysis.an_post_training import (
+        COHEN_NOTE,
+        LESS_HUMAN_LIKE,
+        MULTIPLICITY_NOTE,
+        pair_d_text,
+    )
 
     table = Table(title=f"Post-training effects (paper pair d, {summary.options.sd} SD; "
                         "> 0 = less human-like after post-training)")
-    for column in ("post-trained", "base", "type", "d", "interval", "p", "studies"):
+    for column in ("post-trained", "base", "type", "d", "nats", "interval", "p", "q (BH)",
+                   "studies"):
         table.add_column(column, justify="left" if column in ("post-trained", "base", "type")
                          else "right")
     for _, r in summary.pairs.iterrows():
         table.add_row(_short(r["post"]), _short(r["base"]), str(r["type"]), pair_d_text(r),
-                      f"[{_f(r['ci_low'])}, {_f(r['ci_high'])}]", _p(r["p_value"]),
-                      str(r["n_studies"]))
+                      _f(r.get("diff_nats")), f"[{_f(r['ci_low'])}, {_f(r['ci_high'])}]",
+                      _p(r["p_value"]), _p(r.get("q_value")), str(r["n_studies"]))
     console.print(table)
+    console.print(f"[dim]{LESS_HUMAN_LIKE} {COHEN_NOTE} {MULTIPLICITY_NOTE}[/dim]",
+                  highlight=False)
     if not summary.type_d.empty:
         types = Table(title="Type d (mean pair d per post-training type)")
         for column in ("type", "d", "interval", "pairs"):
@@ -344,6 +361,8 @@ def _print_comparison(c: Any) -> None:
                       _p(e.p_value), e.units, str(e.n_studies), str(e.n_participants),
                       str(e.n_responses))
     console.print(table)
+    for note in c.notes:
+        console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
     per = Table(title="Per study")
     for column in ("study", "participants", "responses", "NLL post", "NLL base", "difference",
                    "interval", "d (sample)", "d (population)"):
