@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -140,3 +142,45 @@ def test_option_counts_of_real_sessions(real_split: tuple[list, list]) -> None:
 def test_population_baseline_needs_positive_smoothing() -> None:
     with pytest.raises(ValueError, match="alpha"):
         population_baseline(pd.DataFrame(), pd.DataFrame(), alpha=0)
+
+
+def _bandit_tables(n_participants: int, tmp_path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    from psych201.data.readers import discover_studies
+    from psych201.simulate import simulate_study, write_study
+
+    write_study(simulate_study("bandit", n_participants=n_participants, seed=0),
+                tmp_path / "bandit.jsonl")
+    source = discover_studies(tmp_path)[0]
+    return (trial_responses(iter_split(source, "train", seed=0)),
+            trial_responses(iter_split(source, "test", seed=0)))
+
+
+def test_a_bandit_is_keyed_by_trial_not_by_the_previous_outcome(tmp_path: Path) -> None:
+    """Issue 25 row 3: the machines are named only in the instructions and each trial's text
+    starts with the outcome of the previous one; keys were (previous outcome, trial number)
+    over ~25 raw letters, and the baseline gave 3.21 nats against 0.69 for guessing."""
+    train, test = _bandit_tables(200, tmp_path)
+    keys = train["trial"].dropna().unique()
+    assert not any("won" in key for key in keys)  # the previous outcome is not in the key
+    assert len(keys) == train.groupby("participant").size().max()  # one key per trial number
+    assert set(train["choice"]) == {"<1>", "<2>"}  # letters named in the instructions
+    assert all(sorted(labels.values()) == ["<1>", "<2>"] for labels in train["labels"])
+    result = population_baseline(train, test)
+    assert result.covered_studies == ["bandit"]
+    nll = result.responses["nll"].mean()
+    assert nll <= math.log(2) + 0.01  # never (meaningfully) worse than guessing
+
+
+@needs_data
+def test_dezfouli_trials_are_not_keyed_by_the_previous_outcome() -> None:
+    """Issue 25 row 3 on real data: dezfouli2019's 'trials' were (previous outcome, block),
+    e.g. ' and received a food reward.\\nBlock 7: You pressed '."""
+    from itertools import islice
+
+    sessions = list(islice(iter_split(DATA / "dezfouli2019", "all"), 6))
+    trials = trial_responses(sessions)
+    later = trials[trials["response_index"] > 0]  # the first trial's text is the instructions
+    keys = later["trial"].dropna().unique()
+    assert later["trial"].notna().all() and len(keys) > 1
+    assert all(re.fullmatch(r"Block \d+: You pressed\n\[options: <1>, <2>\]", key)
+               for key in keys), keys[:3]

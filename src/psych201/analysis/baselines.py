@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -106,13 +107,18 @@ def session_responses(sessions: Iterable[Session]) -> pd.DataFrame:
 
 # -- population baseline -----------------------------------------------------------------------
 _LETTER = re.compile(r"(?<![A-Za-z])([A-Z])(?![A-Za-z])")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 
-def _normalise_letters(stimulus: str, options: frozenset[str]) -> tuple[str, dict[str, str]]:
+def _normalise_letters(stimulus: str, options: frozenset[str],
+                       introduced: dict[str, int] | None = None) -> tuple[str, dict[str, str]]:
     """The stimulus with its option letters renamed by order of first appearance (``<1>``, …).
 
     Option labels are random per participant; renaming them makes the same trial shown with
-    other labels the same key, and maps each participant's letter to the same choice.
+    other labels the same key, and maps each participant's letter to the same choice. Options
+    the stimulus does not name (a bandit's machines, named once in the instructions) are
+    numbered next, in the order ``introduced`` gives (where each first appeared in the text
+    before the response); options shown nowhere keep their letter.
     """
     mapping: dict[str, str] = {}
 
@@ -122,7 +128,46 @@ def _normalise_letters(stimulus: str, options: frozenset[str]) -> tuple[str, dic
             return letter
         return mapping.setdefault(letter, f"<{len(mapping) + 1}>")
 
-    return _LETTER.sub(rename, stimulus), mapping
+    renamed = _LETTER.sub(rename, stimulus)
+    for letter in sorted(set(options) & set(introduced or {}) - set(mapping),
+                         key=lambda o: (introduced or {})[o]):
+        mapping[letter] = f"<{len(mapping) + 1}>"
+    return renamed, mapping
+
+
+def _first_shown(shown: str) -> dict[str, int]:
+    """Where each capital letter first stands alone in the text shown (responses masked)."""
+    first: dict[str, int] = {}
+    for match in _LETTER.finditer(shown):
+        first.setdefault(match.group(1), match.start())
+    return first
+
+
+def _segments(stimulus: str) -> list[str]:
+    """The stimulus cut into lines, or into sentences where it has no line break (a trial that
+    shares its line with the previous response and its feedback)."""
+    return stimulus.split("\n") if "\n" in stimulus else _SENTENCE_END.split(stimulus)
+
+
+def _names_an_option(segment: str, options: frozenset[str]) -> bool:
+    return any(m.group(1) in options for m in _LETTER.finditer(segment))
+
+
+def _trial_text(segments: list[str], options: frozenset[str], first: bool,
+                repeated: set[str]) -> str:
+    """What identifies the trial: the stimulus without the outcome of the previous trial.
+
+    The first segment after a response is its feedback (``… and won nothing.``); the segments
+    that follow it are dropped while they are text the participant is shown again and again
+    between trials (in ``repeated``, whitespace collapsed) and name no option (``Your choice
+    was correct …``): they carry the history, not the trial. The first response has no
+    feedback. Whitespace is collapsed.
+    """
+    kept = segments if first else segments[1:]
+    while (len(kept) > 1 and " ".join(kept[0].split()) in repeated
+           and not _names_an_option(kept[0], options)):
+        kept = kept[1:]
+    return " ".join(" ".join(kept).split())
 
 
 def _is_number(option: str) -> bool:
@@ -132,47 +177,72 @@ def _is_number(option: str) -> bool:
         return False
 
 
+def _keyable(options: frozenset[str] | None, response: str, numeric: bool) -> bool:
+    return bool(options and len(options) >= 2 and response in options
+                and (all(len(o) == 1 and "A" <= o <= "Z" for o in options)
+                     or (numeric and all(map(_is_number, options)))))
+
+
 def trial_responses(sessions: Iterable[Session],
                     options_of: Callable[[Session], list[frozenset[str] | None]] | None = None,
                     *, numeric: bool = False, snippet: int = 0) -> pd.DataFrame:
     """Every response of ``sessions`` with its trial key, normalised choice and option count.
 
     Only discrete-choice responses get a key: the offered options (read from the transcript)
-    are ≥ 2 single capital letters and the response is one of them. The trial key is the
-    stimulus — the text since the previous response — with option letters normalised
-    (:func:`_normalise_letters`); the choice is the response's normalised letter (letters the
-    stimulus does not mention stay as they are: fixed labels such as L/R). Other responses get
-    ``trial = None``. ``labels`` maps each offered option as written to its normalised label.
-    With ``numeric``, options that are all numbers (a rating scale) are keyed too, by the
-    stimulus as it stands (their labels are the numbers). ``snippet > 0`` adds a ``snippet``
-    column: the last ``snippet`` characters of the stimulus, whitespace collapsed.
+    are ≥ 2 single capital letters and the response is one of them. The trial is keyed by what
+    was offered, never by what happened before: the stimulus — the text since the previous
+    response, less the feedback to it (:func:`_trial_text`) — with option letters normalised
+    (:func:`_normalise_letters`, letters named only in the instructions included), followed by
+    the normalised option set. The choice is the response's normalised letter (letters shown
+    nowhere stay as they are). Other responses get ``trial = None``. ``labels`` maps each
+    offered option as written to its normalised label. With ``numeric``, options that are all
+    numbers (a rating scale) are keyed too (their labels are the numbers). ``snippet > 0`` adds
+    a ``snippet`` column: the last ``snippet`` characters of the text since the previous
+    response, whitespace collapsed.
     """
     if options_of is None:
         from psych201.prompts.options import response_options
 
         options_of = response_options
+    from psych201.prompts.options import CLOSE, OPEN, mask_responses
+
     rows = []
     for session in sessions:
-        previous = 0
-        for span, options in zip(session.responses, options_of(session), strict=True):
-            stimulus = session.text[previous: max(previous, span.start - 2)]
-            previous = span.end + 2
+        shown = mask_responses(session.text, session.responses)
+        stimuli, previous = [], 0
+        for span in session.responses:
+            stimuli.append(session.text[previous: max(previous, span.start - len(OPEN))])
+            previous = span.end + len(CLOSE)
+        segments = [_segments(stimulus) for stimulus in stimuli]
+        seen = Counter(" ".join(seg.split()) for parts in segments for seg in parts[1:])
+        repeated = {seg for seg, n in seen.items() if n > 1}
+        first_shown = _first_shown(shown)
+        for i, (span, options) in enumerate(zip(session.responses, options_of(session),
+                                                strict=True)):
             trial = choice = labels = None
             k = math.nan
-            if (options and len(options) >= 2 and span.text in options
-                    and (all(len(o) == 1 and "A" <= o <= "Z" for o in options)
-                         or (numeric and all(map(_is_number, options))))):
-                trial, mapping = _normalise_letters(stimulus, options)
+            if _keyable(options, span.text, numeric):
+                assert options is not None
+                text = _trial_text(segments[i], options, i == 0, repeated)
+                introduced = {o: at for o, at in first_shown.items() if at < span.start}
+                text, mapping = _normalise_letters(text, options, introduced)
                 choice = mapping.get(span.text, span.text)
                 labels = {o: mapping.get(o, o) for o in options}
+                offered = ", ".join(sorted(labels.values(), key=_label_key))
+                trial = f"{text}\n[options: {offered}]"
                 k = float(len(options))
             row: tuple[object, ...] = (session.study, session.experiment, session.participant,
                                        session.line, span.index, trial, choice, k, labels)
             if snippet > 0:
-                row += (" ".join(stimulus.split())[-snippet:],)
+                row += (" ".join(stimuli[i].split())[-snippet:],)
             rows.append(row)
     columns = [*RESPONSE_KEY, "trial", "choice", "n_options", "labels"]
     return pd.DataFrame(rows, columns=columns + (["snippet"] if snippet > 0 else []))
+
+
+def _label_key(label: str) -> tuple[int, float, str]:
+    """Sort order of option labels: numbers by value, then the rest as text."""
+    return (0, float(label), "") if _is_number(label) else (1, 0.0, label)
 
 
 def letters_only(trials: pd.DataFrame) -> pd.DataFrame:
