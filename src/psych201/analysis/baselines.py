@@ -263,7 +263,9 @@ class PopulationBaseline:
     ``responses`` has the response key, ``nll`` (NaN where undefined) and ``model`` =
     :data:`POPULATION_MODEL`; ``studies`` has per study ``discrete`` (share of test responses
     that are discrete choices), ``covered`` (share of test responses with an NLL), ``aligned``
-    (the study is covered: ``covered ≥ min_share``), ``n_train`` and ``reason``.
+    (the study is pooled: ``covered ≥ min_share``), ``n_train``, ``alpha`` (the smoothing
+    used), ``in_sample`` (test responses of training participants, scored with their own
+    choices left out) and ``reason`` (why a study is not pooled).
     """
 
     responses: pd.DataFrame
@@ -274,35 +276,78 @@ class PopulationBaseline:
         return sorted(self.studies.loc[self.studies["aligned"], "study"])
 
 
-def population_baseline(train: pd.DataFrame, test: pd.DataFrame, *, alpha: float = 0.5,
-                        min_share: float = 0.5, min_train: int = 5) -> PopulationBaseline:
+#: Smoothing strengths the leave-one-participant-out choice of α tries (large: guessing).
+ALPHA_GRID = (0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 300.0, 1e3, 1e4, 1e6)
+_TRIAL = ["study", "trial", "n_options"]
+_SESSION = ["experiment", "participant", "line"]
+
+
+def _held_out(rows: pd.DataFrame, counts: pd.Series, totals: pd.Series,
+              own_counts: pd.Series, own_totals: pd.Series) -> pd.DataFrame:
+    """``rows`` with ``count`` and ``n_trial``: the training choices at each response's trial,
+    less the response's own session's (a participant never predicts themselves)."""
+    out = rows.merge(counts.rename("count").reset_index(), on=[*_TRIAL, "choice"], how="left")
+    out = out.merge(totals.rename("n_trial").reset_index(), on=_TRIAL, how="left")
+    out = out.merge(own_counts.rename("own").reset_index(), on=[*_SESSION, *_TRIAL, "choice"],
+                    how="left")
+    out = out.merge(own_totals.rename("own_n").reset_index(), on=[*_SESSION, *_TRIAL],
+                    how="left")
+    own_n = out["own_n"].fillna(0.0)
+    return out.assign(count=out["count"].fillna(0.0) - out["own"].fillna(0.0),
+                      n_trial=out["n_trial"].fillna(0.0) - own_n, in_sample=own_n > 0)
+
+
+def _smoothed_nll(held: pd.DataFrame, alpha: float | np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.asarray(-np.log((held["count"].to_numpy(float) + alpha)
+                                  / (held["n_trial"].to_numpy(float)
+                                     + alpha * held["n_options"].to_numpy(float))))
+
+
+def _best_alpha(held: pd.DataFrame) -> float:
+    """The α of :data:`ALPHA_GRID` with the best leave-one-participant-out likelihood of the
+    training choices (the smallest on ties): where people choose as if at random it is large
+    and the baseline is guessing, so the baseline is never worse than guessing by overfitting."""
+    if held.empty:
+        return ALPHA_GRID[0]
+    losses = [float(np.mean(_smoothed_nll(held, a))) for a in ALPHA_GRID]
+    return ALPHA_GRID[int(np.argmin(losses))]
+
+
+def population_baseline(train: pd.DataFrame, test: pd.DataFrame, *,
+                        alpha: float | None = None, min_share: float = 0.5,
+                        min_train: int = 5) -> PopulationBaseline:
     """How likely each test choice is given what training participants chose at the same trial.
 
     ``train`` and ``test`` are :func:`trial_responses` tables. For a discrete-choice response
-    with ``k`` offered options at trial ``t`` (its stimulus, option letters normalised):
-    ``P(choice) = (count_t(choice) + α) / (N_t + α·k)``, counts over the training responses at
-    the same trial with the same number of options — a proper likelihood over the offered
-    options (it sums to one over them). A trial needs ``min_train`` training responses;
-    free-text responses, trials without enough training data, and studies where fewer than
-    ``min_share`` of the test responses are covered get NaN: the baseline then says nothing
-    there rather than something that is not a likelihood of the response.
+    with ``k`` offered options at trial ``t`` (its stimulus and option set, letters
+    normalised): ``P(choice) = (count_t(choice) + α) / (N_t + α·k)``, counts over the training
+    responses at the same trial of other sessions (a test response whose session is in
+    training is scored with its own choices left out: the baseline is never in-sample) — a
+    proper likelihood over the offered options. ``alpha=None`` chooses α per study from
+    :data:`ALPHA_GRID` by leave-one-participant-out likelihood on the training choices. A
+    trial needs ``min_train`` training responses; free-text responses, trials without enough
+    training data, and studies where fewer than ``min_share`` of the test responses are covered
+    (their trials do not recur across participants: "not pooled") get NaN: the baseline then
+    says nothing there rather than something that is not a likelihood of the response.
     """
-    if alpha <= 0:
+    if alpha is not None and alpha <= 0:
         raise ValueError("alpha must be > 0 (an unseen response would get probability 0)")
     keyed = train.dropna(subset=["trial"])
-    counts = keyed.groupby(["study", "trial", "n_options", "choice"], observed=True).size()
-    totals = keyed.groupby(["study", "trial", "n_options"], observed=True).size()
+    counts = keyed.groupby([*_TRIAL, "choice"], observed=True).size()
+    totals = keyed.groupby(_TRIAL, observed=True).size()
+    own_counts = keyed.groupby([*_SESSION, *_TRIAL, "choice"], observed=True).size()
+    own_totals = keyed.groupby([*_SESSION, *_TRIAL], observed=True).size()
+    train_held = _held_out(keyed[[*RESPONSE_KEY, *_TRIAL[1:], "choice"]], counts, totals,
+                           own_counts, own_totals)
+    train_held = train_held[train_held["n_trial"] >= min_train]
     out = test[[*RESPONSE_KEY, "trial", "choice", "n_options"]].drop_duplicates(RESPONSE_KEY)
-    out = out.merge(counts.rename("count").reset_index(),
-                    on=["study", "trial", "n_options", "choice"], how="left")
-    out = out.merge(totals.rename("n_trial").reset_index(), on=["study", "trial", "n_options"],
-                    how="left")
-    n = out["n_trial"].to_numpy(float)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        p = (out["count"].fillna(0.0).to_numpy(float) + alpha) / (
-            n + alpha * out["n_options"].to_numpy(float))
-        nll = np.where(out["trial"].notna() & (n >= min_train), -np.log(p), np.nan)
-    out["nll"] = nll
+    out = _held_out(out, counts, totals, own_counts, own_totals)
+    alphas = {str(study): alpha if alpha is not None else _best_alpha(rows)
+              for study, rows in train_held.groupby("study", observed=True)}
+    used = out["study"].astype(str).map(alphas).fillna(ALPHA_GRID[0]).to_numpy(float)
+    out["nll"] = np.where(out["trial"].notna() & (out["n_trial"] >= min_train),
+                          _smoothed_nll(out, used), np.nan)
     study_rows = []
     n_train = train.groupby("study", observed=True).size()
     for study, rows in out.groupby("study", observed=True):
@@ -311,25 +356,30 @@ def population_baseline(train: pd.DataFrame, test: pd.DataFrame, *, alpha: float
         aligned = covered >= min_share
         reason = "" if aligned else (
             "not a discrete-choice study" if discrete < min_share else
-            f"only {covered:.0%} of test responses meet a trial seen in training "
-            f"≥ {min_train} times")
+            f"not pooled: only {covered:.0%} of test responses meet a trial (stimulus and "
+            f"option set) that ≥ {min_train} other participants' training responses share")
         study_rows.append({"study": study, "discrete": discrete, "covered": covered,
                            "aligned": aligned, "n_train": int(n_train.get(study, 0)),
+                           "alpha": alphas.get(str(study), math.nan),
+                           "in_sample": int((rows["in_sample"] & rows["nll"].notna()).sum()),
                            "reason": reason})
     studies = pd.DataFrame(study_rows, columns=["study", "discrete", "covered", "aligned",
-                                                "n_train", "reason"])
+                                                "n_train", "alpha", "in_sample", "reason"])
     out.loc[~out["study"].isin(studies.loc[studies["aligned"], "study"]), "nll"] = np.nan
-    out = out[[*RESPONSE_KEY, "nll"]].assign(model=POPULATION_MODEL)
+    out = out[[*RESPONSE_KEY, "nll", "n_options"]].assign(model=POPULATION_MODEL)
     return PopulationBaseline(out.reset_index(drop=True), studies)
 
 
 def against_population(frame: pd.DataFrame, baseline: PopulationBaseline, *,
                        condition: str) -> pd.DataFrame:
-    """Per model and study: mean NLL of the model and of the baseline on the covered responses."""
-    covered = baseline.responses.dropna(subset=["nll"])[[*RESPONSE_KEY, "nll"]]
-    rows = select(frame, condition=condition).merge(
+    """Per model and study: mean NLL of the model, of the baseline and of guessing (log k) on
+    the covered responses."""
+    covered = baseline.responses.dropna(subset=["nll"])[[*RESPONSE_KEY, "nll", "n_options"]]
+    rows = select(frame, condition=condition).drop(columns=["n_options"], errors="ignore").merge(
         covered.rename(columns={"nll": "nll_population"}), on=RESPONSE_KEY)
+    rows = rows.assign(nll_guessing=random_nll(rows["n_options"]))
     out = rows.groupby(["model", "study"], as_index=False, observed=True).agg(
         n_responses=("nll", "size"), nll=("nll", "mean"), nll_population=("nll_population",
-                                                                          "mean"))
+                                                                          "mean"),
+        nll_guessing=("nll_guessing", "mean"))
     return out
