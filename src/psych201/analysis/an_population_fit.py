@@ -495,8 +495,9 @@ def _reading(table: pd.DataFrame) -> str:
     for model, rows in table.groupby("model", sort=True):
         verdicts = rows["verdict"].value_counts()
         counts = ", ".join(f"{verdicts.get(v, 0)} {v.split(' (')[0]}" for v in (ABOVE, AT, BELOW))
+        studies = "1 study" if len(rows) == 1 else f"{len(rows)} studies"
         parts.append(f"{model}: mean JSD {rows['jsd'].mean():.4f} bits against a floor of "
-                     f"{rows['jsd_floor'].mean():.4f}; of {len(rows)} studies {counts}")
+                     f"{rows['jsd_floor'].mean():.4f}; of {studies}: {counts}")
     return ("Does the model capture the crowd even where it misses the individual? If people "
             "chose as the model predicts for each of them, their choice frequencies would "
             "still differ from the model's average by sampling noise: the floor, found by "
