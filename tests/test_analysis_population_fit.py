@@ -11,6 +11,7 @@ from scipy.stats import wasserstein_distance
 
 from paths import DATA, needs_data
 from psych201.analysis.an_population_fit import (
+    ABOVE,
     AT,
     BELOW,
     EXTRAS_KEY,
@@ -297,6 +298,14 @@ def test_rating_scales_are_keyed_with_numeric_option_and_get_a_wasserstein_dista
         results[name] = population_fit(data, n_boot=200, floor_draws=50)
     assert np.isfinite(results["oracle"].w1) and results["flat"].w1 > results["oracle"].w1
     assert results["oracle"].w1_ci[0] <= results["oracle"].w1 <= results["oracle"].w1_ci[1]
+    # options are ordered: W1 gets its own floor test (the model's own crowds)
+    oracle_w1, flat_w1 = results["oracle"].w1_test, results["flat"].w1_test
+    assert oracle_w1 is not None and flat_w1 is not None
+    assert oracle_w1.verdict(0.95) == AT and flat_w1.verdict(0.95) == ABOVE
+    assert 0 < oracle_w1.floor < flat_w1.observed
+    table, letter_trials = _shared_study(n_participants=6, n_trials=2)
+    letters, _ = shared_trials(table[table["model"] == "oracle"], letter_trials)
+    assert letters is not None and population_fit(letters, n_boot=0).w1_test is None
 
 
 @needs_data
