@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -75,7 +77,7 @@ def test_population_baseline_on_real_studies(real_split: tuple[list, list]) -> N
     train = [s for s in train if s.study != "olschewski2024skewness"]
     train_rows = trial_responses(train)
     test_rows = trial_responses([s for s in test if s.study != "olschewski2024skewness"])
-    result = population_baseline(train_rows, test_rows)
+    result = population_baseline(train_rows, test_rows, alpha=0.5)
     studies = result.studies.set_index("study")
     # frey2017lotteries: the same lottery pairs for everyone (trials recur); all discrete
     assert studies.loc["frey2017lotteries", "aligned"]
@@ -118,7 +120,8 @@ def test_population_baseline_keys_trials_by_stimulus_with_letters_normalised() -
     train_rows = trial_responses(train, options)
     assert train_rows["trial"].dropna().nunique() == 1  # A/B and K/Q lotteries: one trial
     assert train_rows["trial"].isna().sum() == 6  # the free-text answers get no key
-    result = population_baseline(train_rows, trial_responses(test, options), min_train=5)
+    result = population_baseline(train_rows, trial_responses(test, options), alpha=0.5,
+                                 min_train=5)
     nll = result.responses.set_index("response_index")["nll"]
     # 5 of 6 chose the first-listed lottery: P = (5 + .5) / (6 + .5 · 2)
     assert nll[0] == pytest.approx(-math.log(5.5 / 7))
@@ -140,3 +143,92 @@ def test_option_counts_of_real_sessions(real_split: tuple[list, list]) -> None:
 def test_population_baseline_needs_positive_smoothing() -> None:
     with pytest.raises(ValueError, match="alpha"):
         population_baseline(pd.DataFrame(), pd.DataFrame(), alpha=0)
+
+
+def _bandit_tables(n_participants: int, tmp_path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    from psych201.data.readers import discover_studies
+    from psych201.simulate import simulate_study, write_study
+
+    write_study(simulate_study("bandit", n_participants=n_participants, seed=0),
+                tmp_path / "bandit.jsonl")
+    source = discover_studies(tmp_path)[0]
+    return (trial_responses(iter_split(source, "train", seed=0)),
+            trial_responses(iter_split(source, "test", seed=0)))
+
+
+def test_a_bandit_is_keyed_by_trial_not_by_the_previous_outcome(tmp_path: Path) -> None:
+    """Issue 25 row 3: the machines are named only in the instructions and each trial's text
+    starts with the outcome of the previous one; keys were (previous outcome, trial number)
+    over ~25 raw letters, and the baseline gave 3.21 nats against 0.69 for guessing."""
+    train, test = _bandit_tables(200, tmp_path)
+    keys = train["trial"].dropna().unique()
+    assert not any("won" in key for key in keys)  # the previous outcome is not in the key
+    assert len(keys) == train.groupby("participant").size().max()  # one key per trial number
+    assert set(train["choice"]) == {"<1>", "<2>"}  # letters named in the instructions
+    assert all(sorted(labels.values()) == ["<1>", "<2>"] for labels in train["labels"])
+    result = population_baseline(train, test)
+    assert result.covered_studies == ["bandit"]
+    nll = result.responses["nll"].mean()
+    assert nll <= math.log(2) + 0.002  # never (meaningfully) worse than guessing
+
+
+@needs_data
+def test_dezfouli_trials_are_not_keyed_by_the_previous_outcome() -> None:
+    """Issue 25 row 3 on real data: dezfouli2019's 'trials' were (previous outcome, block),
+    e.g. ' and received a food reward.\\nBlock 7: You pressed '."""
+    from itertools import islice
+
+    sessions = list(islice(iter_split(DATA / "dezfouli2019", "all"), 6))
+    trials = trial_responses(sessions)
+    later = trials[trials["response_index"] > 0]  # the first trial's text is the instructions
+    keys = later["trial"].dropna().unique()
+    assert later["trial"].notna().all() and len(keys) > 1
+    assert all(re.fullmatch(r"Block \d+: You pressed\n\[options: <1>, <2>\]", key)
+               for key in keys), keys[:3]
+
+
+def _choices(study: str, trial: str, picks: list[str]) -> pd.DataFrame:
+    """A trial table: participant i chose ``picks[i]`` of two options at ``trial``."""
+    return pd.DataFrame({
+        "study": study, "experiment": "e", "participant": [str(i) for i in range(len(picks))],
+        "line": range(1, len(picks) + 1), "response_index": 0, "trial": trial,
+        "choice": picks, "n_options": 2.0,
+        "labels": [{"K": "<1>", "Q": "<2>"}] * len(picks)})
+
+
+def test_a_training_participant_is_scored_without_their_own_choice() -> None:
+    """Issue 25 row 9: with --split all the baseline was in-sample (a participant's own choice
+    was among the frequencies that scored it), without a word."""
+    everyone = _choices("s", "t", ["<1>"] * 5 + ["<2>"])
+    result = population_baseline(everyone, everyone, alpha=0.5, min_train=5)
+    nll = result.responses["nll"].to_numpy()
+    assert nll[0] == pytest.approx(-math.log((4 + 0.5) / (5 + 1)))  # 4 of the 5 others
+    assert nll[5] == pytest.approx(-math.log((0 + 0.5) / (5 + 1)))  # none of the others
+    assert result.studies.loc[0, "in_sample"] == 6
+
+
+def test_the_population_section_states_in_sample_and_unpooled_studies() -> None:
+    from psych201.analysis.an_population import PopulationBaseline as Section
+    from psych201.analysis.plugin import AnalysisContext
+    from psych201.analysis.registry import ModelRegistry
+    from psych201.analysis.summary import AnalysisOptions
+    from psych201.analysis.tables import Results
+
+    pooled = _choices("a", "t", ["<1>"] * 8 + ["<2>"] * 2)
+    own = pd.concat([_choices("b", f"own {i}", ["<1>"]).assign(participant=str(i))
+                     for i in range(10)], ignore_index=True)  # every trial seen once
+    everyone = pd.concat([pooled, own], ignore_index=True)
+    result = population_baseline(everyone, everyone)
+    frame = everyone[RESPONSE_KEY].assign(model="m", condition="raw", nll=0.5)
+    context = AnalysisContext(
+        results=Results(frame, ()), frame=frame, main=frame, condition="raw",
+        studies=("a", "b"), models=("m",), registry=ModelRegistry([]),
+        options=AnalysisOptions(n_boot=50), pairs=(), extras={"population": result})
+    section = Section().run(context)
+    assert section is not None
+    assert any(n.startswith("b: not pooled") for n in section.notes), section.notes
+    assert any(n.startswith("a: 10 responses are of participants whose choices")
+               for n in section.notes), section.notes
+    row = section.table("population").set_index("study").loc["a"]
+    assert row["nll_guessing"] == pytest.approx(math.log(2))
+    assert row["nll_population"] < row["nll_guessing"]  # people prefer <1>: better than guessing

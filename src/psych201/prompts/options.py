@@ -107,7 +107,7 @@ def response_options(session: Session) -> list[frozenset[str] | None]:
 
 def options_for_text(text: str, responses: Sequence[ResponseSpan]) -> list[frozenset[str] | None]:
     """:func:`response_options` for a raw text and its parsed responses."""
-    masked = _mask_responses(text, responses)
+    masked = mask_responses(text, responses)
     declarations = sorted(_global_declarations(masked), key=lambda d: d.end)
     instructions = _read_instructions(masked)
     result: list[frozenset[str] | None] = []
@@ -129,7 +129,7 @@ def options_for_text(text: str, responses: Sequence[ResponseSpan]) -> list[froze
     return result
 
 
-def _mask_responses(text: str, responses: Sequence[ResponseSpan]) -> str:
+def mask_responses(text: str, responses: Sequence[ResponseSpan]) -> str:
     """``text`` with every response's content blanked out (offsets unchanged).
 
     Rules must read what the participant was shown, never what they answered.
