@@ -208,14 +208,6 @@ def _check_parts(report: Report) -> None:
     intact = True
     for path in part_paths(run_dir):
         report.parts += 1
-        if not record_path(path).exists():
-            report.unrecorded.append(path)
-        else:
-            problem = part_problem(path, deep=True)
-            if problem is not None:
-                report.add(path, problem)
-                intact = False
-                continue
         try:
             sessions = part_sessions(path)
             table = pq.read_table(path)
@@ -224,6 +216,14 @@ def _check_parts(report: Report) -> None:
             report.add(path, f"{reason}" if "rescore" in reason else f"unreadable ({reason})")
             intact = False
             continue
+        if not record_path(path).exists():
+            report.unrecorded.append(path)
+        else:
+            problem = part_problem(path, deep=True)
+            if problem is not None:  # readable, but not the part that was written
+                report.add(path, problem)
+                intact = False
+                continue
         owner = (table.schema.metadata or {}).get(CONFIG_KEY, b"").decode(errors="replace")
         report.config_hashes.add(owner)
         try:
@@ -366,8 +366,9 @@ class ScoreCommand:
 
 def recorded_score_command(run_dir: str | Path) -> ScoreCommand | str:
     """The last ``psych201 score`` command that wrote ``run_dir`` (to rescore damaged parts
-    with), or why there is none: no readable manifest, a run of ``psych201 run`` or the Python
-    API, a manifest older than the recorded working directory, or a directory moved since."""
+    with, its ``--out`` pointing where the directory is now), or why there is none: no readable
+    manifest, a run of ``psych201 run`` or the Python API, or a manifest older than the recorded
+    working directory."""
     run_dir = Path(run_dir)
     try:
         manifest = load_manifest(run_dir)
@@ -380,20 +381,23 @@ def recorded_score_command(run_dir: str | Path) -> ScoreCommand | str:
         if not all(isinstance(a, str) for a in argv) or not isinstance(invocation.get("cwd"), str):
             return "the run's score command was recorded without its working directory"
         cwd = Path(invocation["cwd"])
-        out = _option_value(argv[2:], "--out") or _option_value(argv[2:], "-o")
-        if out is None or (cwd / out).resolve() != run_dir.resolve():
-            return f"the run's score command wrote {out}, not {run_dir} (moved since?)"
-        return ScoreCommand(tuple(argv[1:]), cwd)
+        args = _with_out(argv[1:], run_dir.resolve())
+        if args is None:
+            return "the run's score command was recorded without its --out"
+        # The directory may have moved since (copied, renamed): the command scores into it
+        # where it is now, and refuses it if it is another configuration.
+        return ScoreCommand(tuple(args), cwd)
     return ("no psych201 score command is recorded (a study cell, or the Python API); rerun "
             "the command that made it")
 
 
-def _option_value(args: list[str], name: str) -> str | None:
+def _with_out(args: list[str], out: Path) -> list[str] | None:
+    """``args`` with the value of ``--out``/``-o`` replaced by ``out`` (None: no such option)."""
     for i, arg in enumerate(args):
-        if arg == name and i + 1 < len(args):
-            return args[i + 1]
-        if arg.startswith(f"{name}="):
-            return arg.split("=", 1)[1]
+        if arg in ("--out", "-o") and i + 1 < len(args):
+            return [*args[: i + 1], str(out), *args[i + 2:]]
+        if arg.startswith("--out="):
+            return [*args[:i], f"--out={out}", *args[i + 1:]]
     return None
 
 
