@@ -84,6 +84,8 @@ class Report:
     part_sessions: int = 0
     config_hashes: set[str] = field(default_factory=set)
     table_damaged: bool = False
+    #: A complete run whose parts no longer cover its sessions (a part removed or set aside).
+    parts_missing: bool = False
     #: Parts without a record: damage in a run that records them, a note in an older run.
     unrecorded: list[Path] = field(default_factory=list)
 
@@ -290,6 +292,7 @@ def _check_parts_cover(report: Report, manifest: dict[str, Any]) -> None:
     counts = manifest.get("counts") or {}
     expected = counts.get("sessions")
     if isinstance(expected, int) and report.part_sessions != expected:
+        report.parts_missing = True
         report.add(
             report.run_dir / PARTS_DIR,
             f"the parts complete {report.part_sessions} of the run's {expected} sessions (a part "
@@ -339,7 +342,8 @@ def repair_run(
         report = verify_run(run_dir, locked_by_us=True)
         damaged = _damaged_parts(report)
         pending = report.manifest is not None and bool(report.manifest.get(RESCORING_KEY))
-        if report.manifest is not None and (damaged or pending) and rescore:
+        # A part missing (a kill while a damaged part was being moved aside) is rescored too.
+        if report.manifest is not None and (damaged or pending or report.parts_missing) and rescore:
             _set_aside_for_rescoring(report, damaged, done)
             return RepairOutcome(tuple(done), tuple(not_done), report, rescore=True)
         if report.manifest is None:
