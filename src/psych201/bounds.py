@@ -29,8 +29,8 @@ class Bound:
     """The closed range ``low..high`` of one option, and the flag that names it in messages."""
 
     flag: str
-    low: int
-    high: int
+    low: int | float
+    high: int | float
 
     def contains(self, value: int | float) -> bool:
         return self.low <= value <= self.high
@@ -54,10 +54,12 @@ BOUNDS: dict[str, Bound] = {
     "part_size": Bound("--part-size", 1, 1_000_000),
     "part_chars": Bound("part_chars", 1, 10**12),
     "seed": Bound("--seed", 0, _SEED_MAX),
+    # The longest JSONL line read (``data`` commands), in MiB: a line is held in memory whole.
+    "max_line_mb": Bound("--max-line-mb", 0.001, 65_536),
 }
 
 
-def option_range(name: str) -> dict[str, int]:
+def option_range(name: str) -> dict[str, int | float]:
     """``min``/``max`` keyword arguments for ``typer.Option`` of the option ``name``."""
     bound = BOUNDS[name]
     return {"min": bound.low, "max": bound.high}
@@ -67,12 +69,16 @@ def check_bound(name: str, value: Any, *, flag: str | None = None) -> None:
     """Raise :class:`BoundError` unless ``value`` is an integer in the range of ``name``.
 
     ``flag`` names the option in the message when it is not the CLI flag (e.g. a study file key).
-    A float (``1e26`` in YAML) or a bool is refused too: these options count things.
+    A float (``1e26`` in YAML) or a bool is refused too for a count (an integer range); a float
+    range refuses NaN and infinities.
     """
     bound = BOUNDS[name]
     shown = flag or bound.flag
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise BoundError(f"{shown} must be a whole number, got {value!r}")
+    counts = isinstance(bound.low, int) and isinstance(bound.high, int)
+    if isinstance(value, bool) or not isinstance(value, int if counts else int | float):
+        raise BoundError(f"{shown} must be a {'whole ' if counts else ''}number, got {value!r}")
+    if value != value:  # NaN compares false with every bound
+        raise BoundError(f"{shown} must be a number, got {value!r}")
     if value < bound.low:
         raise BoundError(f"{shown} must be at least {bound.low}, got {value}")
     if value > bound.high:
