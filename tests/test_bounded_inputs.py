@@ -173,3 +173,20 @@ def test_row10_merge_of_a_missing_source_says_no_such_run_directory(tmp_path: Pa
     assert result.exit_code == 2, result.output
     assert "no such run directory" in result.output
     assert "bare table" not in result.output
+
+
+def test_crashes_the_every_command_fuzz_found_are_one_line_exit_2(tmp_path: Path) -> None:
+    # tests/test_cli_every_command.py found these on the code before issue 24 (each exit 70).
+    binary = tmp_path / "card.json"
+    binary.write_bytes(bytes(range(256)))
+    (tmp_path / "prompts.jsonl").write_text('{"text": "<<A>>", "experiment": "e", '
+                                            '"participant": 1}\n')
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("")
+    for args in (["data", "validate", str(tmp_path), "--max-line-mb", "inf"],
+                 ["data", "stats", str(tmp_path), "--max-line-mb", "nan"],
+                 ["posttrain", "show", str(binary)],
+                 ["posttrain", "experiment", str(plan), "--threads", "999999999999"]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, (args, result.output)
+        assert "internal error" not in result.output

@@ -54,6 +54,8 @@ BOUNDS: dict[str, Bound] = {
     "part_size": Bound("--part-size", 1, 1_000_000),
     "part_chars": Bound("part_chars", 1, 10**12),
     "seed": Bound("--seed", 0, _SEED_MAX),
+    # torch CPU threads (``posttrain``): torch refuses more than a C int.
+    "threads": Bound("--threads", 1, 4096),
     # The longest JSONL line read (``data`` commands), in MiB: a line is held in memory whole.
     "max_line_mb": Bound("--max-line-mb", 0.001, 65_536),
 }
