@@ -7,7 +7,7 @@ this file. Each option gets values of its kind: counts of every sign and size (`
 an alias bomb, ``/etc/passwd`` or missing. Inputs never name a real model or dataset, so nothing
 loads or downloads (``HF_HUB_OFFLINE=1``); the few flags that start long work on valid defaults
 (``--calibrate``, ``simulate --demo`` without ``--out``, ``figures --synthetic``) are left out.
-``PSYCH201_FUZZ_EXAMPLES`` raises the examples per command (the slow lane runs 40).
+``PSYCH201_FUZZ_EXAMPLES`` sets the examples per command (4; the slow lane runs 12).
 """
 
 from __future__ import annotations
@@ -153,7 +153,7 @@ def test_generated_flags_and_hostile_inputs_end_in_a_known_exit_code(
 def test_every_command_with_more_examples(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The slow lane: many more examples per command (set PSYCH201_FUZZ_EXAMPLES to change)."""
     global EXAMPLES
-    EXAMPLES = int(os.environ.get("PSYCH201_FUZZ_EXAMPLES_SLOW", "40"))
+    EXAMPLES = int(os.environ.get("PSYCH201_FUZZ_EXAMPLES_SLOW", "12"))
     try:
         for path in sorted(COMMANDS):
             case = tmp_path / path.replace(" ", "-")
