@@ -160,6 +160,9 @@ def _mistyped_fields(manifest: Mapping[str, Any]) -> list[str]:
 _JSON_NAMES = {str: "a string", dict: "an object", list: "a list", int: "an integer"}
 
 
+#: Manifest key of a repair that moved damaged parts aside and waits for their rescoring.
+RESCORING_KEY = "rescoring"
+
 #: The manifest's own SHA-256 (of its other fields, as written): any edit is detectable.
 CHECKSUM_KEY = "checksum"
 
@@ -358,7 +361,7 @@ def mark_complete(
     ``status`` is ``complete``, or ``incomplete`` when some sessions failed and were skipped.
     """
     manifest["status"] = status
-    manifest.pop("rescoring", None)  # a repair's rescoring of damaged parts, now finished
+    manifest.pop(RESCORING_KEY, None)  # a repair's rescoring of damaged parts, now finished
     manifest["counts"] = _jsonable(dict(counts))
     manifest["responses"] = RESPONSES_FILE
     # Row count and SHA-256 of the final table: a later rerun or `runs verify` proves the

@@ -25,6 +25,7 @@ from psych201.results.lock import holder_of, lock_run_dir
 from psych201.results.manifest import (
     MANIFEST_FILE,
     MANIFEST_FORMAT,
+    RESCORING_KEY,
     load_manifest,
     manifest_path,
     manifest_problem,
@@ -309,10 +310,6 @@ class RepairOutcome:
     after: Report
     #: Damaged parts were moved aside: the run's score command must now rescore them.
     rescore: bool = False
-
-
-#: Manifest key of a repair that moved damaged parts aside and waits for their rescoring.
-RESCORING_KEY = "rescoring"
 
 
 def repair_run(
