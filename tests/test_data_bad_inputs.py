@@ -263,6 +263,9 @@ CASES = [
         "json",
         line=2,
     ),
+    # Issue 24, row 4: an integer no float holds overflowed harmonise's float() (exit 70).
+    Case("400-digit age", lambda t: _folder(t, GOOD_LINE + _line(age=10**400)), "json", line=2),
+    Case("400-digit RT", lambda t: _folder(t, GOOD_LINE + _line(RTs=[10**400])), "json", line=2),
     Case("empty participant id", lambda t: _folder(t, GOOD_LINE + _line(participant="")),
          "field-type", line=2),
     Case("blank experiment id", lambda t: _folder(t, GOOD_LINE + _line(experiment="  ")),

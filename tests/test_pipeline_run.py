@@ -459,7 +459,10 @@ def test_a_run_written_before_the_columns_verifies_and_resumes(
     assert set(old) <= set(ADDED_COLUMNS)
     for path in [*part_paths(run), run / "responses.parquet"]:
         pq.write_table(pq.read_table(path).drop_columns(list(old)), path)
+        path.with_suffix(".json").unlink(missing_ok=True)  # nor part records (issue 24)
     manifest = json.loads((run / "manifest.json").read_text())
+    for key in ("part_records", "checksum"):  # nor the manifest's checksum
+        manifest.pop(key, None)
     manifest["table"] = table_record(run)
     (run / "manifest.json").write_text(json.dumps(manifest))
     assert verify_run(run).ok, verify_run(run).problems

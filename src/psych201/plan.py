@@ -14,6 +14,7 @@ or read from a ``benchmarks/packing.py`` JSON.
 
 from __future__ import annotations
 
+import math
 import tempfile
 import time
 from collections.abc import Sequence
@@ -23,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from psych201.errors import UsageError
 from psych201.pipeline import (
     ScoreConfig,
     ScoringSetup,
@@ -186,21 +188,57 @@ def plan_model(config: ScoreConfig, *, flops_per_s: float | None = None,
     )
 
 
+#: A benchmarks/packing.py JSON is a few KiB; anything far larger is not one.
+_MAX_BENCHMARK_BYTES = 1024 * 1024
+
+
+class BenchmarkFileError(UsageError):
+    """A ``--benchmark`` file that is not a readable benchmarks/packing.py JSON (names it)."""
+
+
 def throughput_from_benchmark(path: Path) -> float:
-    """Achieved FLOP/s from a ``benchmarks/packing.py`` JSON (its best packed figure)."""
+    """Achieved FLOP/s from a ``benchmarks/packing.py`` JSON (its best packed figure).
+
+    Any other file (``/etc/passwd``, a binary, a JSON of another shape) raises
+    :class:`BenchmarkFileError` naming it, before any model is read.
+    """
     import json
 
-    result = json.loads(path.read_text())
+    what = "not a benchmarks/packing.py JSON"
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(_MAX_BENCHMARK_BYTES + 1)
+    except OSError as exc:
+        raise BenchmarkFileError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    if len(data) > _MAX_BENCHMARK_BYTES:
+        raise BenchmarkFileError(f"{path}: {what} (larger than 1 MiB)")
+    try:
+        result = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        reason = "not UTF-8" if isinstance(exc, UnicodeDecodeError) else "not JSON"
+        raise BenchmarkFileError(f"{path}: {what} ({reason})") from exc
+    parts = [result.get(k) for k in ("long", "mix")] if isinstance(result, dict) else []
     best = [
-        part[name]["flops_per_s"]
-        for part in (result.get("long"), result.get("mix"))
-        if part
+        part[name].get("flops_per_s")
+        for part in parts
+        if isinstance(part, dict)
         for name in ("packed", "packed_windowed")
-        if name in part
+        if isinstance(part.get(name), dict)
     ]
-    if not best:
-        raise ValueError(f"{path}: no packed flops_per_s figure (from benchmarks/packing.py)")
-    return float(max(best))
+    figures = [x for x in map(_positive_float, best) if x is not None]
+    if not figures:
+        raise BenchmarkFileError(f"{path}: no packed flops_per_s figure ({what})")
+    return max(figures)
+
+
+def _positive_float(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) and number > 0 else None
 
 
 def calibrate(model: str, *, device: str, dtype: str, batch_tokens: int,

@@ -23,6 +23,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from psych201.errors import UsageError
+from psych201.yaml_files import read_yaml_file
 
 PostTraining = Literal["base", "instruct", "reasoning", "vision", "code", "math", "human"]
 #: Display labels of post-training types, as the paper names them (type d table, figure legends).
@@ -273,16 +274,7 @@ def _entry_lines(text: str) -> list[int]:
 def read_registry_file(path: str | Path) -> list[ModelInfo]:
     """The entries of one registry YAML file; :class:`RegistryError` names file, line and reason."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise RegistryError(f"{path}: cannot read registry file ({exc.strerror or exc})") from exc
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark is not None else ""
-        raise RegistryError(f"{path}{where}: not valid YAML ({exc})") from exc
+    text, data = read_yaml_file(path, RegistryError, kind="registry file")
     if not isinstance(data, Mapping) or not isinstance(data.get("models"), list):
         raise RegistryError(f"{path}: expected a mapping with a 'models' list")
     fmt = data.get("format", REGISTRY_FORMAT)

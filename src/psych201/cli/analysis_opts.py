@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 import typer
 from rich.console import Console
 
+from psych201.bounds import option_range
+
 if TYPE_CHECKING:
     from psych201.analysis.aggregate import Weighting
     from psych201.analysis.bootstrap import SD, Levels
@@ -46,8 +48,8 @@ LevelsOpt = Annotated[
     str, typer.Option(help="Bootstrap resampling: both (studies and participants) | studies | "
                       "participants.")
 ]
-NBootOpt = Annotated[int, typer.Option(min=100, help="Bootstrap replicates.")]
-SeedOpt = Annotated[int, typer.Option(help="Bootstrap seed.")]
+NBootOpt = Annotated[int, typer.Option(**option_range("n_boot"), help="Bootstrap replicates.")]
+SeedOpt = Annotated[int, typer.Option(**option_range("seed"), help="Bootstrap seed.")]
 AllowMissingOpt = Annotated[
     bool, typer.Option("--allow-missing", help="Compare on shared studies when sets differ.")
 ]

@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from psych201.bounds import check_bound, option_range
 from psych201.data.issues import ISSUE_CODES, DataError, IssueLog, OnError
 from psych201.errors import EXIT_INVALID_DATA, EXIT_IO, EXIT_USAGE, os_error_line
 
@@ -49,7 +50,8 @@ OnErrorOption = Annotated[
 ]
 MaxLineOption = Annotated[
     float,
-    typer.Option("--max-line-mb", min=0.001, help="Reject lines longer than this many MiB."),
+    typer.Option("--max-line-mb", **option_range("max_line_mb"),
+                 help="Reject lines longer than this many MiB."),
 ]
 ShowOption = Annotated[int, typer.Option("--show", min=0, help="Print at most this many issues.")]
 
@@ -97,6 +99,7 @@ def _local(path: Path) -> Path:
 
 
 def _max_bytes(max_line_mb: float) -> int:
+    check_bound("max_line_mb", max_line_mb)  # click's range lets NaN through
     return int(max_line_mb * 1024 * 1024)
 
 

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
+from psych201.bounds import option_range
+
 if TYPE_CHECKING:  # torch is imported only when a command runs
     from psych201.lab.train import StepLog
 
@@ -42,8 +44,8 @@ def _set_threads(threads: int | None) -> None:
 
 ThreadsOpt = Annotated[
     int | None,
-    typer.Option(min=1, help="torch CPU threads (default: torch's). On a busy machine, 1 can be "
-                 "faster than all cores."),
+    typer.Option(**option_range("threads"), help="torch CPU threads (default: torch's). On a "
+                 "busy machine, 1 can be faster than all cores."),
 ]
 
 

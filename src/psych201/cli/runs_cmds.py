@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -24,26 +25,23 @@ def verify(
         typer.Option(
             "--repair",
             help="Rebuild what can be rebuilt: the final table and a lost manifest from the "
-            "parts; say why not for the rest.",
+            "parts, damaged parts rescored by the run's recorded score command; say why not "
+            "for the rest.",
         ),
     ] = False,
 ) -> None:
-    """Check run directories: parts readable, no duplicate keys, counts and SHA-256 match the
-    manifest. One line per problem; exit 0 when every directory is clean, 1 when one is damaged."""
+    """Check run directories: every part against the SHA-256 recorded when it was written, no
+    duplicate keys, counts and SHA-256 of the table and the manifest's own checksum. One line per
+    problem; exit 0 when every directory is clean, 1 when one is damaged."""
     from psych201.errors import Psych201Error
-    from psych201.results.verify import describe, repair_run, verify_run
+    from psych201.results.verify import describe, verify_run
     from psych201.results.writer import ResultsError
 
     damaged = False
     for run_dir in run_dirs:
         try:
             if repair:
-                outcome = repair_run(run_dir)
-                for line in outcome.done:
-                    console.print(f"repaired: {line}")
-                for line in outcome.not_done:
-                    console.print(f"not repaired: {line}")
-                report = outcome.after
+                report = _repair(run_dir)
             else:
                 report = verify_run(run_dir)
                 for problem in report.problems:
@@ -58,3 +56,43 @@ def verify(
         damaged = damaged or not report.ok
     if damaged:
         raise typer.Exit(EXIT_DAMAGED)
+
+
+def _repair(run_dir: Path) -> Any:
+    """``--repair`` of one directory: rebuild, rescore damaged parts, print, the check after."""
+    from psych201.results.verify import ScoreCommand, recorded_score_command, repair_run, verify_run
+
+    command = recorded_score_command(run_dir) if run_dir.is_dir() else None
+    rescorable = isinstance(command, ScoreCommand)
+    outcome = repair_run(run_dir, rescore=rescorable,
+                         cannot_rescore=command if isinstance(command, str) else None)
+    for line in outcome.done:
+        console.print(f"repaired: {line}")
+    report = outcome.after
+    if outcome.rescore and isinstance(command, ScoreCommand):
+        code = _rerun_score(command)
+        report = verify_run(run_dir)
+        if code == 0 and report.ok:
+            console.print(f"repaired: {run_dir}: damaged parts rescored by its score command "
+                          f"(psych201 {' '.join(command.args)})")
+        else:
+            console.print(f"not repaired: {run_dir}: rescoring the damaged parts failed (exit "
+                          f"{code}); rerun: psych201 {' '.join(command.args)}")
+        for problem in report.problems:
+            console.print(f"not repaired: {problem}")
+    for line in outcome.not_done:
+        console.print(f"not repaired: {line}")
+    return report
+
+
+def _rerun_score(command: Any) -> int:
+    """Run the recorded ``psych201 score …`` in this process, from the directory it ran in; its
+    exit code (the score command takes the run's lock itself)."""
+    from psych201.cli import app as root
+
+    with contextlib.chdir(command.cwd):
+        try:
+            result = root(args=[*command.args, "--quiet"], standalone_mode=False)
+        except Exception as exc:  # click's usage errors; the group turned the rest into exits
+            return int(getattr(exc, "exit_code", 2))
+    return int(result or 0)

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from psych201.bounds import option_range
 from psych201.simulate import DEMO_DIR, DEMO_STUDIES, KINDS, TASKS, simulate_study, write_demo
 from psych201.simulate import write_study as write_study_file
 
@@ -30,13 +31,17 @@ def simulate(
         ),
     ] = None,
     participants: Annotated[
-        int, typer.Option("--participants", "-n", min=1, help="Number of participants.")
+        int, typer.Option("--participants", "-n", **option_range("participants"),
+                     help="Number of participants.")
     ] = 20,
     trials: Annotated[
         int | None,
-        typer.Option("--trials", "-t", min=1, help="Trials per participant (default: the task's)."),
+        typer.Option("--trials", "-t", **option_range("trials"),
+                     help="Trials per participant (default: the task's)."),
     ] = None,
-    seed: Annotated[int, typer.Option(min=0, help="Random seed (same seed, same bytes).")] = 0,
+    seed: Annotated[
+        int, typer.Option(**option_range("seed"), help="Random seed (same seed, same bytes).")
+    ] = 0,
     shared_trials: Annotated[
         bool,
         typer.Option("--shared-trials", help="Every participant meets the same problems in the "

@@ -11,6 +11,7 @@ from psych201.data.issues import DataError, IssueLog, OnError
 from psych201.data.layout import StudySource, _default_study
 from psych201.data.lines import (
     REQUIRED_FIELDS,
+    _bounded_int,
     _DuplicateField,
     _encodable,
     _identifier,
@@ -81,7 +82,9 @@ class _LineChecker:
             )
             return None
         try:
-            obj = json.loads(line, object_pairs_hook=_no_duplicate_fields)
+            obj = json.loads(
+                line, object_pairs_hook=_no_duplicate_fields, parse_int=_bounded_int
+            )
         except _DuplicateField as error:
             self._problem(
                 DataError(
@@ -111,7 +114,8 @@ class _LineChecker:
             )
             return None
         except ValueError as error:
-            # Python refuses to convert integers of more than 4,300 digits (CVE-2020-10735).
+            # Python refuses to convert integers of more than 4,300 digits (CVE-2020-10735), and
+            # _bounded_int those no float can hold.
             self._problem(
                 DataError(
                     f"invalid JSON: a number too long to read ({str(error).split(';')[0]})",

@@ -37,6 +37,20 @@ def _no_duplicate_fields(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
+#: Digits of the largest integer a float holds (about 1.8e308): a longer one overflows every
+#: numeric field (an age of 400 digits made ``float()`` raise OverflowError).
+_MAX_INT_DIGITS = 308
+
+
+def _bounded_int(text: str) -> int:
+    """``json.loads``'s ``parse_int``: refuse integers no float can hold (ValueError: a line
+    error), before Python's own limit of 4,300 digits."""
+    digits = len(text.lstrip("-"))
+    if digits > _MAX_INT_DIGITS:
+        raise ValueError(f"an integer of {digits} digits, beyond the range of any float")
+    return int(text)
+
+
 def _peek_study(raw: bytes) -> str | None:
     try:
         obj = json.loads(raw)

@@ -200,6 +200,10 @@ def read_card(path: str | Path) -> AdapterCard:
         raise LabError(f"{p}: not an adapter folder (no {CARD_FILE})") from exc
     except json.JSONDecodeError as exc:
         raise LabError(f"{card_path}:{exc.lineno}: invalid JSON ({exc.msg})") from exc
+    except UnicodeDecodeError as exc:  # a binary file named as a card
+        raise LabError(f"{card_path}: not an adapter card (not UTF-8 text)") from exc
+    except (ValueError, RecursionError) as exc:  # a number too long, nesting too deep
+        raise LabError(f"{card_path}: not an adapter card ({type(exc).__name__})") from exc
     if not isinstance(data, dict):
         raise LabError(f"{card_path}: expected a JSON object")
     return AdapterCard.from_dict(data, where=str(card_path))

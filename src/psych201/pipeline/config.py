@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from psych201.bounds import BoundError, check_bound
 from psych201.data.records import Session
 from psych201.data.split import SPLITS
 from psych201.errors import StorageError, UsageError
@@ -31,6 +32,10 @@ OnError = Literal["fail", "skip"]
 #: leading special tokens and new targets.
 MIN_WINDOW_TOKENS = 8
 _WINDOW_SLACK = 4
+#: The numeric fields checked against :data:`psych201.bounds.BOUNDS` (same names there).
+_BOUNDED_FIELDS = (
+    "limit", "seed", "batch_tokens", "max_tokens", "window_overlap", "part_size", "part_chars",
+)
 _DEVICE = re.compile(r"cpu|mps|cuda(:\d+)?")
 
 
@@ -107,6 +112,18 @@ class ScoreConfig:
         if not _DEVICE.fullmatch(self.device):
             raise PipelineError(f"--device must be cpu, cuda, cuda:N or mps, got {self.device!r}")
         self._check_window()
+        self._check_bounds()
+
+    def _check_bounds(self) -> None:
+        # The shared ranges of psych201.bounds: a budget of 1e26 tokens or a seed of 1e29 (a
+        # study file typo) is refused here, before anything is read or loaded.
+        for name in _BOUNDED_FIELDS:
+            value = getattr(self, name)
+            if value is not None:
+                try:
+                    check_bound(name, value)
+                except BoundError as exc:
+                    raise PipelineError(str(exc)) from exc
 
     def _check_window(self) -> None:
         # The scorer only finds out once the model is loaded; a window must hold the leading

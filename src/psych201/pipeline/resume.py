@@ -11,7 +11,7 @@ from psych201.data.records import SessionKey
 from psych201.pipeline.config import ScoreConfig, window_config
 from psych201.pipeline.selection import tokenizer_free_condition
 from psych201.pipeline.setup import device_kind
-from psych201.results.writer import completed_sessions
+from psych201.results.writer import completed_sessions, damaged_parts
 
 
 @dataclass
@@ -68,6 +68,8 @@ def finished_run(config: ScoreConfig, keys: list[SessionKey]) -> FinishedRun | N
     config_hash = str(stored.get("config_hash"))
     if not set(keys) <= completed_sessions(config.out, config_hash=config_hash):
         return None
+    if damaged_parts(config.out, records_required=bool(stored.get("part_records"))):
+        return None  # the model loads and the damaged parts are rescored
     return FinishedRun(stored, config_hash, keys)
 
 

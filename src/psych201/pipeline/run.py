@@ -55,8 +55,10 @@ from psych201.results.writer import (
     RESPONSES_FILE,
     PartWriter,
     completed_sessions,
+    damaged_parts,
     finalize,
     remove_stale_temporaries,
+    set_aside_part,
 )
 
 
@@ -129,6 +131,7 @@ def _score_opened(run: _Run, progress: ProgressSink | None, started: float) -> R
     config = run.config
     for path in remove_stale_temporaries(config.out):
         _note(progress, f"removed {path.name}, left by an interrupted run")
+    _set_aside_damaged_parts(run, progress)
     done = completed_sessions(config.out, config_hash=run.config_hash)
     stray = done - set(run.keys)
     if stray:
@@ -190,6 +193,18 @@ def _score_opened(run: _Run, progress: ProgressSink | None, started: float) -> R
         wall_s=time.perf_counter() - started,
         table=table,
     )
+
+
+def _set_aside_damaged_parts(run: _Run, progress: ProgressSink | None) -> None:
+    """Hash every part against its record (one read of each file, a small fraction of scoring
+    it); a changed part is moved aside and its sessions rescored, never adopted."""
+    records_required = bool(run.manifest.get("part_records"))
+    damaged = damaged_parts(run.config.out, records_required=records_required)
+    for path, reason in damaged.items():
+        moved = set_aside_part(path)
+        _note(progress, f"{path}: {reason}; moved aside to {moved.name}, its sessions are rescored")
+    if damaged and run.manifest.get("invocations"):
+        run.manifest["invocations"][-1]["rescored_parts"] = sorted(p.name for p in damaged)
 
 
 @dataclass

@@ -8,7 +8,9 @@ already holds another configuration is refused with a message that names each di
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import platform
 import sys
 from collections.abc import Mapping
@@ -26,6 +28,7 @@ from psych201.results.writer import (
     SUMMARY_FILE,
     ResultsError,
     footer_config_hash,
+    is_part_companion,
     is_temporary,
     part_paths,
     table_record,
@@ -85,6 +88,9 @@ def build_manifest(
         "created": created,
         "updated": created,
         "counts": {},
+        # Every part has a record of its SHA-256 (writer.PartRecord): a part without one is
+        # damaged. Runs started before records existed lack this flag; their parts are not.
+        "part_records": True,
         "invocations": [],
     }
 
@@ -154,11 +160,46 @@ def _mistyped_fields(manifest: Mapping[str, Any]) -> list[str]:
 _JSON_NAMES = {str: "a string", dict: "an object", list: "a list", int: "an integer"}
 
 
+#: Manifest key of a repair that moved damaged parts aside and waits for their rescoring.
+RESCORING_KEY = "rescoring"
+
+#: The manifest's own SHA-256 (of its other fields, as written): any edit is detectable.
+CHECKSUM_KEY = "checksum"
+
+
+def _checksum(body: Mapping[str, Any]) -> str:
+    text = json.dumps({k: v for k, v in body.items() if k != CHECKSUM_KEY}, indent=2)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def save_manifest(run_dir: Path, manifest: Mapping[str, Any]) -> None:
-    body = dict(manifest)
+    body = {k: v for k, v in manifest.items() if k != CHECKSUM_KEY}
     body["updated"] = now_iso()
+    body[CHECKSUM_KEY] = _checksum(body)
     text = json.dumps(body, indent=2)
     write_text_atomic(text + "\n", manifest_path(run_dir))
+
+
+def manifest_problem(run_dir: Path) -> str | None:
+    """Why ``DIR/manifest.json`` is not a manifest as psych201 wrote it, or None when it is.
+
+    A manifest carries the SHA-256 of its own fields and is written in one canonical form, so
+    a change of any byte (a value, a key or the spacing) is found. Manifests written before
+    the checksum existed are not checked.
+    """
+    path = manifest_path(run_dir)
+    try:
+        text = path.read_text(encoding="utf-8")
+        body = json.loads(text)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        return f"unreadable manifest ({type(exc).__name__})"
+    if not isinstance(body, dict) or CHECKSUM_KEY not in body:
+        return None
+    if body[CHECKSUM_KEY] != _checksum(body):
+        return "its checksum differs from its fields (the manifest was edited after it was written)"
+    if json.dumps(body, indent=2) + "\n" != text:
+        return "its bytes differ from the form psych201 writes (the manifest was edited)"
+    return None
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -187,6 +228,9 @@ def new_invocation(
     return {
         "started": now_iso(),
         "argv": list(argv if argv is not None else sys.argv),
+        # Where the command ran: relative paths in argv mean something only from there (a
+        # repair that rescores damaged parts reruns the recorded score command).
+        "cwd": os.getcwd(),
         "host": platform.node(),
         "versions": library_versions(),
         "options": _jsonable(dict(options or {})),
@@ -264,7 +308,8 @@ def _adoptable_parts(run_dir: Path, config_hash: str) -> int:
     parts = part_paths(run_dir)
     parts_dir = run_dir / PARTS_DIR
     strays = (
-        sorted(p.name for p in parts_dir.iterdir() if p not in parts and not is_temporary(p))
+        sorted(p.name for p in parts_dir.iterdir()
+               if p not in parts and not is_temporary(p) and not is_part_companion(p))
         if parts_dir.is_dir()
         else []
     )
@@ -316,6 +361,7 @@ def mark_complete(
     ``status`` is ``complete``, or ``incomplete`` when some sessions failed and were skipped.
     """
     manifest["status"] = status
+    manifest.pop(RESCORING_KEY, None)  # a repair's rescoring of damaged parts, now finished
     manifest["counts"] = _jsonable(dict(counts))
     manifest["responses"] = RESPONSES_FILE
     # Row count and SHA-256 of the final table: a later rerun or `runs verify` proves the

@@ -53,6 +53,8 @@ class MergeSummary:
 
 
 def _source_manifest(path: Path) -> dict[str, Any] | None:
+    if not path.exists():  # before "a bare table has no manifest", which would mislead
+        raise ResultsError(f"{path}: no such run directory (or response table)")
     return load_manifest(path) if path.is_dir() else None
 
 

@@ -1,11 +1,14 @@
 """Check a run directory end to end (``psych201 runs verify``) and rebuild what can be rebuilt.
 
-A run proves itself: every part is readable, carries the run's config hash and a session list
-that covers its rows; no session is in two parts and no response key appears twice; the final
-``responses.parquet`` has the row count and SHA-256 the manifest recorded. Parts are written
-atomically and are the ground truth of a scoring run, so ``repair_run`` can rebuild the final
-table from them, and a lost manifest (as far as the parts know it: the config hash); a merge
-output has no parts, and a damaged part can only be rescored, which ``repair_run`` says.
+A run proves itself: every part has the SHA-256, row count and key range recorded when it was
+written (``parts/part-….json``), is readable, carries the run's config hash and a session list
+that covers its rows; the manifest matches its own checksum; no session is in two parts and no
+response key appears twice; the final ``responses.parquet`` has the row count and SHA-256 the
+manifest recorded. Parts are written atomically and are the ground truth of a scoring run, so
+``repair_run`` can rebuild the final table from them, and a lost or edited manifest (as far as
+the parts know it: the config hash); a merge output has no parts. A damaged part is never
+adopted: ``repair_run(rescore=True)`` moves it aside and marks the run for rescoring (the CLI
+then reruns the recorded score command), or says why it cannot.
 """
 
 from __future__ import annotations
@@ -22,14 +25,17 @@ from psych201.results.lock import holder_of, lock_run_dir
 from psych201.results.manifest import (
     MANIFEST_FILE,
     MANIFEST_FORMAT,
+    RESCORING_KEY,
     load_manifest,
     manifest_path,
+    manifest_problem,
     now_iso,
     save_manifest,
 )
 from psych201.results.schema import RESPONSE_KEY
 from psych201.results.writer import (
     CONFIG_KEY,
+    DAMAGED_SUFFIX,
     PARTS_DIR,
     RESPONSES_FILE,
     ResultsError,
@@ -37,9 +43,13 @@ from psych201.results.writer import (
     file_sha256,
     finalize,
     is_temporary,
+    orphan_records,
     part_paths,
+    part_problem,
     part_sessions,
+    record_path,
     remove_stale_temporaries,
+    set_aside_part,
     table_record,
 )
 
@@ -75,6 +85,10 @@ class Report:
     part_sessions: int = 0
     config_hashes: set[str] = field(default_factory=set)
     table_damaged: bool = False
+    #: A complete run whose parts no longer cover its sessions (a part removed or set aside).
+    parts_missing: bool = False
+    #: Parts without a record: damage in a run that records them, a note in an older run.
+    unrecorded: list[Path] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -125,6 +139,10 @@ def verify_run(run_dir: str | Path, *, locked_by_us: bool = False) -> Report:
     manifest_file = manifest_path(run_dir)
     try:
         report.manifest = load_manifest(run_dir)
+        edited = manifest_problem(run_dir)
+        if edited is not None:
+            report.manifest = None
+            raise ResultsError(f"{manifest_file}: {edited}")
     except ResultsError as exc:
         reason = "missing" if not manifest_file.exists() else str(exc).split(": ", 1)[-1]
         if report.parts_intact:
@@ -134,14 +152,30 @@ def verify_run(run_dir: str | Path, *, locked_by_us: bool = False) -> Report:
         p for d in (run_dir, run_dir / PARTS_DIR) if d.is_dir() for p in d.iterdir()
         if is_temporary(p)
     ]
+    temporaries += orphan_records(run_dir)
     if temporaries:
         report.notes.append(
             f"{run_dir}: {len(temporaries)} temporary file(s) left by an interrupted write "
             "(harmless; the next run or --repair removes them)"
         )
+    set_aside = sorted((run_dir / PARTS_DIR).glob(f"*{DAMAGED_SUFFIX}"))
+    if set_aside:
+        report.notes.append(
+            f"{run_dir}: {len(set_aside)} damaged part(s) moved aside ({set_aside[0].name}…); "
+            "their sessions were rescored, delete them when no longer needed"
+        )
     manifest = report.manifest
     if manifest is None:
         return report
+    if report.unrecorded:
+        if manifest.get("part_records"):
+            for path in report.unrecorded:
+                report.add(path, f"no record {record_path(path).name} (its SHA-256 "
+                           "was never recorded, or was removed)")
+            report.parts_intact = False
+        else:
+            report.notes.append(f"{run_dir}: {len(report.unrecorded)} part(s) written before "
+                                "psych201 recorded part hashes (not checked)")
     status = manifest.get("status")
     wants_table = status in _FINISHED
     if report.config_hashes - {manifest.get("config_hash")}:
@@ -185,6 +219,14 @@ def _check_parts(report: Report) -> None:
             report.add(path, f"{reason}" if "rescore" in reason else f"unreadable ({reason})")
             intact = False
             continue
+        if not record_path(path).exists():
+            report.unrecorded.append(path)
+        else:
+            problem = part_problem(path, deep=True)
+            if problem is not None:  # readable, but not the part that was written
+                report.add(path, problem)
+                intact = False
+                continue
         owner = (table.schema.metadata or {}).get(CONFIG_KEY, b"").decode(errors="replace")
         report.config_hashes.add(owner)
         try:
@@ -251,6 +293,7 @@ def _check_parts_cover(report: Report, manifest: dict[str, Any]) -> None:
     counts = manifest.get("counts") or {}
     expected = counts.get("sessions")
     if isinstance(expected, int) and report.part_sessions != expected:
+        report.parts_missing = True
         report.add(
             report.run_dir / PARTS_DIR,
             f"the parts complete {report.part_sessions} of the run's {expected} sessions (a part "
@@ -265,11 +308,21 @@ class RepairOutcome:
     done: tuple[str, ...]
     not_done: tuple[str, ...]
     after: Report
+    #: Damaged parts were moved aside: the run's score command must now rescore them.
+    rescore: bool = False
 
 
-def repair_run(run_dir: str | Path) -> RepairOutcome:
+def repair_run(
+    run_dir: str | Path, *, rescore: bool = False, cannot_rescore: str | None = None
+) -> RepairOutcome:
     """Rebuild what can be rebuilt in ``run_dir`` (under its lock): the final table from intact
-    parts, a lost manifest from intact parts, stray temporaries removed."""
+    parts, a lost manifest from intact parts, stray temporaries removed.
+
+    Damaged parts are never adopted. With ``rescore`` (the caller can rerun the run's score
+    command), they are moved aside and the run marked for rescoring (``RepairOutcome.rescore``;
+    also when an earlier repair was interrupted before its rescoring finished); otherwise they
+    are reported, with ``cannot_rescore`` saying why.
+    """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         return RepairOutcome((), (f"{run_dir}: no such run directory",), verify_run(run_dir))
@@ -284,6 +337,12 @@ def repair_run(run_dir: str | Path) -> RepairOutcome:
         for path in remove_stale_temporaries(run_dir):
             done.append(f"{path}: removed (temporary file of an interrupted write)")
         report = verify_run(run_dir, locked_by_us=True)
+        damaged = _damaged_parts(report)
+        pending = report.manifest is not None and bool(report.manifest.get(RESCORING_KEY))
+        # A part missing (a kill while a damaged part was being moved aside) is rescored too.
+        if report.manifest is not None and (damaged or pending or report.parts_missing) and rescore:
+            _set_aside_for_rescoring(report, damaged, done)
+            return RepairOutcome(tuple(done), tuple(not_done), report, rescore=True)
         if report.manifest is None:
             _repair_manifest(report, done, not_done)
         elif report.table_damaged:
@@ -291,8 +350,82 @@ def repair_run(run_dir: str | Path) -> RepairOutcome:
         after = verify_run(run_dir, locked_by_us=True)
     for problem in after.problems:
         if not any(line.startswith(f"{problem.path}:") for line in not_done):
-            not_done.append(f"{problem}: {_why_not(problem)}")
+            why = _why_not(problem)
+            if cannot_rescore and _is_part(problem.path):
+                why = f"{why} ({cannot_rescore})"
+            not_done.append(f"{problem}: {why}")
     return RepairOutcome(tuple(done), tuple(not_done), after)
+
+
+@dataclass(frozen=True)
+class ScoreCommand:
+    """The recorded score command of a run: its arguments (after ``psych201``) and where it ran."""
+
+    args: tuple[str, ...]
+    cwd: Path
+
+
+def recorded_score_command(run_dir: str | Path) -> ScoreCommand | str:
+    """The last ``psych201 score`` command that wrote ``run_dir`` (to rescore damaged parts
+    with, its ``--out`` pointing where the directory is now), or why there is none: no readable
+    manifest, a run of ``psych201 run`` or the Python API, or a manifest older than the recorded
+    working directory."""
+    run_dir = Path(run_dir)
+    try:
+        manifest = load_manifest(run_dir)
+    except ResultsError:
+        return "no readable manifest records the run's score command"
+    for invocation in reversed(manifest.get("invocations") or []):
+        argv = invocation.get("argv") if isinstance(invocation, dict) else None
+        if not isinstance(argv, list) or len(argv) < 2 or argv[1] != "score":
+            continue
+        if not all(isinstance(a, str) for a in argv) or not isinstance(invocation.get("cwd"), str):
+            return "the run's score command was recorded without its working directory"
+        cwd = Path(invocation["cwd"])
+        args = _with_out(argv[1:], run_dir.resolve())
+        if args is None:
+            return "the run's score command was recorded without its --out"
+        # The directory may have moved since (copied, renamed): the command scores into it
+        # where it is now, and refuses it if it is another configuration.
+        return ScoreCommand(tuple(args), cwd)
+    return ("no psych201 score command is recorded (a study cell, or the Python API); rerun "
+            "the command that made it")
+
+
+def _with_out(args: list[str], out: Path) -> list[str] | None:
+    """``args`` with the value of ``--out``/``-o`` replaced by ``out`` (None: no such option)."""
+    for i, arg in enumerate(args):
+        if arg in ("--out", "-o") and i + 1 < len(args):
+            return [*args[: i + 1], str(out), *args[i + 2:]]
+        if arg.startswith("--out="):
+            return [*args[:i], f"--out={out}", *args[i + 1:]]
+    return None
+
+
+def _is_part(path: Path) -> bool:
+    return path.parent.name == PARTS_DIR and path.suffix == ".parquet"
+
+
+def _damaged_parts(report: Report) -> list[Path]:
+    return sorted({p.path for p in report.problems if _is_part(p.path) and p.path.exists()})
+
+
+def _set_aside_for_rescoring(report: Report, damaged: list[Path], done: list[str]) -> None:
+    """Move the damaged parts aside and mark the run unfinished until they are rescored."""
+    manifest = report.manifest
+    assert manifest is not None
+    for path in damaged:
+        moved = set_aside_part(path)
+        done.append(f"{path}: moved aside to {moved.name}; its sessions are rescored")
+    previous = manifest.get(RESCORING_KEY) or {}
+    manifest[RESCORING_KEY] = {
+        "at": now_iso(),
+        "parts": sorted({*previous.get("parts", []), *(p.name for p in damaged)}),
+    }
+    # Until the score command has rescored them, the run is not finished: no reader takes the
+    # old table (written over parts nobody can vouch for) as its result.
+    manifest["status"] = "running"
+    save_manifest(report.run_dir, manifest)
 
 
 def _repair_manifest(report: Report, done: list[str], not_done: list[str]) -> None:
@@ -375,7 +508,7 @@ def _repair_table(report: Report, done: list[str], not_done: list[str]) -> None:
 
 
 def _why_not(problem: Problem) -> str:
-    if problem.path.parent.name == PARTS_DIR and problem.path.suffix == ".parquet":
+    if _is_part(problem.path):
         return "a damaged part cannot be rebuilt; delete it and rerun the run's score command"
     return "not repairable here"
 

@@ -7,14 +7,22 @@ sessions that produced no row, e.g. ineligible for a condition), so resuming onl
 footers to know what is done. A part appears only whole: it is written to a temporary file in the
 same directory and moved into place with ``os.replace`` (atomic on POSIX), so a crash or SIGKILL
 at any moment leaves either the complete part or a stray temporary file that the next run removes.
+
+Each part has a *record* beside it, ``parts/part-<first>-<last>.json``: the part file's SHA-256,
+row count, session count and key range (first and last session). The record is written (atomically)
+just before the part is moved into place, so a part never exists without its record; a record
+whose part is missing is what a crash between the two left, and is removed like a temporary file.
+A rerun and ``runs verify`` hash each part against its record: a part changed after it was written
+(even rewritten as valid Parquet) is named, never adopted.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -37,6 +45,10 @@ CONFIG_KEY = b"psych201.config_hash"
 SORT_COLUMNS: tuple[str, ...] = ("study", "line", "experiment", "participant", "response_index")
 
 _TMP_MARK = ".tmp-"
+#: Suffix of a part's record (beside ``part-<first>-<last>.parquet``).
+RECORD_SUFFIX = ".json"
+#: Suffix a damaged part is moved aside to before its sessions are rescored (kept as evidence).
+DAMAGED_SUFFIX = ".damaged"
 
 
 class ResultsError(UsageError):  # a ValueError too, for older callers
@@ -64,6 +76,27 @@ def write_parquet_atomic(table: pa.Table, path: Path) -> None:
     finally:
         tmp.unlink(missing_ok=True)
     _fsync_dir(path.parent)
+
+
+def write_bytes_atomic(data: bytes, path: Path) -> None:
+    """Write ``data`` to ``path`` atomically (see :func:`write_parquet_atomic`)."""
+    tmp = path.with_name(f"{path.name}{_TMP_MARK}{os.getpid()}")
+    try:
+        with tmp.open("wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _fsync_dir(path.parent)
+
+
+def parquet_bytes(table: pa.Table) -> bytes:
+    """``table`` as the bytes of a Parquet file (as :func:`write_parquet_atomic` writes it)."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    return bytes(sink.getvalue().to_pybytes())
 
 
 def write_text_atomic(text: str, path: Path) -> None:
@@ -138,8 +171,111 @@ class PartWriter:
         path = self.parts_dir / f"part-{first:08d}-{last:08d}.parquet"
         if path.exists():
             raise ResultsError(f"{path}: part already exists; refusing to overwrite finished work")
-        write_parquet_atomic(table, path)
+        data = parquet_bytes(table)
+        record = PartRecord(
+            file=path.name,
+            sha256=hashlib.sha256(data).hexdigest(),
+            rows=table.num_rows,
+            sessions=len(sessions),
+            first=_key_to_json(sessions[0]),
+            last=_key_to_json(sessions[-1]),
+            config_hash=self.config_hash,
+        )
+        # The record first: a crash between the two leaves a record without its part (removed
+        # on the next run), never a part nobody can vouch for.
+        write_text_atomic(record.text(), record_path(path))
+        write_bytes_atomic(data, path)
         return path
+
+
+@dataclass(frozen=True)
+class PartRecord:
+    """What was written as one part: the file's SHA-256, its rows, sessions and key range."""
+
+    file: str
+    sha256: str
+    rows: int
+    sessions: int
+    first: list[object]  # the first session's key (study, experiment, participant, line)
+    last: list[object]
+    config_hash: str
+
+    def text(self) -> str:
+        """The record file's exact text (canonical: any other bytes are a changed record)."""
+        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+
+
+def record_path(part: Path) -> Path:
+    """Where the record of ``part`` lives (``part-<first>-<last>.json``)."""
+    return part.with_suffix(RECORD_SUFFIX)
+
+
+def part_problem(path: Path, *, deep: bool = False) -> str | None:
+    """Why the part ``path`` is not the one its record describes, or None when it is.
+
+    Compares the file's SHA-256 with the record and the record's bytes with their canonical
+    form (cheap: one pass over the file). ``deep`` also reads the footer: row count, session
+    count, key range and config hash must agree with the record (as ``runs verify`` checks).
+    """
+    record_file = record_path(path)
+    if not record_file.is_file():
+        return f"no record {record_file.name} (its SHA-256 was never recorded, or was removed)"
+    try:
+        text = record_file.read_text(encoding="utf-8")
+        raw = json.loads(text)
+        record = PartRecord(**raw)
+    except (OSError, UnicodeDecodeError, ValueError, TypeError) as exc:
+        return f"its record {record_file.name} is unreadable ({type(exc).__name__})"
+    if record.text() != text or record.file != path.name:
+        return f"its record {record_file.name} was changed after it was written"
+    if file_sha256(path) != record.sha256:
+        return "its SHA-256 differs from the one recorded when it was written (changed)"
+    if deep:
+        try:
+            metadata = pq.read_metadata(path)
+            sessions = part_sessions(path, config_hash=record.config_hash)
+        except (OSError, pa.ArrowInvalid, ResultsError) as exc:
+            return f"unreadable ({exc})"
+        found = (metadata.num_rows, len(sessions),
+                 _key_to_json(sessions[0]) if sessions else None,
+                 _key_to_json(sessions[-1]) if sessions else None)
+        if found != (record.rows, record.sessions, record.first, record.last):
+            return "its rows, sessions or key range differ from its record"
+    return None
+
+
+def damaged_parts(run_dir: Path, *, records_required: bool = True) -> dict[Path, str]:
+    """Parts of ``run_dir`` that are not what was written, with the reason for each.
+
+    ``records_required``: a part without a record is damaged (every run since records exist);
+    for an older run, parts without one are not checked.
+    """
+    damaged: dict[Path, str] = {}
+    for path in part_paths(run_dir):
+        if not records_required and not record_path(path).exists():
+            continue
+        problem = part_problem(path)
+        if problem is not None:
+            damaged[path] = problem
+    return damaged
+
+
+def set_aside_part(path: Path) -> Path:
+    """Move a damaged part out of the run (``….parquet.damaged``, kept as evidence) and drop
+    its record, so its sessions count as not done and are rescored."""
+    target = path.with_name(path.name + DAMAGED_SUFFIX)
+    os.replace(path, target)
+    record_path(path).unlink(missing_ok=True)
+    _fsync_dir(path.parent)
+    return target
+
+
+def is_part_companion(path: Path) -> bool:
+    """A part's record, or a part :func:`set_aside_part` moved out (not a stray file)."""
+    path = Path(path)
+    if path.name.endswith(DAMAGED_SUFFIX):
+        return True
+    return path.suffix == RECORD_SUFFIX and path.name.startswith("part-")
 
 
 def part_paths(run_dir: Path) -> list[Path]:
@@ -151,7 +287,8 @@ def part_paths(run_dir: Path) -> list[Path]:
 
 
 def remove_stale_temporaries(run_dir: Path) -> list[Path]:
-    """Delete temporary files a killed run left behind; returns what was removed."""
+    """Delete temporary files a killed run left behind, and records whose part was never moved
+    into place (a kill between the two); returns what was removed."""
     removed: list[Path] = []
     for directory in (Path(run_dir), Path(run_dir) / PARTS_DIR):
         if directory.is_dir():
@@ -159,7 +296,21 @@ def remove_stale_temporaries(run_dir: Path) -> list[Path]:
                 if _TMP_MARK in path.name and path.is_file():
                     path.unlink()
                     removed.append(path)
+    for path in orphan_records(run_dir):
+        path.unlink()
+        removed.append(path)
     return removed
+
+
+def orphan_records(run_dir: Path) -> list[Path]:
+    """Part records whose part is absent (what a kill between record and part leaves)."""
+    parts = Path(run_dir) / PARTS_DIR
+    if not parts.is_dir():
+        return []
+    return sorted(
+        p for p in parts.glob(f"part-*{RECORD_SUFFIX}")
+        if p.is_file() and not p.with_suffix(".parquet").exists()
+    )
 
 
 def part_sessions(path: Path, *, config_hash: str | None = None) -> list[SessionKey]:
