@@ -1,0 +1,103 @@
+"""`psych201 play`: models take part in tasks in closed loop (transcripts, choice table, resume).
+
+The cognitive-model player is the ground truth (its transcripts are ``simulate``'s); a tiny
+random language model checks the engine path offline: option probabilities, batching across
+participants, refusal of engines without option log-probs before anything loads.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cli_helpers import cli_output
+from psych201.data.readers import discover_studies, iter_sessions
+from psych201.pipeline.play import LanguageModelPlayers, PlaySpec, language_model_players, run_play
+from psych201.simulate import simulate_study, to_jsonl
+from psych201.simulate.play import ChoicePoint
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.mark.parametrize("task", ["bandit", "twostep"])
+def test_the_cognitive_player_writes_simulates_transcripts(task: str, tmp_path: Path) -> None:
+    code, output = cli_output("play", "--task", task, "--model", "cognitive", "-n", "7",
+                              "--trials", "9", "--seed", "3", "--chunk", "3",
+                              "--out", str(tmp_path / "run"))
+    assert code == 0, output
+    written = (tmp_path / "run" / "transcripts" / f"play_{task}_cognitive.jsonl").read_bytes()
+    assert written == to_jsonl(simulate_study(task, n_participants=7, n_trials=9, seed=3))
+    choices = pd.read_parquet(tmp_path / "run" / "choices.parquet")
+    per_trial = 2 if task == "twostep" else 1
+    assert len(choices) == 7 * 9 * per_trial
+    probs = np.array([np.exp(v).sum() for v in choices["option_logprobs"]])
+    np.testing.assert_allclose(probs, 1.0, atol=1e-12)
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and manifest["spec"]["seed"] == 3
+
+
+def test_a_rerun_resumes_and_gives_the_same_run(tmp_path: Path) -> None:
+    spec = PlaySpec(task="reversal", model="cognitive", n_participants=8, n_trials=10, chunk=3)
+    out = tmp_path / "run"
+    first = run_play(spec, out)
+    before = first.transcripts.read_bytes(), first.choices.read_bytes()
+    # a crash after two chunks: the third's files are gone
+    for f in (out / "parts").glob("participants-000007-*"):
+        f.unlink()
+    again = run_play(spec, out)
+    assert again.resumed_chunks == 2
+    assert (again.transcripts.read_bytes(), again.choices.read_bytes()) == before
+    with pytest.raises(ValueError, match=r"other settings.*seed"):
+        run_play(PlaySpec(task="reversal", model="cognitive", n_participants=8, n_trials=10,
+                          chunk=3, seed=1), out)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--task", "maze"], "unknown task 'maze'; choose one of bandit"),
+        (["--task", "bandit", "--engine", "openai"], "use one that does: hf, llamacpp"),
+        (["--task", "bandit", "--engine", "oracle"], "use one that does: hf, llamacpp"),
+        (["--task", "bandit", "--policy", "argmax"], "choose one of sample, greedy"),
+    ],
+)
+def test_bad_input_is_one_line_before_anything_loads(
+    args: list[str], message: str, tmp_path: Path
+) -> None:
+    # the model does not exist: a refusal that got as far as loading would say so instead
+    code, output = cli_output("play", "--model", str(tmp_path / "no-such-model"),
+                              "--out", str(tmp_path / "run"), *args)
+    assert code == 2, output
+    assert message in " ".join(output.replace("│", " ").split())
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_language_model_plays_in_closed_loop(tiny_dir: Path, tmp_path: Path) -> None:
+    spec = PlaySpec(task="bandit", model=str(tiny_dir), n_participants=5, n_trials=6, chunk=5)
+    players, engine_info, model_info, engine = language_model_players(spec)
+    result = run_play(spec, tmp_path / "run",
+                      make_players=lambda: LanguageModelPlayers(engine, players.tokenizer),
+                      engine_info=engine_info, model_info=model_info)
+    (source,) = discover_studies(result.transcripts.parent)
+    sessions = list(iter_sessions(source))
+    assert len(sessions) == 5 and all(len(s.responses) == 6 for s in sessions)
+    choices = pd.read_parquet(result.choices)
+    # the model's own distribution, renormalised over the two offered letters
+    probs = np.array([np.exp(v).sum() for v in choices["option_logprobs"]])
+    np.testing.assert_allclose(probs, 1.0, atol=1e-9)
+    assert (choices["option_mass"] < 0).all()
+    # the transcript's responses are the table's choices, in order
+    first = choices[choices["participant"] == "1"].sort_values("response_index")
+    assert [r.text for r in sessions[0].responses] == first["choice"].tolist()
+    # one participant at a time gives the same probabilities as all five in one batch
+    alone = LanguageModelPlayers(engine, players.tokenizer)
+    text = sessions[2].text
+    cut = sessions[2].responses[3].start  # the prompt of participant 3's fourth response
+    row = choices[(choices["participant"] == "3") & (choices["response_index"] == 3)].iloc[0]
+    (solo,) = alone.option_logprobs([0], [text[:cut]], [ChoicePoint("", tuple(row["options"]))])
+    np.testing.assert_allclose(solo, row["option_logprobs"], atol=1e-5)
+    engine.close()
