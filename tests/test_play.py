@@ -16,7 +16,7 @@ import pytest
 
 from cli_helpers import cli_output
 from psych201.data.readers import discover_studies, iter_sessions
-from psych201.pipeline.play import LanguageModelPlayers, PlaySpec, language_model_players, run_play
+from psych201.pipeline.play import PlaySpec, language_model_players, run_play
 from psych201.simulate import simulate_study, to_jsonl
 from psych201.simulate.play import ChoicePoint
 
@@ -76,12 +76,12 @@ def test_bad_input_is_one_line_before_anything_loads(
     assert not (tmp_path / "run").exists()
 
 
-def test_a_language_model_plays_in_closed_loop(tiny_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["cache", "batch"])
+def test_a_language_model_plays_in_closed_loop(tiny_dir: Path, tmp_path: Path, mode: str) -> None:
     spec = PlaySpec(task="bandit", model=str(tiny_dir), n_participants=5, n_trials=6, chunk=5)
-    players, engine_info, model_info, engine = language_model_players(spec)
-    result = run_play(spec, tmp_path / "run",
-                      make_players=lambda: LanguageModelPlayers(engine, players.tokenizer),
-                      engine_info=engine_info, model_info=model_info)
+    loaded = language_model_players(spec, mode=mode)
+    result = run_play(spec, tmp_path / "run", make_players=loaded.make_players,
+                      engine_info=loaded.engine_info, model_info=loaded.model_info)
     (source,) = discover_studies(result.transcripts.parent)
     sessions = list(iter_sessions(source))
     assert len(sessions) == 5 and all(len(s.responses) == 6 for s in sessions)
@@ -93,11 +93,13 @@ def test_a_language_model_plays_in_closed_loop(tiny_dir: Path, tmp_path: Path) -
     # the transcript's responses are the table's choices, in order
     first = choices[choices["participant"] == "1"].sort_values("response_index")
     assert [r.text for r in sessions[0].responses] == first["choice"].tolist()
-    # one participant at a time gives the same probabilities as all five in one batch
-    alone = LanguageModelPlayers(engine, players.tokenizer)
+    # a fresh player scoring one participant's prompt alone (no cache, no batch) agrees
+    engine = language_model_players(spec, mode="batch")
+    alone = engine.make_players()
     text = sessions[2].text
     cut = sessions[2].responses[3].start  # the prompt of participant 3's fourth response
     row = choices[(choices["participant"] == "3") & (choices["response_index"] == 3)].iloc[0]
     (solo,) = alone.option_logprobs([0], [text[:cut]], [ChoicePoint("", tuple(row["options"]))])
     np.testing.assert_allclose(solo, row["option_logprobs"], atol=1e-5)
     engine.close()
+    loaded.close()

@@ -10,9 +10,9 @@ from rich.console import Console
 
 from psych201.pipeline.play import (
     COGNITIVE,
+    MODES,
     OPTION_LOGPROB_ENGINES,
     POLICIES,
-    LanguageModelPlayers,
     PlaySpec,
     language_model_players,
     run_play,
@@ -49,6 +49,9 @@ def play(
     device: Annotated[str, typer.Option(help="Device (cpu, cuda, auto).")] = "cpu",
     shared_trials: Annotated[bool, typer.Option(
         "--shared-trials", help="Every participant meets the same problems (risky only).")] = False,
+    mode: Annotated[str, typer.Option(
+        help="cache: keep each participant's key/value cache, run only new tokens (hf); batch: "
+        "the whole transcript per choice, all participants in one engine call.")] = "cache",
     chunk: Annotated[int, typer.Option(min=1, help="Participants per saved chunk (the unit a "
                                                    "rerun resumes from).")] = 25,
 ) -> None:
@@ -66,12 +69,13 @@ def play(
     if model == COGNITIVE:
         result = run_play(spec, out)
     else:
+        if mode not in MODES:
+            raise typer.BadParameter(f"choose one of {', '.join(MODES)}", param_hint="--mode")
         with _console.status(f"loading {model} ({engine})"):
-            players, engine_info, model_info, loaded = language_model_players(spec, device=device)
+            loaded = language_model_players(spec, mode=mode, device=device)
         try:
-            result = run_play(
-                spec, out, make_players=lambda: LanguageModelPlayers(loaded, players.tokenizer),
-                engine_info=engine_info, model_info=model_info)
+            result = run_play(spec, out, make_players=loaded.make_players,
+                              engine_info=loaded.engine_info, model_info=loaded.model_info)
         finally:
             loaded.close()
     rate = result.n_responses / result.seconds_playing if result.seconds_playing else float("nan")

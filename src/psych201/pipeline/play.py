@@ -27,9 +27,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -141,6 +142,41 @@ def option_tokens(tokenizer: Any, prompt: str, options: Sequence[str]) -> Option
     return OptionTokens(encoded[0][:shared], tuple(t[0] for t in tails))
 
 
+class OptionScorer(Protocol):
+    """Log-probs of candidate tokens after a context, for a batch of participants (``key``)."""
+
+    def score_options(
+        self, items: Sequence[tuple[str, Sequence[int], Sequence[int]]]
+    ) -> list[npt.NDArray[np.float64]]: ...
+
+
+class EngineOptions:
+    """Any engine with candidate log-probs: one stateless request per participant, all of them
+    in one :meth:`Engine.score` call (which batches them)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def score_options(
+        self, items: Sequence[tuple[str, Sequence[int], Sequence[int]]]
+    ) -> list[npt.NDArray[np.float64]]:
+        requests = [
+            ScoringRequest(
+                key=key,
+                token_ids=np.asarray([*context, candidates[0]], dtype=np.int64),
+                target_positions=np.asarray([len(context)], dtype=np.int64),
+                candidates={0: np.asarray(candidates, dtype=np.int64)},
+            )
+            for key, context, candidates in items
+        ]
+        out = []
+        for scored in self.engine.score(requests):
+            if scored.candidate_logprobs is None or 0 not in scored.candidate_logprobs:
+                raise UsageError(f"engine {self.engine.info.name} returned no option log-probs")
+            out.append(np.asarray(scored.candidate_logprobs[0], dtype=np.float64))
+        return out
+
+
 class LanguageModelPlayers:
     """One language model for every participant: option log-probs for all of them per call.
 
@@ -148,34 +184,24 @@ class LanguageModelPlayers:
     offered options before renormalising) is kept for the choice table.
     """
 
-    def __init__(self, engine: Engine, tokenizer: Any) -> None:
-        self._engine, self.tokenizer = engine, tokenizer
-        self._seats = 0
+    def __init__(self, scorer: OptionScorer, tokenizer: Any) -> None:
+        self._scorer, self.tokenizer = scorer, tokenizer
         self.option_mass: dict[tuple[int, int], float] = {}
         self._answered: dict[int, int] = {}
 
     def seat(self, rng: np.random.Generator, demographics: Demographics) -> None:
-        self._seats += 1  # a language model draws no parameters
+        pass  # a language model draws no parameters
 
     def option_logprobs(
         self, seats: Sequence[int], prompts: Sequence[str], points: Sequence[ChoicePoint]
     ) -> list[Sequence[float]]:
-        tokens = [option_tokens(self.tokenizer, p, pt.options) for p, pt in zip(
-            prompts, points, strict=True)]
-        requests = [
-            ScoringRequest(
-                key=str(seat),
-                token_ids=np.asarray([*t.context, t.candidates[0]], dtype=np.int64),
-                target_positions=np.asarray([len(t.context)], dtype=np.int64),
-                candidates={0: np.asarray(t.candidates, dtype=np.int64)},
-            )
-            for seat, t in zip(seats, tokens, strict=True)
-        ]
+        tokens = [option_tokens(self.tokenizer, p, pt.options)
+                  for p, pt in zip(prompts, points, strict=True)]
+        raw_all = self._scorer.score_options(
+            [(str(seat), t.context, t.candidates) for seat, t in zip(seats, tokens, strict=True)]
+        )
         out: list[Sequence[float]] = []
-        for seat, scored in zip(seats, self._engine.score(requests), strict=True):
-            if scored.candidate_logprobs is None or 0 not in scored.candidate_logprobs:
-                raise UsageError(f"engine {self._engine.info.name} returned no option log-probs")
-            raw = np.asarray(scored.candidate_logprobs[0], dtype=np.float64)
+        for seat, raw in zip(seats, raw_all, strict=True):
             mass = float(np.logaddexp.reduce(raw))
             self.option_mass[(seat, self._answered.get(seat, 0))] = mass
             out.append([float(v) for v in raw - mass])
@@ -247,7 +273,7 @@ def _check_folder(out: Path, spec: PlaySpec) -> None:
 
 def run_play(
     spec: PlaySpec, out: Path, *, make_players: Callable[[], Players] | None = None,
-    engine_info: Any = None, model_info: dict[str, Any] | None = None,
+    engine_info: dict[str, Any] | None = None, model_info: dict[str, Any] | None = None,
 ) -> PlayResult:
     """Play ``spec`` into ``out``, chunk by chunk, skipping chunks a previous run finished.
 
@@ -311,7 +337,7 @@ def _assemble(spec: PlaySpec, result: PlayResult) -> None:
 
 
 def _write_manifest(
-    out: Path, spec: PlaySpec, result: PlayResult, engine_info: Any,
+    out: Path, spec: PlaySpec, result: PlayResult, engine_info: dict[str, Any] | None,
     model_info: dict[str, Any] | None, *, status: str,
 ) -> None:
     task = TASKS[spec.task]
@@ -323,7 +349,7 @@ def _write_manifest(
                  "description": task.description,
                  "responses_per_trial": task.responses_per_trial},
         "player": COGNITIVE if spec.model == COGNITIVE else "language model",
-        "engine": None if engine_info is None else asdict(engine_info),
+        "engine": engine_info,
         "model": model_info,
         "study": spec.study,
         "files": {"transcripts": str(result.transcripts.relative_to(out)),
@@ -336,22 +362,57 @@ def _write_manifest(
     write_text_atomic(dumps(manifest) + "\n", out / MANIFEST)
 
 
-def language_model_players(spec: PlaySpec, *, device: str = "cpu",
-                           options: dict[str, Any] | None = None,
-                           model_args: dict[str, Any] | None = None,
-                           ) -> tuple[LanguageModelPlayers, Any, dict[str, Any], Engine]:
-    """Load ``spec.model`` once with ``spec.engine``: (players, engine info, model info, engine).
+#: How a language model's option log-probs are computed: ``cache`` keeps each participant's
+#: key/value cache and runs only the new tokens (hf only); ``batch`` sends every participant's
+#: whole transcript to the engine in one batched call per choice point (any listed engine).
+MODES: tuple[str, ...] = ("cache", "batch")
+
+
+@dataclass(frozen=True)
+class LoadedModelPlayers:
+    """A language model loaded once: fresh players per chunk, and what the manifest records."""
+
+    make_players: Callable[[], LanguageModelPlayers]
+    engine_info: dict[str, Any]
+    model_info: dict[str, Any]
+    close: Callable[[], None]
+
+
+def language_model_players(
+    spec: PlaySpec, *, mode: str = "cache", device: str = "cpu",
+    options: dict[str, Any] | None = None, model_args: dict[str, Any] | None = None,
+) -> LoadedModelPlayers:
+    """Load ``spec.model`` once with ``spec.engine``.
 
     Checks the spec first, so a bad task or an engine without option log-probs is refused
     before any weights load.
     """
+    spec.check()
+    if mode not in MODES:
+        raise UsageError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+    if mode == "cache" and spec.engine != "hf":
+        raise UsageError(f"mode cache runs on the hf engine; use mode batch with {spec.engine}")
+    if mode == "cache":
+        from psych201.scoring.hf_options import CachedOptionScorer
+        from psych201.scoring.models import load_model
+
+        loaded = load_model(spec.model, dtype=spec.dtype, device=device, **(model_args or {}))
+        info = {"name": "hf", "mode": "cache", "model_id": loaded.model_id,
+                "dtype": spec.dtype, "device": device}
+        model_info = {"id": loaded.model_id, "source": loaded.source,
+                      "file_sha256": loaded.file_sha256}
+        return LoadedModelPlayers(
+            lambda: LanguageModelPlayers(CachedOptionScorer(loaded.model, device=device),
+                                         loaded.tokenizer),
+            info, model_info, lambda: None)
     from psych201.scoring.engines import ScorerSpec, build_scorer
 
-    spec.check()
     built = build_scorer(ScorerSpec(engine=spec.engine, model=spec.model, dtype=spec.dtype,
                                     device=device, options=options or {},
                                     model_args=model_args or {}))
     if built.engine is None or built.tokenizer is None:
         raise UsageError(f"engine {spec.engine} scores no tokens")
-    players = LanguageModelPlayers(built.engine, built.tokenizer)
-    return players, built.info, dict(built.model_info), built.engine
+    engine, tokenizer = built.engine, built.tokenizer
+    return LoadedModelPlayers(
+        lambda: LanguageModelPlayers(EngineOptions(engine), tokenizer),
+        {**asdict(built.info), "mode": "batch"}, dict(built.model_info), built.close)
