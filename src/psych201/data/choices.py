@@ -1,7 +1,7 @@
 """Choices and outcomes read back from transcripts: the same table from people and from models.
 
 A session is a *choice session* when its responses come from a small fixed set of short labels
-(two to four letters or words, ``L``/``R``, ``A``/``B``). For each response the parser records
+(two to six letters or words, ``L``/``R``, ``A``/``B``). For each response the parser records
 the label, the set offered, the reward the text reports after it (1, 0, or missing where the
 text says nothing about one), the block it names (``Block 3:``) and, for described lotteries
 (``Lottery A: 50 points with 30% or …``, ``The outcomes of lottery S are -9 with 50% chance and
@@ -28,7 +28,7 @@ from psych201.data.markers import parse_responses
 from psych201.data.records import Session
 
 #: At most this many distinct labels, each at most MAX_LABEL characters: a choice between options.
-MAX_OPTIONS, MAX_LABEL = 4, 12
+MAX_OPTIONS, MAX_LABEL = 6, 12
 #: A study is parseable when choices are read from at least this share of its responses.
 MIN_COVERAGE = 0.95
 

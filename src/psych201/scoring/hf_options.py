@@ -11,6 +11,7 @@ and only the rest run through the model.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +36,9 @@ class CachedOptionScorer:
         self._model.eval()
         self._device = torch.device(device)
         self._seen: dict[str, _Seen] = {}
+        # transformers renamed ``past_key_values`` to ``cache`` (5.x warns on the old name)
+        forward = inspect.signature(type(model).forward).parameters
+        self._cache_arg = "cache" if "cache" in forward else "past_key_values"
 
     def forget(self, key: str) -> None:
         self._seen.pop(key, None)
@@ -66,9 +70,9 @@ class CachedOptionScorer:
             if seen is None:
                 seen = _Seen([], DynamicCache())
             new = torch.tensor([list(context[shared:])], dtype=torch.long, device=self._device)
-            result = self._model(input_ids=new, past_key_values=seen.cache, use_cache=True,
-                                 logits_to_keep=1)
-            seen.cache = result.past_key_values
+            result = self._model(input_ids=new, use_cache=True, logits_to_keep=1,
+                                 **{self._cache_arg: seen.cache})
+            seen.cache = getattr(result, self._cache_arg)
             seen.tokens = list(context)
             self._seen[key] = seen
             logp = torch.log_softmax(result.logits[0, -1].float(), dim=-1)
