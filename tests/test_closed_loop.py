@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
-from cli_helpers import cli_output
 
+from cli_helpers import cli_output
 from psych201.analysis.an_closed_loop import (
     ClosedLoopAnalysis,
     ClosedLoopData,
@@ -50,10 +51,8 @@ def test_the_section_puts_groups_side_by_side_with_distances_to_people() -> None
 
 
 def test_the_analysis_applies_only_with_closed_loop_data() -> None:
-    class Context:
-        extras: dict[str, object] = {}
-
-    assert "psych201 play" in (ClosedLoopAnalysis().skip(Context()) or "")  # type: ignore[arg-type]
+    context = SimpleNamespace(extras={})
+    assert "psych201 play" in (ClosedLoopAnalysis().skip(context) or "")  # type: ignore[arg-type]
 
 
 def test_intervals_over_participants_cover_the_population_mean() -> None:
