@@ -36,6 +36,8 @@ import pandas as pd
 from scipy import optimize, stats
 from scipy.special import log_expit
 
+from psych201.simulate.fit import fit_q_learning, q_learning_nll
+
 FloatArray = npt.NDArray[np.float64]
 
 #: Per-participant signatures of two-option tasks with feedback, in report order.
@@ -47,47 +49,10 @@ TWOSTEP_SIGNATURES: tuple[str, ...] = ("stay_rewarded_common", "stay_rewarded_ra
                                        "mf_index", "mb_index")
 RISKY_SIGNATURES: tuple[str, ...] = ("risky_share", "loss_aversion", "sensitivity")
 LEARNING_BINS = 10
-_Q_INIT = 0.5
-_ALPHA_BOUNDS, _BETA_BOUNDS = (1e-3, 1 - 1e-3), (1e-2, 50.0)
 
 
 # --------------------------------------------------------------------------------------------
 # Two-option tasks with feedback
-
-
-def q_learning_nll(params: Sequence[float], choices: FloatArray, rewards: FloatArray) -> float:
-    """Negative log-likelihood of binary ``choices`` (0/1) under Q-learning with softmax.
-
-    Values start at 0.5; only the chosen option's value learns; a missing reward (NaN) leaves
-    the values as they are. ``params`` is ``(alpha, beta)``.
-    """
-    alpha, beta = float(params[0]), float(params[1])
-    q0 = q1 = _Q_INIT
-    total = 0.0
-    for c, r in zip(choices.tolist(), rewards.tolist(), strict=True):
-        x = beta * (q0 - q1)
-        # log P(choice): log_sigmoid(x) for option 0, log_sigmoid(-x) for option 1
-        z = x if c == 0 else -x
-        total -= z - math.log1p(math.exp(z)) if z < 0 else -math.log1p(math.exp(-z))
-        if r == r:  # not NaN
-            if c == 0:
-                q0 += alpha * (r - q0)
-            else:
-                q1 += alpha * (r - q1)
-    return total
-
-
-def fit_q_learning(choices: FloatArray, rewards: FloatArray) -> tuple[float, float]:
-    """Maximum-likelihood ``(alpha, beta)`` of one participant (a few starts, best kept)."""
-    best: tuple[float, float] | None = None
-    best_nll = math.inf
-    for start in ((0.3, 3.0), (0.7, 8.0), (0.1, 1.0)):
-        res = optimize.minimize(q_learning_nll, start, args=(choices, rewards),
-                                method="L-BFGS-B", bounds=(_ALPHA_BOUNDS, _BETA_BOUNDS))
-        if res.fun < best_nll:
-            best_nll, best = float(res.fun), (float(res.x[0]), float(res.x[1]))
-    assert best is not None
-    return best
 
 
 def _runs(choices: FloatArray) -> float:
