@@ -103,3 +103,18 @@ def test_a_language_model_plays_in_closed_loop(tiny_dir: Path, tmp_path: Path, m
     np.testing.assert_allclose(solo, row["option_logprobs"], atol=1e-5)
     engine.close()
     loaded.close()
+
+
+def test_a_model_that_mostly_answers_something_else_is_named(tiny_dir: Path,
+                                                            tmp_path: Path) -> None:
+    # A random tiny model spreads its probability over its whole vocabulary: the offered letters
+    # get little of it, and play says so (threshold stated) instead of renormalising silently.
+    code, output = cli_output("play", "--task", "reversal", "--model", str(tiny_dir), "-n", "2",
+                              "--trials", "3", "--out", str(tmp_path / "run"))
+    assert code == 0, output
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    choices = pd.read_parquet(tmp_path / "run" / "choices.parquet")
+    assert manifest["option_mass"] == pytest.approx(np.exp(choices["option_mass"]).mean())
+    assert manifest["option_mass"] < 0.5
+    flat = " ".join(output.split())
+    assert "probability on the offered options on average (threshold 50%)" in flat

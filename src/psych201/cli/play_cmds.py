@@ -10,6 +10,7 @@ from rich.console import Console
 
 from psych201.pipeline.play import (
     COGNITIVE,
+    MIN_OPTION_MASS,
     MODES,
     OPTION_LOGPROB_ENGINES,
     POLICIES,
@@ -78,6 +79,11 @@ def play(
                               engine_info=loaded.engine_info, model_info=loaded.model_info)
         finally:
             loaded.close()
+    if result.option_mass < MIN_OPTION_MASS:
+        _console.print(
+            f"[yellow]warning:[/yellow] the model put only {result.option_mass:.0%} of its "
+            f"probability on the offered options on average (threshold {MIN_OPTION_MASS:.0%}): "
+            "its choices are renormalised from a distribution mostly elsewhere")
     rate = result.n_responses / result.seconds_playing if result.seconds_playing else float("nan")
     _console.print(
         f"{result.n_participants} participants, {result.n_responses} responses "

@@ -49,6 +49,9 @@ OPTION_LOGPROB_ENGINES: tuple[str, ...] = ("hf", "llamacpp")
 COGNITIVE = "cognitive"
 POLICIES: tuple[str, ...] = ("sample", "greedy")
 MANIFEST = "manifest.json"
+#: Below this mean probability on the offered options (before renormalising), a language model
+#: is mostly not answering the task: ``play`` says so (manifest and a warning), never silently.
+MIN_OPTION_MASS = 0.5
 CHOICES = "choices.parquet"
 
 CHOICE_SCHEMA = pa.schema([
@@ -228,6 +231,8 @@ class PlayResult:
     n_participants: int
     n_responses: int
     seconds_playing: float
+    #: mean probability the model put on the offered options (NaN for a cognitive model)
+    option_mass: float = math.nan
     resumed_chunks: int = 0
     timings: list[dict[str, float]] = field(default_factory=list)
 
@@ -334,6 +339,8 @@ def _assemble(spec: PlaySpec, result: PlayResult) -> None:
     table = pa.concat_tables([pq.read_table(s.with_suffix(".parquet")) for s in stems])
     write_parquet_atomic(table, result.choices)
     result.n_responses = table.num_rows
+    mass = np.exp(table.column("option_mass").to_numpy(zero_copy_only=False))
+    result.option_mass = float(np.mean(mass)) if np.isfinite(mass).any() else math.nan
 
 
 def _write_manifest(
@@ -355,6 +362,8 @@ def _write_manifest(
         "files": {"transcripts": str(result.transcripts.relative_to(out)),
                   "choices": CHOICES},
         "n_responses": result.n_responses,
+        "option_mass": result.option_mass,
+        "option_mass_threshold": MIN_OPTION_MASS,
         "seconds_playing": result.seconds_playing,
         "chunks_resumed": result.resumed_chunks,
         "timings": result.timings,
