@@ -17,6 +17,7 @@ import pytest
 from cli_helpers import cli_output
 from psych201.data.readers import discover_studies, iter_sessions
 from psych201.pipeline.play import PlaySpec, language_model_players, run_play
+from psych201.scoring.hf_generate import parse_answer
 from psych201.simulate import simulate_study, to_jsonl
 from psych201.simulate.play import ChoicePoint
 
@@ -118,3 +119,34 @@ def test_a_model_that_mostly_answers_something_else_is_named(tiny_dir: Path,
     assert manifest["option_mass"] < 0.5
     flat = " ".join(output.split())
     assert "probability on the offered options on average (threshold 50%)" in flat
+
+
+@pytest.mark.parametrize(("answer", "options", "picked"), [
+    ("A>>. You", ("A", "B"), 0),
+    (" B>>", ("A", "B"), 1),
+    ("I choose machine B.", ("A", "B"), 1),
+    ("the left one", ("A", "B"), None),
+])
+def test_generated_answers_are_parsed_into_options(answer: str, options: tuple[str, ...],
+                                                   picked: int | None) -> None:
+    assert parse_answer(answer, options) == picked
+
+
+def test_parse_failures_are_named_counted_and_fail_the_run_above_the_threshold(
+    tiny_dir: Path, tmp_path: Path
+) -> None:
+    # A random tiny model writes no letter it is offered: every answer is a parse failure,
+    # named one line each, replaced by a random choice, and the run fails (exit 1) naming the
+    # rate and the threshold; its transcripts are still written.
+    code, output = cli_output("play", "--task", "bandit", "--model", str(tiny_dir), "-n", "2",
+                              "--trials", "3", "--policy", "generate",
+                              "--out", str(tmp_path / "run"))
+    flat = " ".join(output.split())
+    assert code == 1, output
+    assert flat.count("parse failure: participant seat") == 6
+    assert ("6 of 6 generated answers (100%) named no offered option, above the threshold of 10%"
+            in flat)
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["parse_failures"] == 6 and manifest["parse_failure_threshold"] == 0.1
+    choices = pd.read_parquet(tmp_path / "run" / "choices.parquet")
+    assert choices["generated"].notna().all()

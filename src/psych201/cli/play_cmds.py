@@ -8,8 +8,10 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from psych201.errors import InvalidDataError
 from psych201.pipeline.play import (
     COGNITIVE,
+    MAX_PARSE_FAILURES,
     MIN_OPTION_MASS,
     MODES,
     OPTION_LOGPROB_ENGINES,
@@ -43,7 +45,9 @@ def play(
     seed: Annotated[int, typer.Option(min=0, help="Random seed (tasks and sampled choices).")] = 0,
     policy: Annotated[str, typer.Option(
         help="sample: choose by sampling the model's distribution over the options (a "
-        "stochastic participant); greedy: its most probable option.")] = "sample",
+        "stochastic participant); greedy: its most probable option; generate: the model writes "
+        "its answer (chat models through their chat template), parse failures counted.")
+    ] = "sample",
     engine: Annotated[str, typer.Option(
         help=f"Engine with option log-probs: {', '.join(OPTION_LOGPROB_ENGINES)}.")] = "hf",
     dtype: Annotated[str, typer.Option(help="Model weights' dtype.")] = "float32",
@@ -73,7 +77,10 @@ def play(
         if mode not in MODES:
             raise typer.BadParameter(f"choose one of {', '.join(MODES)}", param_hint="--mode")
         with _console.status(f"loading {model} ({engine})"):
-            loaded = language_model_players(spec, mode=mode, device=device)
+            loaded = language_model_players(
+                spec, mode=mode, device=device,
+                on_failure=lambda line: _console.print(f"parse failure: {line}",
+                                                       markup=False, highlight=False))
         try:
             result = run_play(spec, out, make_players=loaded.make_players,
                               engine_info=loaded.engine_info, model_info=loaded.model_info)
@@ -84,6 +91,12 @@ def play(
             f"[yellow]warning:[/yellow] the model put only {result.option_mass:.0%} of its "
             f"probability on the offered options on average (threshold {MIN_OPTION_MASS:.0%}): "
             "its choices are renormalised from a distribution mostly elsewhere")
+    if spec.policy == "generate" and result.parse_failure_rate > MAX_PARSE_FAILURES:
+        raise InvalidDataError(
+            f"{result.parse_failures} of {result.n_responses} generated answers "
+            f"({result.parse_failure_rate:.0%}) named no offered option, above the threshold of "
+            f"{MAX_PARSE_FAILURES:.0%} (each was replaced by a random choice; see "
+            f"{out / 'choices.parquet'}, column generated)")
     rate = result.n_responses / result.seconds_playing if result.seconds_playing else float("nan")
     _console.print(
         f"{result.n_participants} participants, {result.n_responses} responses "

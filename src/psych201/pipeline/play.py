@@ -47,7 +47,10 @@ from psych201.strict_json import dumps
 OPTION_LOGPROB_ENGINES: tuple[str, ...] = ("hf", "llamacpp")
 #: ``--model`` naming the task's own cognitive model instead of a language model.
 COGNITIVE = "cognitive"
-POLICIES: tuple[str, ...] = ("sample", "greedy")
+POLICIES: tuple[str, ...] = ("sample", "greedy", "generate")
+#: With ``policy="generate"``: above this share of answers that name no offered option, the run
+#: is reported as failed (its transcripts are still written; each failure is named).
+MAX_PARSE_FAILURES = 0.1
 MANIFEST = "manifest.json"
 #: Below this mean probability on the offered options (before renormalising), a language model
 #: is mostly not answering the task: ``play`` says so (manifest and a warning), never silently.
@@ -64,6 +67,7 @@ CHOICE_SCHEMA = pa.schema([
     ("choice_index", pa.int32()),
     ("logprob", pa.float64()),
     ("reward", pa.float64()),
+    ("generated", pa.string()),
 ])
 
 
@@ -217,6 +221,50 @@ class LanguageModelPlayers:
         return {}
 
 
+class GeneratingPlayers:
+    """The model writes its answer (:class:`~psych201.scoring.hf_generate.Generator`); the
+    answer's option is chosen with probability 1. An answer naming no offered option is a parse
+    failure: counted, named through ``on_failure``, and replaced by a uniform random choice."""
+
+    def __init__(self, generator: Any, on_failure: Callable[[str], None] | None = None) -> None:
+        self._generator = generator
+        self._answered: dict[int, int] = {}
+        self._on_failure = on_failure
+        self.generated: dict[tuple[int, int], str] = {}
+        self.failures = 0
+
+    def option_logprobs(
+        self, seats: Sequence[int], prompts: Sequence[str], points: Sequence[ChoicePoint]
+    ) -> list[Sequence[float]]:
+        from psych201.scoring.hf_generate import parse_answer
+
+        out: list[Sequence[float]] = []
+        for seat, prompt, point in zip(seats, prompts, points, strict=True):
+            answer = self._generator.answer(prompt, point.options)
+            response = self._answered.get(seat, 0)
+            self.generated[(seat, response)] = answer
+            picked = parse_answer(answer, point.options)
+            k = len(point.options)
+            if picked is None:
+                self.failures += 1
+                if self._on_failure is not None:
+                    self._on_failure(f"participant seat {seat}, response {response}: "
+                                     f"{answer!r} names none of {', '.join(point.options)}")
+                out.append([-math.log(k)] * k)
+            else:
+                out.append([0.0 if i == picked else -math.inf for i in range(k)])
+        return out
+
+    def seat(self, rng: np.random.Generator, demographics: Demographics) -> None:
+        pass  # a language model draws no parameters
+
+    def observe(self, seat: int, point: ChoicePoint, choice: int, outcome: Outcome) -> None:
+        self._answered[seat] = self._answered.get(seat, 0) + 1
+
+    def params(self, seat: int) -> dict[str, float]:
+        return {}
+
+
 # --------------------------------------------------------------------------------------------
 # The run: chunks of participants, resumable
 
@@ -233,12 +281,19 @@ class PlayResult:
     seconds_playing: float
     #: mean probability the model put on the offered options (NaN for a cognitive model)
     option_mass: float = math.nan
+    #: answers that named no offered option (``policy="generate"`` only)
+    parse_failures: int = 0
+
+    @property
+    def parse_failure_rate(self) -> float:
+        return self.parse_failures / self.n_responses if self.n_responses else 0.0
     resumed_chunks: int = 0
     timings: list[dict[str, float]] = field(default_factory=list)
 
 
 def choice_table(
-    rows: Sequence[ChoiceRow], first: int, mass: dict[tuple[int, int], float] | None
+    rows: Sequence[ChoiceRow], first: int, mass: dict[tuple[int, int], float] | None,
+    generated: dict[tuple[int, int], str] | None = None,
 ) -> pa.Table:
     """The choice rows of participants ``first, first + 1, …`` (seats) as a table."""
     frame = pd.DataFrame({
@@ -253,6 +308,7 @@ def choice_table(
         "choice_index": [r.choice for r in rows],
         "logprob": [r.logprobs[r.choice] for r in rows],
         "reward": [math.nan if r.reward is None else r.reward for r in rows],
+        "generated": [(generated or {}).get((r.seat, r.response)) for r in rows],
     })
     return pa.Table.from_pandas(frame, schema=CHOICE_SCHEMA, preserve_index=False)
 
@@ -314,8 +370,10 @@ def run_play(
             for record in records:
                 record["player"] = spec.model
         mass = players.option_mass if isinstance(players, LanguageModelPlayers) else None
+        generated = players.generated if isinstance(players, GeneratingPlayers) else None
         # the table before the transcripts: a chunk counts as done once both exist
-        write_parquet_atomic(choice_table(rows, first, mass), stem.with_suffix(".parquet"))
+        write_parquet_atomic(choice_table(rows, first, mass, generated),
+                             stem.with_suffix(".parquet"))
         write_text_atomic(to_jsonl(records).decode("utf-8"), stem.with_suffix(".jsonl"))
         result.seconds_playing += elapsed
         result.timings.append({"participants": n, "responses": len(rows), "seconds": elapsed})
@@ -340,7 +398,19 @@ def _assemble(spec: PlaySpec, result: PlayResult) -> None:
     write_parquet_atomic(table, result.choices)
     result.n_responses = table.num_rows
     mass = np.exp(table.column("option_mass").to_numpy(zero_copy_only=False))
-    result.option_mass = float(np.mean(mass)) if np.isfinite(mass).any() else math.nan
+    result.option_mass = float(np.nanmean(mass)) if np.isfinite(mass).any() else math.nan
+    if spec.policy == "generate":
+        generated = table.column("generated").to_pylist()
+        options = table.column("options").to_pylist()
+        failed = sum(parse_failed(g, o) for g, o in zip(generated, options, strict=True))
+        result.parse_failures = failed
+
+
+def parse_failed(generated: str | None, options: Sequence[str]) -> bool:
+    """Whether a generated answer named none of the offered options."""
+    from psych201.scoring.hf_generate import parse_answer
+
+    return generated is not None and parse_answer(generated, options) is None
 
 
 def _write_manifest(
@@ -364,6 +434,8 @@ def _write_manifest(
         "n_responses": result.n_responses,
         "option_mass": result.option_mass,
         "option_mass_threshold": MIN_OPTION_MASS,
+        "parse_failures": result.parse_failures,
+        "parse_failure_threshold": MAX_PARSE_FAILURES,
         "seconds_playing": result.seconds_playing,
         "chunks_resumed": result.resumed_chunks,
         "timings": result.timings,
@@ -381,7 +453,7 @@ MODES: tuple[str, ...] = ("cache", "batch")
 class LoadedModelPlayers:
     """A language model loaded once: fresh players per chunk, and what the manifest records."""
 
-    make_players: Callable[[], LanguageModelPlayers]
+    make_players: Callable[[], Players]
     engine_info: dict[str, Any]
     model_info: dict[str, Any]
     close: Callable[[], None]
@@ -390,6 +462,7 @@ class LoadedModelPlayers:
 def language_model_players(
     spec: PlaySpec, *, mode: str = "cache", device: str = "cpu",
     options: dict[str, Any] | None = None, model_args: dict[str, Any] | None = None,
+    on_failure: Callable[[str], None] | None = None,
 ) -> LoadedModelPlayers:
     """Load ``spec.model`` once with ``spec.engine``.
 
@@ -399,8 +472,20 @@ def language_model_players(
     spec.check()
     if mode not in MODES:
         raise UsageError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
-    if mode == "cache" and spec.engine != "hf":
-        raise UsageError(f"mode cache runs on the hf engine; use mode batch with {spec.engine}")
+    if (mode == "cache" or spec.policy == "generate") and spec.engine != "hf":
+        raise UsageError(f"mode cache and policy generate run on the hf engine, not {spec.engine}")
+    if spec.policy == "generate":
+        from psych201.scoring.hf_generate import Generator
+        from psych201.scoring.models import load_model
+
+        loaded = load_model(spec.model, dtype=spec.dtype, device=device, **(model_args or {}))
+        generator = Generator(loaded.model, loaded.tokenizer, device=device)
+        info = {"name": "hf", "mode": "generate", "chat_template": generator.chat,
+                "model_id": loaded.model_id, "dtype": spec.dtype, "device": device}
+        return LoadedModelPlayers(
+            lambda: GeneratingPlayers(generator, on_failure),
+            info, {"id": loaded.model_id, "source": loaded.source,
+                   "file_sha256": loaded.file_sha256}, lambda: None)
     if mode == "cache":
         from psych201.scoring.hf_options import CachedOptionScorer
         from psych201.scoring.models import load_model
