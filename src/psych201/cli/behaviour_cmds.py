@@ -17,6 +17,7 @@ from psych201.analysis.an_closed_loop import (
     closed_loop_section,
     group_from_sessions,
 )
+from psych201.analysis.registry import load_registry
 from psych201.data.choices import study_choices
 from psych201.data.readers import discover_studies, iter_sessions
 from psych201.errors import UsageError
@@ -53,10 +54,14 @@ def _played(run: Path, family: str) -> BehaviourGroup:
     if manifest.get("status") != "complete":
         raise UsageError(f"--play {run}: the run is not complete (rerun psych201 play to resume)")
     sessions = list(iter_sessions(transcripts))
-    cognitive = spec["model"] == "cognitive"
-    name = f"cognitive model ({spec['task']})" if cognitive else Path(spec["model"]).name
-    return group_from_sessions(name, "cognitive model" if cognitive else "language model",
-                               family, sessions)
+    if spec["model"] == "cognitive":
+        return group_from_sessions(f"cognitive model ({spec['task']})", "cognitive model",
+                                   family, sessions)
+    name = Path(spec["model"]).name
+    # base vs post-trained, where the model registry knows the model
+    info = load_registry().get(name)
+    role = "language model" if info is None else f"language model ({info.type_label})"
+    return group_from_sessions(name, role, family, sessions)
 
 
 def behaviour(
