@@ -74,12 +74,14 @@ def test_behaviour_compares_play_runs(tmp_path: Path) -> None:
         assert code == 0, output
     code, output = cli_output("behaviour", "--family", "bandit", "--play", str(tmp_path / "run1"),
                               "--play", str(tmp_path / "run2"), "--json",
-                              str(tmp_path / "b.json"))
+                              str(tmp_path / "b.json"), "--html", str(tmp_path / "b.html"))
     assert code == 0, output
     payload = json.loads((tmp_path / "b.json").read_text())
     frame = pd.DataFrame(payload["tables"]["signatures"])
     assert set(frame["signature"]) >= {"win_stay", "lose_shift", "alpha", "beta"}
     assert frame["w1_to_people"].isna().all()  # no people given: no distances
+    page = (tmp_path / "b.html").read_text()
+    assert "Behaviour in closed loop" in page and "win_stay" in page
 
 
 @pytest.mark.parametrize(

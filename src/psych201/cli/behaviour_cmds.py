@@ -17,6 +17,7 @@ from psych201.analysis.an_closed_loop import (
     closed_loop_section,
     group_from_sessions,
 )
+from psych201.analysis.plugin import Section
 from psych201.analysis.registry import load_registry
 from psych201.data.choices import study_choices
 from psych201.data.readers import discover_studies, iter_sessions
@@ -73,6 +74,8 @@ def behaviour(
     max_people: Annotated[int | None, typer.Option(
         min=2, help="Read at most this many sessions of each human study.")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the section here.")] = None,
+    html_out: Annotated[Path | None, typer.Option(
+        "--html", help="Write the section as an HTML page here.")] = None,
     seed: Annotated[int, typer.Option(min=0, help="Bootstrap seed.")] = 0,
 ) -> None:
     """Behavioural signatures (win-stay/lose-shift, switching, fitted learning rate and inverse temperature, two-step stay probabilities, loss aversion) of people and of models that played the task, side by side with bootstrap intervals, spread and W1 distance to people."""  # noqa: E501
@@ -100,3 +103,20 @@ def behaviour(
                               for t in section.tables}}
         json_out.write_text(dumps(payload) + "\n", encoding="utf-8")
         _console.print(f"wrote {json_out}")
+    if html_out is not None:
+        html_out.write_text(_page(section), encoding="utf-8")
+        _console.print(f"wrote {html_out}")
+
+
+def _page(section: Section) -> str:
+    """A standalone page of the section: its reading, then each table with its caption."""
+    from markupsafe import escape
+
+    from psych201.report.html import section_table
+
+    parts = [f"<h1>{escape(section.title)}</h1>", f"<p>{escape(section.text)}</p>"]
+    for table in section.tables:
+        parts += [f"<p><em>{escape(table.caption)}</em></p>", str(section_table(table))]
+    return ("<!doctype html><html><head><meta charset='utf-8'><title>"
+            f"{escape(section.title)}</title></head><body>" + "\n".join(parts)
+            + "</body></html>\n")
