@@ -21,8 +21,10 @@ from psych201.data.markers import parse_responses
 from psych201.data.records import Session
 from psych201.results.schema import RESPONSE_SCHEMA
 from psych201.scoring.oracle import OracleScorer
-from psych201.simulate import KINDS, simulate_study
+from psych201.simulate import simulate_study
 
+#: The three one-response-per-trial studies this test pools (three studies, 40 people each).
+KINDS = ("bandit", "risky", "lexical")
 LAPSE = 0.3
 N_TRIALS = 30
 

@@ -7,6 +7,7 @@ from psych201.analysis import (
     an_accuracy,
     an_calibration,
     an_chat_template,
+    an_closed_loop,
     an_diagnostics,
     an_domains,
     an_generations,
@@ -36,4 +37,5 @@ ANALYSES: list[Analysis] = [
     an_calibration.ANALYSIS,
     an_population_fit.ANALYSIS,
     an_diagnostics.ANALYSIS,
+    an_closed_loop.ANALYSIS,
 ]

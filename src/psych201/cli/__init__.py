@@ -20,9 +20,11 @@ from typer.exceptions import TyperException
 
 from psych201.cli import (
     analysis_cmds,
+    behaviour_cmds,
     data_cmds,
     lab_cmds,
     plan_cmds,
+    play_cmds,
     run_cmds,
     runs_cmds,
     score_cmds,
@@ -121,6 +123,8 @@ app.add_typer(data_cmds.app, name="data", help="Read, validate, describe and bui
 score_cmds.register(app)
 analysis_cmds.register(app)
 simulate_cmds.register(app)
+play_cmds.register(app)
+behaviour_cmds.register(app)
 run_cmds.register(app)
 app.add_typer(runs_cmds.app, name="runs", help="Check and repair run directories.")
 lab_cmds.register(app)

@@ -16,6 +16,7 @@ without editing psych201 by declaring an entry point in the ``psych201.engines``
 ``llamacpp`` built-in name or ``.gguf`` file, run quantised as stored (no de-quantisation)
 ``openai``  the served model name; ``options["tokenizer"]`` names the local tokenizer
 ``oracle``  simulated data: the generating model's stored choice probabilities (no model)
+``cognitive`` a task's cognitive model (Q-learning) fitted on a study's training participants
 ==========  ==================================================================================
 
 ``options`` (``--engine-args``) holds engine settings; ``model_args`` (``--model-args``) go to
@@ -45,6 +46,7 @@ _BUILTIN: dict[str, str] = {
     "llamacpp": "psych201.scoring.llamacpp",
     "openai": "psych201.scoring.openai",
     "oracle": "psych201.scoring.oracle_engine",
+    "cognitive": "psych201.scoring.cognitive_engine",
 }
 
 

@@ -7,16 +7,27 @@ This package imports nothing else of psych201: it only writes data files.
 
 from psych201.simulate.demo import DEMO_DIR, DEMO_STUDIES, DemoStudy, write_demo
 from psych201.simulate.io import to_jsonl, write_study
-from psych201.simulate.studies import KINDS, TASKS, SimulatedTask, simulate_study
+from psych201.simulate.play import CognitivePlayers
+from psych201.simulate.studies import (
+    KINDS,
+    TASKS,
+    SimulatedTask,
+    play_study,
+    simulate_study,
+    task_of,
+)
 
 __all__ = [
     "DEMO_DIR",
     "DEMO_STUDIES",
     "KINDS",
     "TASKS",
+    "CognitivePlayers",
     "DemoStudy",
     "SimulatedTask",
+    "play_study",
     "simulate_study",
+    "task_of",
     "to_jsonl",
     "write_demo",
     "write_study",

@@ -15,16 +15,21 @@ random per participant and reverses after half of the trials.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
 from psych201.simulate.core import (
     Demographics,
     SimulatedSession,
-    choose_binary,
-    log_sigmoid,
-    option_letters,
     rounded,
+)
+from psych201.simulate.play import (
+    ChoicePoint,
+    Outcome,
+    TwoOptionTask,
+    play_session,
+    softmax_logprobs,
 )
 
 EXPERIMENT = "simulated two-armed bandit (Q-learning, softmax choice)"
@@ -40,31 +45,60 @@ _INSTRUCTIONS = (
 )
 
 
+class BanditEnvironment(TwoOptionTask):
+    """Two arms (0.75 vs 0.25 payout) that swap after half of the trials.
+
+    The choice point's state is the index of the better arm on that trial.
+    """
+
+    template = _INSTRUCTIONS
+
+    def __init__(self, rng: np.random.Generator, n_trials: int) -> None:
+        super().__init__(rng, n_trials)
+        self._good = int(rng.integers(2))  # arm that pays P_GOOD in the first half
+        self._better = self._good
+
+    def next_choice(self) -> ChoicePoint | None:
+        if self._t >= self._n:
+            return None
+        self._better = self._good if self._t < self._n // 2 else 1 - self._good
+        return ChoicePoint(f"Trial {self._t + 1}: You chose machine ", self.letters, self._better)
+
+    def respond(self, choice: int) -> Outcome:
+        p_reward = P_GOOD if choice == self._better else P_BAD
+        reward = int(float(self._rng.random()) < p_reward)
+        self._t += 1
+        outcome = "won 1 point" if reward else "won nothing"
+        return Outcome(f" and {outcome}.\n", float(reward))
+
+
+class QLearner:
+    """Q-learning over the offered options with softmax choice (``alpha``, ``beta``)."""
+
+    def __init__(self, alpha: float, beta: float, n_options: int = 2, q_init: float = Q_INIT):
+        self.alpha, self.beta = alpha, beta
+        self.q = [q_init] * n_options
+
+    @property
+    def params(self) -> dict[str, float]:
+        return {"alpha": self.alpha, "beta": self.beta}
+
+    def option_logprobs(self, point: ChoicePoint) -> Sequence[float]:
+        return softmax_logprobs(self.q, self.beta)
+
+    def observe(self, point: ChoicePoint, choice: int, outcome: Outcome) -> None:
+        reward = 0.0 if outcome.reward is None else outcome.reward
+        self.q[choice] += self.alpha * (reward - self.q[choice])
+
+
+def draw_agent(rng: np.random.Generator, demographics: Demographics) -> QLearner:
+    alpha = rounded(rng.beta(2.0, 3.0))
+    beta = rounded(math.exp(rng.normal(math.log(5.0) - 0.01 * (demographics.age - 45), 0.4)))
+    return QLearner(alpha, beta)
+
+
 def simulate(
     rng: np.random.Generator, demographics: Demographics, n_trials: int
 ) -> SimulatedSession:
-    alpha = rounded(rng.beta(2.0, 3.0))
-    beta = rounded(math.exp(rng.normal(math.log(5.0) - 0.01 * (demographics.age - 45), 0.4)))
-    letters = option_letters(rng)
-    good = int(rng.integers(2))  # arm that pays P_GOOD in the first half
-
-    lines = [_INSTRUCTIONS.format(a=letters[0], b=letters[1])]
-    q = [Q_INIT, Q_INIT]
-    loglik: list[float] = []
-    reversal = n_trials // 2
-    for t in range(n_trials):
-        better = good if t < reversal else 1 - good
-        x = beta * (q[0] - q[1])  # softmax over two arms = sigmoid of the value difference
-        choice, lp = choose_binary(rng, log_sigmoid(x), log_sigmoid(-x))
-        p_reward = P_GOOD if choice == better else P_BAD
-        reward = int(float(rng.random()) < p_reward)
-        q[choice] += alpha * (reward - q[choice])
-        loglik.append(lp)
-        outcome = "won 1 point" if reward else "won nothing"
-        lines.append(f"Trial {t + 1}: You chose machine <<{letters[choice]}>> and {outcome}.\n")
-    return SimulatedSession(
-        text="".join(lines),
-        params={"alpha": alpha, "beta": beta},
-        loglik=tuple(loglik),
-        n_options=(2,) * n_trials,
-    )
+    agent = draw_agent(rng, demographics)
+    return play_session(BanditEnvironment(rng, n_trials), agent, rng)

@@ -19,16 +19,18 @@ order without repetition until the pool is used up (then a fresh random pass); n
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from psych201.simulate.core import (
     Demographics,
     SimulatedSession,
-    choose_binary,
     option_letters,
     rounded,
 )
+from psych201.simulate.play import ChoicePoint, Outcome, play_session
 
 EXPERIMENT = "simulated lexical decision (drift-diffusion choice probabilities)"
 DEFAULT_TRIALS = 40
@@ -96,39 +98,69 @@ def drift(item: str, drift_word: float, drift_nonword: float) -> float:
     raise KeyError(f"{item!r} is not in the lexical decision item pool")
 
 
+class LexicalEnvironment:
+    """Letter strings from the pool, no feedback; the choice point's state is the item."""
+
+    def __init__(self, rng: np.random.Generator, n_trials: int) -> None:
+        self.keys = option_letters(rng)  # (word, nonword)
+        pool = COMMON_WORDS + RARE_WORDS + PSEUDOWORDS
+        order: list[int] = []
+        while len(order) < n_trials:  # a fresh random pass over the pool each time it runs out
+            order.extend(int(i) for i in rng.permutation(len(pool)))
+        self._items = [pool[i] for i in order[:n_trials]]
+        self._t = 0
+
+    @property
+    def instructions(self) -> str:
+        return _INSTRUCTIONS.format(word=self.keys[0], nonword=self.keys[1])
+
+    def next_choice(self) -> ChoicePoint | None:
+        if self._t >= len(self._items):
+            return None
+        item = self._items[self._t]
+        return ChoicePoint(f"{item}. You press ", self.keys, item)
+
+    def respond(self, choice: int) -> Outcome:
+        self._t += 1
+        return Outcome(".\n")
+
+
+@dataclass(frozen=True)
+class DiffusionAgent:
+    """Choice probabilities of a drift-diffusion process (options: word, nonword)."""
+
+    drift_word: float
+    drift_nonword: float
+    boundary: float
+    bias: float
+
+    @property
+    def params(self) -> dict[str, float]:
+        return {"drift_word": self.drift_word, "drift_nonword": self.drift_nonword,
+                "boundary": self.boundary, "bias": self.bias}
+
+    def option_logprobs(self, point: ChoicePoint) -> Sequence[float]:
+        v = drift(point.state, self.drift_word, self.drift_nonword)
+        # P("not a word") is the upper-boundary probability of the mirrored process.
+        a, z = self.boundary, self.bias
+        return (log_p_upper(v, a, z), log_p_upper(-v, a, 1 - z))
+
+    def observe(self, point: ChoicePoint, choice: int, outcome: Outcome) -> None:
+        pass  # no feedback
+
+
+def draw_agent(rng: np.random.Generator, demographics: Demographics) -> DiffusionAgent:
+    del demographics  # no planted demographic effect in this task
+    return DiffusionAgent(
+        drift_word=rounded(math.exp(rng.normal(math.log(2.0), 0.3))),
+        drift_nonword=rounded(math.exp(rng.normal(math.log(1.5), 0.3))),
+        boundary=rounded(math.exp(rng.normal(math.log(1.2), 0.2))),
+        bias=rounded(rng.beta(12.0, 12.0)),
+    )
+
+
 def simulate(
     rng: np.random.Generator, demographics: Demographics, n_trials: int
 ) -> SimulatedSession:
-    del demographics  # no planted demographic effect in this task
-    drift_word = rounded(math.exp(rng.normal(math.log(2.0), 0.3)))
-    drift_nonword = rounded(math.exp(rng.normal(math.log(1.5), 0.3)))
-    boundary = rounded(math.exp(rng.normal(math.log(1.2), 0.2)))
-    bias = rounded(rng.beta(12.0, 12.0))
-    key_word, key_nonword = option_letters(rng)
-
-    pool = COMMON_WORDS + RARE_WORDS + PSEUDOWORDS
-    order: list[int] = []
-    while len(order) < n_trials:  # a fresh random pass over the pool each time it runs out
-        order.extend(int(i) for i in rng.permutation(len(pool)))
-
-    lines = [_INSTRUCTIONS.format(word=key_word, nonword=key_nonword)]
-    loglik: list[float] = []
-    for i in order[:n_trials]:
-        item = pool[i]
-        v = drift(item, drift_word, drift_nonword)
-        # P("not a word") is the upper-boundary probability of the mirrored process.
-        lp_word, lp_nonword = log_p_upper(v, boundary, bias), log_p_upper(-v, boundary, 1 - bias)
-        choice, lp = choose_binary(rng, lp_word, lp_nonword)
-        loglik.append(lp)
-        lines.append(f"{item}. You press <<{(key_word, key_nonword)[choice]}>>.\n")
-    return SimulatedSession(
-        text="".join(lines),
-        params={
-            "drift_word": drift_word,
-            "drift_nonword": drift_nonword,
-            "boundary": boundary,
-            "bias": bias,
-        },
-        loglik=tuple(loglik),
-        n_options=(2,) * n_trials,
-    )
+    agent = draw_agent(rng, demographics)
+    return play_session(LexicalEnvironment(rng, n_trials), agent, rng)

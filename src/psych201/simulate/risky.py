@@ -28,11 +28,10 @@ import numpy as np
 from psych201.simulate.core import (
     Demographics,
     SimulatedSession,
-    choose_binary,
     log_sigmoid,
-    option_letters,
     rounded,
 )
+from psych201.simulate.play import ChoicePoint, Outcome, TwoOptionTask, play_session
 
 EXPERIMENT = "simulated risky choice (cumulative prospect theory, logit choice)"
 DEFAULT_TRIALS = 30
@@ -126,38 +125,89 @@ def shared_problems(
     return generate
 
 
-def simulate(
-    rng: np.random.Generator, demographics: Demographics, n_trials: int,
-    problems: Sequence[tuple[Lottery, Lottery]] | None = None,
-) -> SimulatedSession:
-    """One participant; ``problems`` fixes the lotteries (else drawn per participant)."""
+def shared_environment(
+    rng: np.random.Generator, n_trials: int
+) -> Callable[[np.random.Generator, int], RiskyEnvironment]:
+    """An environment factory whose participants all meet the same ``n_trials`` problems."""
+    problems = tuple(_draw_problem(rng) for _ in range(n_trials))
+
+    def make(rng: np.random.Generator, n: int) -> RiskyEnvironment:
+        return RiskyEnvironment(rng, n, problems)
+
+    return make
+
+
+class RiskyEnvironment(TwoOptionTask):
+    """Lottery pairs without feedback; the choice point's state is ``(lottery A, lottery B)``."""
+
+    template = _INSTRUCTIONS
+
+    def __init__(
+        self, rng: np.random.Generator, n_trials: int,
+        problems: Sequence[tuple[Lottery, Lottery]] | None = None,
+    ) -> None:
+        if problems is not None and len(problems) < n_trials:
+            raise ValueError(f"{len(problems)} shared problems for {n_trials} trials")
+        super().__init__(rng, n_trials)
+        self._problems = problems
+
+    def next_choice(self) -> ChoicePoint | None:
+        if self._t >= self._n:
+            return None
+        t = self._t
+        lot_a, lot_b = _draw_problem(self._rng) if self._problems is None else self._problems[t]
+        # Problems are separated by a blank line: it leads every problem after the first, so
+        # the transcript ends with the last response's line.
+        text = (
+            f"{chr(10) if t else ''}Problem {t + 1}:\n"
+            f"Lottery {self.letters[0]}: {lot_a.describe()}.\n"
+            f"Lottery {self.letters[1]}: {lot_b.describe()}.\n"
+            "You choose "
+        )
+        return ChoicePoint(text, self.letters, (lot_a, lot_b))
+
+    def respond(self, choice: int) -> Outcome:
+        self._t += 1
+        return Outcome(".\n")
+
+
+@dataclass(frozen=True)
+class ProspectTheoryAgent:
+    """Cumulative prospect theory with logit choice between the two lotteries."""
+
+    pt: ProspectTheory
+    theta: float
+
+    @property
+    def params(self) -> dict[str, float]:
+        return {"alpha": self.pt.alpha, "lambda": self.pt.lam, "gamma": self.pt.gamma,
+                "theta": self.theta}
+
+    def option_logprobs(self, point: ChoicePoint) -> Sequence[float]:
+        lot_a, lot_b = point.state
+        x = self.theta * (self.pt.utility(lot_a) - self.pt.utility(lot_b))
+        return (log_sigmoid(x), log_sigmoid(-x))
+
+    def observe(self, point: ChoicePoint, choice: int, outcome: Outcome) -> None:
+        pass  # no feedback, nothing to learn
+
+
+def draw_agent(rng: np.random.Generator, demographics: Demographics) -> ProspectTheoryAgent:
     del demographics  # no planted demographic effect in this task
-    if problems is not None and len(problems) < n_trials:
-        raise ValueError(f"{len(problems)} shared problems for {n_trials} trials")
     pt = ProspectTheory(
         alpha=rounded(0.3 + 0.7 * rng.beta(6.0, 2.0)),
         lam=rounded(math.exp(rng.normal(math.log(1.8), 0.35))),
         gamma=rounded(0.3 + 0.7 * rng.beta(5.0, 2.0)),
     )
-    theta = rounded(math.exp(rng.normal(math.log(0.12), 0.5)))
-    letters = option_letters(rng)
+    return ProspectTheoryAgent(pt, rounded(math.exp(rng.normal(math.log(0.12), 0.5))))
 
-    lines = [_INSTRUCTIONS.format(a=letters[0], b=letters[1])]
-    loglik: list[float] = []
-    for t in range(n_trials):
-        lot_a, lot_b = _draw_problem(rng) if problems is None else problems[t]
-        x = theta * (pt.utility(lot_a) - pt.utility(lot_b))
-        choice, lp = choose_binary(rng, log_sigmoid(x), log_sigmoid(-x))
-        loglik.append(lp)
-        lines.append(
-            f"Problem {t + 1}:\n"
-            f"Lottery {letters[0]}: {lot_a.describe()}.\n"
-            f"Lottery {letters[1]}: {lot_b.describe()}.\n"
-            f"You choose <<{letters[choice]}>>.\n\n"
-        )
-    return SimulatedSession(
-        text="".join(lines).rstrip("\n") + "\n",
-        params={"alpha": pt.alpha, "lambda": pt.lam, "gamma": pt.gamma, "theta": theta},
-        loglik=tuple(loglik),
-        n_options=(2,) * n_trials,
-    )
+
+def simulate(
+    rng: np.random.Generator, demographics: Demographics, n_trials: int,
+    problems: Sequence[tuple[Lottery, Lottery]] | None = None,
+) -> SimulatedSession:
+    """One participant; ``problems`` fixes the lotteries (else drawn per participant)."""
+    if problems is not None and len(problems) < n_trials:
+        raise ValueError(f"{len(problems)} shared problems for {n_trials} trials")
+    agent = draw_agent(rng, demographics)
+    return play_session(RiskyEnvironment(rng, n_trials, problems), agent, rng)

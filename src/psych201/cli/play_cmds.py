@@ -1,0 +1,105 @@
+"""`psych201 play`: a language model (or the task's cognitive model) takes part in a task."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from psych201.errors import InvalidDataError
+from psych201.pipeline.play import (
+    COGNITIVE,
+    MAX_PARSE_FAILURES,
+    MIN_OPTION_MASS,
+    MODES,
+    OPTION_LOGPROB_ENGINES,
+    POLICIES,
+    PlaySpec,
+    language_model_players,
+    run_play,
+)
+from psych201.simulate import TASKS
+
+_console = Console(stderr=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``play`` to ``app``."""
+    app.command("play", no_args_is_help=True)(play)
+
+
+def play(
+    task: Annotated[str, typer.Option(
+        "--task", help="Task to play: " + "; ".join(f"{k} ({t.description})"
+                                                     for k, t in TASKS.items()))],
+    model: Annotated[str, typer.Option(
+        "--model", "-m", help=f"A model the engine loads, or '{COGNITIVE}' for the task's own "
+        "cognitive model (the ground truth: its transcripts are psych201 simulate's).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (rerun to resume).")],
+    participants: Annotated[int, typer.Option("--participants", "-n", min=1,
+                                              help="Number of participants.")] = 20,
+    trials: Annotated[int | None, typer.Option(
+        "--trials", "-t", min=1, help="Trials per participant (default: the task's).")] = None,
+    seed: Annotated[int, typer.Option(min=0, help="Random seed (tasks and sampled choices).")] = 0,
+    policy: Annotated[str, typer.Option(
+        help="sample: choose by sampling the model's distribution over the options (a "
+        "stochastic participant); greedy: its most probable option; generate: the model writes "
+        "its answer (chat models through their chat template), parse failures counted.")
+    ] = "sample",
+    engine: Annotated[str, typer.Option(
+        help=f"Engine with option log-probs: {', '.join(OPTION_LOGPROB_ENGINES)}.")] = "hf",
+    dtype: Annotated[str, typer.Option(help="Model weights' dtype.")] = "float32",
+    device: Annotated[str, typer.Option(help="Device (cpu, cuda, auto).")] = "cpu",
+    shared_trials: Annotated[bool, typer.Option(
+        "--shared-trials", help="Every participant meets the same problems (risky only).")] = False,
+    mode: Annotated[str, typer.Option(
+        help="cache: keep each participant's key/value cache, run only new tokens (hf); batch: "
+        "the whole transcript per choice, all participants in one engine call.")] = "cache",
+    chunk: Annotated[int, typer.Option(min=1, help="Participants per saved chunk (the unit a "
+                                                   "rerun resumes from).")] = 25,
+) -> None:
+    """Let a language model take part in a simulated task in closed loop: it sees its own choices and their outcomes, and its transcripts, choice probabilities and a manifest are written to OUT.
+
+    The transcripts are Psych-201 data: data validate, score and compare read OUT/transcripts.
+    """  # noqa: E501 - one line, so the help text wraps to the terminal, not to the source
+    if policy not in POLICIES:
+        raise typer.BadParameter(f"choose one of {', '.join(POLICIES)}", param_hint="--policy")
+    spec = PlaySpec(task=task, model=model, n_participants=participants,
+                    n_trials=trials or (TASKS[task].default_trials if task in TASKS else 1),
+                    seed=seed, policy=policy, engine=engine, dtype=dtype,
+                    shared_trials=shared_trials, chunk=chunk)
+    spec.check()  # before any model loads
+    if model == COGNITIVE:
+        result = run_play(spec, out)
+    else:
+        if mode not in MODES:
+            raise typer.BadParameter(f"choose one of {', '.join(MODES)}", param_hint="--mode")
+        with _console.status(f"loading {model} ({engine})"):
+            loaded = language_model_players(
+                spec, mode=mode, device=device,
+                on_failure=lambda line: _console.print(f"parse failure: {line}",
+                                                       markup=False, highlight=False))
+        try:
+            result = run_play(spec, out, make_players=loaded.make_players,
+                              engine_info=loaded.engine_info, model_info=loaded.model_info)
+        finally:
+            loaded.close()
+    if result.option_mass < MIN_OPTION_MASS:
+        _console.print(
+            f"[yellow]warning:[/yellow] the model put only {result.option_mass:.0%} of its "
+            f"probability on the offered options on average (threshold {MIN_OPTION_MASS:.0%}): "
+            "its choices are renormalised from a distribution mostly elsewhere")
+    if spec.policy == "generate" and result.parse_failure_rate > MAX_PARSE_FAILURES:
+        raise InvalidDataError(
+            f"{result.parse_failures} of {result.n_responses} generated answers "
+            f"({result.parse_failure_rate:.0%}) named no offered option, above the threshold of "
+            f"{MAX_PARSE_FAILURES:.0%} (each was replaced by a random choice; see "
+            f"{out / 'choices.parquet'}, column generated)")
+    rate = result.n_responses / result.seconds_playing if result.seconds_playing else float("nan")
+    _console.print(
+        f"{result.n_participants} participants, {result.n_responses} responses "
+        f"({result.resumed_chunks} chunks resumed; {rate:.1f} responses/s) -> {out}\n"
+        f"transcripts: {result.transcripts}\nchoices: {result.choices}"
+    )

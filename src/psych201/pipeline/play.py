@@ -1,0 +1,512 @@
+"""Closed-loop play: a language model (or a task's cognitive model) takes part in a simulated task.
+
+At each choice point the model reads the transcript so far — its own earlier choices and what
+they brought — up to the ``<<`` where it must answer, and gives a log-probability to each offered
+option (one token each, renormalised over the options). The choice is sampled from that
+distribution (the model as a stochastic participant; ``policy="sample"``) or taken greedily.
+Every participant advances in lockstep, so one engine call per choice point scores all of them
+(the engine batches them); one model load serves the whole run.
+
+A run folder holds::
+
+    transcripts/<study>.jsonl   Psych-201 transcripts (``data validate``, ``score``, ``compare``)
+    choices.parquet             one row per response: options, their probabilities, the choice
+    manifest.json               task, player, engine, seed, policy, task parameters, timings
+    parts/                      finished chunks of participants (what a rerun resumes from)
+
+Participant *i* gets the same random stream, demographics and environment whatever the chunking,
+so a resumed run is the run that would have been written in one go; the cognitive model played
+here writes exactly the transcripts of ``psych201 simulate`` with the same seed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from psych201.errors import UsageError
+from psych201.results.writer import write_parquet_atomic, write_text_atomic
+from psych201.scoring.engine import Engine, ScoringRequest
+from psych201.simulate import KINDS, TASKS, CognitivePlayers, play_study, to_jsonl
+from psych201.simulate.core import Demographics
+from psych201.simulate.play import ChoicePoint, ChoiceRow, Outcome, Players
+from psych201.strict_json import dumps
+
+#: Engines whose requests return the log-probs of given candidate tokens (the offered options).
+OPTION_LOGPROB_ENGINES: tuple[str, ...] = ("hf", "llamacpp")
+#: ``--model`` naming the task's own cognitive model instead of a language model.
+COGNITIVE = "cognitive"
+POLICIES: tuple[str, ...] = ("sample", "greedy", "generate")
+#: With ``policy="generate"``: above this share of answers that name no offered option, the run
+#: is reported as failed (its transcripts are still written; each failure is named).
+MAX_PARSE_FAILURES = 0.1
+MANIFEST = "manifest.json"
+#: Below this mean probability on the offered options (before renormalising), a language model
+#: is mostly not answering the task: ``play`` says so (manifest and a warning), never silently.
+MIN_OPTION_MASS = 0.5
+CHOICES = "choices.parquet"
+
+CHOICE_SCHEMA = pa.schema([
+    ("participant", pa.string()),
+    ("response_index", pa.int32()),
+    ("options", pa.list_(pa.string())),
+    ("option_logprobs", pa.list_(pa.float64())),
+    ("option_mass", pa.float64()),
+    ("choice", pa.string()),
+    ("choice_index", pa.int32()),
+    ("logprob", pa.float64()),
+    ("reward", pa.float64()),
+    ("generated", pa.string()),
+])
+
+
+@dataclass(frozen=True)
+class PlaySpec:
+    """What names a play run: the same spec resumes, another one is refused in the same folder."""
+
+    task: str
+    model: str
+    n_participants: int
+    n_trials: int
+    seed: int = 0
+    policy: str = "sample"
+    engine: str = "hf"
+    dtype: str = "float32"
+    shared_trials: bool = False
+    chunk: int = 25
+
+    def check(self) -> None:
+        """Refuse a bad spec before anything loads (UsageError naming what is wrong)."""
+        if self.task not in TASKS:
+            raise UsageError(f"unknown task {self.task!r}; choose one of {', '.join(KINDS)}")
+        if self.policy not in POLICIES:
+            raise UsageError(f"unknown policy {self.policy!r}; choose one of {', '.join(POLICIES)}")
+        if self.model != COGNITIVE and self.engine not in OPTION_LOGPROB_ENGINES:
+            raise UsageError(
+                f"engine {self.engine} returns no log-probs of the offered options, which a "
+                f"playing model needs; use one that does: {', '.join(OPTION_LOGPROB_ENGINES)}"
+            )
+        if self.shared_trials and TASKS[self.task].shared_environment is None:
+            raise UsageError(f"task {self.task!r} has no shared problem set")
+        for name in ("n_participants", "n_trials", "chunk"):
+            if getattr(self, name) < 1:
+                raise UsageError(f"{name} must be at least 1, got {getattr(self, name)}")
+
+    @property
+    def study(self) -> str:
+        """The study name of the transcripts (a file name: the model's path is flattened)."""
+        slug = "".join(c if c.isalnum() or c in "-." else "-" for c in Path(self.model).name)
+        return f"play_{self.task}_{slug}"
+
+    def identity(self) -> dict[str, Any]:
+        """The fields a resumed run must share (the number of participants may grow)."""
+        own = asdict(self)
+        del own["n_participants"]
+        return own
+
+
+# --------------------------------------------------------------------------------------------
+# The language-model player
+
+
+@dataclass(frozen=True)
+class OptionTokens:
+    """How a choice point's options are scored: a context and one candidate token per option."""
+
+    context: tuple[int, ...]
+    candidates: tuple[int, ...]
+
+
+def option_tokens(tokenizer: Any, prompt: str, options: Sequence[str]) -> OptionTokens:
+    """The shared token prefix of ``prompt + option`` over the options, and each option's one
+    token after it (tokenizers that merge ``<<`` with the letter give e.g. ``<<A`` vs ``<<B``).
+
+    UsageError when an option is more than one token there: its probability would need one
+    request per token, which the closed loop does not do.
+    """
+    encoded = [tuple(tokenizer(prompt + o, add_special_tokens=True)["input_ids"]) for o in options]
+    shared = 0
+    shortest = min(len(e) for e in encoded)
+    while shared < shortest and len({e[shared] for e in encoded}) == 1:
+        shared += 1
+    tails = [e[shared:] for e in encoded]
+    if shared == 0 or any(len(t) != 1 for t in tails):
+        raise UsageError(
+            f"the options {', '.join(options)} are not one token each after the transcript "
+            "with this tokenizer; closed-loop play needs one-token options"
+        )
+    return OptionTokens(encoded[0][:shared], tuple(t[0] for t in tails))
+
+
+class OptionScorer(Protocol):
+    """Log-probs of candidate tokens after a context, for a batch of participants (``key``)."""
+
+    def score_options(
+        self, items: Sequence[tuple[str, Sequence[int], Sequence[int]]]
+    ) -> list[npt.NDArray[np.float64]]: ...
+
+
+class EngineOptions:
+    """Any engine with candidate log-probs: one stateless request per participant, all of them
+    in one :meth:`Engine.score` call (which batches them)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def score_options(
+        self, items: Sequence[tuple[str, Sequence[int], Sequence[int]]]
+    ) -> list[npt.NDArray[np.float64]]:
+        requests = [
+            ScoringRequest(
+                key=key,
+                token_ids=np.asarray([*context, candidates[0]], dtype=np.int64),
+                target_positions=np.asarray([len(context)], dtype=np.int64),
+                candidates={0: np.asarray(candidates, dtype=np.int64)},
+            )
+            for key, context, candidates in items
+        ]
+        out = []
+        for scored in self.engine.score(requests):
+            if scored.candidate_logprobs is None or 0 not in scored.candidate_logprobs:
+                raise UsageError(f"engine {self.engine.info.name} returned no option log-probs")
+            out.append(np.asarray(scored.candidate_logprobs[0], dtype=np.float64))
+        return out
+
+
+class LanguageModelPlayers:
+    """One language model for every participant: option log-probs for all of them per call.
+
+    ``option_mass`` of each scored point (the log of the probability the model put on the
+    offered options before renormalising) is kept for the choice table.
+    """
+
+    def __init__(self, scorer: OptionScorer, tokenizer: Any) -> None:
+        self._scorer, self.tokenizer = scorer, tokenizer
+        self.option_mass: dict[tuple[int, int], float] = {}
+        self._answered: dict[int, int] = {}
+
+    def seat(self, rng: np.random.Generator, demographics: Demographics) -> None:
+        pass  # a language model draws no parameters
+
+    def option_logprobs(
+        self, seats: Sequence[int], prompts: Sequence[str], points: Sequence[ChoicePoint]
+    ) -> list[Sequence[float]]:
+        tokens = [option_tokens(self.tokenizer, p, pt.options)
+                  for p, pt in zip(prompts, points, strict=True)]
+        raw_all = self._scorer.score_options(
+            [(str(seat), t.context, t.candidates) for seat, t in zip(seats, tokens, strict=True)]
+        )
+        out: list[Sequence[float]] = []
+        for seat, raw in zip(seats, raw_all, strict=True):
+            mass = float(np.logaddexp.reduce(raw))
+            self.option_mass[(seat, self._answered.get(seat, 0))] = mass
+            out.append([float(v) for v in raw - mass])
+        return out
+
+    def observe(self, seat: int, point: ChoicePoint, choice: int, outcome: Outcome) -> None:
+        self._answered[seat] = self._answered.get(seat, 0) + 1
+
+    def params(self, seat: int) -> dict[str, float]:
+        return {}
+
+
+class GeneratingPlayers:
+    """The model writes its answer (:class:`~psych201.scoring.hf_generate.Generator`); the
+    answer's option is chosen with probability 1. An answer naming no offered option is a parse
+    failure: counted, named through ``on_failure``, and replaced by a uniform random choice."""
+
+    def __init__(self, generator: Any, on_failure: Callable[[str], None] | None = None) -> None:
+        self._generator = generator
+        self._answered: dict[int, int] = {}
+        self._on_failure = on_failure
+        self.generated: dict[tuple[int, int], str] = {}
+        self.failures = 0
+
+    def option_logprobs(
+        self, seats: Sequence[int], prompts: Sequence[str], points: Sequence[ChoicePoint]
+    ) -> list[Sequence[float]]:
+        from psych201.scoring.hf_generate import parse_answer
+
+        out: list[Sequence[float]] = []
+        for seat, prompt, point in zip(seats, prompts, points, strict=True):
+            answer = self._generator.answer(prompt, point.options)
+            response = self._answered.get(seat, 0)
+            self.generated[(seat, response)] = answer
+            picked = parse_answer(answer, point.options)
+            k = len(point.options)
+            if picked is None:
+                self.failures += 1
+                if self._on_failure is not None:
+                    self._on_failure(f"participant seat {seat}, response {response}: "
+                                     f"{answer!r} names none of {', '.join(point.options)}")
+                out.append([-math.log(k)] * k)
+            else:
+                out.append([0.0 if i == picked else -math.inf for i in range(k)])
+        return out
+
+    def seat(self, rng: np.random.Generator, demographics: Demographics) -> None:
+        pass  # a language model draws no parameters
+
+    def observe(self, seat: int, point: ChoicePoint, choice: int, outcome: Outcome) -> None:
+        self._answered[seat] = self._answered.get(seat, 0) + 1
+
+    def params(self, seat: int) -> dict[str, float]:
+        return {}
+
+
+# --------------------------------------------------------------------------------------------
+# The run: chunks of participants, resumable
+
+
+@dataclass
+class PlayResult:
+    """What a play run wrote, and how long the playing took."""
+
+    out: Path
+    transcripts: Path
+    choices: Path
+    n_participants: int
+    n_responses: int
+    seconds_playing: float
+    #: mean probability the model put on the offered options (NaN for a cognitive model)
+    option_mass: float = math.nan
+    #: answers that named no offered option (``policy="generate"`` only)
+    parse_failures: int = 0
+
+    @property
+    def parse_failure_rate(self) -> float:
+        return self.parse_failures / self.n_responses if self.n_responses else 0.0
+    resumed_chunks: int = 0
+    timings: list[dict[str, float]] = field(default_factory=list)
+
+
+def choice_table(
+    rows: Sequence[ChoiceRow], first: int, mass: dict[tuple[int, int], float] | None,
+    generated: dict[tuple[int, int], str] | None = None,
+) -> pa.Table:
+    """The choice rows of participants ``first, first + 1, …`` (seats) as a table."""
+    frame = pd.DataFrame({
+        "participant": [str(first + r.seat + 1) for r in rows],
+        "response_index": [r.response for r in rows],
+        "options": [list(r.options) for r in rows],
+        "option_logprobs": [list(r.logprobs) for r in rows],
+        "option_mass": [
+            (mass or {}).get((r.seat, r.response), math.nan) for r in rows
+        ],
+        "choice": [r.options[r.choice] for r in rows],
+        "choice_index": [r.choice for r in rows],
+        "logprob": [r.logprobs[r.choice] for r in rows],
+        "reward": [math.nan if r.reward is None else r.reward for r in rows],
+        "generated": [(generated or {}).get((r.seat, r.response)) for r in rows],
+    })
+    return pa.Table.from_pandas(frame, schema=CHOICE_SCHEMA, preserve_index=False)
+
+
+def _check_folder(out: Path, spec: PlaySpec) -> None:
+    manifest = out / MANIFEST
+    if not manifest.is_file():
+        if out.exists() and any(out.iterdir()):
+            raise UsageError(f"{out}: not empty and not a play run; choose a new --out")
+        return
+    try:
+        before = json.loads(manifest.read_text("utf-8"))["spec"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UsageError(f"{manifest}: not a play manifest ({exc})") from exc
+    mine = spec.identity()
+    differs = sorted(k for k in mine if before.get(k) != mine[k])
+    if differs:
+        raise UsageError(
+            f"{out} holds a play run with other settings ({', '.join(differs)}); "
+            "choose a new --out to play these"
+        )
+
+
+def run_play(
+    spec: PlaySpec, out: Path, *, make_players: Callable[[], Players] | None = None,
+    engine_info: dict[str, Any] | None = None, model_info: dict[str, Any] | None = None,
+) -> PlayResult:
+    """Play ``spec`` into ``out``, chunk by chunk, skipping chunks a previous run finished.
+
+    ``make_players`` gives a fresh set of players per chunk; by default the task's cognitive
+    model (``spec.model == "cognitive"``). A language model is loaded once by the caller
+    (:func:`language_model_players`) and its players made from it.
+    """
+    spec.check()
+    _check_folder(out, spec)
+    if make_players is None:
+        if spec.model != COGNITIVE:
+            raise UsageError(f"{spec.model}: a language model is loaded before the run")
+        agent = TASKS[spec.task].agent
+        make_players = lambda: CognitivePlayers(agent)  # noqa: E731 - a one-line factory
+    (out / "parts").mkdir(parents=True, exist_ok=True)
+    result = PlayResult(out, out / "transcripts" / f"{spec.study}.jsonl", out / CHOICES,
+                        spec.n_participants, 0, 0.0)
+    _write_manifest(out, spec, result, engine_info, model_info, status="running")
+    for first, stem in zip(range(0, spec.n_participants, spec.chunk),
+                           _chunk_stems(spec, out / "parts"), strict=True):
+        n = min(spec.chunk, spec.n_participants - first)
+        if stem.with_suffix(".jsonl").is_file() and stem.with_suffix(".parquet").is_file():
+            result.resumed_chunks += 1
+            continue
+        players = make_players()
+        start = time.perf_counter()
+        records, rows = play_study(
+            spec.task, players, n_participants=n, n_trials=spec.n_trials, seed=spec.seed,
+            shared_trials=spec.shared_trials, first=first, greedy=spec.policy == "greedy",
+        )
+        elapsed = time.perf_counter() - start
+        if spec.model != COGNITIVE:
+            for record in records:
+                record["player"] = spec.model
+        mass = players.option_mass if isinstance(players, LanguageModelPlayers) else None
+        generated = players.generated if isinstance(players, GeneratingPlayers) else None
+        # the table before the transcripts: a chunk counts as done once both exist
+        write_parquet_atomic(choice_table(rows, first, mass, generated),
+                             stem.with_suffix(".parquet"))
+        write_text_atomic(to_jsonl(records).decode("utf-8"), stem.with_suffix(".jsonl"))
+        result.seconds_playing += elapsed
+        result.timings.append({"participants": n, "responses": len(rows), "seconds": elapsed})
+    _assemble(spec, result)
+    _write_manifest(out, spec, result, engine_info, model_info, status="complete")
+    return result
+
+
+def _chunk_stems(spec: PlaySpec, parts: Path) -> list[Path]:
+    return [
+        parts / f"participants-{f + 1:06d}-{min(f + spec.chunk, spec.n_participants):06d}"
+        for f in range(0, spec.n_participants, spec.chunk)
+    ]
+
+
+def _assemble(spec: PlaySpec, result: PlayResult) -> None:
+    stems = _chunk_stems(spec, result.out / "parts")
+    text = "".join(s.with_suffix(".jsonl").read_text("utf-8") for s in stems)
+    result.transcripts.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(text, result.transcripts)
+    table = pa.concat_tables([pq.read_table(s.with_suffix(".parquet")) for s in stems])
+    write_parquet_atomic(table, result.choices)
+    result.n_responses = table.num_rows
+    mass = np.exp(table.column("option_mass").to_numpy(zero_copy_only=False))
+    result.option_mass = float(np.nanmean(mass)) if np.isfinite(mass).any() else math.nan
+    if spec.policy == "generate":
+        generated = table.column("generated").to_pylist()
+        options = table.column("options").to_pylist()
+        failed = sum(parse_failed(g, o) for g, o in zip(generated, options, strict=True))
+        result.parse_failures = failed
+
+
+def parse_failed(generated: str | None, options: Sequence[str]) -> bool:
+    """Whether a generated answer named none of the offered options."""
+    from psych201.scoring.hf_generate import parse_answer
+
+    return generated is not None and parse_answer(generated, options) is None
+
+
+def _write_manifest(
+    out: Path, spec: PlaySpec, result: PlayResult, engine_info: dict[str, Any] | None,
+    model_info: dict[str, Any] | None, *, status: str,
+) -> None:
+    task = TASKS[spec.task]
+    manifest = {
+        "kind": "psych201 play",
+        "status": status,
+        "spec": asdict(spec),
+        "task": {"kind": task.kind, "experiment": task.experiment,
+                 "description": task.description,
+                 "responses_per_trial": task.responses_per_trial},
+        "player": COGNITIVE if spec.model == COGNITIVE else "language model",
+        "engine": engine_info,
+        "model": model_info,
+        "study": spec.study,
+        "files": {"transcripts": str(result.transcripts.relative_to(out)),
+                  "choices": CHOICES},
+        "n_responses": result.n_responses,
+        "option_mass": result.option_mass,
+        "option_mass_threshold": MIN_OPTION_MASS,
+        "parse_failures": result.parse_failures,
+        "parse_failure_threshold": MAX_PARSE_FAILURES,
+        "seconds_playing": result.seconds_playing,
+        "chunks_resumed": result.resumed_chunks,
+        "timings": result.timings,
+    }
+    write_text_atomic(dumps(manifest) + "\n", out / MANIFEST)
+
+
+#: How a language model's option log-probs are computed: ``cache`` keeps each participant's
+#: key/value cache and runs only the new tokens (hf only); ``batch`` sends every participant's
+#: whole transcript to the engine in one batched call per choice point (any listed engine).
+MODES: tuple[str, ...] = ("cache", "batch")
+
+
+@dataclass(frozen=True)
+class LoadedModelPlayers:
+    """A language model loaded once: fresh players per chunk, and what the manifest records."""
+
+    make_players: Callable[[], Players]
+    engine_info: dict[str, Any]
+    model_info: dict[str, Any]
+    close: Callable[[], None]
+
+
+def language_model_players(
+    spec: PlaySpec, *, mode: str = "cache", device: str = "cpu",
+    options: dict[str, Any] | None = None, model_args: dict[str, Any] | None = None,
+    on_failure: Callable[[str], None] | None = None,
+) -> LoadedModelPlayers:
+    """Load ``spec.model`` once with ``spec.engine``.
+
+    Checks the spec first, so a bad task or an engine without option log-probs is refused
+    before any weights load.
+    """
+    spec.check()
+    if mode not in MODES:
+        raise UsageError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+    if (mode == "cache" or spec.policy == "generate") and spec.engine != "hf":
+        raise UsageError(f"mode cache and policy generate run on the hf engine, not {spec.engine}")
+    if spec.policy == "generate":
+        from psych201.scoring.hf_generate import Generator
+        from psych201.scoring.models import load_model
+
+        loaded = load_model(spec.model, dtype=spec.dtype, device=device, **(model_args or {}))
+        generator = Generator(loaded.model, loaded.tokenizer, device=device)
+        info = {"name": "hf", "mode": "generate", "chat_template": generator.chat,
+                "model_id": loaded.model_id, "dtype": spec.dtype, "device": device}
+        return LoadedModelPlayers(
+            lambda: GeneratingPlayers(generator, on_failure),
+            info, {"id": loaded.model_id, "source": loaded.source,
+                   "file_sha256": loaded.file_sha256}, lambda: None)
+    if mode == "cache":
+        from psych201.scoring.hf_options import CachedOptionScorer
+        from psych201.scoring.models import load_model
+
+        loaded = load_model(spec.model, dtype=spec.dtype, device=device, **(model_args or {}))
+        info = {"name": "hf", "mode": "cache", "model_id": loaded.model_id,
+                "dtype": spec.dtype, "device": device}
+        model_info = {"id": loaded.model_id, "source": loaded.source,
+                      "file_sha256": loaded.file_sha256}
+        return LoadedModelPlayers(
+            lambda: LanguageModelPlayers(CachedOptionScorer(loaded.model, device=device),
+                                         loaded.tokenizer),
+            info, model_info, lambda: None)
+    from psych201.scoring.engines import ScorerSpec, build_scorer
+
+    built = build_scorer(ScorerSpec(engine=spec.engine, model=spec.model, dtype=spec.dtype,
+                                    device=device, options=options or {},
+                                    model_args=model_args or {}))
+    if built.engine is None or built.tokenizer is None:
+        raise UsageError(f"engine {spec.engine} scores no tokens")
+    engine, tokenizer = built.engine, built.tokenizer
+    return LoadedModelPlayers(
+        lambda: LanguageModelPlayers(EngineOptions(engine), tokenizer),
+        {**asdict(built.info), "mode": "batch"}, dict(built.model_info), built.close)

@@ -1,0 +1,152 @@
+"""`psych201 play`: models take part in tasks in closed loop (transcripts, choice table, resume).
+
+The cognitive-model player is the ground truth (its transcripts are ``simulate``'s); a tiny
+random language model checks the engine path offline: option probabilities, batching across
+participants, refusal of engines without option log-probs before anything loads.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cli_helpers import cli_output
+from psych201.data.readers import discover_studies, iter_sessions
+from psych201.pipeline.play import PlaySpec, language_model_players, run_play
+from psych201.scoring.hf_generate import parse_answer
+from psych201.simulate import simulate_study, to_jsonl
+from psych201.simulate.play import ChoicePoint
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.mark.parametrize("task", ["bandit", "twostep"])
+def test_the_cognitive_player_writes_simulates_transcripts(task: str, tmp_path: Path) -> None:
+    code, output = cli_output("play", "--task", task, "--model", "cognitive", "-n", "7",
+                              "--trials", "9", "--seed", "3", "--chunk", "3",
+                              "--out", str(tmp_path / "run"))
+    assert code == 0, output
+    written = (tmp_path / "run" / "transcripts" / f"play_{task}_cognitive.jsonl").read_bytes()
+    assert written == to_jsonl(simulate_study(task, n_participants=7, n_trials=9, seed=3))
+    choices = pd.read_parquet(tmp_path / "run" / "choices.parquet")
+    per_trial = 2 if task == "twostep" else 1
+    assert len(choices) == 7 * 9 * per_trial
+    probs = np.array([np.exp(v).sum() for v in choices["option_logprobs"]])
+    np.testing.assert_allclose(probs, 1.0, atol=1e-12)
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and manifest["spec"]["seed"] == 3
+
+
+def test_a_rerun_resumes_and_gives_the_same_run(tmp_path: Path) -> None:
+    spec = PlaySpec(task="reversal", model="cognitive", n_participants=8, n_trials=10, chunk=3)
+    out = tmp_path / "run"
+    first = run_play(spec, out)
+    before = first.transcripts.read_bytes(), first.choices.read_bytes()
+    # a crash after two chunks: the third's files are gone
+    for f in (out / "parts").glob("participants-000007-*"):
+        f.unlink()
+    again = run_play(spec, out)
+    assert again.resumed_chunks == 2
+    assert (again.transcripts.read_bytes(), again.choices.read_bytes()) == before
+    with pytest.raises(ValueError, match=r"other settings.*seed"):
+        run_play(PlaySpec(task="reversal", model="cognitive", n_participants=8, n_trials=10,
+                          chunk=3, seed=1), out)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--task", "maze"], "unknown task 'maze'; choose one of bandit"),
+        (["--task", "bandit", "--engine", "openai"], "use one that does: hf, llamacpp"),
+        (["--task", "bandit", "--engine", "oracle"], "use one that does: hf, llamacpp"),
+        (["--task", "bandit", "--policy", "argmax"], "choose one of sample, greedy"),
+    ],
+)
+def test_bad_input_is_one_line_before_anything_loads(
+    args: list[str], message: str, tmp_path: Path
+) -> None:
+    # the model does not exist: a refusal that got as far as loading would say so instead
+    code, output = cli_output("play", "--model", str(tmp_path / "no-such-model"),
+                              "--out", str(tmp_path / "run"), *args)
+    assert code == 2, output
+    assert message in " ".join(output.replace("│", " ").split())
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("mode", ["cache", "batch"])
+def test_a_language_model_plays_in_closed_loop(tiny_dir: Path, tmp_path: Path, mode: str) -> None:
+    spec = PlaySpec(task="bandit", model=str(tiny_dir), n_participants=5, n_trials=6, chunk=5)
+    loaded = language_model_players(spec, mode=mode)
+    result = run_play(spec, tmp_path / "run", make_players=loaded.make_players,
+                      engine_info=loaded.engine_info, model_info=loaded.model_info)
+    (source,) = discover_studies(result.transcripts.parent)
+    sessions = list(iter_sessions(source))
+    assert len(sessions) == 5 and all(len(s.responses) == 6 for s in sessions)
+    choices = pd.read_parquet(result.choices)
+    # the model's own distribution, renormalised over the two offered letters
+    probs = np.array([np.exp(v).sum() for v in choices["option_logprobs"]])
+    np.testing.assert_allclose(probs, 1.0, atol=1e-9)
+    assert (choices["option_mass"] < 0).all()
+    # the transcript's responses are the table's choices, in order
+    first = choices[choices["participant"] == "1"].sort_values("response_index")
+    assert [r.text for r in sessions[0].responses] == first["choice"].tolist()
+    # a fresh player scoring one participant's prompt alone (no cache, no batch) agrees
+    engine = language_model_players(spec, mode="batch")
+    alone = engine.make_players()
+    text = sessions[2].text
+    cut = sessions[2].responses[3].start  # the prompt of participant 3's fourth response
+    row = choices[(choices["participant"] == "3") & (choices["response_index"] == 3)].iloc[0]
+    (solo,) = alone.option_logprobs([0], [text[:cut]], [ChoicePoint("", tuple(row["options"]))])
+    np.testing.assert_allclose(solo, row["option_logprobs"], atol=1e-5)
+    engine.close()
+    loaded.close()
+
+
+def test_a_model_that_mostly_answers_something_else_is_named(tiny_dir: Path,
+                                                            tmp_path: Path) -> None:
+    # A random tiny model spreads its probability over its whole vocabulary: the offered letters
+    # get little of it, and play says so (threshold stated) instead of renormalising silently.
+    code, output = cli_output("play", "--task", "reversal", "--model", str(tiny_dir), "-n", "2",
+                              "--trials", "3", "--out", str(tmp_path / "run"))
+    assert code == 0, output
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    choices = pd.read_parquet(tmp_path / "run" / "choices.parquet")
+    assert manifest["option_mass"] == pytest.approx(np.exp(choices["option_mass"]).mean())
+    assert manifest["option_mass"] < 0.5
+    flat = " ".join(output.split())
+    assert "probability on the offered options on average (threshold 50%)" in flat
+
+
+@pytest.mark.parametrize(("answer", "options", "picked"), [
+    ("A>>. You", ("A", "B"), 0),
+    (" B>>", ("A", "B"), 1),
+    ("I choose machine B.", ("A", "B"), 1),
+    ("the left one", ("A", "B"), None),
+])
+def test_generated_answers_are_parsed_into_options(answer: str, options: tuple[str, ...],
+                                                   picked: int | None) -> None:
+    assert parse_answer(answer, options) == picked
+
+
+def test_parse_failures_are_named_counted_and_fail_the_run_above_the_threshold(
+    tiny_dir: Path, tmp_path: Path
+) -> None:
+    # A random tiny model writes no letter it is offered: every answer is a parse failure,
+    # named one line each, replaced by a random choice, and the run fails (exit 1) naming the
+    # rate and the threshold; its transcripts are still written.
+    code, output = cli_output("play", "--task", "bandit", "--model", str(tiny_dir), "-n", "2",
+                              "--trials", "3", "--policy", "generate",
+                              "--out", str(tmp_path / "run"))
+    flat = " ".join(output.split())
+    assert code == 1, output
+    assert flat.count("parse failure: participant seat") == 6
+    assert ("6 of 6 generated answers (100%) named no offered option, above the threshold of 10%"
+            in flat)
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["parse_failures"] == 6 and manifest["parse_failure_threshold"] == 0.1
+    choices = pd.read_parquet(tmp_path / "run" / "choices.parquet")
+    assert choices["generated"].notna().all()
