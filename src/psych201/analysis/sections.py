@@ -10,6 +10,7 @@ from psych201.analysis import (
     an_diagnostics,
     an_domains,
     an_generations,
+    an_items,
     an_persona,
     an_population,
     an_population_fit,
@@ -33,5 +34,6 @@ ANALYSES: list[Analysis] = [
     an_population.ANALYSIS,
     an_calibration.ANALYSIS,
     an_population_fit.ANALYSIS,
+    an_items.ANALYSIS,
     an_diagnostics.ANALYSIS,
 ]
