@@ -276,3 +276,11 @@ def test_pairs_use_only_responses_both_models_calibrated() -> None:
     assert out.table("pairs")["n_responses"].tolist() == [(11 - 1) * 20 * 2]
     assert any("sharp: 40 of 440 responses lack" in n for n in out.notes)
     assert any("40 calibrated by one only" in n for n in out.notes)
+
+
+def test_with_no_study_large_enough_the_section_says_so() -> None:
+    out = cal.CalibrationAnalysis().run(context_of(simulate(studies=2, participants=4,
+                                                            trials=10)))
+    assert out is not None and out.table("per_model").empty
+    assert "nothing is calibrated" in out.text
+    assert any("study1 (4)" in n for n in out.notes)

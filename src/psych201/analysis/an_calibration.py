@@ -402,6 +402,10 @@ def compare_calibrated(responses: pd.DataFrame, pair: ModelPair, *, condition: s
 def _reading(per_model: pd.DataFrame, pairs: Sequence[CalibratedPair], ci: float) -> str:
     """The one-paragraph reading of the numbers."""
     parts: list[str] = []
+    if not len(per_model):
+        return (f"No model and study has the {2 * MIN_PER_FOLD} or more participants a "
+                "temperature fitted on other people needs, so nothing is calibrated (see the "
+                "notes for the studies left out).")
     if len(per_model):
         ordered = per_model.sort_values("temperature")
         low, high = ordered.iloc[0], ordered.iloc[-1]
