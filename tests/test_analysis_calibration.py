@@ -20,6 +20,7 @@ from psych201.analysis.tables import results_from_frame, select
 from psych201.results.schema import TEMPERATURE_GRID
 
 GRID = np.asarray(TEMPERATURE_GRID)
+ONE = TEMPERATURE_GRID.index(1.0)
 CONDITION = "plain"
 PAIR = ModelPair(post="sharp", base="oracle", post_training="instruct")
 OPTIONS = AnalysisOptions(n_boot=300, seed=3)
@@ -58,7 +59,7 @@ def simulate(*, studies: int = 3, participants: int = 25, trials: int = 40, k: i
                 "experiment": "exp", "participant": np.repeat(
                     [f"p{i}" for i in range(participants)], trials),
                 "line": np.tile(np.arange(trials), participants), "response_index": 0,
-                "response_text": choice.astype(str), "n_tokens": 1, "nll": curves[:, 15],
+                "response_text": choice.astype(str), "n_tokens": 1, "nll": curves[:, ONE],
                 "top1_correct": None, "entropy": 0.5, "context_tokens": 10, "truncated": False,
             })
             frame["nll_temperature"] = list(curves)
@@ -90,9 +91,9 @@ def section(table: pd.DataFrame) -> Section:
 
 
 def test_fit_temperature_refines_between_grid_points() -> None:
-    curve = (np.log(GRID) - math.log(2.0)) ** 2  # a parabola in log T: the vertex is exact
-    assert cal.fit_temperature(curve) == pytest.approx(2.0, rel=1e-9)
-    assert 2.0 not in TEMPERATURE_GRID
+    curve = (np.log(GRID) - math.log(2.3)) ** 2  # a parabola in log T: the vertex is exact
+    assert cal.fit_temperature(curve) == pytest.approx(2.3, rel=1e-9)
+    assert 2.3 not in TEMPERATURE_GRID
     assert cal.fit_temperature(-np.log(GRID)) == TEMPERATURE_GRID[-1]  # clamped to the grid
     assert cal.fit_temperature(np.log(GRID)) == TEMPERATURE_GRID[0]
 
@@ -102,9 +103,9 @@ def test_nll_at_interpolates_exact_curves() -> None:
     z = rng.normal(0, 2, size=(200, 4))
     choice = rng.integers(0, 4, size=200)
     matrix = nll_curves(z, choice)
-    assert np.array_equal(cal.nll_at(matrix, 1.0), matrix[:, 15])
+    assert np.array_equal(cal.nll_at(matrix, 1.0), matrix[:, ONE])
     for t in (0.3, 1.37, 2.0, 3.3):
-        exact = nll_curves(z / t, choice)[:, 15]
+        exact = nll_curves(z / t, choice)[:, ONE]
         assert np.allclose(cal.nll_at(matrix, t), exact, rtol=2e-3, atol=1e-4)
     assert np.array_equal(cal.nll_at(matrix, 9.0), matrix[:, -1])  # clamped
 
@@ -115,8 +116,12 @@ def test_recovers_known_temperatures(section: Section) -> None:
         assert per_study.loc[("sharp", study), "temperature"] == pytest.approx(2.0, rel=0.10)
         assert per_study.loc[("oracle", study), "temperature"] == pytest.approx(1.0, rel=0.10)
         assert per_study.loc[("sharp", study), "n_folds"] == 5
-        low, high = per_study.loc[("sharp", study), ["temperature_low", "temperature_high"]]
+        low, high = per_study.loc[("sharp", study), ["fold_t_min", "fold_t_max"]]
         assert low <= per_study.loc[("sharp", study), "temperature"] <= high * 1.0001
+        # the bootstrap interval (fit inside) is wider than the fold range and covers T = 2
+        ci_low, ci_high = per_study.loc[("sharp", study),
+                                        ["temperature_ci_low", "temperature_ci_high"]]
+        assert ci_low < 2.0 < ci_high and ci_high - ci_low > high - low
     per_model = section.table("per_model").set_index("model")
     assert per_model.loc["sharp", "temperature"] == pytest.approx(2.0, rel=0.10)
     assert per_model.loc["oracle", "temperature"] == pytest.approx(1.0, rel=0.10)
@@ -230,13 +235,15 @@ def test_models_without_the_column_are_skipped_with_a_note(table: pd.DataFrame) 
     assert analysis.skip(bare) is not None
 
 
-def test_a_single_participant_study_is_not_fitted() -> None:
-    frame = simulate(studies=2, participants=4, trials=30, seed=5)
-    lone = (frame["study"] == "study1") & (frame["participant"] != "p0")
-    result = cal.calibrate(frame[~lone.to_numpy()], condition=CONDITION)
+def test_a_study_too_small_for_two_folds_is_named_and_left_out() -> None:
+    """Issue 25, row 5: with 2 participants a temperature is fitted on one person."""
+    frame = simulate(studies=2, participants=12, trials=30, seed=5)
+    small = (frame["study"] == "study1") & ~frame["participant"].isin([f"p{i}" for i in
+                                                                        range(9)])
+    result = cal.calibrate(frame[~small.to_numpy()], condition=CONDITION, n_boot=50)
     assert set(result.per_study["study"]) == {"study0"}
-    assert (result.per_study["n_folds"] == 4).all()
-    assert any("study1" in n and "1 participant" in n for n in result.notes)
+    assert (result.per_study["n_folds"] == 2).all()  # 12 participants: 2 folds of ≥ 5
+    assert any("left out" in n and "study1 (9)" in n for n in result.notes)
 
 
 def test_reading_follows_the_numbers() -> None:
@@ -262,12 +269,20 @@ def test_inconsistent_engine_is_noted() -> None:
 
 
 def test_pairs_use_only_responses_both_models_calibrated() -> None:
-    frame = simulate(studies=2, participants=6, trials=20, seed=8)
+    frame = simulate(studies=2, participants=11, trials=20, seed=8)
     gap = ((frame["model"] == "sharp") & (frame["participant"] == "p0")).to_numpy()
     frame["nll_temperature"] = [None if g else v
                                 for g, v in zip(gap, frame["nll_temperature"], strict=True)]
     out = cal.CalibrationAnalysis().run(context_of(frame, options=AnalysisOptions(n_boot=50)))
     assert out is not None
-    assert out.table("pairs")["n_responses"].tolist() == [(6 - 1) * 20 * 2]
-    assert any("sharp: 40 of 240 responses lack" in n for n in out.notes)
+    assert out.table("pairs")["n_responses"].tolist() == [(11 - 1) * 20 * 2]
+    assert any("sharp: 40 of 440 responses lack" in n for n in out.notes)
     assert any("40 calibrated by one only" in n for n in out.notes)
+
+
+def test_with_no_study_large_enough_the_section_says_so() -> None:
+    out = cal.CalibrationAnalysis().run(context_of(simulate(studies=2, participants=4,
+                                                            trials=10)))
+    assert out is not None and out.table("per_model").empty
+    assert "nothing is calibrated" in out.text
+    assert any("study1 (4)" in n for n in out.notes)

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 
+from cli_helpers import cli_output
 from psych201.analysis.an_diagnostics import (
     TOP_N,
     Diagnostics,
     confidence,
+    offered_confidence,
     participant_differences,
 )
+from psych201.analysis.offered import MAX_SLOPE, fit_slopes
 from psych201.analysis.plugin import AnalysisContext
 from psych201.analysis.registry import ModelPair, ModelRegistry
 from psych201.analysis.summary import AnalysisOptions
@@ -43,7 +48,9 @@ def _planted(n_participants: int = 20, n_responses: int = 30, k: int = 4,
             extra = PLANTED if (str(p), r) in planted else 0.0
             for model, dist, add in (("base", q, 0.0), ("post", sharp, extra)):
                 rows.append({**key, "model": model, "nll": -np.log(dist[c]) + add,
-                             "entropy": float(-(dist * np.log(dist)).sum())})
+                             "entropy": float(-(dist * np.log(dist)).sum()),
+                             "offered_options": list("ABCD"[:k]),
+                             "offered_logprobs": list(np.log(dist))})
     return pd.DataFrame(rows), planted
 
 
@@ -79,6 +86,12 @@ def test_the_planted_losses_are_the_largest_and_over_confidence_shows() -> None:
     assert conf.loc["post", "entropy"] < conf.loc["base", "entropy"]
     assert conf.loc["post", "ratio"] > 1.5
     assert not section.notes
+    # over the offered options the sharpened post is over-confident (β = 1/2.5), the base not
+    offered = section.table("offered_confidence").set_index("model")
+    assert offered.loc["post", "slope"] == pytest.approx(0.4, abs=0.1)
+    assert offered.loc["post", "verdict"] == "over-confident"
+    assert offered.loc["base", "slope_ci_low"] < 1 < offered.loc["base", "slope_ci_high"]
+    assert offered.loc["post", "accuracy_gap"] > 0.1 and offered.loc["post", "gap_ci_low"] > 0
     assert len(section.figures) == 2 and all(f.draw() is not None for f in section.figures)
 
 
@@ -124,3 +137,97 @@ def test_both_analyses_are_registered_under_the_contract() -> None:
     names = [a.name for a in ANALYSES]
     assert {"population-fit", "diagnostics"} <= set(names)
     assert all(isinstance(a, Analysis) for a in ANALYSES)
+
+
+def _two_option_table(p_first: float, q_first: float, *, n_participants: int = 60,
+                      n_responses: int = 50, seed: int = 0) -> pd.DataFrame:
+    """People choose option A with ``p_first``; "model" gives A ``q_first`` (B the rest), "base"
+    gives the people's own p."""
+    rng = np.random.default_rng(seed)
+    chose_a = rng.random((n_participants, n_responses)) < p_first
+    rows = []
+    for model, qa in (("model", q_first), ("base", p_first)):
+        q = np.array([qa, 1 - qa])
+        for i in range(n_participants):
+            for r in range(n_responses):
+                c = 0 if chose_a[i, r] else 1
+                rows.append({"model": model, "condition": "raw", "study": "s",
+                             "experiment": "e", "participant": str(i), "line": i + 1,
+                             "response_index": r, "response_text": "AB"[c], "n_tokens": 1,
+                             "nll": -np.log(q[c]), "entropy": float(-(q * np.log(q)).sum()),
+                             "offered_options": ["A", "B"],
+                             "offered_logprobs": list(np.log(q))})
+    return pd.DataFrame(rows)
+
+
+def test_right_confidence_on_the_wrong_favourite_is_not_over_confidence() -> None:
+    """Issue 25, row 7: p = .7 vs q = .3. NLL − entropy is +0.34 nats (the old table read it as
+    over-confidence); over the offered options the slope is −1 and the accuracies say why."""
+    table = _two_option_table(0.7, 0.3)
+    conf = confidence(table).set_index("model")
+    assert conf.loc["model", "difference"] == pytest.approx(
+        0.7 * -np.log(0.3) + 0.3 * -np.log(0.7) - (-(0.3 * np.log(0.3) + 0.7 * np.log(0.7))),
+        abs=0.03)  # ≈ +0.34: a misfit index
+    offered = offered_confidence(table, n_boot=300).set_index("model")
+    model = offered.loc["model"]
+    assert model["slope"] == pytest.approx(-1.0, abs=0.1)
+    assert model["verdict"].startswith("wrong favourite")
+    assert model["expected_accuracy"] == pytest.approx(0.7)
+    assert model["observed_accuracy"] == pytest.approx(0.3, abs=0.03)
+    assert offered.loc["base", "slope"] == pytest.approx(1.0, abs=0.15)
+    assert offered.loc["base", "verdict"] == "calibrated within its interval"
+    assert offered.loc["base", "offered_mass"] == pytest.approx(1.0)
+    section = Diagnostics().run(AnalysisContext(
+        results=Results(table, ()), frame=table, main=table, condition="raw", studies=("s",),
+        models=("base", "model"), registry=ModelRegistry([]),
+        options=AnalysisOptions(n_boot=200), pairs=(ModelPair("model", "base", "instruct"),)))
+    assert section is not None
+    assert "0 of 2 model × study cells are over-confident" in section.text
+    assert "1 prefer another option" in section.text
+
+
+def test_a_separating_favourite_stays_finite() -> None:
+    log_q = np.log(np.array([[0.9, 0.1], [0.2, 0.8]]))
+    beta = fit_slopes(log_q, np.array([0, 1]), np.ones((1, 2)))
+    assert beta[0] == pytest.approx(MAX_SLOPE)
+
+
+@pytest.mark.slow
+def test_share_worse_under_a_pure_temperature_distortion(tmp_path: Path) -> None:
+    """Issue 25, row 8: the oracle at T = 0.5 is worse than the oracle for every participant in
+    expectation (the difference is a KL divergence), yet only ~¾ of 200 participants come out
+    worse. The share now has an interval and sits beside the share a pure temperature
+    distortion of the base gives, which explains it (here they coincide by construction).
+
+    Measured (risky choice, 200 participants, seed 3): share 0.730 [0.665, 0.790], expected under
+    a temperature 0.730 (t = 0.50)."""
+    data = tmp_path / "risky.jsonl"
+    code, output = cli_output("simulate", "risky", "-n", "200", "--seed", "3", "--out", str(data))
+    assert code == 0, output
+    tables = []
+    for name, args in (("exact", []), ("sharp", ["--engine-args", "temperature=0.5"])):
+        code, output = cli_output("score", "--engine", "oracle", "--data", str(data), "--out",
+                                  str(tmp_path / name), "--split", "all", "-q", *args)
+        assert code == 0, output
+        tables.append(pd.read_parquet(tmp_path / name / "responses.parquet"))
+    table = pd.concat(tables, ignore_index=True)
+    condition = str(table["condition"].iloc[0])
+    section = Diagnostics().run(AnalysisContext(
+        results=Results(table, ()), frame=table, main=table, condition=condition,
+        studies=("risky",), models=("oracle", "oracle-T0.5"), registry=ModelRegistry([]),
+        options=AnalysisOptions(n_boot=1000),
+        pairs=(ModelPair("oracle-T0.5", "oracle", "instruct"),)))
+    assert section is not None
+    row = section.table("participant_summary").iloc[0]
+    assert row["n_participants"] == 200
+    assert row["share_ci_low"] < row["share_worse"] < row["share_ci_high"] < 1.0
+    assert row["share_ci_low"] <= row["share_temperature"] <= row["share_ci_high"]
+    assert row["temperature_matched"] == pytest.approx(0.5, rel=0.1)
+    assert "pure temperature distortion" in section.text
+    # over the offered options the tempered oracle is over-confident with slope 1/2
+    offered = section.table("offered_confidence").set_index("model")
+    assert offered.loc["oracle-T0.5", "slope"] == pytest.approx(0.5, abs=0.05)
+    assert offered.loc["oracle-T0.5", "verdict"] == "over-confident"
+    assert offered.loc["oracle", "verdict"] == "calibrated within its interval"
+    print(row[["share_worse", "share_ci_low", "share_ci_high", "share_temperature",
+               "temperature_matched"]].to_dict())

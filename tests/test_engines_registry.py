@@ -63,7 +63,7 @@ def test_the_oracle_engine_scores_the_stored_loglik_exactly(bandit: Path, tmp_pa
     for line, index, nll, grid in zip(table["line"], table["response_index"], table["nll"],
                                       table["nll_temperature"], strict=True):
         assert abs(nll + loglik[(int(line), int(index))]) <= 1e-12
-        assert len(grid) == len(TEMPERATURE_GRID) and grid[15] == nll
+        assert len(grid) == len(TEMPERATURE_GRID) and grid[TEMPERATURE_GRID.index(1.0)] == nll
         assert grid[0] != nll  # other temperatures are other numbers
     # The transcript names both machines: log q over them, the chosen one's is -nll.
     for text, nll, options, logprobs in zip(table["response_text"], table["nll"],

@@ -5,34 +5,23 @@ by a temperature T > 1 flattens the distribution and may recover most of its los
 post-trained model predicts people worse than its base *only* because it is sharper, one
 temperature per study removes the gap; what remains is a change in *what* the model expects.
 
-The engines record, per response, the NLL at every temperature of
-:data:`~psych201.results.schema.TEMPERATURE_GRID` (``nll_temperature``). Per (model, study):
-
-* **Cross-fitting over participants.** Participants are split into ``K`` folds (5, fewer with
-  fewer participants; a study with < 2 participants is not fitted). For each fold, the
-  temperature minimising the mean NLL of the *other* folds' responses is chosen and the fold's
-  own responses are scored at it, so no response is ever evaluated at a temperature fitted on it.
-  The reported temperature is the fit on all participants, with the range across folds.
-* **Fitting.** The mean NLL curve is minimised over the grid, then refined by the vertex of the
-  parabola through the best grid point and its two neighbours in log T (clamped to the grid:
-  at an end point the end point is kept).
-* **Scoring at a temperature between grid points.** Each response's NLL curve is interpolated
-  quadratically in log T through the three grid points nearest T (the nearest and its two
-  neighbours; Lagrange form, clipped at 0). The grid is 9.7 % wide in T and the curves are
-  smooth (an NLL is convex in 1/T), so the error is far below sampling noise; the interpolated
-  held-out mean is exactly the refining parabola's value when the folds agree.
+The fitting maths (grid, refinement, interpolation, cross-fitting over participants, the fit
+inside the bootstrap) is :mod:`.calibration_fit`; this module makes the tables. Per (model,
+study): the temperature fitted on all participants with a participant-bootstrap interval (the
+fit redone in every replicate; a fit at an end of the grid is printed "≥ 8" / "≤ 0.125"), the
+plain and the cross-fitted NLL. A study with too few participants for two folds of
+:data:`~.calibration_fit.MIN_PER_FOLD` is named and left out.
 
 Only responses with a complete ``nll_temperature`` enter; models without it are skipped with a
 note. Pairs (post-trained vs base) are compared with :func:`~psych201.analysis.effects.compare_pair`
-on the responses both models calibrated, once on the plain NLL and once on the calibrated NLL,
-and the share of the mean gap a temperature removes (1 − after/before) gets its interval from the
-same bootstrap replicates as the two differences.
+on the responses both models calibrated, once on the plain NLL and once on the calibrated NLL.
+The calibrated gap and the share of the gap a temperature removes (1 − after/before) take their
+intervals from one bootstrap in which both models' temperatures are refitted on every replicate
+(same participants for both models).
 """
 
 from __future__ import annotations
 
-import math
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -41,18 +30,33 @@ import numpy as np
 import pandas as pd
 
 from psych201.analysis import bootstrap as bs
+from psych201.analysis.calibration_fit import (
+    MIN_PER_FOLD,
+    N_FOLDS,
+    Replicates,
+    StudyCurves,
+    cross_fit,
+    edge,
+    fit_temperature,
+    fold_count,
+    nll_at,
+    other_grid_lengths,
+    participant_folds,
+    participant_weights,
+    replicate,
+    temperature_label,
+    temperature_matrix,
+)
 from psych201.analysis.effects import (
     MEAN_DIFF,
     PAPER_D_POPULATION,
     PAPER_D_SAMPLE,
     Effect,
-    bootstrap_effect,
     compare_pair,
 )
 from psych201.analysis.plugin import (
     AnalysisContext,
     Column,
-    ColumnFormat,
     Section,
     SectionFigure,
     SectionTable,
@@ -64,134 +68,11 @@ from psych201.results.schema import RESPONSE_KEY, TEMPERATURE_GRID
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+__all__ = ["N_FOLDS", "CalibrationAnalysis", "calibrate", "compare_calibrated", "cross_fit",
+           "fit_temperature", "nll_at", "participant_folds"]
+
 COLUMN = "nll_temperature"
 _ONE = TEMPERATURE_GRID.index(1.0)  # the column that must equal the plain NLL
-#: Default number of participant folds of the cross-fit.
-N_FOLDS = 5
-
-
-# -- one curve ----------------------------------------------------------------------------------
-def fit_temperature(curve: Sequence[float] | np.ndarray,
-                    grid: Sequence[float] = TEMPERATURE_GRID) -> float:
-    """The temperature minimising a mean-NLL ``curve`` given at ``grid`` (grid min + parabola).
-
-    The best grid point is refined by the vertex of the parabola through it and its neighbours
-    in log T, clamped to their span; a minimum at either end of the grid stays there.
-    """
-    y = np.asarray(curve, dtype=float)
-    x = np.log(np.asarray(grid, dtype=float))
-    if y.shape != x.shape or not np.isfinite(y).all():
-        raise ValueError(f"need {len(x)} finite NLL values, one per grid temperature")
-    i = int(np.argmin(y))
-    if i == 0 or i == len(x) - 1:
-        return float(grid[i])
-    x0, x1, x2 = x[i - 1: i + 2]
-    y0, y1, y2 = y[i - 1: i + 2]
-    den = (x1 - x0) * (y1 - y2) - (x1 - x2) * (y1 - y0)
-    if den == 0:  # flat around the minimum: the grid point is as good as any
-        return float(grid[i])
-    num = (x1 - x0) ** 2 * (y1 - y2) - (x1 - x2) ** 2 * (y1 - y0)
-    vertex = float(np.clip(x1 - 0.5 * num / den, x0, x2))
-    return math.exp(vertex)
-
-
-def nll_at(matrix: np.ndarray, temperature: float,
-           grid: Sequence[float] = TEMPERATURE_GRID) -> np.ndarray:
-    """Each row's NLL at ``temperature``: quadratic interpolation in log T (see module notes).
-
-    ``matrix`` has one row per response and one column per grid temperature; ``temperature``
-    is clamped to the grid's range. At a grid point this is exactly that column.
-    """
-    x = np.log(np.asarray(grid, dtype=float))
-    rows = np.atleast_2d(np.asarray(matrix, dtype=float))
-    t = float(np.clip(math.log(temperature), x[0], x[-1]))
-    j = int(np.clip(np.argmin(np.abs(x - t)), 1, len(x) - 2))
-    hit = np.flatnonzero(x == t)
-    if hit.size:
-        return rows[:, int(hit[0])].copy()
-    x0, x1, x2 = x[j - 1: j + 2]
-    weights = np.array([
-        (t - x1) * (t - x2) / ((x0 - x1) * (x0 - x2)),
-        (t - x0) * (t - x2) / ((x1 - x0) * (x1 - x2)),
-        (t - x0) * (t - x1) / ((x2 - x0) * (x2 - x1)),
-    ])
-    return np.maximum(rows[:, j - 1: j + 2] @ weights, 0.0)
-
-
-# -- cross-fitting ------------------------------------------------------------------------------
-def participant_folds(n_participants: int, *, n_folds: int = N_FOLDS, seed: int = 0,
-                      salt: str = "") -> np.ndarray:
-    """Fold (0 … k−1) of each participant: a seeded permutation dealt round-robin.
-
-    ``k = min(n_folds, n_participants)``; ``salt`` (the study) varies the split between studies
-    while keeping it the same for every model of a study, so pairs see the same folds.
-    """
-    k = min(n_folds, n_participants)
-    if k < 2:
-        raise ValueError("cross-fitting needs at least 2 participants")
-    rng = np.random.default_rng([seed, zlib.crc32(salt.encode())])
-    folds = np.empty(n_participants, dtype=np.intp)
-    folds[rng.permutation(n_participants)] = np.arange(n_participants) % k
-    return folds
-
-
-@dataclass(frozen=True, eq=False)
-class CrossFit:
-    """One (model, study): the all-participant fit and each response's held-out calibration."""
-
-    temperature: float  # fitted on every participant (reported; never used for scoring)
-    fold_temperatures: np.ndarray  # per fold, fitted on the other folds
-    fold: np.ndarray  # per response
-    row_temperature: np.ndarray  # per response: the temperature it was scored at
-    calibrated: np.ndarray  # per response: NLL at its fold's temperature
-
-
-def cross_fit(matrix: np.ndarray, participant: np.ndarray, *, n_folds: int = N_FOLDS,
-              seed: int = 0, salt: str = "", folds: np.ndarray | None = None,
-              grid: Sequence[float] = TEMPERATURE_GRID) -> CrossFit:
-    """Cross-fit one temperature over participants (module notes).
-
-    ``participant`` holds each row's participant code (0 … P−1); ``folds`` (one fold per
-    participant) overrides the seeded split.
-    """
-    matrix = np.asarray(matrix, dtype=float)
-    codes = np.asarray(participant, dtype=np.intp)
-    n_participants = int(codes.max()) + 1 if codes.size else 0
-    if folds is None:
-        folds = participant_folds(n_participants, n_folds=n_folds, seed=seed, salt=salt)
-    row_fold = np.asarray(folds)[codes]
-    fold_ids = np.unique(row_fold)
-    if len(fold_ids) < 2:
-        raise ValueError("cross-fitting needs at least 2 folds")
-    fold_t = np.empty(len(fold_ids))
-    row_t = np.empty(len(matrix))
-    calibrated = np.empty(len(matrix))
-    for n, k in enumerate(fold_ids):
-        held = row_fold == k
-        fold_t[n] = fit_temperature(matrix[~held].mean(axis=0), grid)
-        row_t[held] = fold_t[n]
-        calibrated[held] = nll_at(matrix[held], fold_t[n], grid)
-    full = fit_temperature(matrix.mean(axis=0), grid)
-    return CrossFit(full, fold_t, row_fold, row_t, calibrated)
-
-
-def _usable(value: Any, n: int) -> bool:
-    return isinstance(value, (list, tuple, np.ndarray)) and len(value) == n
-
-
-def temperature_matrix(frame: pd.DataFrame, grid: Sequence[float] = TEMPERATURE_GRID,
-                       ) -> tuple[np.ndarray, np.ndarray]:
-    """Rows with a complete, finite, non-negative ``nll_temperature`` and their matrix."""
-    n = len(grid)
-    if COLUMN not in frame.columns:
-        return np.zeros(len(frame), dtype=bool), np.empty((0, n))
-    values = frame[COLUMN].to_numpy(dtype=object)
-    ok = np.fromiter((_usable(v, n) for v in values), dtype=bool, count=len(values))
-    matrix = (np.array([np.asarray(v, dtype=float) for v in values[ok]]) if ok.any()
-              else np.empty((0, n)))
-    good = np.isfinite(matrix).all(axis=1) & (matrix >= 0).all(axis=1)
-    ok[np.flatnonzero(ok)[~good]] = False
-    return ok, matrix[good]
 
 
 # -- the whole table ----------------------------------------------------------------------------
@@ -208,19 +89,76 @@ class Calibration:
 
 
 _PER_STUDY = ["model", "study", "n_participants", "n_responses", "n_folds", "temperature",
-              "temperature_low", "temperature_high", "nll", "nll_calibrated", "gain"]
-_PER_MODEL = ["model", "n_studies", "n_responses", "temperature", "temperature_low",
-              "temperature_high", "nll", "nll_calibrated", "gain"]
+              "temperature_label", "at_edge", "temperature_ci_low", "temperature_ci_high",
+              "temperature_interval", "fold_t_min", "fold_t_max", "nll", "nll_calibrated",
+              "gain", "gain_ci_low", "gain_ci_high"]
+_PER_MODEL = ["model", "n_studies", "n_responses", "temperature", "temperature_label",
+              "studies_at_edge", "temperature_ci_low", "temperature_ci_high",
+              "temperature_interval", "nll", "nll_calibrated", "gain", "gain_ci_low",
+              "gain_ci_high", "gain_interval"]
+
+
+def _interval(low: float, high: float, digits: int = 3) -> str:
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return ""
+    return f"[{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def _t_interval(low: float, high: float) -> str:
+    """A temperature interval, its ends flagged where they reach the grid's ends."""
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return ""
+    return f"[{temperature_label(low)}, {temperature_label(high)}]"
+
+
+def _participant_codes(rows: pd.DataFrame) -> tuple[np.ndarray, pd.Index]:
+    pid = rows["experiment"].astype(str) + "\x1f" + rows["participant"].astype(str)
+    codes, uniques = pd.factorize(pid, sort=True)
+    return np.asarray(codes), pd.Index(uniques)
+
+
+def across_studies(per_study: np.ndarray, observed: np.ndarray, n_participants: int,
+                   levels: bs.Levels, seed: int) -> tuple[np.ndarray, int, int]:
+    """Study-weighted replicates from per-study participant replicates (S × B), and the units
+    and degrees of freedom of :func:`~psych201.analysis.bootstrap.interval`.
+
+    ``participants``: the mean over the studies; ``studies``: studies drawn with replacement
+    (observed values); ``both``: studies drawn, each with its participant replicate, shrunk as
+    in :func:`~psych201.analysis.bootstrap.resample` (Davison & Hinkley).
+    """
+    n_studies, n_boot = per_study.shape
+    if levels == "participants":
+        return per_study.mean(axis=0), n_participants, n_participants - n_studies
+    rng = np.random.default_rng([seed, 2])
+    draws = rng.integers(0, n_studies, size=(n_boot, n_studies))
+    if levels == "studies":
+        return observed[draws].mean(axis=1), n_studies, n_studies - 1
+    nu = per_study[draws, np.arange(n_boot)[:, None]]
+    if n_studies > 1:
+        nu = bs._shrunk(nu, draws, observed)
+    return nu.mean(axis=1), n_studies, n_studies - 1
+
+
+def _study_replicates(rows: pd.DataFrame, matrix: np.ndarray, n_boot: int, seed: int,
+                      study: str) -> Replicates:
+    """The fit-inside bootstrap of one model's rows of one study (``fold`` per row)."""
+    codes, uniques = _participant_codes(rows)
+    folds = np.zeros(len(uniques), dtype=np.intp)
+    folds[codes] = rows["fold"].to_numpy()
+    curves = StudyCurves.of(matrix, codes, rows["nll"].to_numpy(float), folds)
+    return replicate(curves, participant_weights(len(uniques), n_boot, seed=seed, salt=study))
 
 
 def calibrate(frame: pd.DataFrame, *, condition: str | None = None,
               studies: Sequence[str] | None = None, n_folds: int = N_FOLDS,
-              seed: int = 0) -> Calibration:
+              min_per_fold: int = MIN_PER_FOLD, seed: int = 0, n_boot: int = 2000,
+              ci: float = 0.95, levels: bs.Levels = "both") -> Calibration:
     """Cross-fitted temperatures and calibrated NLLs of every model (module notes).
 
     ``frame`` holds response rows (``nll`` and ``nll_temperature``); ``condition`` and
     ``studies`` restrict them. Per model, study-weighted means (mean per study, then over
-    studies); the model's temperature is the geometric mean of its per-study fits.
+    studies); the model's temperature is the geometric mean of its per-study fits. Intervals
+    come from ``n_boot`` replicates with the fits redone in each.
     """
     rows = select(frame, condition=condition, studies=studies)
     ok, matrix = temperature_matrix(rows)
@@ -230,15 +168,24 @@ def calibrate(frame: pd.DataFrame, *, condition: str | None = None,
     rows = rows.assign(_pos=position)
     skipped: dict[str, str] = {}
     notes: list[str] = []
+    old = other_grid_lengths(rows)
+    if old:
+        notes.append("; ".join(f"{n} responses carry nll_temperature on a {length}-point grid "
+                               for length, n in old.items())
+                     + f"(this version's grid has {len(TEMPERATURE_GRID)} points, 1/8 … 8): "
+                     "rescore them to calibrate")
     kept: list[pd.DataFrame] = []
     per_study: list[dict[str, Any]] = []
+    replicates: dict[tuple[str, str], Replicates] = {}
     curves: dict[str, list[np.ndarray]] = {}
+    too_few: list[str] = []
     for model, group in rows.groupby("model", observed=True, sort=True):
         model = str(model)
         usable = group[group["_ok"].to_numpy()]
         if usable.empty:
-            skipped[model] = ("no response carries nll_temperature (its engine could not record "
-                              "the NLL at other temperatures, or the table predates the column)")
+            skipped[model] = ("no response carries nll_temperature on this grid (its engine "
+                              "could not record the NLL at other temperatures, or the table "
+                              "predates the column or the grid)")
             continue
         if len(usable) < len(group):
             notes.append(f"{model}: {len(group) - len(usable)} of {len(group)} responses lack "
@@ -252,42 +199,49 @@ def calibrate(frame: pd.DataFrame, *, condition: str | None = None,
                          "calibrated and plain NLL are not on the same footing)")
         for study, one in usable.groupby("study", observed=True, sort=True):
             study = str(study)
-            pid = (one["experiment"].astype(str) + "\x1f" + one["participant"].astype(str))
-            codes, uniques = pd.factorize(pid, sort=True)
-            if len(uniques) < 2:
-                notes.append(f"{model}, {study}: {len(uniques)} participant, so no temperature "
-                             "can be fitted on other participants; study left out")
+            codes, uniques = _participant_codes(one)
+            if fold_count(len(uniques), n_folds=n_folds, min_per_fold=min_per_fold) < 2:
+                too_few.append(f"{model}, {study} ({len(uniques)})")
                 continue
             sub = matrix[one["_pos"].to_numpy()]
             curves.setdefault(model, []).append(sub.mean(axis=0))
-            fit = cross_fit(sub, codes, n_folds=n_folds, seed=seed, salt=study)
+            fit = cross_fit(sub, codes, n_folds=n_folds, seed=seed, salt=study,
+                            min_per_fold=min_per_fold)
             out = one[["model", "condition", *RESPONSE_KEY, "nll"]].copy()
             out["nll_calibrated"] = fit.calibrated
             out["temperature"] = fit.row_temperature
             out["fold"] = fit.fold
+            out[COLUMN] = list(sub)
             kept.append(out)
+            reps = _study_replicates(out, sub, n_boot, seed, study)
+            replicates[(model, study)] = reps
+            t_low, t_high = bs.interval(np.log(reps.temperature), ci, len(uniques),
+                                        len(uniques) - 1)
+            gain_low, gain_high = bs.interval(reps.plain - reps.calibrated, ci, len(uniques),
+                                              len(uniques) - 1)
             per_study.append({
                 "model": model, "study": study, "n_participants": len(uniques),
                 "n_responses": len(one), "n_folds": len(fit.fold_temperatures),
                 "temperature": fit.temperature,
-                "temperature_low": float(fit.fold_temperatures.min()),
-                "temperature_high": float(fit.fold_temperatures.max()),
+                "temperature_label": temperature_label(fit.temperature),
+                "at_edge": edge(fit.temperature) or "",
+                "temperature_ci_low": float(np.exp(t_low)),
+                "temperature_ci_high": float(np.exp(t_high)),
+                "temperature_interval": _t_interval(float(np.exp(t_low)), float(np.exp(t_high))),
+                "fold_t_min": float(fit.fold_temperatures.min()),
+                "fold_t_max": float(fit.fold_temperatures.max()),
                 "nll": float(out["nll"].mean()),
                 "nll_calibrated": float(fit.calibrated.mean()),
+                "gain": float(out["nll"].mean() - fit.calibrated.mean()),
+                "gain_ci_low": gain_low, "gain_ci_high": gain_high,
             })
-    studies_table = pd.DataFrame(per_study, columns=[c for c in _PER_STUDY if c != "gain"])
-    studies_table["gain"] = studies_table["nll"] - studies_table["nll_calibrated"]
-    studies_table = studies_table[_PER_STUDY]
-    per_model = []
-    for model, g in studies_table.groupby("model", sort=True):
-        per_model.append({
-            "model": model, "n_studies": len(g), "n_responses": int(g["n_responses"].sum()),
-            "temperature": float(np.exp(np.log(g["temperature"]).mean())),
-            "temperature_low": float(g["temperature"].min()),
-            "temperature_high": float(g["temperature"].max()),
-            "nll": float(g["nll"].mean()), "nll_calibrated": float(g["nll_calibrated"].mean()),
-            "gain": float(g["gain"].mean()),
-        })
+    if too_few:
+        notes.append(f"left out (fewer than {2 * min_per_fold} participants, so no two folds of "
+                     f"{min_per_fold} to fit a temperature on other people): "
+                     + ", ".join(too_few))
+    studies_table = pd.DataFrame(per_study, columns=_PER_STUDY)
+    per_model = [_model_row(str(model), g, replicates, ci, levels, seed)
+                 for model, g in studies_table.groupby("model", sort=True)]
     curve_rows = [
         {"model": m, "temperature": t, "nll": v}
         for m, parts in curves.items()
@@ -295,7 +249,7 @@ def calibrate(frame: pd.DataFrame, *, condition: str | None = None,
     ]
     responses = (pd.concat(kept, ignore_index=True) if kept else
                  pd.DataFrame(columns=["model", "condition", *RESPONSE_KEY, "nll",
-                                       "nll_calibrated", "temperature", "fold"]))
+                                       "nll_calibrated", "temperature", "fold", COLUMN]))
     return Calibration(
         responses=responses,
         per_study=studies_table.reset_index(drop=True),
@@ -306,13 +260,31 @@ def calibrate(frame: pd.DataFrame, *, condition: str | None = None,
     )
 
 
-def calibration_gain(responses: pd.DataFrame, model: str, *, levels: bs.Levels = "both",
-                     n_boot: int = 2000, ci: float = 0.95, seed: int = 0) -> Effect:
-    """Study-weighted mean NLL the cross-fitted temperature saves (plain − calibrated), with CI."""
-    rows = select(responses, model=model)
-    return bootstrap_effect(rows, rows.assign(nll=rows["nll_calibrated"]), "mean_diff",
-                            name="calibration gain", levels=levels, n_boot=n_boot, ci=ci,
-                            seed=seed, units="nats")
+def _model_row(model: str, g: pd.DataFrame, replicates: dict[tuple[str, str], Replicates],
+               ci: float, levels: bs.Levels, seed: int) -> dict[str, Any]:
+    """One model over its studies: geometric-mean temperature, study-weighted NLLs and gain,
+    intervals from the per-study fit-inside replicates combined over studies."""
+    reps = [replicates[(model, str(s))] for s in g["study"]]
+    n_participants = int(g["n_participants"].sum())
+    log_t = np.log(g["temperature"].to_numpy(float))
+    t_reps, n_units, df = across_studies(np.array([np.log(r.temperature) for r in reps]),
+                                         log_t, n_participants, levels, seed)
+    t_low, t_high = (float(np.exp(v)) for v in bs.interval(t_reps, ci, n_units, df))
+    gains = g["gain"].to_numpy(float)
+    gain_reps, n_units, df = across_studies(
+        np.array([r.plain - r.calibrated for r in reps]), gains, n_participants, levels, seed)
+    gain_low, gain_high = bs.interval(gain_reps, ci, n_units, df)
+    temperature = float(np.exp(log_t.mean()))
+    return {
+        "model": model, "n_studies": len(g), "n_responses": int(g["n_responses"].sum()),
+        "temperature": temperature, "temperature_label": temperature_label(temperature),
+        "studies_at_edge": int((g["at_edge"] != "").sum()),
+        "temperature_ci_low": t_low, "temperature_ci_high": t_high,
+        "temperature_interval": _t_interval(t_low, t_high),
+        "nll": float(g["nll"].mean()), "nll_calibrated": float(g["nll_calibrated"].mean()),
+        "gain": float(gains.mean()), "gain_ci_low": gain_low, "gain_ci_high": gain_high,
+        "gain_interval": _interval(gain_low, gain_high),
+    }
 
 
 # -- pairs --------------------------------------------------------------------------------------
@@ -326,7 +298,7 @@ class CalibratedPair:
     d_before: Effect
     d_after: Effect
     diff_before: Effect
-    diff_after: Effect
+    diff_after: Effect  # estimate of compare_pair; interval with the fits inside the bootstrap
     share: float
     share_ci_low: float
     share_ci_high: float
@@ -353,12 +325,6 @@ class CalibratedPair:
         return out
 
 
-def _interval(low: float, high: float, digits: int = 3) -> str:
-    if not (np.isfinite(low) and np.isfinite(high)):
-        return ""
-    return f"[{low:.{digits}f}, {high:.{digits}f}]"
-
-
 def pair_frames(responses: pd.DataFrame, post: str, base: str,
                 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Rows of both models on the responses both calibrated: plain NLL, and calibrated NLL."""
@@ -370,15 +336,33 @@ def pair_frames(responses: pd.DataFrame, post: str, base: str,
     return both, both.assign(nll=both["nll_calibrated"])
 
 
+def _pair_replicates(before: pd.DataFrame, pair: ModelPair, n_boot: int, seed: int,
+                     ) -> tuple[list[str], np.ndarray, np.ndarray, int]:
+    """Per study (S × B): replicates of the plain and of the calibrated mean paired difference,
+    both models refitted on the same resampled participants; and the participants counted."""
+    names, plain, calibrated, n_participants = [], [], [], 0
+    for study, rows in before.groupby("study", observed=True, sort=True):
+        post = select(rows, model=pair.post).sort_values(RESPONSE_KEY)
+        base = select(rows, model=pair.base).sort_values(RESPONSE_KEY)
+        arms = [_study_replicates(arm, np.stack(arm[COLUMN].to_numpy()), n_boot, seed,
+                                  str(study)) for arm in (post, base)]
+        names.append(str(study))
+        plain.append(arms[0].plain - arms[1].plain)
+        calibrated.append(arms[0].calibrated - arms[1].calibrated)
+        n_participants += len(_participant_codes(post)[1])
+    return names, np.array(plain), np.array(calibrated), n_participants
+
+
 def compare_calibrated(responses: pd.DataFrame, pair: ModelPair, *, condition: str,
                        n_boot: int = 2000, ci: float = 0.95, seed: int = 0,
                        levels: bs.Levels = "both", sd: bs.SD = "sample") -> CalibratedPair:
     """Paper d and mean paired difference of ``pair`` before and after calibration.
 
     Both come from :func:`~psych201.analysis.effects.compare_pair` on the responses both models
-    calibrated (plain ``nll``, then ``nll`` replaced by ``nll_calibrated``). The share
-    ``1 − diff_after / diff_before`` takes its interval from the *same* bootstrap replicates
-    (same seed, same participants: each replicate resamples the same units for both).
+    calibrated (plain ``nll``, then ``nll`` replaced by ``nll_calibrated``). The calibrated gap's
+    interval and the share ``1 − diff_after / diff_before`` come from one bootstrap that
+    resamples the same participants for both models and refits both models' temperatures in
+    every replicate (:func:`~.calibration_fit.replicate`).
     """
     before, after = pair_frames(responses, pair.post, pair.base)
     unmatched = (len(select(responses, model=pair.post)) + len(select(responses, model=pair.base))
@@ -390,17 +374,24 @@ def compare_calibrated(responses: pd.DataFrame, pair: ModelPair, *, condition: s
     cmp_before = compare_pair(before, pair.post, pair.base, **kw)
     cmp_after = compare_pair(after, pair.post, pair.base, **kw)
     d_name = PAPER_D_SAMPLE if sd == "sample" else PAPER_D_POPULATION
-    replicates = []
-    for frame in (before, after):
-        arrays = bs.participant_arrays(select(frame, model=pair.post),
-                                       select(frame, model=pair.base))
-        replicates.append(bs.resample(arrays, "mean_diff", levels=levels, n_boot=n_boot,
-                                      seed=seed))
     diff_before, diff_after = cmp_before.effect(MEAN_DIFF), cmp_after.effect(MEAN_DIFF)
+    _, plain_reps, cal_reps, n_participants = _pair_replicates(before, pair, n_boot, seed)
+    observed = [(before, plain_reps), (after, cal_reps)]
+    combined = []
+    for frame, reps in observed:
+        per_study = (select(frame, model=pair.post).groupby("study", observed=True, sort=True)
+                     ["nll"].mean()
+                     - select(frame, model=pair.base).groupby("study", observed=True, sort=True)
+                     ["nll"].mean()).to_numpy(float)
+        combined.append(across_studies(reps, per_study, n_participants, levels, seed))
+    (before_reps, n_units, df), (after_reps, _, _) = combined
+    after_low, after_high = bs.interval(after_reps, ci, n_units, df)
+    diff_after = Effect(**{**diff_after.to_dict(), "ci_low": after_low, "ci_high": after_high,
+                           "p_value": bs.p_value(after_reps, n_units, df),
+                           "method": diff_after.method + "; temperatures refitted per replicate"})
     with np.errstate(divide="ignore", invalid="ignore"):
         share = 1.0 - diff_after.estimate / diff_before.estimate
-        share_reps = 1.0 - replicates[1] / replicates[0]
-    n_units, df = bs.units(arrays, levels)
+        share_reps = 1.0 - after_reps / before_reps
     low, high = bs.interval(share_reps, ci, n_units, df)
     return CalibratedPair(pair.post, pair.base, pair.post_training, cmp_before.effect(d_name),
                           cmp_after.effect(d_name), diff_before, diff_after, float(share),
@@ -411,16 +402,27 @@ def compare_calibrated(responses: pd.DataFrame, pair: ModelPair, *, condition: s
 def _reading(per_model: pd.DataFrame, pairs: Sequence[CalibratedPair], ci: float) -> str:
     """The one-paragraph reading of the numbers."""
     parts: list[str] = []
+    if not len(per_model):
+        return (f"No model and study has the {2 * MIN_PER_FOLD} or more participants a "
+                "temperature fitted on other people needs, so nothing is calibrated (see the "
+                "notes for the studies left out).")
     if len(per_model):
         ordered = per_model.sort_values("temperature")
         low, high = ordered.iloc[0], ordered.iloc[-1]
         if len(ordered) == 1:
-            parts.append(f"The fitted temperature of {low['model']} is {low['temperature']:.2f}")
+            parts.append(f"The fitted temperature of {low['model']} is "
+                         f"{low['temperature_label']} {low['temperature_interval']}")
         else:
-            parts.append(f"Fitted temperatures range from {low['temperature']:.2f} "
-                         f"({low['model']}) to {high['temperature']:.2f} ({high['model']})")
-        parts[-1] += (" (geometric mean over studies; T > 1: the model is over-confident, "
-                      "T < 1: under-confident). ")
+            parts.append(f"Fitted temperatures range from {low['temperature_label']} "
+                         f"({low['model']}) to {high['temperature_label']} ({high['model']})")
+        parts[-1] += (" (geometric mean over studies; T > 1: the model's whole-vocabulary "
+                      "distribution is too sharp for people, T < 1: too flat). ")
+        edged = per_model[per_model["studies_at_edge"] > 0]
+        if len(edged):
+            parts.append("At the end of the temperature grid (1/8 … 8) the fit is only a bound, "
+                         "shown as \"≥\" or \"≤\": " + ", ".join(
+                             f"{r.model} in {r.studies_at_edge} of {r.n_studies} studies"
+                             for r in edged.itertuples()) + ". ")
         best = per_model.sort_values("gain").iloc[-1]
         parts.append(f"Calibration lowers the mean NLL by at most {best['gain']:.3f} nats "
                      f"({best['model']}, from {best['nll']:.3f} to "
@@ -469,7 +471,7 @@ def _draw(curves: pd.DataFrame, per_model: pd.DataFrame) -> Figure | None:
             y = float(nll_at(g["nll"].to_numpy()[None, :], t)[0])
             ax.plot([t], [y], marker="o", color=line.get_color())
     ax.set_xscale("log")
-    ticks = [0.25, 0.5, 1.0, 2.0, 4.0]
+    ticks = [0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0]
     ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
     ax.set_xticks([], minor=True)
     ax.axvline(1.0, color="grey", linestyle=":", linewidth=0.8)
@@ -479,20 +481,19 @@ def _draw(curves: pd.DataFrame, per_model: pd.DataFrame) -> Figure | None:
     return fig
 
 
-_T: ColumnFormat = "num2"
 PER_MODEL_COLUMNS = (
     Column("model", "Model", "text"), Column("n_studies", "Studies", "int"),
-    Column("n_responses", "Responses", "int"), Column("temperature", "Fitted T", _T),
-    Column("temperature_low", "T min (studies)", _T),
-    Column("temperature_high", "T max (studies)", _T),
+    Column("n_responses", "Responses", "int"), Column("temperature_label", "Fitted T", "text"),
+    Column("temperature_interval", "T CI", "text"),
+    Column("studies_at_edge", "Studies at grid end", "int"),
     Column("nll", "NLL", "num3"), Column("nll_calibrated", "Calibrated NLL", "num3"),
     Column("gain", "Gain (nats)", "num3"), Column("gain_interval", "Gain CI", "interval"),
 )
 PER_STUDY_COLUMNS = (
     Column("model", "Model", "text"), Column("study", "Study", "text"),
     Column("n_participants", "Participants", "int"), Column("n_responses", "Responses", "int"),
-    Column("temperature", "Fitted T", _T), Column("temperature_low", "T min (folds)", _T),
-    Column("temperature_high", "T max (folds)", _T), Column("nll", "NLL", "num3"),
+    Column("temperature_label", "Fitted T", "text"),
+    Column("temperature_interval", "T CI", "text"), Column("nll", "NLL", "num3"),
     Column("nll_calibrated", "Calibrated NLL", "num3"), Column("gain", "Gain (nats)", "num3"),
 )
 #: Every column of the ``pairs`` table (also when it is empty).
@@ -526,8 +527,12 @@ class CalibrationAnalysis:
     def skip(self, context: AnalysisContext) -> str | None:
         if COLUMN not in context.main.columns:
             return "calibration skipped: the response tables have no nll_temperature column"
-        n = len(TEMPERATURE_GRID)
-        if not any(_usable(v, n) for v in context.main[COLUMN].to_numpy(dtype=object)):
+        if not temperature_matrix(context.main)[0].any():
+            old = other_grid_lengths(context.main)
+            if old:
+                return ("calibration skipped: nll_temperature was recorded on a "
+                        f"{'/'.join(map(str, old))}-point grid, not this version's "
+                        f"{len(TEMPERATURE_GRID)}-point grid (1/8 … 8); rescore to calibrate")
             return ("calibration skipped: no scored response carries nll_temperature (the "
                     "engines could not record the NLL at other temperatures, or the tables "
                     "predate the column)")
@@ -537,22 +542,13 @@ class CalibrationAnalysis:
         options = context.options
         cal = calibrate(context.main, condition=context.condition,
                         studies=context.studies or None, n_folds=self.n_folds,
-                        seed=options.seed)
+                        seed=options.seed, n_boot=options.n_boot, ci=options.ci,
+                        levels=options.levels)
         notes = list(cal.notes)
         if cal.skipped:
             notes.append("not calibrated: " + "; ".join(
                 f"{m} ({why})" for m, why in cal.skipped.items()))
-        per_model = cal.per_model.copy()
-        lows, highs = [], []
-        for model in per_model["model"]:
-            gain = calibration_gain(cal.responses, model, levels=options.levels,
-                                    n_boot=options.n_boot, ci=options.ci, seed=options.seed)
-            lows.append(gain.ci_low)
-            highs.append(gain.ci_high)
-        per_model["gain_ci_low"] = lows
-        per_model["gain_ci_high"] = highs
-        per_model["gain_interval"] = [_interval(lo, hi) for lo, hi in zip(lows, highs,
-                                                                            strict=True)]
+        per_model = cal.per_model
         calibrated = set(per_model["model"])
         pairs: list[CalibratedPair] = []
         for pair in context.pairs:
@@ -574,17 +570,22 @@ class CalibrationAnalysis:
         curves, fitted = cal.curves, cal.per_model
         tables = (
             SectionTable("per_model", per_model, PER_MODEL_COLUMNS,
-                         "Per model: temperature fitted per study (geometric mean over studies), "
-                         "mean NLL before and after calibration (mean per study, then over "
-                         "studies) and the gain with its bootstrap interval."),
+                         "Per model: temperature fitted per study (geometric mean over studies; "
+                         "\"≥ 8\": still improving at the end of the grid), mean NLL before and "
+                         "after calibration (mean per study, then over studies) and the gain; "
+                         "intervals from a bootstrap that refits every temperature."),
             SectionTable("per_study", cal.per_study, PER_STUDY_COLUMNS,
-                         f"Per model and study: temperature fitted on all participants (range "
-                         f"over the {self.n_folds}-fold cross-fit), plain and cross-fitted NLL."),
+                         "Per model and study: temperature fitted on all participants with its "
+                         "participant-bootstrap interval (refitted in every replicate), plain "
+                         f"and cross-fitted NLL ({self.n_folds} folds of at least "
+                         f"{MIN_PER_FOLD} participants; smaller studies are left out)."),
             SectionTable("pairs", pair_table, PAIR_COLUMNS,
                          "Post-training effect before and after calibration, on the responses "
                          "both models calibrated, and the share of the mean NLL gap a "
-                         "temperature explains (1 − after/before; interval from the same "
-                         "bootstrap replicates)."),
+                         "temperature explains (1 − after/before). The calibrated gap and the "
+                         "share take their intervals from one bootstrap that refits both "
+                         "models' temperatures on the same resampled participants; d after "
+                         "holds the fitted temperatures fixed."),
         )
         figure = SectionFigure(
             "fig_calibration",

@@ -8,12 +8,21 @@ Three views, for the report:
   the transcripts are given (``context.extras["trials"]`` with a ``snippet`` column, built by
   :func:`psych201.report.make.data_baselines`), the end of the text the response answered.
 * **NLL vs entropy** — per model: mean NLL per token of the human responses and the model's own
-  mean predictive entropy at them (the ``entropy`` column). Under a calibrated model a response
-  drawn from its own distribution costs, on average, exactly its entropy; NLL well above entropy
-  is the over-confidence signature (the model is sure, and wrong about people). Reported as the
-  difference, the ratio and the per-response Pearson correlation; a scatter figure per pair.
+  mean predictive entropy at them (the ``entropy`` column), mean per study then over studies.
+  Under a calibrated model a response drawn from its own distribution costs, on average, exactly
+  its entropy, but *any* misfit raises NLL above entropy (right confidence on the wrong favourite:
+  +0.34 nats at p = .7 vs q = .3), and the entropy is over the whole vocabulary; so this is a
+  misfit index, not an over-confidence measure.
+* **Over-confidence over the offered options** — per model and study where the options' log-probs
+  are recorded: the calibration slope β (over-confident when its interval lies in (0, 1), a wrong
+  favourite when β ≤ 0), expected against observed accuracy of the model's favourite, and the
+  probability left on tokens that are not options (:mod:`.offered`); participant-bootstrap
+  intervals with the slope refitted per replicate.
 * **Participants** — per pair: each participant's mean paired difference, the share of
-  participants the post-trained model fits worse, and a histogram.
+  participants the post-trained model fits worse with a participant-bootstrap interval, and the
+  share a *pure temperature distortion* of the base with the same mean loss would give (from the
+  base's ``nll_temperature``): even a model worse for every participant in expectation is worse
+  for only part of them in a finite sample, so the share is read against that, not against 100 %.
 """
 
 from __future__ import annotations
@@ -24,8 +33,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from psych201.analysis import bootstrap as bs
 from psych201.analysis.an_population_fit import EXTRAS_KEY
+from psych201.analysis.calibration_fit import participant_weights, temperature_matrix
 from psych201.analysis.effects import paired_differences
+from psych201.analysis.offered import offered_choices, overconfidence
 from psych201.analysis.plugin import (
     AnalysisContext,
     Column,
@@ -34,7 +46,7 @@ from psych201.analysis.plugin import (
     SectionTable,
 )
 from psych201.analysis.registry import ModelPair
-from psych201.results.schema import RESPONSE_KEY
+from psych201.results.schema import RESPONSE_KEY, TEMPERATURE_GRID
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -43,7 +55,8 @@ if TYPE_CHECKING:
 TOP_N = 10
 #: Points per model drawn in a scatter (a random subsample beyond this).
 SCATTER_POINTS = 2000
-_COLUMNS = ("nll", "entropy", "n_tokens", "response_text")
+_COLUMNS = ("nll", "entropy", "n_tokens", "response_text", "offered_options",
+            "offered_logprobs", "nll_temperature")
 
 
 def top_losses(diffs: pd.DataFrame, rows: pd.DataFrame, n: int = TOP_N,
@@ -64,8 +77,9 @@ def top_losses(diffs: pd.DataFrame, rows: pd.DataFrame, n: int = TOP_N,
 
 
 def confidence(rows: pd.DataFrame) -> pd.DataFrame:
-    """Per model: mean NLL per token, mean entropy, their difference and ratio, and the
-    per-response correlation of the two (responses with a finite entropy only)."""
+    """Per model: mean NLL per token, mean entropy (each a mean per study, then over studies),
+    their difference and ratio, and the per-response correlation of the two (responses with a
+    finite entropy only)."""
     data = rows.assign(nll_token=rows["nll"] / _tokens(rows))
     data = data[np.isfinite(data["entropy"].astype(float)) & np.isfinite(data["nll_token"])]
     out = []
@@ -73,12 +87,92 @@ def confidence(rows: pd.DataFrame) -> pd.DataFrame:
         nll, ent = group["nll_token"].astype(float), group["entropy"].astype(float)
         corr = float(np.corrcoef(nll, ent)[0, 1]) if len(group) > 2 and nll.std() > 0 and \
             ent.std() > 0 else float("nan")
-        out.append({"model": model, "n_responses": len(group), "nll": float(nll.mean()),
-                    "entropy": float(ent.mean()), "difference": float(nll.mean() - ent.mean()),
-                    "ratio": float(nll.mean() / ent.mean()) if ent.mean() > 0 else float("nan"),
+        by_study = group.groupby("study", observed=True)[["nll_token", "entropy"]].mean()
+        mean_nll, mean_ent = (float(by_study[c].astype(float).mean())
+                              for c in ("nll_token", "entropy"))
+        out.append({"model": model, "n_studies": len(by_study), "n_responses": len(group),
+                    "nll": mean_nll, "entropy": mean_ent, "difference": mean_nll - mean_ent,
+                    "ratio": mean_nll / mean_ent if mean_ent > 0 else float("nan"),
                     "correlation": corr})
-    return pd.DataFrame(out, columns=["model", "n_responses", "nll", "entropy", "difference",
-                                      "ratio", "correlation"])
+    return pd.DataFrame(out, columns=["model", "n_studies", "n_responses", "nll", "entropy",
+                                      "difference", "ratio", "correlation"])
+
+
+def offered_confidence(rows: pd.DataFrame, *, n_boot: int = 2000, ci: float = 0.95,
+                       seed: int = 0) -> pd.DataFrame:
+    """Per model and study: over-confidence over the offered options (:mod:`.offered`)."""
+    out = []
+    choices_rows = rows.dropna(subset=["offered_logprobs"]) if "offered_logprobs" in \
+        rows.columns else rows.iloc[:0]
+    for (model, study), group in choices_rows.groupby(["model", "study"], observed=True,
+                                                      sort=True):
+        choices = offered_choices(group)
+        if len(choices.chosen) == 0:
+            continue
+        oc = overconfidence(choices, n_boot=n_boot, ci=ci, seed=seed, salt=str(study))
+        out.append({
+            "model": model, "study": study, "n_participants": oc.n_participants,
+            "n_responses": oc.n_responses, "offered_mass": oc.offered_mass,
+            "slope": oc.slope, "slope_ci_low": oc.slope_ci[0], "slope_ci_high": oc.slope_ci[1],
+            "slope_interval": _interval(*oc.slope_ci, digits=2),
+            "expected_accuracy": oc.expected_accuracy,
+            "observed_accuracy": oc.observed_accuracy, "accuracy_gap": oc.accuracy_gap,
+            "gap_ci_low": oc.gap_ci[0], "gap_ci_high": oc.gap_ci[1],
+            "gap_interval": _interval(*oc.gap_ci), "verdict": oc.verdict,
+        })
+    return pd.DataFrame(out, columns=OFFERED_TABLE_COLUMNS)
+
+
+OFFERED_TABLE_COLUMNS = [
+    "model", "study", "n_participants", "n_responses", "offered_mass", "slope", "slope_ci_low",
+    "slope_ci_high", "slope_interval", "expected_accuracy", "observed_accuracy", "accuracy_gap",
+    "gap_ci_low", "gap_ci_high", "gap_interval", "verdict"]
+
+
+def _interval(low: float, high: float, digits: int = 3) -> str:
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return ""
+    return f"[{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def share_worse(per: pd.DataFrame, *, n_boot: int = 2000, ci: float = 0.95,
+                seed: int = 0) -> tuple[float, float, float]:
+    """Share of participants with a positive mean paired difference and its interval
+    (participants resampled within each study)."""
+    worse = (per["mean_diff"] > 0).to_numpy(float)
+    counts, total = np.zeros(n_boot), 0
+    for study, idx in per.groupby("study", observed=True, sort=True).indices.items():
+        weights = participant_weights(len(idx), n_boot, seed=seed, salt=str(study))
+        counts += weights @ worse[idx]
+        total += len(idx)
+    low, high = bs.interval(counts / total, ci, total, total - per["study"].nunique())
+    return float(worse.mean()), low, high
+
+
+def temperature_share(diffs: pd.DataFrame, base_rows: pd.DataFrame,
+                      ) -> tuple[float, float]:
+    """The share of participants a pure temperature distortion of the base would fit worse.
+
+    The base's own NLL at temperature t < 1 (``nll_temperature``) stands for a model that
+    differs from it only by being sharper; t is the grid point whose mean per-participant loss
+    comes closest to the observed one. Returns (share, t); NaN where the base has no complete
+    ``nll_temperature`` on the paired responses or the post-trained model is not worse.
+    """
+    per = participant_differences(diffs)
+    observed = float(per["mean_diff"].mean())
+    ok, matrix = temperature_matrix(base_rows)
+    curves = base_rows[ok][RESPONSE_KEY].assign(_row=np.arange(int(ok.sum())))
+    keyed = diffs[RESPONSE_KEY].merge(curves, on=RESPONSE_KEY, how="left")
+    if not observed > 0 or keyed["_row"].isna().any() or keyed.empty:
+        return float("nan"), float("nan")
+    sub = matrix[keyed["_row"].to_numpy(int)]
+    one = TEMPERATURE_GRID.index(1.0)
+    gap = pd.DataFrame(sub[:, :one] - sub[:, [one]])
+    gap[["study", "experiment", "participant"]] = keyed[["study", "experiment",
+                                                         "participant"]].to_numpy()
+    by_person = gap.groupby(["study", "experiment", "participant"], observed=True).mean()
+    best = int(np.argmin(np.abs(by_person.mean(axis=0).to_numpy(float) - observed)))
+    return float((by_person.iloc[:, best] > 0).mean()), float(TEMPERATURE_GRID[best])
 
 
 def _tokens(rows: pd.DataFrame) -> pd.Series | float:
@@ -106,13 +200,26 @@ _TOP_COLUMNS = (
 _CONFIDENCE_COLUMNS = (
     Column("model", "Model", "text"), Column("n_responses", "Responses", "int"),
     Column("nll", "NLL / token", "num3"), Column("entropy", "Entropy", "num3"),
-    Column("difference", "NLL − entropy", "num3"), Column("ratio", "NLL / entropy", "num2"),
-    Column("correlation", "r", "num2"),
+    Column("difference", "NLL − entropy (misfit)", "num3"),
+    Column("ratio", "NLL / entropy", "num2"), Column("correlation", "r", "num2"),
+)
+_OFFERED_COLUMNS = (
+    Column("model", "Model", "text"), Column("study", "Study", "text"),
+    Column("n_participants", "Participants", "int"), Column("n_responses", "Responses", "int"),
+    Column("offered_mass", "P(offered)", "probability"),
+    Column("slope", "Slope β", "num2"), Column("slope_interval", "CI", "text"),
+    Column("expected_accuracy", "Expected acc.", "probability"),
+    Column("observed_accuracy", "Observed acc.", "probability"),
+    Column("accuracy_gap", "Expected − observed", "num3"), Column("gap_interval", "CI", "text"),
+    Column("verdict", "Reading", "text"),
 )
 _PARTICIPANT_COLUMNS = (
     Column("post", "Post-trained", "text"), Column("base", "Base", "text"),
     Column("n_participants", "Participants", "int"),
     Column("share_worse", "Fit worse", "probability"),
+    Column("share_interval", "CI", "text"),
+    Column("share_temperature", "Expected if only a temperature", "probability",
+           optional=True),
     Column("mean", "Mean difference", "num3"), Column("median", "Median", "num3"),
 )
 
@@ -130,6 +237,7 @@ class Diagnostics:
 
     def run(self, context: AnalysisContext) -> Section | None:
         rows = context.main_rows(_COLUMNS)
+        options = context.options
         trials = context.extras.get(EXTRAS_KEY)
         notes = []
         if trials is None or "snippet" not in trials.columns:
@@ -148,8 +256,13 @@ class Diagnostics:
                                                                      base=pair.base))
             per = participant_differences(diffs).assign(post=pair.post, base=pair.base)
             people.append(per)
+            share, low, high = share_worse(per, n_boot=options.n_boot, ci=options.ci,
+                                           seed=options.seed)
+            expected, t_star = temperature_share(diffs, rows[rows["model"] == pair.base])
             summary.append({"post": pair.post, "base": pair.base, "n_participants": len(per),
-                            "share_worse": float((per["mean_diff"] > 0).mean()),
+                            "share_worse": share, "share_ci_low": low, "share_ci_high": high,
+                            "share_interval": _percent_interval(low, high),
+                            "share_temperature": expected, "temperature_matched": t_star,
                             "mean": float(per["mean_diff"].mean()),
                             "median": float(per["mean_diff"].median())})
         tables = []
@@ -165,12 +278,32 @@ class Diagnostics:
         elif not conf.empty:
             tables.append(SectionTable("confidence", conf, _CONFIDENCE_COLUMNS, caption=(
                 "Mean NLL per token of the human responses against the model's own mean "
-                "predictive entropy at them; a calibrated model has NLL ≈ entropy.")))
+                "predictive entropy at them (whole vocabulary; mean per study, then over "
+                "studies). A calibrated model has NLL ≈ entropy, but any misfit raises NLL "
+                "above entropy, so the difference is not an over-confidence measure: see the "
+                "offered-options table.")))
+        offered = offered_confidence(rows, n_boot=options.n_boot, ci=options.ci,
+                                     seed=options.seed)
+        if offered.empty:
+            notes.append("no response carries the offered options' log-probs: over-confidence "
+                         "is not identified (the NLL − entropy gap is a misfit index only)")
+        else:
+            tables.append(SectionTable("offered_confidence", offered, _OFFERED_COLUMNS,
+                                       caption=(
+                "Over the options each transcript offered (renormalised): calibration slope β "
+                "of p ∝ q^β (1: calibrated, 0–1: over-confident, > 1: under-confident, ≤ 0: "
+                "the model's favourite is not people's), how often the model expects its "
+                "favourite to be chosen against how often it is, and P(offered), the "
+                "whole-vocabulary probability on the options at all; participant-bootstrap "
+                "intervals.")))
         if people:
             tables.append(SectionTable("participant_summary", pd.DataFrame(summary),
                                        _PARTICIPANT_COLUMNS, caption=(
                 "Per pair: share of participants whose responses the post-trained model "
-                "fits worse on average (mean paired difference > 0).")))
+                "fits worse on average (mean paired difference > 0), its participant-"
+                "bootstrap interval, and the share a model that differs from the base only by "
+                "a temperature (t < 1) with the same mean loss would fit worse (from the "
+                "base's nll_temperature): noise pulls both towards 50 %.")))
             tables.append(SectionTable("participants", pd.concat(people, ignore_index=True),
                                        caption="Mean paired difference per participant."))
         figures = []
@@ -185,28 +318,39 @@ class Diagnostics:
                 f"Per-participant mean paired difference: {pair.post} − {pair.base}",
                 _histogram_drawer(participant_differences(diffs), pair)))
         return Section(self.name, "Per-response diagnostics",
-                       text=_reading(pd.DataFrame(summary), conf, context.pairs),
+                       text=_reading(pd.DataFrame(summary), offered, context.pairs),
                        tables=tuple(tables), figures=tuple(figures), notes=tuple(notes))
 
 
-def _reading(summary: pd.DataFrame, conf: pd.DataFrame, pairs: Sequence[ModelPair]) -> str:
+def _percent_interval(low: float, high: float) -> str:
+    return f"[{low:.0%}, {high:.0%}]" if np.isfinite(low) and np.isfinite(high) else ""
+
+
+def _reading(summary: pd.DataFrame, offered: pd.DataFrame, pairs: Sequence[ModelPair]) -> str:
     parts = []
-    by_model = conf.set_index("model") if not conf.empty else None
     for row in summary.itertuples():
-        line = (f"{row.post} fits {row.share_worse:.0%} of {row.n_participants} participants "
-                f"worse than {row.base} (mean per-participant difference {row.mean:+.3f} nats)")
-        if by_model is not None and {row.post, row.base} <= set(by_model.index):
-            post, base = by_model.loc[row.post], by_model.loc[row.base]
-            line += (f"; its NLL exceeds its own entropy by {post['difference']:.3f} nats per "
-                     f"token against {base['difference']:.3f} for the base")
+        interval = f" {row.share_interval}" if row.share_interval else ""
+        line = (f"{row.post} fits {row.share_worse:.0%}{interval} of {row.n_participants} "
+                f"participants worse than {row.base} (mean per-participant difference "
+                f"{row.mean:+.3f} nats)")
+        if np.isfinite(row.share_temperature):
+            line += (f"; a pure temperature distortion of {row.base} (t = "
+                     f"{row.temperature_matched:.2f}) with the same mean loss would fit "
+                     f"{row.share_temperature:.0%} worse")
         parts.append(line)
     if not parts:
         return f"No pair of the {len(pairs)} present shares scored responses."
-    return ("Where does post-training lose, and is it over-confidence? " + "; ".join(parts)
-            + ". A gap of NLL over entropy that grows with post-training means the model became "
-              "surer than its accuracy about people warrants; a loss spread over most "
-              "participants is a general shift, one carried by a few is a local failure (see "
-              "the largest losses).")
+    text = ("Where does post-training lose, and is it over-confidence? " + "; ".join(parts)
+            + ". Even a model that is worse for every participant in expectation is worse for "
+              "only part of them in a finite sample, so the share is read against the "
+              "temperature column, not against 100 %.")
+    if not offered.empty:
+        over = offered[offered["verdict"] == "over-confident"]
+        wrong = offered[offered["verdict"].str.startswith("wrong favourite")]
+        text += (f" Over the offered options, {len(over)} of {len(offered)} model × study "
+                 f"cells are over-confident (slope β < 1 with its interval) and {len(wrong)} "
+                 "prefer another option than people do (β ≤ 0), which no temperature fixes.")
+    return text
 
 
 def _scatter_drawer(rows: pd.DataFrame, pair: ModelPair, seed: int) -> Callable[[], Figure | None]:

@@ -11,6 +11,7 @@ from psych201.analysis import (
     an_diagnostics,
     an_domains,
     an_generations,
+    an_items,
     an_meta,
     an_persona,
     an_population,
@@ -36,6 +37,7 @@ ANALYSES: list[Analysis] = [
     an_population.ANALYSIS,
     an_calibration.ANALYSIS,
     an_population_fit.ANALYSIS,
+    an_items.ANALYSIS,
     an_diagnostics.ANALYSIS,
     an_closed_loop.ANALYSIS,
 ]

@@ -40,11 +40,11 @@ RESPONSE_SCHEMA = pa.schema(
     ]
 )
 
-#: Softmax temperatures of the ``nll_temperature`` column: log-spaced 0.25 … 4 with neighbours
-#: 9.7 % apart (16^(1/30)); index 15 is exactly 1.0, the plain NLL.
-TEMPERATURE_GRID: tuple[float, ...] = tuple(
-    float(0.25 * 16.0 ** (k / 30)) if k != 15 else 1.0 for k in range(31)
-)
+#: Softmax temperatures of the ``nll_temperature`` column: log-spaced 1/8 … 8 (2^(k/8), k = −24 …
+#: 24), neighbours 9.1 % apart; index 24 is exactly 1.0, the plain NLL. Eight-fold either way, so
+#: an oracle tempered by 0.2 … 5 is fitted inside it (a fit at an end is flagged "≥ 8");
+#: tables scored on the earlier 0.25 … 4 grid (31 values) are named, not calibrated.
+TEMPERATURE_GRID: tuple[float, ...] = tuple(float(2.0 ** (k / 8)) for k in range(-24, 25))
 
 #: Columns added after the first release: tables written before them are read with nulls.
 ADDED_COLUMNS = ("offered_correct", "n_offered", "nll_temperature", "offered_options",
