@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from psych201.pipeline import ScoreConfig
@@ -11,6 +11,7 @@ from psych201.study.schema import (
     ADAPTERS_DIR,
     ConditionEntry,
     DataEntry,
+    ModelEngine,
     StudyFile,
     data_path,
     safe_name,
@@ -27,6 +28,7 @@ class Cell:
     out: Path
     #: What is loaded for ``model`` when that is not its name: a study adapter's folder.
     source: str | None = None
+    engine: ModelEngine = field(default_factory=lambda: ModelEngine("hf", {}))
 
     @property
     def label(self) -> str:
@@ -56,10 +58,12 @@ def expand(study: StudyFile, *, limit: int | None = None, out: Path | None = Non
     cells = []
     for data in study.data:
         entry = data if limit is None else data.model_copy(update={"limit": limit})
-        for model in study.models:
+        for model in study.model_ids:
+            engine = study.engine_for(model)
             for condition in study.conditions:
                 folder = root / data.name / safe_name(model) / condition.label
-                cells.append(Cell(entry, model, condition, folder, source=adapters.get(model)))
+                cells.append(Cell(entry, model, condition, folder, source=adapters.get(model),
+                                  engine=engine))
     return cells
 
 
@@ -87,8 +91,24 @@ def score_config(cell: Cell, study: StudyFile) -> ScoreConfig:
 
 def by_model(cells: Sequence[Cell]) -> Iterator[Cell]:
     # All cells of one model run together so its weights are loaded once and then released.
+    for group in model_groups(cells):
+        yield from group.cells
+
+
+@dataclass(frozen=True)
+class ModelGroup:
+    """All cells of one model (conditions × data): the unit a worker loads the model once for
+    and a scheduler hands out; the cell stays the unit of resume and of the report."""
+
+    model: str
+    engine: ModelEngine
+    cells: tuple[Cell, ...]
+
+
+def model_groups(cells: Sequence[Cell]) -> list[ModelGroup]:
+    """The cells grouped by model, in the study file's order."""
     order = list(dict.fromkeys(c.model for c in cells))
-    for model in order:
-        yield from (c for c in cells if c.model == model)
+    return [ModelGroup(m, next(c.engine for c in cells if c.model == m),
+                       tuple(c for c in cells if c.model == m)) for m in order]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -29,7 +29,13 @@ from psych201.study.resume import (
     skipped_before,
     table_rows,
 )
-from psych201.study.schema import AdapterEntry, StudyFile, StudyFileError, one_line
+from psych201.study.schema import (
+    AdapterEntry,
+    ModelEngine,
+    StudyFile,
+    StudyFileError,
+    one_line,
+)
 
 if TYPE_CHECKING:
     from psych201.lab.train import StepLog
@@ -121,12 +127,14 @@ CELL_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, Psych201Err
 LOAD_ERRORS: tuple[type[BaseException], ...] = (*CELL_ERRORS, ImportError, RuntimeError)
 
 
-def _default_setup(config: ScoreConfig, *, engine_args: Mapping[str, Any],
+def _default_setup(config: ScoreConfig, *, engines: Mapping[str, ModelEngine],
                    adapters: Mapping[str, AdapterEntry] | None = None,
                    note: Callable[[str], None] = print) -> ScoringSetup:
+    engine = engines[config.model]
+    engine_args = engine_settings(engine)
     adapter = (adapters or {}).get(config.model)
     if adapter is None:
-        return build_setup(config, engine_args=engine_args)
+        return build_setup(config, engine=engine.name, engine_args=engine_args)
     # A study adapter: trained into its folder the first time one of its cells runs.
     from psych201.lab.adapter_plan import ensure_adapter
     from psych201.lab.scoring import scoring_setup
@@ -178,38 +186,61 @@ def run_study(
     argv: list[str] | None = None,
     on_cell: Callable[[StudyProgress], None] | None = None,
     loading: Callable[[str], AbstractContextManager[Any]] | None = None,
+    only: Sequence[Cell] | None = None,
 ) -> StudyOutcome:
-    """Run every unfinished cell; one failing cell does not stop the others (it is reported).
+    """Run every unfinished cell (``only``: just these, e.g. a share of the model groups); one
+    failing cell does not stop the others (it is reported).
 
     ``on_cell`` hears where the study stands before each cell (cell i/N, elapsed, ETA);
     ``loading(model)`` wraps each model load (a spinner in the CLI). A model that cannot be
     loaded fails each of its cells with the same one-line reason, loaded once.
     """
     check_adapters_current(study, out)
+    every = expand(study, limit=limit, out=out)
     if load_setup is None:
         adapters = {str(adapter_folder(study, a.name, out)): a for a in study.adapters}
-        load_setup = functools.partial(_default_setup, engine_args=study.engine.engine_args,
-                                       adapters=adapters, note=note)
+        engines = {c.source or c.model: c.engine for c in every}
+        load_setup = functools.partial(_default_setup, engines=engines, adapters=adapters,
+                                       note=note)
     started = time.perf_counter()
-    cells = list(by_model(expand(study, limit=limit, out=out)))
+    cells = list(by_model(every if only is None else only))
     setups: dict[str, ScoringSetup] = {}
     load_failed: dict[str, str] = {}
     outcomes: list[CellOutcome] = []
     work_s, worked = 0.0, 0
-    for index, cell in enumerate(cells, 1):
-        if on_cell is not None:
-            on_cell(StudyProgress(index, len(cells), cell, time.perf_counter() - started,
-                                  eta_seconds(work_s, worked, len(cells) - index + 1)))
-        cell_started = time.perf_counter()
-        outcome = _run_cell(cell, study, setups, load_failed, load_setup=load_setup,
-                            progress=progress, note=note, argv=argv, loading=loading)
-        outcomes.append(outcome)
-        if outcome.status in ("scored", "empty") or (
-                outcome.status == "failed" and cell.model not in load_failed):
-            work_s += time.perf_counter() - cell_started
-            worked += 1
+    try:
+        for index, cell in enumerate(cells, 1):
+            if on_cell is not None:
+                on_cell(StudyProgress(index, len(cells), cell, time.perf_counter() - started,
+                                      eta_seconds(work_s, worked, len(cells) - index + 1)))
+            cell_started = time.perf_counter()
+            outcome = _run_cell(cell, study, setups, load_failed, load_setup=load_setup,
+                                progress=progress, note=note, argv=argv, loading=loading)
+            outcomes.append(outcome)
+            if outcome.status in ("scored", "empty") or (
+                    outcome.status == "failed" and cell.model not in load_failed):
+                work_s += time.perf_counter() - cell_started
+                worked += 1
+    finally:
+        release(setups)
     run_dirs = tuple(o.cell.out for o in outcomes if o.status in ("done", "scored"))
     return StudyOutcome(study, tuple(outcomes), time.perf_counter() - started, run_dirs)
+
+
+def engine_settings(engine: ModelEngine) -> dict[str, Any]:
+    """The engine args a model runs with: vLLM spreads a model over its GPUs by tensor
+    parallelism unless the study file says otherwise."""
+    args = dict(engine.args)
+    if engine.name == "vllm" and engine.gpus and engine.gpus > 1:
+        args.setdefault("tensor_parallel_size", engine.gpus)
+    return args
+
+
+def release(setups: dict[str, ScoringSetup]) -> None:
+    """Free the loaded models (the previous model group's weights, a vLLM engine's workers)."""
+    for setup in setups.values():
+        setup.close()
+    setups.clear()
 
 
 def _run_cell(
@@ -237,7 +268,7 @@ def _run_cell(
         note(f"{cell.label}: FAILED: {message}")
         return CellOutcome(cell, "failed", message)
     if cell.model not in setups:
-        setups.clear()  # cells come grouped by model: the previous one is done
+        release(setups)  # cells come grouped by model: the previous one is done
         note(f"loading {cell.model}")
         try:
             with loading(cell.model) if loading is not None else nullcontext():

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 from psych201.errors import UsageError
 from psych201.prompts.conditions import CONDITION_NAMES
@@ -74,19 +76,51 @@ class ConditionEntry(_Strict):
         return safe_name("-".join(parts))
 
 
-class EngineSettings(_Strict):
-    """How every model of the study is run."""
+#: Bounds of a study file's numbers, checked at load (before anything starts). Kept here until
+#: the shared bounds module (issue #24) lands; the integrator points these at it.
+STUDY_BOUNDS = {"batch_tokens": (1, 1 << 24), "seed": (0, (1 << 63) - 1), "gpus": (1, 1024)}
 
+
+class EngineSettings(_Strict):
+    """How every model of the study is run: ``name`` is a registered engine (``hf``, ``vllm``,
+    ``llamacpp``, ``openai``, an entry point's), ``args`` its settings (``--engine-args``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    name: str = "hf"
     device: str = "cpu"
     dtype: str = "float32"
-    batch_tokens: int = Field(default=8192, ge=1)
+    batch_tokens: int = Field(default=8192, ge=STUDY_BOUNDS["batch_tokens"][0],
+                              le=STUDY_BOUNDS["batch_tokens"][1])
     alignment: str = "offsets"
     max_tokens: int | None = Field(default=None, ge=2)
     window_overlap: int | None = Field(default=None, ge=0)
     model_args: dict[str, Any] = Field(default_factory=dict)
-    #: The transformers engine's settings (``--engine-args``), e.g. ``{temperatures: "on"}``
-    #: to score the calibration control's temperature grid on a CPU.
-    engine_args: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    #: The engine's settings (``--engine-args``; ``args`` in the file), e.g. the transformers
+    #: engine's ``{temperatures: "on"}`` to score the calibration control's temperature grid on
+    #: a CPU. Checked against what the engine's registration says it takes.
+    engine_args: dict[str, Any] = Field(
+        default_factory=dict, validation_alias=AliasChoices("args", "engine_args"))
+
+
+class ModelEntry(_Strict):
+    """A model of the study: a bare string in the file is ``{id: ...}``; ``engine`` and
+    ``args`` override the study's engine for this model, ``gpus`` the planner's estimate."""
+
+    id: str = Field(min_length=1)
+    engine: str | None = None
+    args: dict[str, Any] = Field(default_factory=dict)
+    gpus: int | None = Field(default=None, ge=STUDY_BOUNDS["gpus"][0], le=STUDY_BOUNDS["gpus"][1])
+
+
+@dataclass(frozen=True)
+class ModelEngine:
+    """How one model of a study is run: its engine, that engine's args, and its GPUs (``None``:
+    the planner's memory estimate decides)."""
+
+    name: str
+    args: Mapping[str, Any]
+    gpus: int | None = None
 
 
 class AdapterEntry(_Strict):
@@ -120,13 +154,33 @@ class StudyFile(_Strict):
 
     name: str
     out: str = "runs"
-    models: tuple[str, ...]
+    models: tuple[ModelEntry, ...]
     adapters: tuple[AdapterEntry, ...] = ()
     conditions: tuple[ConditionEntry, ...] = (ConditionEntry(name="raw"),)
     data: tuple[DataEntry, ...]
     engine: EngineSettings = EngineSettings()
-    seed: int = 0
+    seed: int = Field(default=0, ge=STUDY_BOUNDS["seed"][0], le=STUDY_BOUNDS["seed"][1])
     report: str | None = "report.html"
+
+    @property
+    def model_ids(self) -> tuple[str, ...]:
+        return tuple(m.id for m in self.models)
+
+    def engine_for(self, model: str) -> ModelEngine:
+        """The engine ``model`` runs on: its own, else the study's. The study-wide ``args``
+        apply only where the model runs on the study's engine (they are that engine's)."""
+        entry = next(m for m in self.models if m.id == model)
+        name = entry.engine or self.engine.name
+        shared = self.engine.engine_args if name == self.engine.name else {}
+        return ModelEngine(name, {**shared, **entry.args}, entry.gpus)
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _models(cls, value: Any) -> Any:
+        # A bare string is a model on the study's engine.
+        if not isinstance(value, list | tuple):
+            return value
+        return [{"id": item} if isinstance(item, str) else item for item in value]
 
     @field_validator("report")
     @classmethod
@@ -170,8 +224,9 @@ def load_study(path: Path) -> StudyFile:
                 f"{path}: conditions.{i}: unknown condition {condition.name!r} "
                 f"(known: {', '.join(CONDITION_NAMES)})"
             )
+    _check_engines(path, study)
     folders: dict[str, str] = {}
-    for model in study.models:
+    for model in study.model_ids:
         other = folders.setdefault(safe_name(model), model)
         if other != model:
             raise StudyFileError(f"{path}: models {other!r} and {model!r} would share the score "
@@ -179,6 +234,38 @@ def load_study(path: Path) -> StudyFile:
                                  "other's); rename one")
     _check_adapters(path, study)
     return study
+
+
+def _check_engines(path: Path, study: StudyFile) -> None:
+    """Every model's engine is registered and takes the args it is given (nothing imported)."""
+    from psych201.scoring.engines import check_engine_args, engine_entry
+
+    adapters = {a.name for a in study.adapters}
+    for i, model in enumerate(study.models):
+        where = f"{path}: models.{i} ({model.id})"
+        engine = study.engine_for(model.id)
+        if engine.name == "ray":
+            raise StudyFileError(f"{where}: engine ray is not an engine of its own: run the "
+                                 "study with `psych201 run STUDY --ray`")
+        try:
+            engine_entry(engine.name)
+            check_engine_args(engine.name, engine.args, what="args")
+        except UsageError as exc:
+            raise StudyFileError(f"{where}: {exc}") from exc
+        if model.id in adapters and engine.name != "hf":
+            raise StudyFileError(f"{where}: a LoRA adapter the study trains is scored on the "
+                                 "hf engine")
+
+
+def check_engines_installed(study: StudyFile) -> None:
+    """Refuse (before anything loads) a study whose engines' packages are missing here."""
+    from psych201.scoring.engines import require_packages
+
+    for name in dict.fromkeys(study.engine_for(m).name for m in study.model_ids):
+        try:
+            require_packages(name, what="engine")
+        except UsageError as exc:
+            raise StudyFileError(str(exc)) from exc
 
 
 def _check_adapters(path: Path, study: StudyFile) -> None:
@@ -196,7 +283,7 @@ def _check_adapters(path: Path, study: StudyFile) -> None:
         where = f"{path}: adapters.{i} ({adapter.name})"
         if names.count(adapter.name) > 1:
             raise StudyFileError(f"{where}: adapter names must be unique")
-        if adapter.name not in study.models:
+        if adapter.name not in study.model_ids:
             raise StudyFileError(f"{where}: never scored: list it under models")
         if adapter.base == adapter.name:
             raise StudyFileError(f"{where}: an adapter cannot be its own base")
