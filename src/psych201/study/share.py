@@ -13,9 +13,13 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from psych201.errors import UsageError
 from psych201.study.cells import ModelGroup
+
+if TYPE_CHECKING:
+    from psych201.analysis.registry import ModelRegistry
 
 #: Most array tasks a study is shared over (a Slurm array's usual ``MaxArraySize`` is 1001).
 MAX_SHARES = 1000
@@ -41,12 +45,13 @@ class Share:
         return cls(index, count)
 
 
-def params_billions(model: str, source: str | None = None) -> float | None:
+def params_billions(model: str, source: str | None = None, *,
+                    registry: ModelRegistry | None = None) -> float | None:
     """A model's parameters in billions: the registry's, else its local weights' size (bf16 /
     float32 alike read as 2 bytes a parameter: only the ratio between models matters here)."""
     from psych201.analysis.registry import load_registry
 
-    info = load_registry().get(model)
+    info = (registry or load_registry()).get(model)
     if info is not None and info.params_b is not None:
         return float(info.params_b)
     folder = Path(source or model).expanduser()
@@ -58,9 +63,13 @@ def params_billions(model: str, source: str | None = None) -> float | None:
 
 def group_costs(groups: Sequence[ModelGroup]) -> list[float]:
     """Planned cost of each group: parameters × cells (unknown parameters count as 1B)."""
+    from psych201.analysis.registry import load_registry
+
+    registry = load_registry()
     costs = []
     for group in groups:
-        params = params_billions(group.model, group.cells[0].source if group.cells else None)
+        params = params_billions(group.model, group.cells[0].source if group.cells else None,
+                                 registry=registry)
         costs.append((params if params is not None else 1.0) * len(group.cells))
     return costs
 
@@ -77,7 +86,30 @@ def balance(costs: Sequence[float], bins: int) -> list[list[int]]:
     return [sorted(d) for d in dealt]
 
 
+def shares(groups: Sequence[ModelGroup], count: int) -> list[list[ModelGroup]]:
+    """The model groups of each of ``count`` tasks."""
+    return [[groups[i] for i in dealt] for dealt in balance(group_costs(groups), count)]
+
+
 def share_groups(groups: Sequence[ModelGroup], share: Share) -> list[ModelGroup]:
     """The model groups task ``share`` runs."""
-    dealt = balance(group_costs(groups), share.count)
-    return [groups[i] for i in dealt[share.index - 1]]
+    return shares(groups, share.count)[share.index - 1]
+
+
+def group_gpus(group: ModelGroup, *, dtype: str, batch_tokens: int, kind: str = "H100",
+               registry: ModelRegistry | None = None) -> int:
+    """GPUs one model group needs: the study file's ``gpus``, else the planner's memory
+    estimate (weights + one batch) against ``kind``'s memory; 0 for engines without weights
+    on a GPU (a served model, the oracle)."""
+    from psych201.plan import GPU_KINDS, gpus_for, peak_memory
+    from psych201.scoring.engines import engine_entry
+
+    if group.engine.gpus:
+        return group.engine.gpus
+    if not engine_entry(group.engine.name).capabilities.gpu:
+        return 0
+    params = params_billions(group.model, group.cells[0].source if group.cells else None,
+                             registry=registry)
+    memory = peak_memory(None, params if params is not None else 1.0, batch_tokens,
+                         4 if dtype == "float32" else 2)
+    return gpus_for(memory or 0, GPU_KINDS[kind.lower()])
