@@ -350,3 +350,38 @@ def test_an_engine_from_another_package_runs_from_a_study_file(tmp_path: Path) -
     refused = psych201("run", str(bad), "-q")
     assert refused.returncode == 2
     assert "engine toy's scale is a int or float, not 'big'" in " ".join(refused.stderr.split())
+
+
+# --- shared caches --------------------------------------------------------------------------
+
+
+def test_two_workers_never_convert_the_same_model_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+    import time
+
+    from psych201.scoring import models
+
+    conversions: list[Path] = []
+
+    def slow_convert(gguf_path: Path, out: Path) -> None:
+        conversions.append(gguf_path)
+        time.sleep(0.5)  # long enough for the other worker to arrive meanwhile
+        out.mkdir(parents=True)
+        (out / "config.json").write_text("{}")
+
+    monkeypatch.setattr(models, "_convert_gguf", slow_convert)
+    gguf = tmp_path / "m.gguf"
+    gguf.write_bytes(b"GGUF")
+    source = models._GGUFSource(name="m", sha256=lambda: "ab" * 32,
+                                locate=lambda _scratch: gguf, source=str(gguf))
+    folders: list[Path] = []
+    workers = [threading.Thread(target=lambda: folders.append(
+        models._converted(source, tmp_path / "cache"))) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert len(conversions) == 1 and len(set(folders)) == 1 and len(folders) == 2
+    assert (folders[0] / "config.json").is_file()
