@@ -186,7 +186,7 @@ def test_the_slurm_array_matches_cells(tmp_path: Path) -> None:
         assert sum(int(c) for _, c, _ in listed) == sum(len(g.cells) for g in groups) == 612
 
 
-@pytest.mark.slow  # ~50 s on the shared 2-core machine: 24 cells of three tiny models
+@pytest.mark.slow  # ~100 s on the shared 2-core machine: 24 cells of three tiny models, twice
 def test_three_shares_then_report_equal_the_sequential_run(
     tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:

@@ -21,7 +21,7 @@ from psych201.cli.score_cmds import RichProgress
 from psych201.errors import EXIT_FAILED_SESSIONS, EXIT_USAGE, UsageError
 
 if TYPE_CHECKING:
-    from psych201.study import Cell, StudyFile
+    from psych201.study import Cell, StudyFile, StudyOutcome
 
 console = Console()
 err_console = Console(stderr=True)
@@ -52,6 +52,9 @@ def run(
     ] = None,
     cells: Annotated[str | None, typer.Option(
         help="i/N: run task i's share of the model groups (balanced by planned hours).")] = None,
+    ray: Annotated[str | None, typer.Option(
+        "--ray", help="Run the model groups as Ray tasks on a cluster: auto, local:N (N CPUs "
+                      "here) or HOST:PORT.")] = None,
     emit: Annotated[str | None, typer.Option(
         help="Print a job script instead of running: slurm (an array over --cells).")] = None,
     tasks: Annotated[int | None, typer.Option(
@@ -84,8 +87,10 @@ def run(
                     f"{LIMIT_BOUNDS[1]:,}")
     if emit is not None and emit not in EMIT_CHOICES:
         raise _fail(f"--emit {emit}: choose one of {', '.join(EMIT_CHOICES)}")
-    if report and cells is not None:
-        raise _fail("--report writes the report alone; run the --cells tasks without it")
+    if report and (cells is not None or ray is not None):
+        raise _fail("--report writes the report alone; run the cells without it")
+    if ray is not None and cells is not None:
+        raise _fail("--ray schedules every model group itself: leave out --cells")
     try:
         share = Share.parse(cells) if cells is not None else None
         if tasks is not None:
@@ -107,7 +112,11 @@ def run(
         return
     try:
         check_engines_installed(study)  # before any model loads
-    except StudyFileError as exc:
+        if ray is not None:
+            from psych201.study.ray_run import check_ray_address
+
+            check_ray_address(ray)
+    except UsageError as exc:
         raise _fail(str(exc)) from exc
     only = None
     if share is not None:
@@ -121,7 +130,7 @@ def run(
             f"({len(study.models)} models × {len(study.conditions)} conditions × "
             f"{len(study.data)} datasets)"
         )
-    outcome = run_study(
+    outcome = _on_ray(study, ray, limit, out) if ray is not None else run_study(
         study,
         limit=limit,
         out=out,
@@ -152,6 +161,13 @@ def run(
             err_console.print(f"[red]failed:[/red] {o.cell.label}: {o.message}",
                               highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_FAILED_SESSIONS)
+
+
+def _on_ray(study: StudyFile, address: str, limit: int | None, out: Path | None) -> StudyOutcome:
+    from psych201.study.ray_run import run_study_on_ray
+
+    return run_study_on_ray(study, address, limit=limit, out=out,
+                            note=lambda m: console.print(m, highlight=False))
 
 
 def _report_only(study: StudyFile, every: list[Cell], out: Path | None) -> None:
