@@ -79,7 +79,7 @@ def _tables_equal(one: Path, other: Path) -> None:
 
 
 @needs_ray
-@pytest.mark.slow  # a local Ray cluster and 36 cells of tiny models (~2 min on 2 cores)
+@pytest.mark.slow  # local Ray cluster, 36 cells of tiny models, a retry (~5 min on 2 cores)
 def test_a_study_on_ray_equals_the_sequential_run(tmp_path: Path, models: list[str]) -> None:
     import psutil
     import ray
