@@ -385,3 +385,20 @@ def test_two_workers_never_convert_the_same_model_twice(
         worker.join()
     assert len(conversions) == 1 and len(set(folders)) == 1 and len(folders) == 2
     assert (folders[0] / "config.json").is_file()
+
+
+def test_a_cell_scored_by_another_engine_is_not_complete(tmp_path: Path) -> None:
+    from psych201.study import is_complete, score_config
+
+    spec = _demo_study(tmp_path, ["m"], engine={"name": "oracle"})
+    spec["data"] = spec["data"][:1]
+    spec["conditions"] = ["raw"]
+    study = load_study(_write(tmp_path, spec))
+    code, output = _cli("run", str(tmp_path / "study.yaml"), "-q", "--no-report")
+    assert code == 0, output
+    (cell,) = expand(study)
+    assert is_complete(cell, score_config(cell, study))
+    # The study file now names another engine for the model: its cell is scored again.
+    moved = load_study(_write(tmp_path, {**spec, "engine": {"name": "hf"}}, "moved.yaml"))
+    (again,) = expand(moved)
+    assert again.out == cell.out and not is_complete(again, score_config(again, moved))

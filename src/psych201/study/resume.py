@@ -43,7 +43,18 @@ def is_complete(cell: Cell, config: ScoreConfig) -> bool:
         manifest.get("status") == "complete"
         and all(_json_equal(spec.get(key), value) for key, value in wanted.items())
         and _json_equal(extra.get("model_args", {}), model_args)
+        and _same_engine(str(spec.get("engine", "")), cell.engine.name)
     )
+
+
+def _same_engine(recorded: str, wanted: str) -> bool:
+    """A cell scored by another registered engine than the study file now names is not this
+    cell (a Ray run records ``ray:ENGINE``); a setup outside the registry (a test's) is not
+    judged."""
+    from psych201.scoring.engines import engine_names
+
+    engine = recorded.removeprefix("ray:")
+    return engine == wanted or engine not in engine_names()
 
 
 def _json_equal(stored: Any, wanted: Any) -> bool:
