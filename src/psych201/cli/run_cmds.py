@@ -130,7 +130,7 @@ def run(
             f"({len(study.models)} models × {len(study.conditions)} conditions × "
             f"{len(study.data)} datasets)"
         )
-    outcome = _on_ray(study, ray, limit, out) if ray is not None else run_study(
+    outcome = _on_ray(study, ray, limit, out, quiet) if ray is not None else run_study(
         study,
         limit=limit,
         out=out,
@@ -163,10 +163,11 @@ def run(
         raise typer.Exit(EXIT_FAILED_SESSIONS)
 
 
-def _on_ray(study: StudyFile, address: str, limit: int | None, out: Path | None) -> StudyOutcome:
+def _on_ray(study: StudyFile, address: str, limit: int | None, out: Path | None,
+            quiet: bool) -> StudyOutcome:
     from psych201.study.ray_run import run_study_on_ray
 
-    return run_study_on_ray(study, address, limit=limit, out=out,
+    return run_study_on_ray(study, address, limit=limit, out=out, show_cells=not quiet,
                             note=lambda m: console.print(m, highlight=False))
 
 

@@ -62,12 +62,13 @@ def check_ray_address(address: str, *, timeout_s: float = CONNECT_TIMEOUT_S) -> 
         raise UsageError(f"--ray {address}: the cluster does not answer ({exc})") from exc
 
 
-def _init(address: str) -> None:
+def _init(address: str, *, show_cells: bool) -> None:
     import ray
 
     if ray.is_initialized():
         return
-    options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+    # The workers' per-cell progress lines reach the driver's console through Ray's log relay.
+    options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": show_cells}
     if address.startswith("local:"):
         ray.init(num_cpus=int(address.split(":", 1)[1]), **options)
     else:
@@ -80,9 +81,11 @@ def _run_group(study: StudyFile, cells: Sequence[Cell], limit: int | None,
     import os
 
     notes: list[str] = []
-    outcome = run_study(study, limit=limit, out=out, note=notes.append, only=cells)
+    model = cells[0].model
+    outcome = run_study(study, limit=limit, out=out, note=notes.append, only=cells,
+                        on_cell=lambda where: print(f"{model}: {where.line()}", flush=True))
     light = tuple(replace(o, summary=None) for o in outcome.outcomes)
-    return GroupResult(cells[0].model, light, tuple(notes), os.getpid())
+    return GroupResult(model, light, tuple(notes), os.getpid())
 
 
 def run_study_on_ray(
@@ -94,12 +97,17 @@ def run_study_on_ray(
     note: Callable[[str], None] = print,
     cpus_per_group: float = 1.0,
     on_result: Callable[[GroupResult], None] | None = None,
+    show_cells: bool = False,
 ) -> StudyOutcome:
-    """Every model group as a Ray task (longest planned first); see the module docstring."""
+    """Every model group as a Ray task (longest planned first); see the module docstring.
+
+    ``note`` hears each group as it ends (i/N models, ETA from the measured rate over the
+    planned cost); ``show_cells`` relays the workers' per-cell lines (cell i/N of the group,
+    ETA) to this console."""
     import ray
 
     check_ray_address(address)
-    _init(address)
+    _init(address, show_cells=show_cells)
     started = time.perf_counter()
     groups = model_groups(expand(study, limit=limit, out=out))
     costs = group_costs(groups)
