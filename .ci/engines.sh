@@ -96,5 +96,5 @@ fi
 say "running the engine tests"
 PSYCH201_REQUIRE_ENGINES="$require" "$VENV/bin/python" -m pytest -q -p no:cacheprovider \
   --durations=10 -k "not test_shards_merged_equal_single_process" \
-  tests/test_engines_parity.py tests/test_engines_scale.py
+  tests/test_engines_parity.py tests/test_engines_scale.py tests/test_study_ray.py
 say "done"

@@ -228,7 +228,7 @@ def test_a_cell_another_process_is_scoring_is_skipped_not_failed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Two `psych201 run` on one study share its cells: the second skips a busy one (exit 0).
-    import psych201.study as study_module
+    import psych201.study.run as study_module
     from constant_setup import constant_setup
     from psych201.results.lock import RunDirLockedError
     from psych201.study import run_study

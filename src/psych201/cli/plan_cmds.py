@@ -5,21 +5,34 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+if TYPE_CHECKING:
+    from psych201.plan import GpuPool, ModelPlan, TokenCount
+    from psych201.study import StudyFile
+
 console = Console()
 err_console = Console(stderr=True)
+
+#: Bounds of plan's own numbers (the integrator points these at issue #24's bounds module).
+PLAN_BOUNDS = {"limit": (1, 10_000_000), "batch_tokens": (1, 1 << 24)}
+
+
+def _fail(message: str) -> typer.Exit:
+    err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(2)
 
 
 def plan(
     study_file: Annotated[
         Path | None, typer.Argument(help="A study file (studies/*.yaml); or use --data/--model.")
     ] = None,
-    data: Annotated[Path | None, typer.Option(help="Data of a single run.")] = None,
+    data: Annotated[Path | None, typer.Option(
+        help="Data of a single run; with a study file, planned in place of its data.")] = None,
     model: Annotated[str | None, typer.Option(help="Model of a single run.")] = None,
     limit: Annotated[int | None, typer.Option(help="At most this many participants.")] = None,
     batch_tokens: Annotated[int, typer.Option(help="Tokens per batch (single run).")] = 8192,
@@ -29,22 +42,36 @@ def plan(
     benchmark: Annotated[
         Path | None, typer.Option(help="Take FLOP/s from a benchmarks/packing.py JSON.")
     ] = None,
+    gpus: Annotated[str | None, typer.Option(
+        help="Plan for a cluster, e.g. 8xH100: GPUs per model (from its memory), hours and the "
+             "makespan on that many GPUs.")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the plan as JSON.")] = None,
 ) -> None:
     """Tokens forwarded per study, forward FLOPs, peak memory and hours per model."""
     from psych201.analysis.registry import load_registry
     from psych201.pipeline import PipelineError, ScoreConfig
+    from psych201.plan import GpuPool, check_model_name, plan_model, throughput_from_benchmark
     from psych201.plan import calibrate as measure
-    from psych201.plan import plan_model, throughput_from_benchmark
     from psych201.prompts.conditions import ConditionUnavailableError
     from psych201.study import StudyFileError, expand, load_study, score_config
 
+    for name, value in (("--limit", limit), ("--batch-tokens", batch_tokens)):
+        low, high = PLAN_BOUNDS[name.strip("-").replace("-", "_")]
+        if value is not None and not low <= value <= high:
+            raise _fail(f"{name} {value}: must be between {low} and {high:,}")
+    try:
+        pool = GpuPool.parse(gpus) if gpus is not None else None
+    except ValueError as exc:
+        raise _fail(str(exc)) from exc
+    study: StudyFile | None = None
     if study_file is not None:
         try:
             study = load_study(study_file)
         except StudyFileError as exc:
-            err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from exc
+            raise _fail(str(exc)) from exc
+        if data is not None:  # e.g. the paper's study against a local copy of its data
+            study = study.model_copy(update={"data": tuple(
+                d.model_copy(update={"path": str(data)}) for d in study.data)})
         # One plan per (data, model, condition): conditions change the text, hence the tokens.
         # An adapter the study trains costs what its base costs (same tokenizer and shapes, the
         # LoRA merged), and may not exist yet: it is planned as its base, under its own name.
@@ -58,8 +85,12 @@ def plan(
                                batch_tokens=batch_tokens)]
         labels = [model]
     else:
-        err_console.print("[red]error:[/red] give STUDY_FILE, or both --data and --model")
-        raise typer.Exit(2)
+        raise _fail("give STUDY_FILE, or both --data and --model")
+    for name in dict.fromkeys(c.model for c in configs):
+        try:
+            check_model_name(name)  # as `score` would refuse it, before any data is read
+        except ValueError as exc:
+            raise _fail(str(exc)) from exc
     flops_per_s = None
     if benchmark is not None:
         flops_per_s = throughput_from_benchmark(benchmark)
@@ -68,11 +99,12 @@ def plan(
         flops_per_s = measure(first.model, device=first.device, dtype=first.dtype,
                               batch_tokens=first.batch_tokens)
     registry = load_registry()
+    estimates: dict[str, list[TokenCount]] = {}
     plans = []
     for label, config in zip(labels, configs, strict=True):
         try:
-            plans.append(replace(plan_model(config, flops_per_s=flops_per_s, registry=registry),
-                                 model=label))
+            plans.append(replace(plan_model(config, flops_per_s=flops_per_s, registry=registry,
+                                            estimates=estimates), model=label))
         except PipelineError as exc:
             # A condition this model or data cannot take (no chat template, no metadata):
             # `run` skips that cell, so the plan does too.
@@ -81,8 +113,19 @@ def plan(
             console.print(f"[yellow]skipped:[/yellow] {label} · {config.condition}: "
                           f"{exc}", highlight=False)
     if not plans:
-        err_console.print("[red]error:[/red] no cell of the study can be scored")
-        raise typer.Exit(2)
+        raise _fail("no cell of the study can be scored")
+    if pool is None:
+        _print_cells(plans, flops_per_s)
+        cluster = None
+    else:
+        cluster = _print_cluster(plans, pool, study, flops_per_s)
+    if out is not None:
+        out.write_text(json.dumps({"flops_per_s": flops_per_s,
+                                   "plans": [p.as_dict() for p in plans],
+                                   **({"cluster": cluster} if cluster else {})}, indent=2) + "\n")
+
+
+def _print_cells(plans: list[ModelPlan], flops_per_s: float | None) -> None:
     table = Table(title="psych201 plan", title_justify="left")
     for column in ("model", "condition", "tokens", "exact", "TFLOPs", "peak GB", "hours"):
         table.add_column(column, justify="left" if column in ("model", "condition") else "right")
@@ -97,9 +140,34 @@ def plan(
     total = sum(p.hours for p in plans if p.hours is not None)
     if flops_per_s:
         console.print(f"at {flops_per_s / 1e12:.3g} TFLOP/s achieved: {total:,.1f} hours in all")
-    if out is not None:
-        out.write_text(json.dumps({"flops_per_s": flops_per_s,
-                                   "plans": [p.as_dict() for p in plans]}, indent=2) + "\n")
+
+
+def _print_cluster(plans: list[ModelPlan], pool: GpuPool, study: StudyFile | None,
+                   flops_per_s: float | None) -> dict[str, object]:
+    """Per model group: GPUs (the study file's, else from peak memory), memory, hours; then the
+    makespan of all groups on the pool (longest first)."""
+    from psych201.plan import PLANNED_MFU, cluster_plan
+
+    given = {m.id: m.gpus for m in study.models if m.gpus} if study is not None else {}
+    try:
+        groups, span = cluster_plan(plans, pool, given, flops_per_s)
+    except ValueError as exc:
+        raise _fail(str(exc)) from exc
+    rate = ("measured" if flops_per_s else
+            f"planned at {PLANNED_MFU:.0%} of the {pool.kind.name}'s bf16 peak")
+    table = Table(title=f"psych201 plan on {pool.count}x{pool.kind.name} ({rate})",
+                  title_justify="left")
+    for column in ("model", "cells", "peak GB", "GPUs", "from", "GPU-hours", "hours"):
+        table.add_column(column, justify="left" if column in ("model", "from") else "right")
+    for g in groups:
+        table.add_row(g.model, str(g.cells), f"{g.peak_gb:,.1f}", str(g.gpus), g.gpus_from,
+                      f"{g.gpus * g.hours:,.2f}", f"{g.hours:,.2f}")
+    console.print(table)
+    gpu_hours = sum(g.gpus * g.hours for g in groups)
+    console.print(f"makespan on {pool.count}x{pool.kind.name}: {span:,.1f} hours "
+                  f"({gpu_hours:,.1f} GPU-hours in all)", highlight=False)
+    return {"gpus": pool.count, "kind": pool.kind.name, "makespan_hours": span,
+            "groups": [g.__dict__ for g in groups]}
 
 
 def register(app: typer.Typer) -> None:

@@ -6,7 +6,6 @@ the other commands stay fast.
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -154,17 +153,19 @@ def run_scoring(
         progress.stop()
 
 
-#: The package each optional engine imports (checked before anything is read or loaded).
-_ENGINE_PACKAGES = {"vllm": "vllm", "llamacpp": "llama_cpp", "ray": "ray"}
-
-
 def _engine_loader(
     config: ScoreConfig, engine: str, engine_args: dict[str, Any], ray_args: dict[str, Any]
 ) -> SetupLoader | None:
     """Check that ``engine`` can be used here and takes ``--model-args``; return what loads it
     once the data is read (None: the default engine, which a finished run need not load)."""
     from psych201.pipeline import build_setup, engine_choices
-    from psych201.scoring.engines import check_model_args
+    from psych201.scoring.engines import (
+        RAY_PACKAGE,
+        check_engine_args,
+        check_model_args,
+        engine_entry,
+        require_packages,
+    )
 
     choices = engine_choices()
     if engine not in choices:
@@ -179,15 +180,15 @@ def _engine_loader(
         if str(packing).lower() not in PACKING_CHOICES:
             raise _fail(f"--engine-args packing={packing}: choose one of "
                         f"{', '.join(PACKING_CHOICES)}")
-    for name in dict.fromkeys((engine, inner)):
-        package = _ENGINE_PACKAGES.get(name)
-        if package and importlib.util.find_spec(package) is None:
-            raise _fail(
-                f"--engine {name} needs the {package} package, which is not installed "
-                "(see docs/scale-out.md)"
-            )
-    if inner not in choices:
+    if engine == "ray" and not RAY_PACKAGE.installed():
+        raise _fail(f"--engine ray needs the ray package, which is not installed "
+                    f"({RAY_PACKAGE.install})")
+    if inner not in choices or inner == "ray":
         raise _fail(f"unknown engine {inner!r} (choose one of {', '.join(choices)})")
+    require_packages(inner)  # registration names the packages and how to install them
+    if engine == "ray" and not engine_entry(inner).capabilities.ray:
+        raise _fail(f"engine {inner} reads whole sessions and cannot run on Ray")
+    check_engine_args(inner, engine_args)
     check_model_args(inner, config.model_args)  # before the data is read or the model loads
     if (Path(config.model).expanduser() / "adapter_config.json").is_file():
         return _adapter_loader(config, engine, engine_args)

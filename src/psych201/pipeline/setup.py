@@ -25,6 +25,7 @@ from psych201.scoring.engines import (
     ScorerSpec,
     build_scorer,
     check_model_args,
+    engine_entry,
     engine_names,
     make_scorer,
 )
@@ -208,9 +209,11 @@ def _ray_setup(spec: ScorerSpec, ray_kwargs: dict[str, Any]) -> ScoringSetup:
 def _temperature_statement(spec: ScorerSpec) -> str:
     """What the workers' engine says of ``nll_temperature`` (the driver never builds one)."""
     if spec.engine != "hf":
-        return TOPK_ONLY_TEMPERATURES if spec.engine in ("vllm", "openai") else (
-            f"null: not implemented for {spec.engine}"
-        )
+        entry = engine_entry(spec.engine)
+        if not entry.capabilities.temperatures:
+            return TOPK_ONLY_TEMPERATURES if not entry.capabilities.entropy else (
+                f"null: not implemented for {spec.engine}")
+        return "full softmax"
     import torch
 
     from psych201.scoring.hf import temperatures_on

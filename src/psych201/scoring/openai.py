@@ -39,7 +39,7 @@ from psych201.scoring.engine import (
     TokenScores,
 )
 from psych201.scoring.engine_util import EngineError, check_request, scores_from_topk
-from psych201.scoring.engines import BuiltScorer, ScorerSpec, register_engine, token_scorer
+from psych201.scoring.engines import BuiltScorer, ScorerSpec, token_scorer
 
 #: HTTP statuses worth retrying: the server is busy or restarting, not rejecting the request.
 RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
@@ -418,7 +418,6 @@ def _retry_after(value: str | None) -> float:
         return 0.0
 
 
-@register_engine("openai", model_args=("cache_dir",))
 def build(spec: ScorerSpec) -> BuiltScorer:
     """A served model (``options``: :class:`OpenAIServer` fields, ``tokenizer``, ``max_context``);
     ``cache_dir`` goes to the local tokenizer's loader."""

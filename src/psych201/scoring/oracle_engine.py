@@ -26,7 +26,7 @@ from psych201.prompts.options import response_options
 from psych201.prompts.records import Prompt
 from psych201.results.schema import TEMPERATURE_GRID
 from psych201.scoring.engine import EngineInfo
-from psych201.scoring.engines import BuiltScorer, ScorerSpec, register_engine
+from psych201.scoring.engines import BuiltScorer, ScorerSpec
 from psych201.scoring.oracle import OracleError, OracleScorer
 from psych201.scoring.scorer import SpanScore
 
@@ -138,7 +138,6 @@ def _tempered(logp: Sequence[float], t: float) -> list[float]:
     return [v - norm for v in scaled]
 
 
-@register_engine("oracle")
 def build(spec: ScorerSpec) -> BuiltScorer:
     """The oracle on ``--data``'s simulated sessions; ``options``: ``temperature`` only."""
     options = dict(spec.options)

@@ -38,7 +38,7 @@ from psych201.scoring.engine import (
     TokenScores,
 )
 from psych201.scoring.engine_util import EngineError, check_request, scores_from_topk
-from psych201.scoring.engines import BuiltScorer, ScorerSpec, register_engine, token_scorer
+from psych201.scoring.engines import BuiltScorer, ScorerSpec, token_scorer
 
 
 @dataclass(frozen=True)
@@ -263,7 +263,6 @@ def hf_folder(name_or_path: str, cache_dir: Path | None = None) -> tuple[Path, s
     return found.folder, found.model_id
 
 
-@register_engine("vllm", model_args=("cache_dir",))
 def build(spec: ScorerSpec) -> BuiltScorer:
     """vLLM on the model's safetensors folder (``options``: :class:`VLLMConfig` fields)."""
     from psych201.scoring.engines import model_identity
