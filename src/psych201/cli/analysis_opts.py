@@ -164,7 +164,8 @@ def _data_paths(data: list[Path] | None) -> list[Path]:
             raise _fail(f"--data {path}: no such file or directory")
         out.append(path)
     return out
-SplitSeedOpt = Annotated[int | None, typer.Option(help="Seed of the test/train split (default: "
+SplitSeedOpt = Annotated[int | None, typer.Option(**option_range("seed"),
+                                                  help="Seed of the test/train split (default: "
                                                   "the runs' seed).")]
 
 

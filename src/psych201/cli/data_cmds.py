@@ -212,7 +212,9 @@ def build(
         typer.Argument(help="A directory of study folders (or one study, or hf:OWNER/NAME)."),
     ],
     out: Annotated[Path, typer.Argument(help="The Parquet file to write.")],
-    seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the test split.")] = 0,
+    seed: Annotated[
+        int, typer.Option("--seed", **option_range("seed"), help="Seed of the test split.")
+    ] = 0,
     on_error: OnErrorOption = OnErrorChoice.fail,
     max_line_mb: MaxLineOption = 16.0,
     show: ShowOption = 10,

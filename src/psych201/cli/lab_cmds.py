@@ -116,9 +116,11 @@ def train_cmd(
         str | None, typer.Option(help="Layers to adapt, e.g. 9-17 (default: all).")
     ] = None,
     dpo_beta: Annotated[float, typer.Option(min=0.0, help="DPO temperature (preference).")] = 0.1,
-    seed: Annotated[int, typer.Option(min=0, help="Seed: adapter init, data order, dialogues."
-                                       )] = 0,
-    split_seed: Annotated[int, typer.Option(min=0, help="Seed of the train/test split.")] = 0,
+    seed: Annotated[int, typer.Option(**option_range("seed"),
+                                      help="Seed: adapter init, data order, dialogues.")] = 0,
+    split_seed: Annotated[
+        int, typer.Option(**option_range("seed"), help="Seed of the train/test split.")
+    ] = 0,
     max_sessions_per_study: Annotated[
         int | None, typer.Option(min=1, help="Human: at most this many sessions per study.")
     ] = None,
@@ -127,9 +129,9 @@ def train_cmd(
     n_simulated: Annotated[
         int, typer.Option(min=1, help="Preference without --data: simulated participants.")
     ] = 200,
-    simulate_seed: Annotated[int, typer.Option(min=0, help="Seed of simulated participants.")] = (
-        1000
-    ),
+    simulate_seed: Annotated[
+        int, typer.Option(**option_range("seed"), help="Seed of simulated participants.")
+    ] = 1000,
     dtype: Annotated[str, typer.Option(help="float32 | bfloat16")] = "float32",
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1 …")] = "cpu",
     name: Annotated[

@@ -193,7 +193,7 @@ def verify_run(run_dir: str | Path, *, locked_by_us: bool = False) -> Report:
             report.problems.append(Problem(run_dir / RESPONSES_FILE, problem.split(": ", 1)[1]))
         else:
             _check_table_rows(report)
-        if status == "complete" and report.parts:
+        if status == "complete" and report.parts_intact:  # damaged parts: named above
             _check_parts_cover(report, manifest)
     else:
         command = "merge" if manifest.get("merged_from") else "score command"
