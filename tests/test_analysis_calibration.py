@@ -284,3 +284,14 @@ def test_with_no_study_large_enough_the_section_says_so() -> None:
     assert out is not None and out.table("per_model").empty
     assert "nothing is calibrated" in out.text
     assert any("study1 (4)" in n for n in out.notes)
+
+
+def test_one_study_has_a_temperature_interval_at_every_level() -> None:
+    """One study: the participants are the resampling units (no study-level draw to make)."""
+    frame = simulate(studies=1, participants=20, trials=30, seed=9)
+    for levels in ("both", "studies", "participants"):
+        per_model = cal.calibrate(frame, condition=CONDITION, n_boot=200,
+                                  levels=levels).per_model.set_index("model")
+        low, high = per_model.loc["sharp", ["temperature_ci_low", "temperature_ci_high"]]
+        assert low < per_model.loc["sharp", "temperature"] < high, levels
+        assert per_model.loc["sharp", "temperature_interval"].startswith("["), levels

@@ -122,12 +122,13 @@ def across_studies(per_study: np.ndarray, observed: np.ndarray, n_participants: 
     """Study-weighted replicates from per-study participant replicates (S × B), and the units
     and degrees of freedom of :func:`~psych201.analysis.bootstrap.interval`.
 
-    ``participants``: the mean over the studies; ``studies``: studies drawn with replacement
-    (observed values); ``both``: studies drawn, each with its participant replicate, shrunk as
-    in :func:`~psych201.analysis.bootstrap.resample` (Davison & Hinkley).
+    ``participants`` (and any level with one study): the mean over the studies; ``studies``:
+    studies drawn with replacement (observed values); ``both``: studies drawn, each with its
+    participant replicate, shrunk as in :func:`~psych201.analysis.bootstrap.resample`
+    (Davison & Hinkley).
     """
     n_studies, n_boot = per_study.shape
-    if levels == "participants":
+    if levels == "participants" or n_studies == 1:  # one study: its participants are the units
         return per_study.mean(axis=0), n_participants, n_participants - n_studies
     rng = np.random.default_rng([seed, 2])
     draws = rng.integers(0, n_studies, size=(n_boot, n_studies))
