@@ -295,3 +295,45 @@ def test_one_study_has_a_temperature_interval_at_every_level() -> None:
         low, high = per_model.loc["sharp", ["temperature_ci_low", "temperature_ci_high"]]
         assert low < per_model.loc["sharp", "temperature"] < high, levels
         assert per_model.loc["sharp", "temperature_interval"].startswith("["), levels
+
+
+def _distorted(seed: int, studies: int = 4, participants: int = 10, trials: int = 30,
+               k: int = 3) -> pd.DataFrame:
+    """"sharp" is sharper (× 1.6) *and* noisy (its logits perturbed), so a temperature removes
+    only part of its gap: the calibrated gap depends on the fitted temperatures."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for s in range(studies):
+        n = participants * trials
+        z = rng.normal(0.0, 1.5, size=(n, k))
+        choice = draw(z, rng)
+        noise = rng.normal(0, 1.0, size=(n, k))
+        for model, logits in (("oracle", z), ("sharp", 1.6 * (z + noise))):
+            curves = nll_curves(logits, choice)
+            frame = pd.DataFrame({
+                "model": model, "condition": CONDITION, "study": f"study{s}",
+                "experiment": "exp", "participant": np.repeat(
+                    [f"p{i}" for i in range(participants)], trials),
+                "line": np.tile(np.arange(trials), participants), "response_index": 0,
+                "response_text": choice.astype(str), "n_tokens": 1, "nll": curves[:, ONE]})
+            frame["nll_temperature"] = list(curves)
+            rows.append(frame)
+    return pd.concat(rows, ignore_index=True)
+
+
+def test_the_calibrated_gap_carries_the_uncertainty_of_the_fit() -> None:
+    """Issue 25, row 5: the temperatures were fitted once, outside the bootstrap, so the
+    calibrated gap's interval left out the fit's own noise. Refitted per replicate it is wider
+    than with the temperatures held fixed (10 participants per study: 2 folds of 5)."""
+    for seed in range(3):
+        table = _distorted(seed)
+        kw = {"n_boot": 300, "seed": seed, "levels": "participants"}
+        result = cal.calibrate(table, condition=CONDITION, **kw)
+        pair = cal.compare_calibrated(result.responses, PAIR, condition=CONDITION, **kw)
+        fixed = compare_pair(result.responses.assign(nll=result.responses["nll_calibrated"]),
+                             "sharp", "oracle", condition=CONDITION, mixed_level=None,
+                             **kw).effect(MEAN_DIFF)
+        assert pair.diff_after.estimate == pytest.approx(fixed.estimate)
+        assert "refitted" in pair.diff_after.method
+        assert pair.diff_after.ci_high - pair.diff_after.ci_low > fixed.ci_high - fixed.ci_low
+        assert 0 < pair.share_ci_low < pair.share < pair.share_ci_high < 1
