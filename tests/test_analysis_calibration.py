@@ -42,17 +42,19 @@ def draw(z: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def simulate(*, studies: int = 3, participants: int = 25, trials: int = 40, k: int = 3,
-             seed: int = 0) -> pd.DataFrame:
+             seed: int = 0, factor: float = 2.0, noise: float = 0.0) -> pd.DataFrame:
     """People choose from softmax(z); "oracle" scores with z, "sharp" with 2z (p² renormalised:
-    over-confident, true temperature 2.0)."""
+    over-confident, true temperature 2.0). With ``noise`` > 0 "sharp" scores with
+    ``factor · (z + ε)``, ε ~ N(0, noise²): a temperature then removes only part of its gap."""
     rng = np.random.default_rng(seed)
     rows = []
     for s in range(studies):
         n = participants * trials
         z = rng.normal(0.0, 1.5, size=(n, k))
         choice = draw(z, rng)
-        for model, factor in (("oracle", 1.0), ("sharp", 2.0)):
-            curves = nll_curves(factor * z, choice)
+        eps = rng.normal(0.0, noise, size=(n, k)) if noise > 0 else 0.0
+        for model, logits in (("oracle", z), ("sharp", factor * (z + eps))):
+            curves = nll_curves(logits, choice)
             frame = pd.DataFrame({
                 "model": model, "condition": CONDITION, "study": f"study{s}",
                 "experiment": "exp", "participant": np.repeat(
@@ -297,36 +299,14 @@ def test_one_study_has_a_temperature_interval_at_every_level() -> None:
         assert per_model.loc["sharp", "temperature_interval"].startswith("["), levels
 
 
-def _distorted(seed: int, studies: int = 4, participants: int = 10, trials: int = 30,
-               k: int = 3) -> pd.DataFrame:
-    """"sharp" is sharper (× 1.6) *and* noisy (its logits perturbed), so a temperature removes
-    only part of its gap: the calibrated gap depends on the fitted temperatures."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for s in range(studies):
-        n = participants * trials
-        z = rng.normal(0.0, 1.5, size=(n, k))
-        choice = draw(z, rng)
-        noise = rng.normal(0, 1.0, size=(n, k))
-        for model, logits in (("oracle", z), ("sharp", 1.6 * (z + noise))):
-            curves = nll_curves(logits, choice)
-            frame = pd.DataFrame({
-                "model": model, "condition": CONDITION, "study": f"study{s}",
-                "experiment": "exp", "participant": np.repeat(
-                    [f"p{i}" for i in range(participants)], trials),
-                "line": np.tile(np.arange(trials), participants), "response_index": 0,
-                "response_text": choice.astype(str), "n_tokens": 1, "nll": curves[:, ONE]})
-            frame["nll_temperature"] = list(curves)
-            rows.append(frame)
-    return pd.concat(rows, ignore_index=True)
-
-
 def test_the_calibrated_gap_carries_the_uncertainty_of_the_fit() -> None:
     """Issue 25, row 5: the temperatures were fitted once, outside the bootstrap, so the
     calibrated gap's interval left out the fit's own noise. Refitted per replicate it is wider
-    than with the temperatures held fixed (10 participants per study: 2 folds of 5)."""
+    than with the temperatures held fixed (10 participants per study: 2 folds of 5; "sharp" is
+    sharper and noisy, so a temperature removes only part of its gap)."""
     for seed in range(3):
-        table = _distorted(seed)
+        table = simulate(studies=4, participants=10, trials=30, factor=1.6, noise=1.0,
+                         seed=seed)
         kw = {"n_boot": 300, "seed": seed, "levels": "participants"}
         result = cal.calibrate(table, condition=CONDITION, **kw)
         pair = cal.compare_calibrated(result.responses, PAIR, condition=CONDITION, **kw)
