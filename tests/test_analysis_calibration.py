@@ -64,6 +64,11 @@ def simulate(*, studies: int = 3, participants: int = 25, trials: int = 40, k: i
                 "top1_correct": None, "entropy": 0.5, "context_tokens": 10, "truncated": False,
             })
             frame["nll_temperature"] = list(curves)
+            # the options' whole-vocabulary log-probs: half the mass on tokens that are no option
+            shifted = logits - logits.max(axis=1, keepdims=True)
+            log_q = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+            frame["offered_options"] = [[str(o) for o in range(k)]] * n
+            frame["offered_logprobs"] = list(log_q + np.log(0.5))
             rows.append(frame)
     return pd.concat(rows, ignore_index=True)
 
@@ -123,6 +128,10 @@ def test_recovers_known_temperatures(section: Section) -> None:
         ci_low, ci_high = per_study.loc[("sharp", study),
                                         ["temperature_ci_low", "temperature_ci_high"]]
         assert ci_low < 2.0 < ci_high and ci_high - ci_low > high - low
+    # over the offered options only: the same temperature, and the mass the options get
+    assert per_study.loc["sharp", "temperature_offered"].to_numpy() == pytest.approx(2.0, rel=0.1)
+    assert per_study.loc["oracle", "temperature_offered"].to_numpy() == pytest.approx(1.0, rel=0.1)
+    assert per_study["offered_mass"].to_numpy() == pytest.approx(0.5)
     per_model = section.table("per_model").set_index("model")
     assert per_model.loc["sharp", "temperature"] == pytest.approx(2.0, rel=0.10)
     assert per_model.loc["oracle", "temperature"] == pytest.approx(1.0, rel=0.10)
