@@ -43,17 +43,19 @@ def draw(z: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def simulate(*, studies: int = 3, participants: int = 25, trials: int = 40, k: int = 3,
-             seed: int = 0) -> pd.DataFrame:
+             seed: int = 0, factor: float = 2.0, noise: float = 0.0) -> pd.DataFrame:
     """People choose from softmax(z); "oracle" scores with z, "sharp" with 2z (p² renormalised:
-    over-confident, true temperature 2.0)."""
+    over-confident, true temperature 2.0). With ``noise`` > 0 "sharp" scores with
+    ``factor · (z + ε)``, ε ~ N(0, noise²): a temperature then removes only part of its gap."""
     rng = np.random.default_rng(seed)
     rows = []
     for s in range(studies):
         n = participants * trials
         z = rng.normal(0.0, 1.5, size=(n, k))
         choice = draw(z, rng)
-        for model, factor in (("oracle", 1.0), ("sharp", 2.0)):
-            curves = nll_curves(factor * z, choice)
+        eps = rng.normal(0.0, noise, size=(n, k)) if noise > 0 else 0.0
+        for model, logits in (("oracle", z), ("sharp", factor * (z + eps))):
+            curves = nll_curves(logits, choice)
             frame = pd.DataFrame({
                 "model": model, "condition": CONDITION, "study": f"study{s}",
                 "experiment": "exp", "participant": np.repeat(
@@ -63,6 +65,11 @@ def simulate(*, studies: int = 3, participants: int = 25, trials: int = 40, k: i
                 "top1_correct": None, "entropy": 0.5, "context_tokens": 10, "truncated": False,
             })
             frame["nll_temperature"] = list(curves)
+            # the options' whole-vocabulary log-probs: half the mass on tokens that are no option
+            shifted = logits - logits.max(axis=1, keepdims=True)
+            log_q = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+            frame["offered_options"] = [[str(o) for o in range(k)]] * n
+            frame["offered_logprobs"] = list(log_q + np.log(0.5))
             rows.append(frame)
     return pd.concat(rows, ignore_index=True)
 
@@ -122,6 +129,10 @@ def test_recovers_known_temperatures(section: Section) -> None:
         ci_low, ci_high = per_study.loc[("sharp", study),
                                         ["temperature_ci_low", "temperature_ci_high"]]
         assert ci_low < 2.0 < ci_high and ci_high - ci_low > high - low
+    # over the offered options only: the same temperature, and the mass the options get
+    assert per_study.loc["sharp", "temperature_offered"].to_numpy() == pytest.approx(2.0, rel=0.1)
+    assert per_study.loc["oracle", "temperature_offered"].to_numpy() == pytest.approx(1.0, rel=0.1)
+    assert per_study["offered_mass"].to_numpy() == pytest.approx(0.5)
     per_model = section.table("per_model").set_index("model")
     assert per_model.loc["sharp", "temperature"] == pytest.approx(2.0, rel=0.10)
     assert per_model.loc["oracle", "temperature"] == pytest.approx(1.0, rel=0.10)
@@ -286,3 +297,34 @@ def test_with_no_study_large_enough_the_section_says_so() -> None:
     assert out is not None and out.table("per_model").empty
     assert "nothing is calibrated" in out.text
     assert any("study1 (4)" in n for n in out.notes)
+
+
+def test_one_study_has_a_temperature_interval_at_every_level() -> None:
+    """One study: the participants are the resampling units (no study-level draw to make)."""
+    frame = simulate(studies=1, participants=20, trials=30, seed=9)
+    for levels in ("both", "studies", "participants"):
+        per_model = cal.calibrate(frame, condition=CONDITION, n_boot=200,
+                                  levels=levels).per_model.set_index("model")
+        low, high = per_model.loc["sharp", ["temperature_ci_low", "temperature_ci_high"]]
+        assert low < per_model.loc["sharp", "temperature"] < high, levels
+        assert per_model.loc["sharp", "temperature_interval"].startswith("["), levels
+
+
+def test_the_calibrated_gap_carries_the_uncertainty_of_the_fit() -> None:
+    """Issue 25, row 5: the temperatures were fitted once, outside the bootstrap, so the
+    calibrated gap's interval left out the fit's own noise. Refitted per replicate it is wider
+    than with the temperatures held fixed (10 participants per study: 2 folds of 5; "sharp" is
+    sharper and noisy, so a temperature removes only part of its gap)."""
+    for seed in range(3):
+        table = simulate(studies=4, participants=10, trials=30, factor=1.6, noise=1.0,
+                         seed=seed)
+        kw = {"n_boot": 300, "seed": seed, "levels": "participants"}
+        result = cal.calibrate(table, condition=CONDITION, **kw)
+        pair = cal.compare_calibrated(result.responses, PAIR, condition=CONDITION, **kw)
+        fixed = compare_pair(result.responses.assign(nll=result.responses["nll_calibrated"]),
+                             "sharp", "oracle", condition=CONDITION, mixed_level=None,
+                             **kw).effect(MEAN_DIFF)
+        assert pair.diff_after.estimate == pytest.approx(fixed.estimate)
+        assert "refitted" in pair.diff_after.method
+        assert pair.diff_after.ci_high - pair.diff_after.ci_low > fixed.ci_high - fixed.ci_low
+        assert 0 < pair.share_ci_low < pair.share < pair.share_ci_high < 1

@@ -54,6 +54,7 @@ from psych201.analysis.effects import (
     Effect,
     compare_pair,
 )
+from psych201.analysis.offered import fit_slopes, offered_choices
 from psych201.analysis.plugin import (
     AnalysisContext,
     Column,
@@ -72,6 +73,7 @@ __all__ = ["N_FOLDS", "CalibrationAnalysis", "calibrate", "compare_calibrated", 
            "fit_temperature", "nll_at", "participant_folds"]
 
 COLUMN = "nll_temperature"
+_OFFERED = ("nll", "response_text", "offered_options", "offered_logprobs")
 _ONE = TEMPERATURE_GRID.index(1.0)  # the column that must equal the plain NLL
 
 
@@ -122,12 +124,13 @@ def across_studies(per_study: np.ndarray, observed: np.ndarray, n_participants: 
     """Study-weighted replicates from per-study participant replicates (S × B), and the units
     and degrees of freedom of :func:`~psych201.analysis.bootstrap.interval`.
 
-    ``participants``: the mean over the studies; ``studies``: studies drawn with replacement
-    (observed values); ``both``: studies drawn, each with its participant replicate, shrunk as
-    in :func:`~psych201.analysis.bootstrap.resample` (Davison & Hinkley).
+    ``participants`` (and any level with one study): the mean over the studies; ``studies``:
+    studies drawn with replacement (observed values); ``both``: studies drawn, each with its
+    participant replicate, shrunk as in :func:`~psych201.analysis.bootstrap.resample`
+    (Davison & Hinkley).
     """
     n_studies, n_boot = per_study.shape
-    if levels == "participants":
+    if levels == "participants" or n_studies == 1:  # one study: its participants are the units
         return per_study.mean(axis=0), n_participants, n_participants - n_studies
     rng = np.random.default_rng([seed, 2])
     draws = rng.integers(0, n_studies, size=(n_boot, n_studies))
@@ -285,6 +288,28 @@ def _model_row(model: str, g: pd.DataFrame, replicates: dict[tuple[str, str], Re
         "gain": float(gains.mean()), "gain_ci_low": gain_low, "gain_ci_high": gain_high,
         "gain_interval": _interval(gain_low, gain_high),
     }
+
+
+def with_offered_temperature(per_study: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
+    """``per_study`` with the temperature fitted over the offered options only (1/β of
+    :func:`~psych201.analysis.offered.fit_slopes`; NaN where β ≤ 0: no temperature fits a
+    model that prefers other options) and the mean probability on the options, where the rows
+    record the options' log-probs."""
+    if "offered_logprobs" not in rows.columns or not rows["offered_logprobs"].notna().any():
+        return per_study
+    found = []
+    for (model, study), group in rows.dropna(subset=["offered_logprobs"]).groupby(
+            ["model", "study"], observed=True, sort=True):
+        choices = offered_choices(group)
+        if len(choices.chosen):
+            beta = float(fit_slopes(choices.log_q, choices.chosen,
+                                    np.ones((1, len(choices.chosen))))[0])
+            found.append({"model": model, "study": study,
+                          "temperature_offered": 1 / beta if beta > 0 else float("nan"),
+                          "offered_mass": float(choices.mass.mean())})
+    if not found:
+        return per_study
+    return per_study.merge(pd.DataFrame(found), on=["model", "study"], how="left")
 
 
 # -- pairs --------------------------------------------------------------------------------------
@@ -493,7 +518,10 @@ PER_STUDY_COLUMNS = (
     Column("model", "Model", "text"), Column("study", "Study", "text"),
     Column("n_participants", "Participants", "int"), Column("n_responses", "Responses", "int"),
     Column("temperature_label", "Fitted T", "text"),
-    Column("temperature_interval", "T CI", "text"), Column("nll", "NLL", "num3"),
+    Column("temperature_interval", "T CI", "text"),
+    Column("temperature_offered", "T over options", "num2", optional=True),
+    Column("offered_mass", "P(offered)", "probability", optional=True),
+    Column("nll", "NLL", "num3"),
     Column("nll_calibrated", "Calibrated NLL", "num3"), Column("gain", "Gain (nats)", "num3"),
 )
 #: Every column of the ``pairs`` table (also when it is empty).
@@ -545,6 +573,7 @@ class CalibrationAnalysis:
                         seed=options.seed, n_boot=options.n_boot, ci=options.ci,
                         levels=options.levels)
         notes = list(cal.notes)
+        per_study = with_offered_temperature(cal.per_study, context.main_rows(_OFFERED))
         if cal.skipped:
             notes.append("not calibrated: " + "; ".join(
                 f"{m} ({why})" for m, why in cal.skipped.items()))
@@ -574,11 +603,15 @@ class CalibrationAnalysis:
                          "\"≥ 8\": still improving at the end of the grid), mean NLL before and "
                          "after calibration (mean per study, then over studies) and the gain; "
                          "intervals from a bootstrap that refits every temperature."),
-            SectionTable("per_study", cal.per_study, PER_STUDY_COLUMNS,
+            SectionTable("per_study", per_study, PER_STUDY_COLUMNS,
                          "Per model and study: temperature fitted on all participants with its "
                          "participant-bootstrap interval (refitted in every replicate), plain "
                          f"and cross-fitted NLL ({self.n_folds} folds of at least "
-                         f"{MIN_PER_FOLD} participants; smaller studies are left out)."),
+                         f"{MIN_PER_FOLD} participants; smaller studies are left out). Where "
+                         "the options' log-probs are recorded, the temperature over the offered "
+                         "options only (1/β of the diagnostics' slope) and the probability on "
+                         "the options at all: a whole-vocabulary T far from it means probability "
+                         "spent on tokens that are not options, not over-confidence."),
             SectionTable("pairs", pair_table, PAIR_COLUMNS,
                          "Post-training effect before and after calibration, on the responses "
                          "both models calibrated, and the share of the mean NLL gap a "
