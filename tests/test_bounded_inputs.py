@@ -125,7 +125,7 @@ def test_row7_plan_benchmark_that_is_not_a_benchmark_json_names_the_file(tmp_pat
         path.write_bytes(body if isinstance(body, bytes) else body.encode())
         files.append(path)
     for path in files:
-        result = runner.invoke(app, ["plan", "--data", "demo", "--model", "tiny",
+        result = runner.invoke(app, ["plan", "--data", "demo", "--model", "gemma-3-270m",
                                      "--benchmark", str(path)])
         assert result.exit_code == 2, (path, result.output)
         assert f"{path}: " in result.output.replace("\n", "")

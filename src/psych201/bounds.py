@@ -54,11 +54,19 @@ BOUNDS: dict[str, Bound] = {
     "part_size": Bound("--part-size", 1, 1_000_000),
     "part_chars": Bound("part_chars", 1, 10**12),
     "seed": Bound("--seed", 0, _SEED_MAX),
+    # GPUs a study file gives one model (``gpus:``).
+    "gpus": Bound("gpus", 1, 1024),
     # torch CPU threads (``posttrain``): torch refuses more than a C int.
     "threads": Bound("--threads", 1, 4096),
     # The longest JSONL line read (``data`` commands), in MiB: a line is held in memory whole.
     "max_line_mb": Bound("--max-line-mb", 0.001, 65_536),
 }
+
+
+def low_high(name: str) -> tuple[int | float, int | float]:
+    """The range of ``name`` as ``(low, high)``, for pydantic ``Field(ge=, le=)`` and messages."""
+    bound = BOUNDS[name]
+    return bound.low, bound.high
 
 
 def option_range(name: str) -> dict[str, int | float]:

@@ -11,6 +11,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from psych201.bounds import low_high
+
 if TYPE_CHECKING:
     from psych201.plan import GpuPool, ModelPlan, TokenCount
     from psych201.study import StudyFile
@@ -18,8 +20,8 @@ if TYPE_CHECKING:
 console = Console()
 err_console = Console(stderr=True)
 
-#: Bounds of plan's own numbers (the integrator points these at issue #24's bounds module).
-PLAN_BOUNDS = {"limit": (1, 10_000_000), "batch_tokens": (1, 1 << 24)}
+#: Bounds of plan's own numbers, from the one table every option shares (psych201.bounds).
+PLAN_BOUNDS = {name: low_high(name) for name in ("limit", "batch_tokens")}
 
 
 def _fail(message: str) -> typer.Exit:

@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from psych201.bounds import low_high
 from psych201.cli.score_cmds import RichProgress
 from psych201.errors import EXIT_FAILED_SESSIONS, EXIT_USAGE, UsageError
 
@@ -26,8 +27,8 @@ if TYPE_CHECKING:
 console = Console()
 err_console = Console(stderr=True)
 
-#: ``--limit`` bounds (the integrator points this at issue #24's bounds module).
-LIMIT_BOUNDS = (1, 10_000_000)
+#: ``--limit`` bounds, from the table every option shares (psych201.bounds).
+LIMIT_BOUNDS = low_high("limit")
 EMIT_CHOICES = ("slurm",)
 
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
+from psych201.bounds import low_high
 from psych201.errors import UsageError
 from psych201.prompts.conditions import CONDITION_NAMES
 from psych201.simulate.demo import DEMO_DIR, DEMO_NAME
@@ -76,9 +77,9 @@ class ConditionEntry(_Strict):
         return safe_name("-".join(parts))
 
 
-#: Bounds of a study file's numbers, checked at load (before anything starts). Kept here until
-#: the shared bounds module (issue #24) lands; the integrator points these at it.
-STUDY_BOUNDS = {"batch_tokens": (1, 1 << 24), "seed": (0, (1 << 63) - 1), "gpus": (1, 1024)}
+#: Bounds of a study file's numbers, checked at load (before anything starts), from the table
+#: the CLI's flags share (psych201.bounds).
+STUDY_BOUNDS = {name: low_high(name) for name in ("batch_tokens", "seed", "gpus")}
 
 
 class EngineSettings(_Strict):
