@@ -96,5 +96,18 @@ fi
 say "running the engine tests"
 PSYCH201_REQUIRE_ENGINES="$require" "$VENV/bin/python" -m pytest -q -p no:cacheprovider \
   --durations=10 -k "not test_shards_merged_equal_single_process" \
-  tests/test_engines_parity.py tests/test_engines_scale.py tests/test_study_ray.py
+  tests/test_engines_parity.py tests/test_engines_scale.py
+
+# 5. A whole study on a real local Ray cluster started as a user starts one (`ray start --head`,
+# two CPU workers); the test connects through PSYCH201_RAY_ADDRESS. Its own run, since the tests
+# above start private clusters with ray.init(num_cpus=...), which an existing cluster would refuse.
+say "starting a local Ray cluster for the study test"
+# Loopback only, and token authentication (Ray >= 2.5x): the client reads ~/.ray/auth_token.
+export RAY_AUTH_MODE=token
+"$VENV/bin/ray" start --head --num-cpus 2 --port 6390 --node-ip-address 127.0.0.1 \
+  --include-dashboard=false \
+  --disable-usage-stats >/tmp/psych201-ray-start.log 2>&1 || { cat /tmp/psych201-ray-start.log; exit 1; }
+trap '"$VENV/bin/ray" stop --force >/dev/null 2>&1 || true' EXIT
+PSYCH201_RAY_ADDRESS=127.0.0.1:6390 PSYCH201_REQUIRE_ENGINES="$require" \
+  "$VENV/bin/python" -m pytest -q -p no:cacheprovider --durations=5 tests/test_study_ray.py
 say "done"

@@ -27,6 +27,8 @@ from psych201.study import StudyOutcome, expand, load_study
 from tiny_models import byte_bpe_tokenizer, save_tiny, tiny_llama
 
 runner = CliRunner()
+#: A running cluster to use (CI starts one with `ray start --head`); else the test starts its own.
+RAY_ADDRESS = os.environ.get("PSYCH201_RAY_ADDRESS") or "local:2"
 HAS_RAY = importlib.util.find_spec("ray") is not None
 needs_ray = pytest.mark.skipif(
     not HAS_RAY, reason="Ray is not installed (pip install 'ray[data]'; .ci/engines.sh has it)")
@@ -92,7 +94,7 @@ def test_a_study_on_ray_equals_the_sequential_run(tmp_path: Path, models: list[s
     try:
         on_ray = _study(tmp_path, models, "ray")
         results: list[GroupResult] = []
-        outcome = run_study_on_ray(load_study(on_ray), "local:2", note=lambda _m: None,
+        outcome = run_study_on_ray(load_study(on_ray), RAY_ADDRESS, note=lambda _m: None,
                                    on_result=results.append)
         assert not outcome.failed and len(outcome.outcomes) == 12
         _tables_equal(sequential, on_ray)
@@ -105,12 +107,13 @@ def test_a_study_on_ray_equals_the_sequential_run(tmp_path: Path, models: list[s
         killed = _study(tmp_path, models, "killed")
         done: list[StudyOutcome] = []
         thread = threading.Thread(target=lambda: done.append(run_study_on_ray(
-            load_study(killed), "local:2", note=lambda _m: None)))
+            load_study(killed), RAY_ADDRESS, note=lambda _m: None)))
         thread.start()
         victim = None
         deadline = time.monotonic() + 120
         while victim is None and time.monotonic() < deadline and thread.is_alive():
-            for proc in psutil.Process().children(recursive=True):
+            # Workers of a `ray start` cluster are not this process's children: look at all.
+            for proc in psutil.process_iter():
                 try:
                     if "_run_group" in " ".join(proc.cmdline()):
                         victim = proc
