@@ -126,3 +126,15 @@ def test_a_study_the_parser_was_not_written_for(shared_data: Path, study: str,
         assert parsed.coverage >= 0.95 and parsed.table["reward"].notna().mean() > 0.99
     else:
         assert parsed.reason.startswith("unparseable")
+
+
+def test_a_participant_who_always_chose_the_same_option_is_kept() -> None:
+    # A model (or person) that never switches still chose between two options: the other one
+    # comes from the instructions; dropping the session would hide the most perseverative.
+    text = ("In this task, you will repeatedly choose between two slot machines, labelled K and "
+            "A.\n\nTrial 1: You chose machine <<A>> and won nothing.\n"
+            "Trial 2: You chose machine <<A>> and won 1 point.\n")
+    table = session_choices(Session("s", "e", "1", 1, text, parse_responses(text)))
+    assert table is not None and table["options"].iloc[0] == ["A", "K"]
+    sig = bandit_signatures(table, fit=False)
+    assert sig["switch_rate"].tolist() == [0.0]

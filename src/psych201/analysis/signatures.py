@@ -8,7 +8,8 @@ standard deviation across participants) says whether 100 model "participants" di
 people or collapse onto one behaviour.
 
 Two-option tasks with feedback (bandits, reversal, probability learning):
-``win_stay`` P(repeat | rewarded), ``lose_shift`` P(switch | unrewarded), ``switch_rate``,
+``win_stay`` P(repeat | rewarded), ``lose_shift`` P(switch | unrewarded), ``reward_effect``
+P(repeat | rewarded) - P(repeat | unrewarded) (0: choices ignore outcomes), ``switch_rate``,
 ``perseveration`` (mean length of runs of the same choice), ``reward_rate``, the learning curve
 (reward rate by tenth of the session: the better option itself is not in human transcripts),
 and Q-learning ``alpha`` (learning rate) and ``beta`` (inverse temperature) fitted per
@@ -42,7 +43,8 @@ FloatArray = npt.NDArray[np.float64]
 
 #: Per-participant signatures of two-option tasks with feedback, in report order.
 BANDIT_SIGNATURES: tuple[str, ...] = (
-    "win_stay", "lose_shift", "switch_rate", "perseveration", "reward_rate", "alpha", "beta",
+    "win_stay", "lose_shift", "reward_effect", "switch_rate", "perseveration", "reward_rate",
+    "alpha", "beta",
 )
 TWOSTEP_SIGNATURES: tuple[str, ...] = ("stay_rewarded_common", "stay_rewarded_rare",
                                        "stay_unrewarded_common", "stay_unrewarded_rare",
@@ -70,6 +72,9 @@ def bandit_participant(choices: FloatArray, rewards: FloatArray, *, fit: bool = 
         "win_stay": float(stay[won].mean()) if won.any() else math.nan,
         "lose_shift": float((~stay[lost]).mean()) if lost.any() else math.nan,
         "switch_rate": float((~stay).mean()) if stay.size else math.nan,
+        # P(stay | win) - P(stay | loss): 0 when choices ignore outcomes
+        "reward_effect": (float(stay[won].mean()) - float(stay[lost].mean())
+                          if won.any() and lost.any() else math.nan),
         "perseveration": _runs(choices),
         "reward_rate": float(np.nanmean(rewards)) if np.isfinite(rewards).any() else math.nan,
     }

@@ -65,16 +65,34 @@ class StudyChoices:
         return self.coverage >= MIN_COVERAGE
 
 
-def session_options(labels: Sequence[str]) -> tuple[str, ...] | None:
+def session_options(labels: Sequence[str], head: str = "") -> tuple[str, ...] | None:
     """The options of a session whose responses are ``labels``: its distinct labels, sorted,
-    when they look like a choice between a few short options; else ``None``."""
+    when they look like a choice between a few short options; else ``None``.
+
+    A participant who always gave the same answer still had a choice: the other option is
+    taken from the instructions (``head``, the text before the first response) where they name
+    the answer paired with another label (``L and R``, ``A or B``), so that participant is kept,
+    not silently dropped.
+    """
     distinct = sorted(set(labels))
+    if len(distinct) == 1:
+        distinct = sorted({distinct[0], *_paired_with(distinct[0], head)})
     if not 2 <= len(distinct) <= MAX_OPTIONS:
         return None
     if any(not lab or len(lab) > MAX_LABEL or not lab.replace(" ", "").isalnum()
            or lab.lstrip("-").replace(".", "").isdigit() for lab in distinct):
         return None
     return tuple(distinct)
+
+
+def _paired_with(label: str, head: str) -> set[str]:
+    escaped = re.escape(label)
+    found = set()
+    for pattern in (rf"\b{escaped}\s*(?:,|and|or)\s*'?(\w{{1,{MAX_LABEL}}})\b",
+                    rf"\b(\w{{1,{MAX_LABEL}}})'?\s*(?:,|and|or)\s*'?{escaped}\b"):
+        found |= {m for m in re.findall(pattern, head) if len(m) == len(label) and m != label
+                  and m.isupper() == label.isupper()}
+    return found if len(found) == 1 else set()
 
 
 def reward_of(feedback: str) -> float | None:
@@ -111,7 +129,8 @@ def session_choices(session: Session) -> pd.DataFrame | None:
     """The choice rows of one session (columns :data:`COLUMNS`), or ``None`` when it is not a
     choice session."""
     spans = session.responses or parse_responses(session.text)
-    options = session_options([s.text.strip() for s in spans])
+    head = session.text[: spans[0].start] if spans else ""
+    options = session_options([s.text.strip() for s in spans], head)
     if options is None:
         return None
     rows = []
