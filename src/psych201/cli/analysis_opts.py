@@ -12,13 +12,15 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 import typer
 from rich.console import Console
 
+from psych201.cli.console import out_console
+
 if TYPE_CHECKING:
     from psych201.analysis.aggregate import Weighting
     from psych201.analysis.bootstrap import SD, Levels
 
 EXIT_BAD_INPUT = 2
 
-console = Console()
+console = out_console()
 err_console = Console(stderr=True)
 
 RegistryOpt = Annotated[

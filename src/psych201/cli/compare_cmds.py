@@ -293,13 +293,20 @@ def _print_controls(summary: Any) -> None:
                      {"model": "model", "comparison": "comparison", "study": "study",
                       "n_participants": "participants", "benefit": "nats", "ci_low": "low",
                       "ci_high": "high"})
-    _print_frame("Random baseline", summary.pseudo_r2,
+    _print_frame("Random baseline (guessing among the options offered)", summary.pseudo_r2,
                  {"model": "model", "pseudo_r2": "pseudo-R²", "pseudo_r2_pooled": "pooled",
-                  "n_responses": "responses"})
+                  "chance_nll": "chance (nats/response)", "n_responses": "responses"},
+                 optional=("chance_nll",))
     if summary.pseudo_r2 is not None and len(summary.pseudo_r2):
         from psych201.analysis.readable import PSEUDO_R2_TEXT
 
         console.print(f"[dim]{PSEUDO_R2_TEXT}[/dim]", highlight=False)
+        frame = summary.pseudo_r2
+        inferred = int(frame["n_inferred"].max()) if "n_inferred" in frame.columns else 0
+        if inferred:
+            console.print(f"[dim]For {inferred} responses the wording did not state the "
+                          "options; their sets were inferred from the distinct responses of "
+                          "each participant.[/dim]", highlight=False)
 
 
 def _short(name: Any) -> str:

@@ -10,21 +10,25 @@ from __future__ import annotations
 import logging
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from psych201.cli.console import out_console
 from psych201.data.issues import ISSUE_CODES, DataError, IssueLog, OnError
 from psych201.errors import EXIT_INVALID_DATA, EXIT_IO, EXIT_USAGE, os_error_line
+
+if TYPE_CHECKING:
+    from psych201.prompts.chance import StudyChance
 
 app = typer.Typer(no_args_is_help=True)
 
 EXIT_INVALID = EXIT_INVALID_DATA
 EXIT_BAD_INPUT = EXIT_USAGE
 
-console = Console()
+console = out_console()
 err_console = Console(stderr=True)
 
 
@@ -129,6 +133,49 @@ def validate(
     )
     if not report.ok:
         raise typer.Exit(EXIT_INVALID)
+    local = _local(path)
+    for chance in _chances(local).values():
+        console.print(f"  {chance.study}: {chance.describe()}", highlight=False, soft_wrap=True)
+    console.print(f"next: psych201 data stats {path}   (participants, responses, lengths)",
+                  highlight=False, soft_wrap=True)
+
+
+def _chances(path: Path) -> dict[str, StudyChance]:
+    """What guessing scores per study of ``path`` (lines that do not parse are left out)."""
+    from psych201.data.readers import iter_sessions
+    from psych201.prompts.chance import chance_by_study
+
+    return {c.study: c for c in chance_by_study(iter_sessions(path, on_error="skip"))}
+
+
+@app.command("new")
+def new(
+    name: Annotated[str, typer.Argument(help="The study's folder name, e.g. smith2024bandit.")],
+    parent: Annotated[
+        Path, typer.Option("--dir", help="Where to create the folder.")
+    ] = Path("."),
+) -> None:
+    """Write a study folder to start from: README.md, generate_prompts.py, prompts.jsonl.zip."""
+    from psych201.data.template import new_study
+    from psych201.errors import UsageError
+
+    try:
+        folder = new_study(name, parent)
+    except UsageError as error:
+        raise _fail(str(error)) from None
+    console.print(
+        f"wrote {folder}/: README.md (reference, format), generate_prompts.py (an example that "
+        "writes the transcripts; replace its trial table by your data), prompts.jsonl.zip "
+        "(1 example participant)\n"
+        f"next: edit generate_prompts.py, run it (python {folder}/generate_prompts.py), then\n"
+        f"  psych201 data validate {folder}\n"
+        f"  psych201 data stats {folder}\n"
+        f"  psych201 plan --data {folder} --model gemma-3-270m\n"
+        f"  psych201 score --data {folder} --split all --out runs/{name}\n"
+        f"  psych201 report runs/{name} --data {folder} -o {name}.html",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 @app.command("stats")
@@ -166,8 +213,11 @@ def stats(
         "chars median/p90/max",
         "single letter",
         "metadata",
-        "longest session",
+        "longest session (chars)",
+        "options/response",
+        "chance (nats/response)",
     )
+    chances = _chances(_local(path))
     for header in headers:
         table.add_column(header, justify="left" if header == "study" else "right")
     for row in rows:
@@ -180,8 +230,18 @@ def stats(
             f"{row.single_letter_share:.0%}",
             ", ".join(covered) or "-",
             f"{row.longest_session_chars:,}",
+            *_chance_cells(chances.get(row.study)),
         )
     console.print(table)
+    console.print(
+        "chance: what guessing uniformly among the options scores (log k nats); * = option set "
+        "inferred from each participant's distinct responses, not stated in the text.\n"
+        f"next: psych201 plan --data {path} --model gemma-3-270m   (time and memory), then "
+        f"psych201 score --data {path} --split all --out runs/NAME   (--split all: every "
+        "participant; the default --split test scores only the held-out tenth)",
+        highlight=False,
+        soft_wrap=True,
+    )
     _print_summary(log)
     if log.unmapped.counts:
         unmapped = Table(title="metadata values that could not be mapped", title_justify="left")
@@ -200,6 +260,13 @@ def stats(
     if out is not None:
         written = write_stats(rows, out)
         console.print(f"wrote {written}", highlight=False)
+
+
+def _chance_cells(chance: StudyChance | None) -> tuple[str, str]:
+    if chance is None or chance.chance_nll is None or chance.mean_options is None:
+        return "-", "unknown"
+    mark = "*" if chance.inferred else ""
+    return f"{chance.mean_options:.1f}{mark}", f"{chance.chance_nll:.3f}{mark}"
 
 
 @app.command("build")

@@ -11,7 +11,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-console = Console()
+from psych201.cli.console import out_console
+
+console = out_console()
 err_console = Console(stderr=True)
 
 

@@ -12,10 +12,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from psych201.cli.console import out_console
 from psych201.cli.score_cmds import RichProgress
 from psych201.errors import EXIT_FAILED_SESSIONS, EXIT_USAGE
 
-console = Console()
+console = out_console()
 err_console = Console(stderr=True)
 
 

@@ -1,0 +1,159 @@
+"""A psychologist's own study, first hour (issue 22): chance levels wherever an NLL is shown, a
+README path and a folder skeleton for one's own data, and the next command after every step.
+
+Output wording is checked by content (words that must appear), never by exact strings.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import re
+from pathlib import Path
+
+import pytest
+
+from cli_helpers import cli_output
+from psych201.data.readers import iter_sessions
+from psych201.prompts.chance import infer_options, offered_sets
+from psych201.prompts.options import response_options
+from tiny_models import byte_bpe_tokenizer, save_tiny, tiny_llama
+
+README = Path(__file__).parents[1] / "README.md"
+
+
+def marked_study(parent: Path, *, participants: int = 6, trials: int = 20, p_first: float = 0.7,
+                 seed: int = 0) -> Path:
+    """A two-option study whose wording the option parser does not know ("marked 'O' or marked
+    'Q'", letters drawn per participant), with the generating log-likelihood stored so that
+    ``--engine oracle`` scores it: each participant picks the first card with ``p_first``."""
+    rng = random.Random(seed)
+    folder = parent / "markedcards"
+    folder.mkdir(parents=True)
+    lines = []
+    for participant in range(1, participants + 1):
+        first, second = rng.sample("BCDGHJKLMNOPQRSTVWXZ", 2)
+        text = (f"On every trial two cards are shown, one marked '{first}' and one marked "
+                f"'{second}'. Take a card marked '{first}' or marked '{second}'.\n\n")
+        loglik = []
+        for trial in range(1, trials + 1):
+            pick_first = rng.random() < p_first
+            text += f"Trial {trial}: you take <<{first if pick_first else second}>>.\n"
+            loglik.append(math.log(p_first if pick_first else 1 - p_first))
+        lines.append(json.dumps({"text": text, "experiment": "marked cards",
+                                 "participant": str(participant), "loglik": loglik}))
+    (folder / "prompts.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return folder
+
+
+# -- row 2: option sets inferred where the wording is not recognised --------------------------
+def test_options_of_unrecognised_wording_are_inferred_from_distinct_responses(
+        tmp_path: Path) -> None:
+    study = marked_study(tmp_path)
+    for session in iter_sessions(study):
+        assert response_options(session) == [None] * len(session.responses)  # the wording
+        offered = offered_sets(session)
+        letters = {span.text for span in session.responses}
+        assert {o.options for o in offered} == {frozenset(letters)}
+        assert {o.source for o in offered} == {"inferred"}
+        assert offered[0].chance_nll == pytest.approx(math.log(2))
+
+
+def test_free_text_and_one_repeated_answer_are_not_inferred_as_options() -> None:
+    assert infer_options(["a long free answer about the weather today, really"] * 4) is None
+    assert infer_options(["A"] * 10) is None  # one value: not a choice we can see
+    assert infer_options([str(v) for v in range(30)]) is None  # 30 distinct numbers
+    assert infer_options(["A", "B"]) is None  # never repeated: too little evidence
+    assert infer_options(["A", "B", "B", "A", "A"]) == frozenset({"A", "B"})
+
+
+def test_score_shows_chance_and_pseudo_r2_with_inferred_options(tmp_path: Path) -> None:
+    study = marked_study(tmp_path, participants=8, trials=30)
+    out = tmp_path / "run"
+    code, output = cli_output("score", "--data", str(study), "--engine", "oracle", "--split",
+                              "all", "--out", str(out), "-q")
+    assert code == 0, output
+    assert "chance" in output and "guessing" in output and "inferred" in output
+    assert "0.693" in output  # log 2 nats for two options
+    assert "nats" in output
+    assert re.search(r"next: psych201 compare", output) and "psych201 report" in output
+    summary = json.loads((out / "summary.json").read_text())
+    total = summary["studies"][-1]
+    assert total["chance_nll"] == pytest.approx(math.log(2))
+    assert total["inferred_responses"] == total["responses"] == 240
+    # the oracle chose the first card with p = 0.7: pseudo-R² = 1 - H(0.7)/log 2 ≈ 0.12 expected
+    assert total["pseudo_r2"] == pytest.approx(1 - total["nll_per_response"] / math.log(2))
+    assert 0.0 < total["pseudo_r2"] < 0.3
+
+
+def test_compare_with_data_shows_the_random_baseline_for_inferred_options(
+        tmp_path: Path) -> None:
+    study = marked_study(tmp_path)
+    out = tmp_path / "run"
+    code, output = cli_output("score", "--data", str(study), "--engine", "oracle", "--split",
+                              "all", "--out", str(out), "-q")
+    assert code == 0, output
+    code, output = cli_output("compare", str(out), "--data", str(study))
+    assert code == 0, output
+    assert "no option counts" not in output
+    assert "pseudo-R²" in output and "inferred" in output
+
+
+# -- row 1: the demo names chance, pseudo-R² in words and the next commands --------------------
+def test_demo_prints_chance_pseudo_r2_in_words_and_the_next_commands(tmp_path: Path) -> None:
+    tokenizer = byte_bpe_tokenizer()
+    model = save_tiny(tiny_llama(tokenizer), tokenizer, tmp_path / "tiny-llama")
+    out = tmp_path / "demo"
+    code, output = cli_output("demo", "--model", str(model), "--out", str(out), "-q",
+                              "--limit", "2")
+    assert code == 0, output
+    assert "chance" in output and "0.693" in output  # every demo study is a two-option task
+    assert re.search(r"(better|worse) than guessing", output)
+    assert output.count("than guessing") >= 3  # one per study row
+    assert re.search(r"psych201 report \S+ --data demo -o demo\.html", output)
+    assert "psych201 compare" in output and "psych201 export" in output
+    assert "How to read" in output
+
+
+# -- row 3: README path for one's own study and the folder skeleton ---------------------------
+def test_readme_first_screen_has_your_own_study_in_5_commands() -> None:
+    lines = README.read_text(encoding="utf-8").splitlines()
+    assert lines[1].startswith("python3 -m venv .venv") and "psych201 demo" in lines[1]
+    assert lines[2].startswith("python3 -m venv .venv") and "pytest -q" in lines[2]
+    first_screen = "\n".join(lines[:60])
+    assert "Your own study in 5 commands" in first_screen
+    section = "\n".join(lines[lines.index(next(x for x in lines if "Your own study" in x)):][:60])
+    for step in ("<<", ">>", "data validate", "data stats", "plan", "score", "--split all",
+                 "report", "data new"):
+        assert step in section, step
+
+
+def test_data_new_writes_a_folder_that_validates_and_tells_the_next_steps(
+        tmp_path: Path) -> None:
+    code, output = cli_output("data", "new", "smith2024bandit", "--dir", str(tmp_path))
+    assert code == 0, output
+    folder = tmp_path / "smith2024bandit"
+    assert {p.name for p in folder.iterdir()} >= {"README.md", "generate_prompts.py",
+                                                 "prompts.jsonl.zip"}
+    assert "data validate" in output and "--split all" in output
+    code, output = cli_output("data", "validate", str(folder), "--strict")
+    assert code == 0, output
+    assert "1 sessions" in output and "0 warning" in output
+    assert "chance" in output and "nats" in output and "next: psych201 data stats" in output
+    sessions = list(iter_sessions(folder))
+    assert len(sessions) == 1 and all(o.source == "stated" for o in offered_sets(sessions[0]))
+    # A second call refuses to overwrite it; a bad name is refused with one line.
+    code, output = cli_output("data", "new", "smith2024bandit", "--dir", str(tmp_path))
+    assert code == 2 and "already exists" in output
+    code, output = cli_output("data", "new", "../evil", "--dir", str(tmp_path))
+    assert code == 2 and "study name" in output
+
+
+def test_data_stats_names_units_chance_and_the_next_step(tmp_path: Path) -> None:
+    study = marked_study(tmp_path)
+    code, output = cli_output("data", "stats", str(study))
+    assert code == 0, output
+    assert "(chars)" in output and "chance (nats/response)" in output
+    assert "0.693*" in output and "inferred" in output
+    assert "next: psych201 plan" in output and "--split all" in output
