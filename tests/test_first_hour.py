@@ -157,3 +157,52 @@ def test_data_stats_names_units_chance_and_the_next_step(tmp_path: Path) -> None
     assert "(chars)" in output and "chance (nats/response)" in output
     assert "0.693*" in output and "inferred" in output
     assert "next: psych201 plan" in output and "--split all" in output
+
+
+# -- row 5: a selection can grow -----------------------------------------------------------------
+def _oracle_run(out: Path, *args: str) -> tuple[int, str]:
+    return cli_output("score", "--data", "demo", "--engine", "oracle", "--split", "all",
+                      "--out", str(out), "-q", *args)
+
+
+def _part_mtimes(out: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_mtime_ns for p in (out / "parts").glob("part-*.parquet")}
+
+
+def test_a_larger_limit_or_more_studies_keeps_the_scored_participants(tmp_path: Path) -> None:
+    from psych201.results import read_manifest, read_responses
+
+    out = tmp_path / "run"
+    code, output = _oracle_run(out, "--limit", "2", "--studies", "simulated_bandit")
+    assert code == 0, output
+    first = read_responses(out)
+    code, output = _oracle_run(out, "--limit", "3", "--studies", "simulated_bandit")
+    assert code == 0, output
+    assert re.search(r"3 participants \(2 already done, 1 scored now\)", output)
+    code, output = _oracle_run(out, "--limit", "3")  # every demo study now
+    assert code == 0, output
+    assert re.search(r"9 participants \(3 already done, 6 scored now\)", output)
+    grown = read_responses(out)
+    kept = grown.merge(first, on=["study", "participant", "response_index"], suffixes=("", "_0"))
+    assert len(kept) == len(first) and (kept["nll"] == kept["nll_0"]).all()
+    manifest = read_manifest(out)
+    assert [g["changes"] for g in manifest["grown"]] == [
+        ["limit: 2 -> 3"], ["studies: ['simulated_bandit'] -> []"]]
+    code, output = cli_output("runs", "verify", str(out))
+    assert code == 0, output
+
+
+def test_shrinking_or_another_seed_or_engine_is_still_refused(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    code, output = _oracle_run(out, "--limit", "3")
+    assert code == 0, output
+    before = _part_mtimes(out)
+    for args, why in ((("--limit", "2"), "limit: 3 -> 2"),
+                      (("--limit", "4", "--seed", "1"), "seed: 0 -> 1"),
+                      (("--limit", "3", "--studies", "simulated_risky"), "studies"),
+                      (("--limit", "4", "--engine-args", "temperature=2"), "model")):
+        code, output = _oracle_run(out, *args)
+        assert code == 1 or code == 2, output
+        assert "different configuration" in output or "configuration differs" in output
+        assert why in output, output
+        assert _part_mtimes(out) == before  # nothing re-labelled or rewritten

@@ -279,7 +279,7 @@ def _print_summary(
         table = Table(title="NLL per response (nats; lower = more human-like) per study",
                       title_justify="left")
         table.add_column("study", no_wrap=True)
-        for name in ("participants", "responses", "nats/response", "nats/token",
+        for name in ("participants", "responses", "per response (nats)", "per token (nats)",
                      "chance (guessing)", "pseudo-R² vs guessing"):
             table.add_column(name, justify="right")
         for line in lines:
