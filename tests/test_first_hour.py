@@ -206,3 +206,57 @@ def test_shrinking_or_another_seed_or_engine_is_still_refused(tmp_path: Path) ->
         assert "different configuration" in output or "configuration differs" in output
         assert why in output, output
         assert _part_mtimes(out) == before  # nothing re-labelled or rewritten
+
+
+# -- row 6: the output check comes before any conversion; one conversion at a time -------------
+def test_another_models_run_is_refused_before_any_conversion(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from psych201.scoring import models
+
+    tokenizer = byte_bpe_tokenizer()
+    tiny = save_tiny(tiny_llama(tokenizer), tokenizer, tmp_path / "tiny-llama")
+    out = tmp_path / "run"
+    code, output = cli_output("score", "--data", "demo", "--model", str(tiny), "--split", "all",
+                              "--limit", "1", "--studies", "simulated_risky", "--out", str(out),
+                              "-q")
+    assert code == 0, output
+    conversions: list[str] = []
+    monkeypatch.setattr(models, "_convert_gguf", lambda gguf, dest: conversions.append(str(gguf)))
+    monkeypatch.setenv("PSYCH201_CACHE", str(tmp_path / "cache"))  # nothing converted yet
+    code, output = cli_output("score", "--data", "demo", "--model", "gemma-3-270m", "--split",
+                              "all", "--limit", "1", "--studies", "simulated_risky", "--out",
+                              str(out), "-q")
+    assert code == 2, output
+    assert "model: 'tiny-llama' -> 'gemma-3-270m'" in output
+    assert conversions == []  # refused before the GGUF was converted (or even located)
+
+
+def test_a_second_process_waits_for_the_conversion_and_reuses_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+    import time
+
+    from psych201.scoring import models
+
+    conversions: list[str] = []
+
+    def slow_convert(gguf: Path, dest: Path) -> None:
+        conversions.append(str(gguf))
+        time.sleep(0.5)  # long enough for the other thread to arrive while this one converts
+        dest.mkdir(parents=True)
+        (dest / "config.json").write_text("{}")
+
+    monkeypatch.setattr(models, "_convert_gguf", slow_convert)
+    source = models._GGUFSource(name="fake", sha256=lambda: "ab" * 32,
+                                locate=lambda scratch: scratch / "fake.gguf", source="test")
+    results: list[Path] = []
+    threads = [threading.Thread(target=lambda: results.append(models._converted(source,
+                                                                                tmp_path)))
+               for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(conversions) == 1
+    assert len(results) == 2 and results[0] == results[1]
+    assert (results[0] / "config.json").is_file()

@@ -78,6 +78,32 @@ def _as_json(value: Any) -> Any:
 
 
 
+def precheck_model(config: ScoreConfig) -> None:
+    """Refuse a run directory of another model or engine before the default (transformers)
+    engine converts, downloads or loads anything: the stored model id is compared with the one
+    the name gives (:func:`~psych201.scoring.models.model_identity`)."""
+    from psych201.results.manifest import MANIFEST_FILE, ConfigMismatchError, load_manifest
+    from psych201.scoring.models import model_identity
+
+    if not (config.out / MANIFEST_FILE).is_file():
+        return
+    spec = load_manifest(config.out).get("spec")
+    if not isinstance(spec, dict):
+        return
+    wanted = model_identity(config.model)
+    diff = []
+    if spec.get("engine") not in (None, "hf"):
+        diff.append(f"engine: {spec.get('engine')!r} -> 'hf'")
+    if wanted is not None and spec.get("model") not in (None, wanted):
+        diff.append(f"model: {spec.get('model')!r} -> {wanted!r}")
+    if diff:
+        raise ConfigMismatchError(
+            f"{config.out} holds a run of another model; a run directory never mixes "
+            "configurations. Use another --out (nothing was converted or loaded). "
+            "Differences: " + "; ".join(diff)
+        )
+
+
 def precheck_run_dir(
     config: ScoreConfig, data_hash: str, *, split: str, data_name: str | None,
     per_study: dict[str, str] | None = None,

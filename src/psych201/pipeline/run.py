@@ -24,7 +24,12 @@ from psych201.pipeline.config import (
     validate_run,
 )
 from psych201.pipeline.grow import Growth, check_superset, grow_run_dir
-from psych201.pipeline.resume import FinishedRun, finished_run, precheck_run_dir
+from psych201.pipeline.resume import (
+    FinishedRun,
+    finished_run,
+    precheck_model,
+    precheck_run_dir,
+)
 from psych201.pipeline.selection import (
     ConditionCounts,
     StudyPlan,
@@ -225,9 +230,12 @@ def _open_run(
                               per_study=per_study)
     in_shard = shard_filter(config.shard)
     keys = [k for plan in plans for k in plan.keys if in_shard(k)]
+    default_engine = setup is None or isinstance(setup, DefaultEngineLoader)
+    if default_engine:
+        precheck_model(config)  # before anything converts, downloads or loads the model
     if growth is not None:  # checked before the model loads: a shrinking selection is refused
         check_superset(config.out, growth, keys)
-    elif setup is None or isinstance(setup, DefaultEngineLoader):
+    elif default_engine:
         finished = finished_run(config, keys)
         if finished is not None:
             return finished

@@ -22,6 +22,7 @@ import contextlib
 import hashlib
 import importlib.util
 import json
+import logging
 import os
 import tempfile
 import time
@@ -32,6 +33,8 @@ from typing import Any
 
 from psych201.data.hub import hub_cache_dir, is_repo_id, offline, split_revision
 from psych201.errors import UsageError
+
+_log = logging.getLogger(__name__)
 
 #: The model ``psych201 score`` and ``psych201 demo`` use unless told otherwise.
 DEFAULT_MODEL = "gemma-3-270m"
@@ -197,6 +200,21 @@ def model_folder(name_or_path: str, *, cache_dir: Path | None = None) -> ModelFo
     return ModelFolder(Path(folder), model_id, sha, source)
 
 
+def model_identity(name_or_path: str) -> str | None:
+    """The model id :func:`load_model` will record, read from the name alone (no conversion,
+    download or hashing); None where only loading can tell."""
+    if name_or_path in BUILTIN_MODELS:
+        return name_or_path
+    path = Path(name_or_path).expanduser()
+    if path.is_file() and path.suffix == ".gguf":
+        return path.resolve().stem
+    if path.is_dir():
+        return path.resolve().name
+    if is_repo_id(name_or_path):
+        return split_revision(name_or_path)[0]
+    return None
+
+
 def max_context(config: Any) -> int | None:
     """The model's trained context length from its config (text config for multimodal ones)."""
     for cfg in (config, getattr(config, "text_config", None)):
@@ -341,6 +359,34 @@ def _converted(src: _GGUFSource, cache_dir: Path | None) -> Path:
     if (target / "config.json").is_file():
         return target
     root.mkdir(parents=True, exist_ok=True)
+    # One conversion per model at a time: a second process waits for the first one's lock,
+    # then finds the finished folder and reuses it (minutes of work, not done twice).
+    locks = cache_root(cache_dir) / "locks"  # beside models/: never mistaken for an entry
+    locks.mkdir(parents=True, exist_ok=True)
+    with _conversion_lock(locks / f"{target.name}.lock", src.name):
+        if (target / "config.json").is_file():
+            return target
+        _convert_into(src, sha, root, target)
+    return target
+
+
+@contextlib.contextmanager
+def _conversion_lock(path: Path, name: str) -> Iterator[None]:
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(path)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        _log.warning("another process is converting %s; waiting to reuse its result", name)
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _convert_into(src: _GGUFSource, sha: str, root: Path, target: Path) -> None:
     # Convert into a private temp folder, then rename: a crash or a concurrent process never
     # leaves (or reads) a half-written cache entry.
     with tempfile.TemporaryDirectory(dir=root, prefix=f".{src.name}-") as tmp:
@@ -356,7 +402,6 @@ def _converted(src: _GGUFSource, cache_dir: Path | None) -> Path:
         except OSError:
             if not (target / "config.json").is_file():
                 raise
-    return target
 
 
 def _convert_gguf(gguf_path: Path, out: Path) -> None:
