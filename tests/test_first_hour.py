@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from cli_helpers import cli_output
+from paths import DATA, needs_data
 from psych201.data.readers import iter_sessions
 from psych201.prompts.chance import infer_options, offered_sets
 from psych201.prompts.options import response_options
@@ -260,3 +261,23 @@ def test_a_second_process_waits_for_the_conversion_and_reuses_it(
     assert len(conversions) == 1
     assert len(results) == 2 and results[0] == results[1]
     assert (results[0] / "config.json").is_file()
+
+
+# -- row 10: did you mean ------------------------------------------------------------------------
+@needs_data
+def test_a_mistyped_study_gets_the_close_name_not_the_whole_list(tmp_path: Path) -> None:
+    code, output = cli_output("score", "--data", str(DATA), "--studies", "frey2017lottery",
+                              "--engine", "oracle", "--out", str(tmp_path / "run"))
+    assert code == 2, output
+    assert "did you mean frey2017lotteries?" in output
+    assert "guenther2022relational" not in output  # not all 19 studies listed
+
+
+@pytest.mark.parametrize(("typed", "meant"), [("--n-participants", "--limit"),
+                                              ("--participants", "--limit"),
+                                              ("--limt", "--limit"), ("--dataset", "--data")])
+def test_a_mistyped_or_synonym_option_gets_one_suggestion(typed: str, meant: str) -> None:
+    code, output = cli_output("score", "--data", "demo", typed, "3")
+    assert code == 2
+    assert re.search(rf"did you mean {meant}\?", output, re.IGNORECASE), output
+    assert "Possible options" not in output  # one answer, not a list to choose from
