@@ -89,7 +89,8 @@ def _suggest_option(exc: Exception) -> Exception:
     meant = option_for(name, options)
     if meant is None:
         return exc
-    return type(exc)(name, message=f"No such option: {name}; did you mean {meant}?", ctx=ctx)
+    rebuilt: Any = type(exc)
+    return rebuilt(name, message=f"No such option: {name}; did you mean {meant}?", ctx=ctx)
 
 
 def _one_line(exc: BaseException) -> str:
