@@ -281,3 +281,45 @@ def test_a_mistyped_or_synonym_option_gets_one_suggestion(typed: str, meant: str
     assert code == 2
     assert re.search(rf"did you mean {meant}\?", output, re.IGNORECASE), output
     assert "Possible options" not in output  # one answer, not a list to choose from
+
+
+# -- row 11: export ------------------------------------------------------------------------------
+def test_export_writes_one_long_table_with_trial_participant_and_metadata_columns(
+        tmp_path: Path) -> None:
+    import pandas as pd
+
+    from psych201.results import read_responses
+
+    runs = [tmp_path / "t1", tmp_path / "t2"]
+    for run, temperature in zip(runs, ("1", "2"), strict=True):
+        code, output = _oracle_run(run, "--limit", "2", "--engine-args",
+                                   f"temperature={temperature}")
+        assert code == 0, output
+    code, output = cli_output("export", *map(str, runs), "--format", "csv",
+                              "-o", str(tmp_path / "all.csv"))
+    assert code == 0, output
+    assert "nats" in output and "chance" in output and "lme4::lmer" in output
+    table = pd.read_csv(tmp_path / "all.csv")
+    responses = sum(len(read_responses(run)) for run in runs)
+    assert len(table) == responses
+    assert set(table["model"]) == {"oracle", "oracle-T2"}
+    for column in ("participant_id", "trial", "nll", "chance_nll", "n_options",
+                   "participant_age", "participant_gender", "trial_loglik"):
+        assert column in table.columns, column
+    assert (table["trial"] == table["response_index"] + 1).all()
+    assert table["chance_nll"].dropna().round(6).eq(round(math.log(2), 6)).all()
+    # the exact oracle's NLL is minus the stored per-trial log-likelihood, row by row
+    exact = table[table["model"] == "oracle"]
+    assert (exact["nll"] + exact["trial_loglik"]).abs().max() < 1e-9
+    assert table.groupby("participant_id")["participant_age"].nunique().max() == 1
+    docs = json.loads((tmp_path / "all.csv.columns.json").read_text())
+    assert set(docs) == set(table.columns) and all(docs.values())
+
+    code, output = cli_output("export", str(runs[0]), "--format", "feather",
+                              "-o", str(tmp_path / "t1.feather"))
+    assert code == 0, output
+    assert len(pd.read_feather(tmp_path / "t1.feather")) == len(read_responses(runs[0]))
+    code, output = cli_output("export", str(runs[0]), "--format", "xlsx", "-o", "x.xlsx")
+    assert code == 2 and "csv, feather" in output
+    code, output = cli_output("export", str(tmp_path / "nope"), "-o", str(tmp_path / "x.csv"))
+    assert code == 2 and "no such run directory" in output

@@ -21,6 +21,7 @@ from typer.exceptions import TyperException
 from psych201.cli import (
     analysis_cmds,
     data_cmds,
+    export_cmds,
     lab_cmds,
     plan_cmds,
     run_cmds,
@@ -145,6 +146,7 @@ run_cmds.register(app)
 app.add_typer(runs_cmds.app, name="runs", help="Check and repair run directories.")
 lab_cmds.register(app)
 plan_cmds.register(app)
+export_cmds.register(app)
 
 
 def main() -> None:
