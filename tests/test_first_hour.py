@@ -323,3 +323,35 @@ def test_export_writes_one_long_table_with_trial_participant_and_metadata_column
     assert code == 2 and "csv, feather" in output
     code, output = cli_output("export", str(tmp_path / "nope"), "-o", str(tmp_path / "x.csv"))
     assert code == 2 and "no such run directory" in output
+
+
+# -- row 7: a --pair that is not a base and its post-trained checkpoint --------------------------
+def test_compare_warns_when_the_pair_is_not_base_and_post_trained(tmp_path: Path) -> None:
+    runs = []
+    for name, vocab in (("smollm2-135m-instruct", 600), ("gemma-3-270m", 800)):
+        tokenizer = byte_bpe_tokenizer(vocab_size=vocab)
+        model = save_tiny(tiny_llama(tokenizer), tokenizer, tmp_path / name)
+        out = tmp_path / f"run-{name}"
+        code, output = cli_output("score", "--data", "demo", "--model", str(model), "--split",
+                                  "all", "--limit", "2", "--studies", "simulated_risky",
+                                  "--out", str(out), "-q")
+        assert code == 0, output
+        runs.append(str(out))
+    code, output = cli_output("compare", *runs, "--pair",
+                              "smollm2-135m-instruct=gemma-3-270m", "--n-boot", "100")
+    assert code == 0, output
+    flat = " ".join(output.split())
+    assert "warning: --pair smollm2-135m-instruct=gemma-3-270m is not a base/post-trained" in flat
+    assert "different families (SmolLM2 vs Gemma 3)" in flat
+    assert "HuggingFaceTB/SmolLM2-135M as the base" in flat
+    assert "different tokenizers" in flat
+
+
+def test_a_registered_base_and_post_trained_pair_gets_no_warning() -> None:
+    from psych201.analysis.registry import load_registry, pair_problems
+
+    registry = load_registry()
+    assert pair_problems(registry, "smollm2-135m-instruct", "HuggingFaceTB/SmolLM2-135M",
+                         {"smollm2-135m-instruct": 49_152,
+                          "HuggingFaceTB/SmolLM2-135M": 49_152}) == []
+    assert pair_problems(registry, "gemma-3-270m", "HuggingFaceTB/SmolLM2-135M")  # base as post

@@ -36,6 +36,7 @@ from psych201.cli.analysis_opts import (
     _summarize_runs,
     _write_json,
     console,
+    err_console,
     strict_json,
 )
 
@@ -81,6 +82,7 @@ def compare(
     reg = _registry(registry)
     loaded = _load(results)
     pairs = _pairs(pair, reg)
+    _warn_unpaired(pairs, reg, loaded)
     if paper:
         tables = _paper_tables(loaded, reg, condition)
         if json_out is not None:
@@ -307,6 +309,26 @@ def _print_controls(summary: Any) -> None:
             console.print(f"[dim]For {inferred} responses the wording did not state the "
                           "options; their sets were inferred from the distinct responses of "
                           "each participant.[/dim]", highlight=False)
+
+
+def _warn_unpaired(pairs: Sequence[Any], registry: Any, loaded: Any) -> None:
+    """One line per --pair that does not look like a base and its post-trained checkpoint."""
+    from psych201.analysis.registry import pair_problems
+
+    sizes: dict[str, int] = {}
+    for source in loaded.sources:
+        manifest = source.manifest or {}
+        model = (manifest.get("spec") or {}).get("model")
+        size = (manifest.get("tokenizer") or {}).get("vocab_size")
+        if isinstance(model, str) and isinstance(size, int):
+            sizes[model] = size
+    for p in pairs:
+        problems = pair_problems(registry, p.post, p.base, sizes)
+        if problems:
+            err_console.print(
+                f"[yellow]warning:[/yellow] --pair {p.post}={p.base} is not a base/post-trained "
+                f"pair: {'; '.join(problems)}. Its effects compare two models, not the effect "
+                "of post-training.", highlight=False, soft_wrap=True)
 
 
 def _short(name: Any) -> str:
