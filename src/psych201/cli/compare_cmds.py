@@ -82,7 +82,9 @@ def compare(
     reg = _registry(registry)
     loaded = _load(results)
     pairs = _pairs(pair, reg)
-    _warn_unpaired(pairs, reg, loaded)
+    unpaired = _unpaired(pairs, reg, loaded)
+    if fmt == "table":
+        _warn_unpaired(unpaired)
     if paper:
         tables = _paper_tables(loaded, reg, condition)
         if json_out is not None:
@@ -138,7 +140,8 @@ def compare(
             {"post": c.post, "base": c.base, "condition": c.condition, "studies": list(c.studies),
              "effects": [e.to_dict() for e in c.effects],
              "per_study": c.per_study.to_dict(orient="records"),
-             "unmatched_responses": c.unmatched_responses}
+             "unmatched_responses": c.unmatched_responses,
+             "not_a_pair": unpaired.get((c.post, c.base), [])}
             for c in comparisons]))
         return
     for c in comparisons:
@@ -311,8 +314,10 @@ def _print_controls(summary: Any) -> None:
                           "each participant.[/dim]", highlight=False)
 
 
-def _warn_unpaired(pairs: Sequence[Any], registry: Any, loaded: Any) -> None:
-    """One line per --pair that does not look like a base and its post-trained checkpoint."""
+def _unpaired(pairs: Sequence[Any], registry: Any, loaded: Any) -> dict[tuple[str, str],
+                                                                          list[str]]:
+    """Per --pair (post, base) that does not look like a base and its post-trained
+    checkpoint: why not (:func:`~psych201.analysis.registry.pair_problems`)."""
     from psych201.analysis.registry import pair_problems
 
     sizes: dict[str, int] = {}
@@ -322,13 +327,16 @@ def _warn_unpaired(pairs: Sequence[Any], registry: Any, loaded: Any) -> None:
         size = (manifest.get("tokenizer") or {}).get("vocab_size")
         if isinstance(model, str) and isinstance(size, int):
             sizes[model] = size
-    for p in pairs:
-        problems = pair_problems(registry, p.post, p.base, sizes)
-        if problems:
-            err_console.print(
-                f"[yellow]warning:[/yellow] --pair {p.post}={p.base} is not a base/post-trained "
-                f"pair: {'; '.join(problems)}. Its effects compare two models, not the effect "
-                "of post-training.", highlight=False, soft_wrap=True)
+    found = {(p.post, p.base): pair_problems(registry, p.post, p.base, sizes) for p in pairs}
+    return {pair: problems for pair, problems in found.items() if problems}
+
+
+def _warn_unpaired(unpaired: dict[tuple[str, str], list[str]]) -> None:
+    for (post, base), problems in unpaired.items():
+        err_console.print(
+            f"[yellow]warning:[/yellow] --pair {post}={base} is not a base/post-trained "
+            f"pair: {'; '.join(problems)}. Its effects compare two models, not the effect "
+            "of post-training.", highlight=False, soft_wrap=True)
 
 
 def _short(name: Any) -> str:
