@@ -11,6 +11,7 @@ import math
 import random
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -355,3 +356,78 @@ def test_a_registered_base_and_post_trained_pair_gets_no_warning() -> None:
                          {"smollm2-135m-instruct": 49_152,
                           "HuggingFaceTB/SmolLM2-135M": 49_152}) == []
     assert pair_problems(registry, "gemma-3-270m", "HuggingFaceTB/SmolLM2-135M")  # base as post
+
+
+# -- row 9: interrupted work is kept and resumed -----------------------------------------------
+@pytest.mark.usefixtures("one_torch_thread")
+@pytest.mark.parametrize("where", ["after a step", "inside a step"])
+def test_interrupted_lora_training_resumes_to_the_same_adapter(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str) -> None:
+    import importlib
+
+    from psych201.lab.posttrain import DataSpec, posttrain
+    from psych201.lab.settings import LoRASettings, TrainSettings
+    from psych201.simulate import simulate_study, write_study
+
+    train_mod = importlib.import_module("psych201.lab.train")  # the package exports train()
+    tokenizer = byte_bpe_tokenizer()
+    base = str(save_tiny(tiny_llama(tokenizer, seed=3), tokenizer, tmp_path / "tiny"))
+    write_study(simulate_study("bandit", n_participants=20, n_trials=6, seed=5),
+                tmp_path / "sim" / "simulated_bandit.jsonl")
+    spec = DataSpec(data=tmp_path / "sim", max_sessions_per_study=8)
+    # dropout > 0: the resumed steps must also draw the same random masks
+    settings = TrainSettings(recipe="human", steps=7, batch_size=2, learning_rate=2e-2,
+                             warmup_steps=1, max_tokens=256, lora=LoRASettings(dropout=0.2))
+    reference = posttrain(base, settings, spec, out_dir=tmp_path / "whole").card
+
+    out = tmp_path / "resumed"
+    if where == "after a step":
+        def stop(log: Any) -> None:
+            if log.step == 4:
+                raise KeyboardInterrupt
+        with pytest.raises(KeyboardInterrupt):
+            posttrain(base, settings, spec, out_dir=out, progress=stop)
+    else:
+        real_step, calls = train_mod._sft_step, []
+
+        def step_then_stop(*args: Any, **kwargs: Any) -> Any:
+            calls.append(1)
+            if len(calls) == 5:  # the fifth step, before its update
+                raise KeyboardInterrupt
+            return real_step(*args, **kwargs)
+        monkeypatch.setattr(train_mod, "_sft_step", step_then_stop)
+        with pytest.raises(KeyboardInterrupt):
+            posttrain(base, settings, spec, out_dir=out)
+        monkeypatch.setattr(train_mod, "_sft_step", real_step)
+    checkpoint = tmp_path / ".resumed.checkpoint"
+    assert (checkpoint / "state.json").is_file() and not out.exists()
+    notes: list[str] = []
+    resumed = posttrain(base, settings, spec, out_dir=out, note=notes.append).card
+    assert any("resuming training at step 4 of 7" in n for n in notes), notes
+    assert resumed.losses == reference.losses
+    assert resumed.adapter_sha256 == reference.adapter_sha256
+    assert not checkpoint.exists()  # removed once the adapter is saved
+
+
+def test_an_interrupted_score_says_how_many_participants_are_kept(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from psych201.results import writer
+
+    real_write, written = writer.PartWriter.write, []
+
+    def write_then_stop(self: Any, *args: Any, **kwargs: Any) -> Path:
+        if len(written) == 2:
+            raise KeyboardInterrupt
+        written.append(1)
+        return real_write(self, *args, **kwargs)
+
+    monkeypatch.setattr(writer.PartWriter, "write", write_then_stop)
+    out = tmp_path / "run"
+    code, output = _oracle_run(out, "--limit", "3", "--part-size", "1")
+    assert code == 130
+    flat = " ".join(output.split())
+    assert "interrupted: 2 participants kept" in flat
+    assert "rerun the same command to resume" in flat
+    monkeypatch.setattr(writer.PartWriter, "write", real_write)
+    code, output = _oracle_run(out, "--limit", "3", "--part-size", "1")
+    assert code == 0 and "2 already done, 7 scored now" in output

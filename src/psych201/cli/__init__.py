@@ -61,7 +61,8 @@ class _Psych201Group(TyperGroup):
             # typer's own exits and usage errors: already one line with their code
             raise _suggest_option(exc) from None
         except KeyboardInterrupt:
-            _error_exit("interrupted", EXIT_INTERRUPTED, debug=_debug_requested(ctx))
+            _error_exit("interrupted; what finished is kept: rerun the same command to resume",
+                        EXIT_INTERRUPTED, debug=_debug_requested(ctx))
         except Psych201Error as exc:
             _error_exit(_one_line(exc), exc.exit_code, debug=_debug_requested(ctx))
         except OSError as exc:

@@ -135,8 +135,8 @@ def run_scoring(
     except KeyboardInterrupt:
         progress.stop()
         raise _fail(
-            f"interrupted; finished participants are saved in {config.out}. "
-            "Rerun the same command to score only what is missing.",
+            f"interrupted: {_kept(config.out)} participants kept in {config.out}; rerun the "
+            "same command to resume (only the missing participants are scored)",
             EXIT_INTERRUPTED,
         ) from None
     except (Psych201Error, OSError) as exc:
@@ -227,6 +227,16 @@ def _adapter_loader(config: ScoreConfig, engine: str, engine_args: dict[str, Any
     if engine != "hf":
         raise _fail(f"--model {config.model} is a LoRA adapter: score it with --engine hf")
     return lambda: scoring_setup(config, engine_args)
+
+
+def _kept(run_dir: Path) -> int:
+    """Participants the finished parts of ``run_dir`` hold (0 when unreadable)."""
+    from psych201.results.writer import ResultsError, part_sessions
+
+    try:
+        return sum(len(part_sessions(path)) for path in part_paths(run_dir))
+    except (ResultsError, OSError):
+        return 0
 
 
 def _with_spinner(
