@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import re
 from pathlib import Path
@@ -431,3 +432,62 @@ def test_an_interrupted_score_says_how_many_participants_are_kept(
     monkeypatch.setattr(writer.PartWriter, "write", real_write)
     code, output = _oracle_run(out, "--limit", "3", "--part-size", "1")
     assert code == 0 and "2 already done, 7 scored now" in output
+
+
+# -- row 8: tidy output --------------------------------------------------------------------------
+def test_duplicate_warnings_are_counted_in_one_line(tmp_path: Path) -> None:
+    study = tmp_path / "copies"
+    study.mkdir()
+    lines = [json.dumps({"text": "Pick <<A>> or B.", "experiment": "e", "participant": str(i)})
+             for i in range(20)]
+    (study / "prompts.jsonl").write_text("\n".join(lines) + "\n")
+    code, output = cli_output("data", "validate", str(study))
+    assert code == 0, output
+    assert output.count("same text as line") <= 3
+    assert re.search(r"and 16 more duplicate-text warnings", output)
+
+
+def test_notes_once_in_plain_words_and_empty_sections_collapsed(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    code, output = _oracle_run(out, "--limit", "3", "--studies", "simulated_risky")
+    assert code == 0, output
+    code, output = cli_output("compare", str(out))
+    assert code == 0, output
+    notes = [line for line in output.splitlines() if line.startswith("note:")]
+    assert len(notes) == len(set(notes))
+    assert not any(n in other for n in notes for other in notes if n != other)
+    flat = " ".join(output.split())
+    assert "carries nll_temperature" not in flat and "recorded offered_logprobs" not in flat
+    study = marked_study(tmp_path)  # no trial recurs across participants: no population rows
+    out = tmp_path / "marked"
+    code, output = cli_output("score", "--data", str(study), "--engine", "oracle", "--split",
+                              "all", "--out", str(out), "-q")
+    assert code == 0, output
+    code, output = cli_output("report", str(out), "--data", str(study),
+                              "-o", str(tmp_path / "r.html"))
+    assert code == 0, output
+    page = (tmp_path / "r.html").read_text()
+    assert "no rows" not in page  # empty sections are one line under "Not shown"
+    assert 'id="not-shown"' in page
+
+
+def test_progress_is_plain_lines_when_stdout_is_not_a_terminal(tmp_path: Path) -> None:
+    code, output = cli_output("score", "--data", "demo", "--engine", "oracle", "--split", "all",
+                              "--limit", "2", "--out", str(tmp_path / "run"))  # no -q
+    assert code == 0, output
+    assert re.search(r"scoring: 6/6 participants \(100% of the text\)", output)
+    assert "━" not in output.split("NLL per response")[0]  # no bar drawn before the table
+
+
+def test_tables_are_not_cut_when_stdout_is_not_a_terminal(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    proc = subprocess.run([sys.executable, "-c", "from psych201.cli import main; main()", "score", "--data", "demo",
+                           "--engine", "oracle", "--split", "all", "--limit", "1", "-q",
+                           "--out", str(tmp_path / "run")],
+                          capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "better than guessing" in proc.stdout or "worse than guessing" in proc.stdout
+    assert "…" not in proc.stdout  # no cell cut short

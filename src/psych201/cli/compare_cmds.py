@@ -36,6 +36,7 @@ from psych201.cli.analysis_opts import (
     _summarize_runs,
     _write_json,
     console,
+    distinct_notes,
     err_console,
     strict_json,
 )
@@ -113,7 +114,7 @@ def compare(
             _print_pairs(summary)
         _print_controls(summary)
         _print_other_sections(summary)
-        for note in summary.notes:
+        for note in distinct_notes(summary.notes):
             console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
         return
     frame = loaded.responses

@@ -8,12 +8,12 @@ printed as one line with file, line, column and reason — never as a traceback.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from psych201.cli.console import out_console
@@ -29,7 +29,7 @@ EXIT_INVALID = EXIT_INVALID_DATA
 EXIT_BAD_INPUT = EXIT_USAGE
 
 console = out_console()
-err_console = Console(stderr=True)
+err_console = out_console(stderr=True)
 
 
 @app.callback()
@@ -67,14 +67,27 @@ def _fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
     return typer.Exit(code)
 
 
+#: Issues of one kind printed one by one; the rest of that kind is counted in one line.
+PER_CODE = 3
+
+
 def _print_issues(log: IssueLog, *, limit: int) -> None:
-    for issue in log.issues[:limit]:
+    shown: Counter[tuple[str, str]] = Counter()
+    printed = 0
+    for issue in log.issues:
+        key = (issue.severity, issue.code)
+        if printed >= limit or shown[key] >= PER_CODE:
+            continue
+        shown[key] += 1
+        printed += 1
         style = "red" if issue.severity == "error" else "yellow"
         err_console.print(f"[{style}]{issue}[/{style}]", highlight=False, soft_wrap=True)
-    shown = min(limit, len(log.issues))
-    total = log.n_errors + log.n_warnings
-    if total > shown:
-        err_console.print(f"... {total - shown} more (counted below)", highlight=False)
+    for (severity, code), count in log.counts.items():
+        more = count - shown[(severity, code)]
+        if more > 0:
+            meaning = ISSUE_CODES.get(code, code)
+            err_console.print(f"... and {more:,} more {code} {severity}s ({meaning})",
+                              highlight=False, soft_wrap=True)
 
 
 def _print_summary(log: IssueLog) -> None:

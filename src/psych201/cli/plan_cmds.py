@@ -8,13 +8,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from psych201.cli.console import out_console
 
 console = out_console()
-err_console = Console(stderr=True)
+err_console = out_console(stderr=True)
 
 
 def plan(

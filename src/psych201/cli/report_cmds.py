@@ -21,6 +21,7 @@ from psych201.cli.analysis_opts import (
     _summarize,
     _summarize_runs,
     console,
+    distinct_notes,
 )
 
 
@@ -90,7 +91,7 @@ def report(
         drawn = summary if tables is None else _paper_summary(summary, loaded, reg, tables)
         written = save_figures(render_figures(drawn), figures_dir)
         console.print(f"wrote {len(written)} figure files to {figures_dir}")
-    for note in summary.notes:
+    for note in distinct_notes(summary.notes):
         console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
 
 

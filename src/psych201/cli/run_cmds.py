@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from psych201.cli.console import out_console
@@ -17,7 +16,7 @@ from psych201.cli.score_cmds import RichProgress
 from psych201.errors import EXIT_FAILED_SESSIONS, EXIT_USAGE
 
 console = out_console()
-err_console = Console(stderr=True)
+err_console = out_console(stderr=True)
 
 
 def run(

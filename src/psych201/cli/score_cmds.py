@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -49,7 +51,7 @@ DEFAULT_DEMO_OUT = Path("psych201-demo")
 #: failed (skipped), 130 Ctrl-C.
 EXIT_BAD_INPUT = EXIT_USAGE
 
-err_console = Console(stderr=True)
+err_console = out_console(stderr=True)
 
 
 class _ParticipantsColumn(ProgressColumn):
@@ -70,14 +72,21 @@ class RichProgress:
     (dezfouli2019), so a character-weighted ETA is far closer to the truth.
     """
 
+    #: Seconds between two progress lines when the console is not a terminal.
+    PLAIN_EVERY_S = 10.0
+
     def __init__(self, console: Console, *, enabled: bool = True) -> None:
         self.console = console
         self.enabled = enabled
         self._progress: Progress | None = None
         self._task: Any = None
+        self._plain: _PlainCounts | None = None
 
     def start(self, *, sessions: int, chars: int, already_done: int) -> None:
         if not self.enabled:
+            return
+        if not self.console.is_terminal:  # a log file or a pipe: lines, not a redrawn bar
+            self._plain = _PlainCounts(sessions, max(chars, 1), time.monotonic())
             return
         self._progress = Progress(
             TextColumn("[bold]scoring"),
@@ -96,6 +105,8 @@ class RichProgress:
         )
 
     def advance(self, *, sessions: int, chars: int) -> None:
+        if self._plain is not None:
+            self._advance_plain(sessions, chars)
         if self._progress is None:
             return
         done = int(self._progress.tasks[0].fields["participants"]) + sessions
@@ -109,6 +120,37 @@ class RichProgress:
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
+        self._plain = None
+
+    def _advance_plain(self, sessions: int, chars: int) -> None:
+        plain = self._plain
+        assert plain is not None
+        plain.sessions_done += sessions
+        plain.chars_done += chars
+        now = time.monotonic()
+        finished = plain.sessions_done >= plain.sessions
+        if not finished and now - plain.printed < self.PLAIN_EVERY_S:
+            return
+        plain.printed = now
+        elapsed = now - plain.started
+        share = plain.chars_done / plain.chars
+        left = elapsed * (1 - share) / share if share > 0 else float("nan")
+        eta = f", about {left / 60:.1f} min left" if not finished and left == left else ""
+        self.console.print(
+            f"scoring: {plain.sessions_done}/{plain.sessions} participants "
+            f"({share:.0%} of the text) in {elapsed:.0f} s{eta}", highlight=False)
+
+
+@dataclass
+class _PlainCounts:
+    """What plain (non-terminal) progress lines report."""
+
+    sessions: int
+    chars: int
+    started: float
+    sessions_done: int = 0
+    chars_done: int = 0
+    printed: float = 0.0
 
 
 def _split_list(text: str | None) -> tuple[str, ...]:
