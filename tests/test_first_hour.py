@@ -484,7 +484,8 @@ def test_tables_are_not_cut_when_stdout_is_not_a_terminal(tmp_path: Path) -> Non
     import sys
 
     env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
-    proc = subprocess.run([sys.executable, "-c", "from psych201.cli import main; main()", "score", "--data", "demo",
+    main = "from psych201.cli import main; main()"
+    proc = subprocess.run([sys.executable, "-c", main, "score", "--data", "demo",
                            "--engine", "oracle", "--split", "all", "--limit", "1", "-q",
                            "--out", str(tmp_path / "run")],
                           capture_output=True, text=True, env=env, timeout=120, check=False)
