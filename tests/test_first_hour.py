@@ -492,3 +492,39 @@ def test_tables_are_not_cut_when_stdout_is_not_a_terminal(tmp_path: Path) -> Non
     assert proc.returncode == 0, proc.stderr
     assert "better than guessing" in proc.stdout or "worse than guessing" in proc.stdout
     assert "…" not in proc.stdout  # no cell cut short
+
+
+# -- the new user's first hour, end to end -------------------------------------------------------
+@pytest.mark.slow
+def test_first_hour_from_the_demo_and_a_new_study_folder(tmp_path: Path) -> None:
+    """validate → stats → plan → score (--split all, tiny model) → compare → report → export,
+    on the bundled demo and on a folder made by `psych201 data new`: every step's output names
+    the chance level (or guessing), its units and the next command."""
+    tokenizer = byte_bpe_tokenizer()
+    model = str(save_tiny(tiny_llama(tokenizer), tokenizer, tmp_path / "tiny-llama"))
+    code, output = cli_output("data", "new", "mystudy", "--dir", str(tmp_path))
+    assert code == 0, output
+    own = str(tmp_path / "mystudy")
+    for data in ("demo", own):
+        name = Path(data).name
+        run, html, csv = (str(tmp_path / f"{name}-{x}") for x in ("run", "r.html", "t.csv"))
+        steps = [
+            (("data", "validate", data), "nats", "next: psych201 data stats"),
+            (("data", "stats", data), "(nats/response)", "next: psych201 plan"),
+            (("plan", "--data", data, "--model", model, "--split", "all"), "peak GB",
+             "next: psych201 score"),
+            (("score", "--data", data, "--model", model, "--split", "all", "--limit", "2",
+              "--out", run, "-q"), "(nats)", "next: psych201 compare"),
+            (("compare", run, "--data", data), "nats", "psych201 report"),
+            (("report", run, "--data", data, "-o", html), "", "psych201 export"),
+            (("export", run, "--format", "csv", "-o", csv), "nats", "next (R)"),
+        ]
+        for args, unit, next_step in steps:
+            code, output = cli_output(*args)
+            assert code == 0, (args, output)
+            flat = " ".join(output.split())
+            assert "chance" in flat or "guessing" in flat, (args, flat)
+            assert unit in flat, (args, unit, flat)
+            assert next_step in flat, (args, next_step, flat)
+        page = Path(html).read_text()
+        assert "guessing" in page and "nats" in page

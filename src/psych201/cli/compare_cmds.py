@@ -116,6 +116,7 @@ def compare(
         _print_other_sections(summary)
         for note in distinct_notes(summary.notes):
             console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
+        _print_next(results, data)
         return
     frame = loaded.responses
     try:
@@ -313,6 +314,16 @@ def _print_controls(summary: Any) -> None:
             console.print(f"[dim]For {inferred} responses the wording did not state the "
                           "options; their sets were inferred from the distinct responses of "
                           "each participant.[/dim]", highlight=False)
+
+
+def _print_next(results: Sequence[Path], data: Sequence[Path] | None) -> None:
+    runs = " ".join(str(r) for r in results)
+    given = " ".join(f"--data {d}" for d in data or ())
+    chance = "" if data else (" (add --data PATH for the chance level: guessing scores log k "
+                              "nats among k options)")
+    console.print(f"NLL in nats per response{chance}.\nnext: psych201 report {runs} {given} "
+                  "-o report.html   (one HTML page with the figures)", highlight=False,
+                  soft_wrap=True)
 
 
 def _unpaired(pairs: Sequence[Any], registry: Any, loaded: Any) -> dict[tuple[str, str],

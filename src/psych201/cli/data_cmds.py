@@ -106,9 +106,10 @@ def _print_summary(log: IssueLog) -> None:
 def _local(path: Path) -> Path:
     """``path``, or the local folder of an ``hf:`` source (hub id or dataset folder)."""
     from psych201.data.hub import resolve_data
+    from psych201.simulate.demo import demo_or
 
     try:
-        return resolve_data(path)
+        return resolve_data(demo_or(path))
     except DataError as error:
         raise _fail(str(error)) from None
 
@@ -183,7 +184,7 @@ def new(
         f"next: edit generate_prompts.py, run it (python {folder}/generate_prompts.py), then\n"
         f"  psych201 data validate {folder}\n"
         f"  psych201 data stats {folder}\n"
-        f"  psych201 plan --data {folder} --model gemma-3-270m\n"
+        f"  psych201 plan --data {folder} --model gemma-3-270m --split all\n"
         f"  psych201 score --data {folder} --split all --out runs/{name}\n"
         f"  psych201 report runs/{name} --data {folder} -o {name}.html",
         highlight=False,
@@ -249,7 +250,8 @@ def stats(
     console.print(
         "chance: what guessing uniformly among the options scores (log k nats); * = option set "
         "inferred from each participant's distinct responses, not stated in the text.\n"
-        f"next: psych201 plan --data {path} --model gemma-3-270m   (time and memory), then "
+        f"next: psych201 plan --data {path} --model gemma-3-270m --split all   (time and "
+        "memory), then "
         f"psych201 score --data {path} --split all --out runs/NAME   (--split all: every "
         "participant; the default --split test scores only the held-out tenth)",
         highlight=False,

@@ -5,12 +5,18 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 from rich.table import Table
 
 from psych201.cli.console import out_console
+
+if TYPE_CHECKING:
+    from psych201.data.split import Split
+
+#: What --split takes (psych201.data.split.Split).
+SPLITS = ("test", "train", "all", "seeded")
 
 console = out_console()
 err_console = out_console(stderr=True)
@@ -23,6 +29,9 @@ def plan(
     data: Annotated[Path | None, typer.Option(help="Data of a single run.")] = None,
     model: Annotated[str | None, typer.Option(help="Model of a single run.")] = None,
     limit: Annotated[int | None, typer.Option(help="At most this many participants.")] = None,
+    split: Annotated[
+        str, typer.Option(help="test (the held-out tenth), train or all (single run).")
+    ] = "test",
     batch_tokens: Annotated[int, typer.Option(help="Tokens per batch (single run).")] = 8192,
     calibrate: Annotated[
         bool, typer.Option("--calibrate", help="Measure FLOP/s here: a 30 s probe of the model.")
@@ -38,6 +47,7 @@ def plan(
     from psych201.plan import calibrate as measure
     from psych201.plan import plan_model, throughput_from_benchmark
     from psych201.prompts.conditions import ConditionUnavailableError
+    from psych201.simulate.demo import demo_or
     from psych201.study import StudyFileError, expand, load_study, score_config
 
     if study_file is not None:
@@ -55,8 +65,13 @@ def plan(
                    for c in cells]
         labels = [c.model for c in cells]
     elif data is not None and model is not None:
-        configs = [ScoreConfig(data=data, out=Path("unused"), model=model, limit=limit,
-                               batch_tokens=batch_tokens)]
+        if split not in SPLITS:
+            err_console.print(f"[red]error:[/red] --split {split}: use one of "
+                              f"{', '.join(SPLITS)}", highlight=False)
+            raise typer.Exit(2)
+        configs = [ScoreConfig(data=demo_or(data), out=Path("unused"), model=model,
+                               limit=limit, batch_tokens=batch_tokens,
+                               split=cast("Split", split))]
         labels = [model]
     else:
         err_console.print("[red]error:[/red] give STUDY_FILE, or both --data and --model")
@@ -101,6 +116,25 @@ def plan(
     if out is not None:
         out.write_text(json.dumps({"flops_per_s": flops_per_s,
                                    "plans": [p.as_dict() for p in plans]}, indent=2) + "\n")
+    if study_file is None and data is not None and model is not None:
+        _print_next(data, model, split, configs[0].data)
+
+
+def _print_next(data: Path, model: str, split: str, folder: Path) -> None:
+    """Units, what guessing scores on the data, and the command that scores it."""
+    from psych201.data.readers import iter_sessions
+    from psych201.prompts.chance import chance_by_study
+
+    console.print("tokens forwarded; TFLOPs of the forward passes; peak GB of memory; hours of "
+                  "scoring", highlight=False, soft_wrap=True)
+    if split == "test":
+        console.print("note: --split test plans only the held-out test participants (about a "
+                      "tenth); --split all plans every participant", highlight=False,
+                      soft_wrap=True)
+    for chance in chance_by_study(iter_sessions(folder, on_error="skip")):
+        console.print(f"  {chance.study}: {chance.describe()}", highlight=False, soft_wrap=True)
+    console.print(f"next: psych201 score --data {data} --model {model} --split {split} "
+                  f"--out runs/{folder.name}", highlight=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -93,6 +93,13 @@ def report(
         console.print(f"wrote {len(written)} figure files to {figures_dir}")
     for note in distinct_notes(summary.notes):
         console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
+    runs = " ".join(str(r) for r in results)
+    guessing = ("its Random baseline section compares each model with guessing (pseudo-R²)"
+                if data_paths else "pass --data PATH for the chance level (guessing) and "
+                "pseudo-R²")
+    console.print(f"NLL in nats per response; {guessing}.\nnext: psych201 export {runs} "
+                  "--format csv -o responses.csv   (one long table for R or pandas)",
+                  highlight=False, soft_wrap=True)
 
 
 # -- figures --------------------------------------------------------------------------------------

@@ -48,7 +48,7 @@ psych201 reads the option set of each response from the wording to compute the c
 ```bash
 psych201 data validate {name}          # the contribution rules (exit 1 on an error)
 psych201 data stats {name}             # participants, responses, response lengths
-psych201 plan --data {name} --model gemma-3-270m
+psych201 plan --data {name} --model gemma-3-270m --split all
 psych201 score --data {name} --split all --out runs/{name}
 psych201 report runs/{name} --data {name} -o {name}.html
 ```
