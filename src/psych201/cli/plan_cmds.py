@@ -34,7 +34,8 @@ def plan(
     ] = "test",
     batch_tokens: Annotated[int, typer.Option(help="Tokens per batch (single run).")] = 8192,
     calibrate: Annotated[
-        bool, typer.Option("--calibrate", help="Measure FLOP/s here: a 30 s probe of the model.")
+        bool, typer.Option("--calibrate", help="Measure FLOP/s here: a probe of the model "
+                                              "(at most 45 s, loading included).")
     ] = False,
     benchmark: Annotated[
         Path | None, typer.Option(help="Take FLOP/s from a benchmarks/packing.py JSON.")
@@ -45,7 +46,7 @@ def plan(
     from psych201.analysis.registry import load_registry
     from psych201.pipeline import PipelineError, ScoreConfig
     from psych201.plan import calibrate as measure
-    from psych201.plan import plan_model, throughput_from_benchmark
+    from psych201.plan import plan_model, shipped_throughput, throughput_from_benchmark
     from psych201.prompts.conditions import ConditionUnavailableError
     from psych201.simulate.demo import demo_or
     from psych201.study import StudyFileError, expand, load_study, score_config
@@ -77,12 +78,21 @@ def plan(
         err_console.print("[red]error:[/red] give STUDY_FILE, or both --data and --model")
         raise typer.Exit(2)
     flops_per_s = None
+    first = configs[0]
+    source = "measured here (--calibrate)"
     if benchmark is not None:
         flops_per_s = throughput_from_benchmark(benchmark)
+        source = f"from {benchmark}"
     elif calibrate:
-        first = configs[0]
         flops_per_s = measure(first.model, device=first.device, dtype=first.dtype,
                               batch_tokens=first.batch_tokens)
+    elif (shipped := shipped_throughput(first.device, first.dtype)) is not None:
+        flops_per_s = shipped.flops_per_s
+        source = (f"from the shipped table: {shipped.describe()}; --calibrate measures this "
+                  "machine (at most 45 s)")
+    else:
+        source = (f"no shipped throughput for {first.device} ({first.dtype}): hours unknown; "
+                  "--calibrate measures this machine (at most 45 s)")
     registry = load_registry()
     plans = []
     for label, config in zip(labels, configs, strict=True):
@@ -112,7 +122,10 @@ def plan(
     console.print(table)
     total = sum(p.hours for p in plans if p.hours is not None)
     if flops_per_s:
-        console.print(f"at {flops_per_s / 1e12:.3g} TFLOP/s achieved: {total:,.1f} hours in all")
+        console.print(f"at {flops_per_s / 1e12:.3g} TFLOP/s achieved ({source}): "
+                      f"{total:,.2f} hours in all", highlight=False, soft_wrap=True)
+    else:
+        console.print(source, highlight=False, soft_wrap=True)
     if out is not None:
         out.write_text(json.dumps({"flops_per_s": flops_per_s,
                                    "plans": [p.as_dict() for p in plans]}, indent=2) + "\n")
