@@ -22,7 +22,6 @@ import contextlib
 import hashlib
 import importlib.util
 import json
-import logging
 import os
 import tempfile
 import time
@@ -33,8 +32,6 @@ from typing import Any
 
 from psych201.data.hub import hub_cache_dir, is_repo_id, offline, split_revision
 from psych201.errors import UsageError
-
-_log = logging.getLogger(__name__)
 
 #: The model ``psych201 score`` and ``psych201 demo`` use unless told otherwise.
 DEFAULT_MODEL = "gemma-3-270m"
@@ -359,34 +356,6 @@ def _converted(src: _GGUFSource, cache_dir: Path | None) -> Path:
     if (target / "config.json").is_file():
         return target
     root.mkdir(parents=True, exist_ok=True)
-    # One conversion per model at a time: a second process waits for the first one's lock,
-    # then finds the finished folder and reuses it (minutes of work, not done twice).
-    locks = cache_root(cache_dir) / "locks"  # beside models/: never mistaken for an entry
-    locks.mkdir(parents=True, exist_ok=True)
-    with _conversion_lock(locks / f"{target.name}.lock", src.name):
-        if (target / "config.json").is_file():
-            return target
-        _convert_into(src, sha, root, target)
-    return target
-
-
-@contextlib.contextmanager
-def _conversion_lock(path: Path, name: str) -> Iterator[None]:
-    from filelock import FileLock, Timeout
-
-    lock = FileLock(path)
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        _log.warning("another process is converting %s; waiting to reuse its result", name)
-        lock.acquire()
-    try:
-        yield
-    finally:
-        lock.release()
-
-
-def _convert_into(src: _GGUFSource, sha: str, root: Path, target: Path) -> None:
     # Convert into a private temp folder, then rename: a crash or a concurrent process never
     # leaves (or reads) a half-written cache entry.
     with tempfile.TemporaryDirectory(dir=root, prefix=f".{src.name}-") as tmp:
@@ -402,6 +371,7 @@ def _convert_into(src: _GGUFSource, sha: str, root: Path, target: Path) -> None:
         except OSError:
             if not (target / "config.json").is_file():
                 raise
+    return target
 
 
 def _convert_gguf(gguf_path: Path, out: Path) -> None:
