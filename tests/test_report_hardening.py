@@ -101,7 +101,9 @@ def test_hostile_names_do_not_break_figures_or_report(tmp_path: Path) -> None:
     assert written
     html = build_report(summary, results, REGISTRY)
     assert "m$\\foo{$x" in html
-    assert {"fig5_persona", "fig_chat_template", "fig_accuracy"} <= set(figures)
+    # fig_accuracy is left out here: with the hostile name outside the registry it would plot
+    # a single dot (issue 22: one-dot figures are not drawn)
+    assert {"fig5_persona", "fig_chat_template"} <= set(figures)
     # after drawing, the name is printed as written (not math, "$" kept)
     shown = {t._preprocess_math(t.get_text())  # type: ignore[attr-defined]
              for fig in figures.values() for t in fig.findobj(Text)}

@@ -155,15 +155,23 @@ def model_shape(model: str, cache_dir: Path | None = None) -> tuple[Any, Shape |
 
 def peak_memory(shape: Shape | None, params_b: float | None, batch_tokens: int,
                 dtype_bytes: int) -> int | None:
-    """Weights plus one batch's activations (residual, attention, MLP) and head chunk; rough."""
+    """Peak resident memory of a scoring process: the runtime (Python, torch, transformers,
+    tokenizer: :data:`RUNTIME_BYTES`), the weights, one batch's activations (residual,
+    attention, MLP) and the head chunks."""
     if params_b is None:
         return None
     weights = params_b * 1e9 * dtype_bytes
     if shape is None:
-        return int(weights)
+        return int(RUNTIME_BYTES + weights)
     acts = batch_tokens * (6 * shape.hidden + 3 * shape.heads * shape.head_dim) * dtype_bytes
     head = 2 * (1 << 23) * 4  # two float32 chunks of HFEngine's head_chunk_elems
-    return int(weights + acts + head)
+    return int(RUNTIME_BYTES + weights + acts + head)
+
+
+#: Resident memory of a scoring process before any weights: Python, torch, transformers and the
+#: tokenizer. Measured 2026-12-07 (CPU, float32, peak RSS of ``psych201 score``): gemma-3-270m
+#: 1.95 GB (estimate 1.87 with this term, 1.37 without), smollm2-135m-instruct 1.11 GB.
+RUNTIME_BYTES = 0.5e9
 
 
 def plan_model(config: ScoreConfig, *, flops_per_s: float | None = None,
@@ -199,6 +207,37 @@ def plan_model(config: ScoreConfig, *, flops_per_s: float | None = None,
         peak_memory_bytes=peak_memory(shape, params_b, config.batch_tokens, dtype_bytes),
         hours=flops / flops_per_s / 3600 if flops is not None and flops_per_s else None,
     )
+
+
+@dataclass(frozen=True)
+class ShippedThroughput:
+    """One measured entry of ``throughput.json``: FLOP/s of a device kind, and when."""
+
+    device: str
+    dtype: str
+    flops_per_s: float
+    model: str
+    measured: str
+    where: str
+
+    def describe(self) -> str:
+        return (f"{self.flops_per_s / 1e12:.3g} TFLOP/s measured {self.measured} on "
+                f"{self.device} ({self.dtype}, {self.model}; {self.where})")
+
+
+def shipped_throughput(device: str, dtype: str) -> ShippedThroughput | None:
+    """The shipped figure for ``device``'s kind (``cpu``, or a GPU's name) and ``dtype``."""
+    import json
+    from importlib import resources
+
+    from psych201.pipeline.setup import device_kind
+
+    kind = device_kind(device)
+    entries = json.loads(resources.files("psych201").joinpath("throughput.json").read_text())
+    for entry in entries.get("devices", []):
+        if entry.get("device") == kind and entry.get("dtype") == dtype:
+            return ShippedThroughput(**entry)
+    return None
 
 
 #: A benchmarks/packing.py JSON is a few KiB; anything far larger is not one.
@@ -254,30 +293,41 @@ def _positive_float(value: Any) -> float | None:
     return number if math.isfinite(number) and number > 0 else None
 
 
+#: Wall-clock budget of the probe of ``plan --calibrate``, model load included (a GGUF's one-time
+#: conversion excepted): with the plan itself the command ends within 45 s on a loaded 2-core
+#: machine (measured 2026-12-07).
+CALIBRATE_SECONDS = 20.0
+#: Tokens of one probe sequence: small, so that one round fits a loaded CPU's budget.
+PROBE_TOKENS = 512
+
+
 def calibrate(model: str, *, device: str, dtype: str, batch_tokens: int,
-              seconds: float = 30.0) -> float:
-    """Achieved FLOP/s of the HF engine on ``model`` here: random sessions for ``seconds``."""
+              seconds: float = CALIBRATE_SECONDS) -> float:
+    """Achieved FLOP/s of the HF engine on ``model`` here, within ``seconds`` of wall clock
+    from the call (loading included): one warm-up sequence, then probe sequences of
+    :data:`PROBE_TOKENS` until the next one would overrun the budget (at least one)."""
     from psych201.scoring.hf import HFEngine
-    from psych201.scoring.models import load_model
+    from psych201.scoring.models import load_model, model_folder
     from psych201.scoring.plan import body_params_of
 
+    model_folder(model)  # a GGUF converts once here, outside the budget
+    began = time.perf_counter()
     loaded = load_model(model, dtype=dtype, device=device)
     engine = HFEngine(loaded, device=device, batch_tokens=batch_tokens)
     shape = shape_of(loaded.model.config, body_params_of(loaded.model))
     rng = np.random.default_rng(0)
-    vocab = shape.vocab
-    lengths = [min(2048, batch_tokens)] * max(1, batch_tokens // 2048)
-    requests = [
-        ScoringRequest(str(i), rng.integers(0, vocab, n).astype(np.int64),
-                       np.arange(n // 2, n, dtype=np.int64))
-        for i, n in enumerate(lengths)
-    ]
-    per_round = forward_flops(shape, lengths, sum(n - n // 2 for n in lengths))
-    engine.score(requests[:1])  # warm-up
+    n = min(PROBE_TOKENS, batch_tokens)
+    request = ScoringRequest("probe", rng.integers(0, shape.vocab, n).astype(np.int64),
+                             np.arange(n // 2, n, dtype=np.int64))
+    per_round = forward_flops(shape, [n], n - n // 2)
+    engine.score([request])  # warm-up
     done, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds or done == 0:
-        engine.score(requests)
+    while True:
+        engine.score([request])
         done += 1
+        now = time.perf_counter()
+        if now - began + (now - start) / done > seconds:  # the next round would overrun
+            break
     return per_round * done / (time.perf_counter() - start)
 
 

@@ -25,16 +25,22 @@ class RandomBaseline:
         rows = select(context.main, studies=list(context.studies))
         if context.extras.get("option_counts") is None and not (
                 "n_options" in rows.columns and rows["n_options"].notna().any()):
-            return "no option counts (n_options): random baseline and pseudo-R² skipped"
+            return ("no option counts (n_options): chance level and pseudo-R² need the "
+                    "transcripts; rerun with --data PATH")
         return None
 
     def run(self, context: AnalysisContext) -> Section | None:
         rows = select(context.main, studies=list(context.studies))
         _, r2 = bl.pseudo_r2(rows, condition=context.condition,
                              counts=context.extras.get("option_counts"))
+        inferred = int(r2["n_inferred"].sum()) if "n_inferred" in r2 else 0
+        note = (f" For {inferred} responses the wording did not state the options; their sets "
+                "were inferred from the distinct responses of each participant."
+                if inferred else "")
         return Section(anchor=self.name, title="Random baseline (pseudo-R²)",
                        text=f"{PSEUDO_R2_TEXT} Computed as 1 − Σ NLL / Σ log k over responses "
-                            "with k known options; mean over studies and pooled.",
+                            "with k known options (guessing scores log k nats); mean over "
+                            f"studies and pooled.{note}",
                        tables=(SectionTable("pseudo_r2", r2, COLUMNS),), data={"table": r2})
 
 

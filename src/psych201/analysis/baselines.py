@@ -49,8 +49,9 @@ def with_option_counts(frame: pd.DataFrame, counts: pd.DataFrame | None = None) 
     missing = [c for c in [*RESPONSE_KEY, "n_options"] if c not in counts.columns]
     if missing:
         raise ValueError(f"option counts lack columns {', '.join(missing)}")
-    base = frame.drop(columns=["n_options"], errors="ignore")
-    keys = counts[[*RESPONSE_KEY, "n_options"]].drop_duplicates(RESPONSE_KEY)
+    carried = ["n_options", *(["options_inferred"] if "options_inferred" in counts else [])]
+    base = frame.drop(columns=carried, errors="ignore")
+    keys = counts[[*RESPONSE_KEY, *carried]].drop_duplicates(RESPONSE_KEY)
     keys = keys.astype({"participant": str, "experiment": str, "study": str})
     return base.merge(keys, on=RESPONSE_KEY, how="left")
 
@@ -65,12 +66,18 @@ def pseudo_r2(frame: pd.DataFrame, *, condition: str,
     rows = with_option_counts(select(frame, condition=condition), counts)
     rows = rows.assign(nll_random=random_nll(rows["n_options"]))
     rows = rows[rows["nll_random"].notna()]
+    inferred = (rows["options_inferred"].fillna(False).astype(bool)
+                if "options_inferred" in rows.columns else pd.Series(False, index=rows.index))
+    rows = rows.assign(options_inferred=inferred)
     per_study = rows.groupby(["model", "study"], as_index=False, observed=True).agg(
-        n_responses=("nll", "size"), nll=("nll", "sum"), nll_random=("nll_random", "sum"))
+        n_responses=("nll", "size"), nll=("nll", "sum"), nll_random=("nll_random", "sum"),
+        n_inferred=("options_inferred", "sum"))
     per_study["pseudo_r2"] = 1 - per_study["nll"] / per_study["nll_random"]
     per_model = per_study.groupby("model", as_index=False, observed=True).agg(
         pseudo_r2=("pseudo_r2", "mean"), nll=("nll", "sum"), nll_random=("nll_random", "sum"),
-        n_studies=("study", "size"), n_responses=("n_responses", "sum"))
+        n_studies=("study", "size"), n_responses=("n_responses", "sum"),
+        n_inferred=("n_inferred", "sum"))
+    per_model["chance_nll"] = per_model["nll_random"] / per_model["n_responses"]
     per_model["pseudo_r2_pooled"] = 1 - per_model.pop("nll") / per_model.pop("nll_random")
     return per_study, per_model
 
@@ -79,14 +86,16 @@ def pseudo_r2(frame: pd.DataFrame, *, condition: str,
 def option_counts(sessions: Iterable[Session],
                   options_of: Callable[[Session], list[frozenset[str] | None]] | None = None,
                   ) -> pd.DataFrame:
-    """Option-set size of every response of ``sessions`` (NaN where the transcript is silent).
+    """Option-set size of every response of ``sessions`` (NaN where unknown).
 
-    ``options_of`` defaults to :func:`psych201.prompts.options.response_options`.
+    By default the set is read from the wording and, where the wording is not recognised,
+    inferred from the participant's distinct responses (:mod:`psych201.prompts.chance`; the
+    ``options_inferred`` column says which). A given ``options_of`` is used as it is.
     """
     if options_of is None:
-        from psych201.prompts.options import response_options
+        from psych201.prompts.chance import COUNT_COLUMNS, option_count_rows
 
-        options_of = response_options
+        return pd.DataFrame(option_count_rows(sessions), columns=list(COUNT_COLUMNS))
     rows = []
     for session in sessions:
         for span, options in zip(session.responses, options_of(session), strict=True):

@@ -330,3 +330,38 @@ def load_registry(*extra: str | Path) -> ModelRegistry:
     for path in extra:
         registry = registry.merged(read_registry_file(path))
     return registry
+
+
+def pair_problems(registry: ModelRegistry, post: str, base: str,
+                  vocab_sizes: Mapping[str, int] | None = None) -> list[str]:
+    """Why ``post``/``base`` is not a base vs post-trained pair of one model, as phrases (empty
+    when nothing speaks against it): family, type, the registry's base, the tokenizers.
+
+    ``vocab_sizes`` maps a model id to its tokenizer's vocabulary size (from the run
+    manifests). Post-training may add a few special tokens; vocabularies more than
+    :data:`VOCAB_TOLERANCE` apart are different tokenizers.
+    """
+    problems: list[str] = []
+    p, b = registry.get(post), registry.get(base)
+    for name, info in ((post, p), (base, b)):
+        if info is None:
+            problems.append(f"{name} is not in the model registry (family and type unknown)")
+    if p is not None and b is not None:
+        if p.family != b.family:
+            problems.append(f"different families ({p.family} vs {b.family})")
+        if p.is_base:
+            problems.append(f"{post} is a base model, not post-trained")
+        if not b.is_base:
+            problems.append(f"{base} is post-trained ({b.type_label}), not a base model")
+        registered = registry.get(p.base) if p.base else None
+        if registered is not None and registered.id != b.id:
+            problems.append(f"the registry names {registered.id} as the base of {p.id}")
+    sizes = vocab_sizes or {}
+    a, b_size = sizes.get(post), sizes.get(base)
+    if a and b_size and abs(a - b_size) > VOCAB_TOLERANCE * max(a, b_size):
+        problems.append(f"different tokenizers ({a:,} vs {b_size:,} tokens)")
+    return problems
+
+
+#: Relative difference of vocabulary sizes beyond which two tokenizers are not one model's.
+VOCAB_TOLERANCE = 0.02

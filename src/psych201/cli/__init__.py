@@ -22,6 +22,7 @@ from psych201.cli import (
     analysis_cmds,
     behaviour_cmds,
     data_cmds,
+    export_cmds,
     lab_cmds,
     plan_cmds,
     play_cmds,
@@ -58,10 +59,12 @@ class _Psych201Group(TyperGroup):
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
-        except (typer.Exit, typer.Abort, TyperException):
-            raise  # typer's own exits and usage errors: already one line with their code
+        except (typer.Exit, typer.Abort, TyperException) as exc:
+            # typer's own exits and usage errors: already one line with their code
+            raise _suggest_option(exc) from None
         except KeyboardInterrupt:
-            _error_exit("interrupted", EXIT_INTERRUPTED, debug=_debug_requested(ctx))
+            _error_exit("interrupted; what finished is kept: rerun the same command to resume",
+                        EXIT_INTERRUPTED, debug=_debug_requested(ctx))
         except Psych201Error as exc:
             _error_exit(_one_line(exc), exc.exit_code, debug=_debug_requested(ctx))
         except OSError as exc:
@@ -73,6 +76,25 @@ class _Psych201Group(TyperGroup):
                 EXIT_INTERNAL,
                 debug=_debug_requested(ctx),
             )
+
+
+def _suggest_option(exc: Exception) -> Exception:
+    """An unknown option's error, naming the command's option it most likely means (a synonym
+    such as ``--n-participants`` for ``--limit``, or a close spelling); other errors as they are.
+
+    typer vendors click, so its ``NoSuchOption`` is recognised by name and attributes.
+    """
+    from psych201.suggest import option_for
+
+    name, ctx = getattr(exc, "option_name", None), getattr(exc, "ctx", None)
+    if type(exc).__name__ != "NoSuchOption" or not isinstance(name, str) or ctx is None:
+        return exc
+    options = [o for p in ctx.command.params for o in getattr(p, "opts", [])]
+    meant = option_for(name, options)
+    if meant is None:
+        return exc
+    rebuilt: Any = type(exc)
+    return rebuilt(name, message=f"No such option: {name}; did you mean {meant}?", ctx=ctx)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -129,6 +151,7 @@ run_cmds.register(app)
 app.add_typer(runs_cmds.app, name="runs", help="Check and repair run directories.")
 lab_cmds.register(app)
 plan_cmds.register(app)
+export_cmds.register(app)
 
 
 def main() -> None:

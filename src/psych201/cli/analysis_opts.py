@@ -6,13 +6,15 @@ Exit codes: 0 success, 2 bad input (unreadable table, unknown model, mismatched 
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
-from rich.console import Console
 
 from psych201.bounds import option_range
+from psych201.cli.console import out_console
 
 if TYPE_CHECKING:
     from psych201.analysis.aggregate import Weighting
@@ -20,8 +22,8 @@ if TYPE_CHECKING:
 
 EXIT_BAD_INPUT = 2
 
-console = Console()
-err_console = Console(stderr=True)
+console = out_console()
+err_console = out_console(stderr=True)
 
 RegistryOpt = Annotated[
     list[Path] | None,
@@ -242,3 +244,23 @@ def _write_json(path: Path, payload: Any) -> None:
         raise _fail(f"{path}: cannot write ({exc.strerror or exc})") from exc
     console.print(f"wrote {path}")
 
+
+#: Column names some analyses' notes use, in the words of a reader who never saw the table.
+_PLAIN_WORDS = {
+    "nll_temperature": "the NLL at other softmax temperatures",
+    "offered_logprobs": "the probabilities of the offered options",
+    "n_options": "the number of options",
+}
+
+
+def distinct_notes(notes: Sequence[str]) -> list[str]:
+    """Each note once, in plain words: a note that another one repeats word for word at its
+    start is left out, and column names are said in words."""
+    unique = list(dict.fromkeys(n.strip() for n in notes))
+    kept = [n for n in unique if not any(o != n and o.startswith(n) for o in unique)]
+    out = []
+    for note in kept:
+        for name, words in _PLAIN_WORDS.items():
+            note = re.sub(rf"\b{name}\b", words, note)
+        out.append(note)
+    return out

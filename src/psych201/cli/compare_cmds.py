@@ -36,6 +36,8 @@ from psych201.cli.analysis_opts import (
     _summarize_runs,
     _write_json,
     console,
+    distinct_notes,
+    err_console,
     strict_json,
 )
 
@@ -81,6 +83,9 @@ def compare(
     reg = _registry(registry)
     loaded = _load(results)
     pairs = _pairs(pair, reg)
+    unpaired = _unpaired(pairs, reg, loaded)
+    if fmt == "table":
+        _warn_unpaired(unpaired)
     if paper:
         tables = _paper_tables(loaded, reg, condition)
         if json_out is not None:
@@ -109,8 +114,9 @@ def compare(
             _print_pairs(summary)
         _print_controls(summary)
         _print_other_sections(summary)
-        for note in summary.notes:
+        for note in distinct_notes(summary.notes):
             console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
+        _print_next(results, data)
         return
     if data_paths or split_seed is not None:
         # a pair's effects use the scores alone; the transcripts add nothing to them
@@ -141,7 +147,8 @@ def compare(
         {"post": c.post, "base": c.base, "condition": c.condition, "studies": list(c.studies),
          "effects": [e.to_dict() for e in c.effects],
          "per_study": c.per_study.to_dict(orient="records"),
-         "unmatched_responses": c.unmatched_responses, "notes": list(c.notes)}
+         "unmatched_responses": c.unmatched_responses, "notes": list(c.notes),
+         "not_a_pair": unpaired.get((c.post, c.base), [])}
         for c in comparisons]
     if json_out is not None:
         _write_json(json_out, pair_payload)
@@ -302,13 +309,55 @@ def _print_controls(summary: Any) -> None:
                      {"model": "model", "comparison": "comparison", "study": "study",
                       "n_participants": "participants", "benefit": "nats", "ci_low": "low",
                       "ci_high": "high"})
-    _print_frame("Random baseline", summary.pseudo_r2,
+    _print_frame("Random baseline (guessing among the options offered)", summary.pseudo_r2,
                  {"model": "model", "pseudo_r2": "pseudo-R²", "pseudo_r2_pooled": "pooled",
-                  "n_responses": "responses"})
+                  "chance_nll": "chance (nats/response)", "n_responses": "responses"},
+                 optional=("chance_nll",))
     if summary.pseudo_r2 is not None and len(summary.pseudo_r2):
         from psych201.analysis.readable import PSEUDO_R2_TEXT
 
         console.print(f"[dim]{PSEUDO_R2_TEXT}[/dim]", highlight=False)
+        frame = summary.pseudo_r2
+        inferred = int(frame["n_inferred"].max()) if "n_inferred" in frame.columns else 0
+        if inferred:
+            console.print(f"[dim]For {inferred} responses the wording did not state the "
+                          "options; their sets were inferred from the distinct responses of "
+                          "each participant.[/dim]", highlight=False)
+
+
+def _print_next(results: Sequence[Path], data: Sequence[Path] | None) -> None:
+    runs = " ".join(str(r) for r in results)
+    given = " ".join(f"--data {d}" for d in data or ())
+    chance = "" if data else (" (add --data PATH for the chance level: guessing scores log k "
+                              "nats among k options)")
+    console.print(f"NLL in nats per response{chance}.\nnext: psych201 report {runs} {given} "
+                  "-o report.html   (one HTML page with the figures)", highlight=False,
+                  soft_wrap=True)
+
+
+def _unpaired(pairs: Sequence[Any], registry: Any, loaded: Any) -> dict[tuple[str, str],
+                                                                          list[str]]:
+    """Per --pair (post, base) that does not look like a base and its post-trained
+    checkpoint: why not (:func:`~psych201.analysis.registry.pair_problems`)."""
+    from psych201.analysis.registry import pair_problems
+
+    sizes: dict[str, int] = {}
+    for source in loaded.sources:
+        manifest = source.manifest or {}
+        model = (manifest.get("spec") or {}).get("model")
+        size = (manifest.get("tokenizer") or {}).get("vocab_size")
+        if isinstance(model, str) and isinstance(size, int):
+            sizes[model] = size
+    found = {(p.post, p.base): pair_problems(registry, p.post, p.base, sizes) for p in pairs}
+    return {pair: problems for pair, problems in found.items() if problems}
+
+
+def _warn_unpaired(unpaired: dict[tuple[str, str], list[str]]) -> None:
+    for (post, base), problems in unpaired.items():
+        err_console.print(
+            f"[yellow]warning:[/yellow] --pair {post}={base} is not a base/post-trained "
+            f"pair: {'; '.join(problems)}. Its effects compare two models, not the effect "
+            "of post-training.", highlight=False, soft_wrap=True)
 
 
 def _short(name: Any) -> str:

@@ -8,25 +8,29 @@ printed as one line with file, line, column and reason — never as a traceback.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from psych201.bounds import check_bound, option_range
+from psych201.cli.console import out_console
 from psych201.data.issues import ISSUE_CODES, DataError, IssueLog, OnError
 from psych201.errors import EXIT_INVALID_DATA, EXIT_IO, EXIT_USAGE, os_error_line
+
+if TYPE_CHECKING:
+    from psych201.prompts.chance import StudyChance
 
 app = typer.Typer(no_args_is_help=True)
 
 EXIT_INVALID = EXIT_INVALID_DATA
 EXIT_BAD_INPUT = EXIT_USAGE
 
-console = Console()
-err_console = Console(stderr=True)
+console = out_console()
+err_console = out_console(stderr=True)
 
 
 @app.callback()
@@ -65,14 +69,27 @@ def _fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
     return typer.Exit(code)
 
 
+#: Issues of one kind printed one by one; the rest of that kind is counted in one line.
+PER_CODE = 3
+
+
 def _print_issues(log: IssueLog, *, limit: int) -> None:
-    for issue in log.issues[:limit]:
+    shown: Counter[tuple[str, str]] = Counter()
+    printed = 0
+    for issue in log.issues:
+        key = (issue.severity, issue.code)
+        if printed >= limit or shown[key] >= PER_CODE:
+            continue
+        shown[key] += 1
+        printed += 1
         style = "red" if issue.severity == "error" else "yellow"
         err_console.print(f"[{style}]{issue}[/{style}]", highlight=False, soft_wrap=True)
-    shown = min(limit, len(log.issues))
-    total = log.n_errors + log.n_warnings
-    if total > shown:
-        err_console.print(f"... {total - shown} more (counted below)", highlight=False)
+    for (severity, code), count in log.counts.items():
+        more = count - shown[(severity, code)]
+        if more > 0:
+            meaning = ISSUE_CODES.get(code, code)
+            err_console.print(f"... and {more:,} more {code} {severity}s ({meaning})",
+                              highlight=False, soft_wrap=True)
 
 
 def _print_summary(log: IssueLog) -> None:
@@ -91,9 +108,10 @@ def _print_summary(log: IssueLog) -> None:
 def _local(path: Path) -> Path:
     """``path``, or the local folder of an ``hf:`` source (hub id or dataset folder)."""
     from psych201.data.hub import resolve_data
+    from psych201.simulate.demo import demo_or
 
     try:
-        return resolve_data(path)
+        return resolve_data(demo_or(path))
     except DataError as error:
         raise _fail(str(error)) from None
 
@@ -132,6 +150,49 @@ def validate(
     )
     if not report.ok:
         raise typer.Exit(EXIT_INVALID)
+    local = _local(path)
+    for chance in _chances(local).values():
+        console.print(f"  {chance.study}: {chance.describe()}", highlight=False, soft_wrap=True)
+    console.print(f"next: psych201 data stats {path}   (participants, responses, lengths)",
+                  highlight=False, soft_wrap=True)
+
+
+def _chances(path: Path) -> dict[str, StudyChance]:
+    """What guessing scores per study of ``path`` (lines that do not parse are left out)."""
+    from psych201.data.readers import iter_sessions
+    from psych201.prompts.chance import chance_by_study
+
+    return {c.study: c for c in chance_by_study(iter_sessions(path, on_error="skip"))}
+
+
+@app.command("new")
+def new(
+    name: Annotated[str, typer.Argument(help="The study's folder name, e.g. smith2024bandit.")],
+    parent: Annotated[
+        Path, typer.Option("--dir", help="Where to create the folder.")
+    ] = Path("."),
+) -> None:
+    """Write a study folder to start from: README.md, generate_prompts.py, prompts.jsonl.zip."""
+    from psych201.data.template import new_study
+    from psych201.errors import UsageError
+
+    try:
+        folder = new_study(name, parent)
+    except UsageError as error:
+        raise _fail(str(error)) from None
+    console.print(
+        f"wrote {folder}/: README.md (reference, format), generate_prompts.py (an example that "
+        "writes the transcripts; replace its trial table by your data), prompts.jsonl.zip "
+        "(1 example participant)\n"
+        f"next: edit generate_prompts.py, run it (python {folder}/generate_prompts.py), then\n"
+        f"  psych201 data validate {folder}\n"
+        f"  psych201 data stats {folder}\n"
+        f"  psych201 plan --data {folder} --model gemma-3-270m --split all\n"
+        f"  psych201 score --data {folder} --split all --out runs/{name}\n"
+        f"  psych201 report runs/{name} --data {folder} -o {name}.html",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 @app.command("stats")
@@ -169,8 +230,11 @@ def stats(
         "chars median/p90/max",
         "single letter",
         "metadata",
-        "longest session",
+        "longest session (chars)",
+        "options/response",
+        "chance (nats/response)",
     )
+    chances = _chances(_local(path))
     for header in headers:
         table.add_column(header, justify="left" if header == "study" else "right")
     for row in rows:
@@ -183,8 +247,19 @@ def stats(
             f"{row.single_letter_share:.0%}",
             ", ".join(covered) or "-",
             f"{row.longest_session_chars:,}",
+            *_chance_cells(chances.get(row.study)),
         )
     console.print(table)
+    console.print(
+        "chance: what guessing uniformly among the options scores (log k nats); * = option set "
+        "inferred from each participant's distinct responses, not stated in the text.\n"
+        f"next: psych201 plan --data {path} --model gemma-3-270m --split all   (time and "
+        "memory), then "
+        f"psych201 score --data {path} --split all --out runs/NAME   (--split all: every "
+        "participant; the default --split test scores only the held-out tenth)",
+        highlight=False,
+        soft_wrap=True,
+    )
     _print_summary(log)
     if log.unmapped.counts:
         unmapped = Table(title="metadata values that could not be mapped", title_justify="left")
@@ -203,6 +278,13 @@ def stats(
     if out is not None:
         written = write_stats(rows, out)
         console.print(f"wrote {written}", highlight=False)
+
+
+def _chance_cells(chance: StudyChance | None) -> tuple[str, str]:
+    if chance is None or chance.chance_nll is None or chance.mean_options is None:
+        return "-", "unknown"
+    mark = "*" if chance.inferred else ""
+    return f"{chance.mean_options:.1f}{mark}", f"{chance.chance_nll:.3f}{mark}"
 
 
 @app.command("build")

@@ -166,6 +166,14 @@ def train_cmd(
         )
         result = posttrain(base, settings, spec, out_dir=out, name=name, progress=_show_step,
                            note=_note)
+    except KeyboardInterrupt:
+        from psych201.errors import EXIT_INTERRUPTED
+        from psych201.lab.train import CHECKPOINT_EVERY
+
+        _fail(f"interrupted: the steps trained so far are kept in a checkpoint (saved every "
+              f"{CHECKPOINT_EVERY} steps and at the interrupt); rerun the same command to "
+              "resume")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     except (LabError, ValueError, OSError) as exc:
         raise _fail(str(exc)) from exc
     card = result.card

@@ -5,20 +5,24 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from psych201.bounds import low_high
+from psych201.cli.console import out_console
 
 if TYPE_CHECKING:
+    from psych201.data.split import Split
     from psych201.plan import GpuPool, ModelPlan, TokenCount
     from psych201.study import StudyFile
 
-console = Console()
-err_console = Console(stderr=True)
+#: What --split takes (psych201.data.split.Split).
+SPLITS = ("test", "train", "all", "seeded")
+
+console = out_console()
+err_console = out_console(stderr=True)
 
 #: Bounds of plan's own numbers, from the one table every option shares (psych201.bounds).
 PLAN_BOUNDS = {name: low_high(name) for name in ("limit", "batch_tokens")}
@@ -37,9 +41,13 @@ def plan(
         help="Data of a single run; with a study file, planned in place of its data.")] = None,
     model: Annotated[str | None, typer.Option(help="Model of a single run.")] = None,
     limit: Annotated[int | None, typer.Option(help="At most this many participants.")] = None,
+    split: Annotated[
+        str, typer.Option(help="test (the held-out tenth), train or all (single run).")
+    ] = "test",
     batch_tokens: Annotated[int, typer.Option(help="Tokens per batch (single run).")] = 8192,
     calibrate: Annotated[
-        bool, typer.Option("--calibrate", help="Measure FLOP/s here: a 30 s probe of the model.")
+        bool, typer.Option("--calibrate", help="Measure FLOP/s here: a probe of the model "
+                                              "(at most 45 s, loading included).")
     ] = False,
     benchmark: Annotated[
         Path | None, typer.Option(help="Take FLOP/s from a benchmarks/packing.py JSON.")
@@ -52,9 +60,16 @@ def plan(
     """Tokens forwarded per study, forward FLOPs, peak memory and hours per model."""
     from psych201.analysis.registry import load_registry
     from psych201.pipeline import PipelineError, ScoreConfig
-    from psych201.plan import GpuPool, check_model_name, plan_model, throughput_from_benchmark
+    from psych201.plan import (
+        GpuPool,
+        check_model_name,
+        plan_model,
+        shipped_throughput,
+        throughput_from_benchmark,
+    )
     from psych201.plan import calibrate as measure
     from psych201.prompts.conditions import ConditionUnavailableError
+    from psych201.simulate.demo import demo_or
     from psych201.study import StudyFileError, expand, load_study, score_config
 
     for name, value in (("--limit", limit), ("--batch-tokens", batch_tokens)):
@@ -83,8 +98,13 @@ def plan(
                    for c in cells]
         labels = [c.model for c in cells]
     elif data is not None and model is not None:
-        configs = [ScoreConfig(data=data, out=Path("unused"), model=model, limit=limit,
-                               batch_tokens=batch_tokens)]
+        if split not in SPLITS:
+            err_console.print(f"[red]error:[/red] --split {split}: use one of "
+                              f"{', '.join(SPLITS)}", highlight=False)
+            raise typer.Exit(2)
+        configs = [ScoreConfig(data=demo_or(data), out=Path("unused"), model=model,
+                               limit=limit, batch_tokens=batch_tokens,
+                               split=cast("Split", split))]
         labels = [model]
     else:
         raise _fail("give STUDY_FILE, or both --data and --model")
@@ -94,12 +114,21 @@ def plan(
         except ValueError as exc:
             raise _fail(str(exc)) from exc
     flops_per_s = None
+    first = configs[0]
+    source = "measured here (--calibrate)"
     if benchmark is not None:
         flops_per_s = throughput_from_benchmark(benchmark)
+        source = f"from {benchmark}"
     elif calibrate:
-        first = configs[0]
         flops_per_s = measure(first.model, device=first.device, dtype=first.dtype,
                               batch_tokens=first.batch_tokens)
+    elif (shipped := shipped_throughput(first.device, first.dtype)) is not None:
+        flops_per_s = shipped.flops_per_s
+        source = (f"from the shipped table: {shipped.describe()}; --calibrate measures this "
+                  "machine (at most 45 s)")
+    else:
+        source = (f"no shipped throughput for {first.device} ({first.dtype}): hours unknown; "
+                  "--calibrate measures this machine (at most 45 s)")
     registry = load_registry()
     estimates: dict[str, list[TokenCount]] = {}
     plans = []
@@ -117,7 +146,7 @@ def plan(
     if not plans:
         raise _fail("no cell of the study can be scored")
     if pool is None:
-        _print_cells(plans, flops_per_s)
+        _print_cells(plans, flops_per_s, source)
         cluster = None
     else:
         cluster = _print_cluster(plans, pool, study, flops_per_s)
@@ -125,9 +154,11 @@ def plan(
         out.write_text(json.dumps({"flops_per_s": flops_per_s,
                                    "plans": [p.as_dict() for p in plans],
                                    **({"cluster": cluster} if cluster else {})}, indent=2) + "\n")
+    if study_file is None and data is not None and model is not None:
+        _print_next(data, model, split, configs[0].data)
 
 
-def _print_cells(plans: list[ModelPlan], flops_per_s: float | None) -> None:
+def _print_cells(plans: list[ModelPlan], flops_per_s: float | None, source: str) -> None:
     table = Table(title="psych201 plan", title_justify="left")
     for column in ("model", "condition", "tokens", "exact", "TFLOPs", "peak GB", "hours"):
         table.add_column(column, justify="left" if column in ("model", "condition") else "right")
@@ -141,7 +172,10 @@ def _print_cells(plans: list[ModelPlan], flops_per_s: float | None) -> None:
     console.print(table)
     total = sum(p.hours for p in plans if p.hours is not None)
     if flops_per_s:
-        console.print(f"at {flops_per_s / 1e12:.3g} TFLOP/s achieved: {total:,.1f} hours in all")
+        console.print(f"at {flops_per_s / 1e12:.3g} TFLOP/s achieved ({source}): "
+                      f"{total:,.2f} hours in all", highlight=False, soft_wrap=True)
+    else:
+        console.print(source, highlight=False, soft_wrap=True)
 
 
 def _print_cluster(plans: list[ModelPlan], pool: GpuPool, study: StudyFile | None,
@@ -170,6 +204,23 @@ def _print_cluster(plans: list[ModelPlan], pool: GpuPool, study: StudyFile | Non
                   f"({gpu_hours:,.1f} GPU-hours in all)", highlight=False)
     return {"gpus": pool.count, "kind": pool.kind.name, "makespan_hours": span,
             "groups": [g.__dict__ for g in groups]}
+
+
+def _print_next(data: Path, model: str, split: str, folder: Path) -> None:
+    """Units, what guessing scores on the data, and the command that scores it."""
+    from psych201.data.readers import iter_sessions
+    from psych201.prompts.chance import chance_by_study
+
+    console.print("tokens forwarded; TFLOPs of the forward passes; peak GB of memory; hours of "
+                  "scoring", highlight=False, soft_wrap=True)
+    if split == "test":
+        console.print("note: --split test plans only the held-out test participants (about a "
+                      "tenth); --split all plans every participant", highlight=False,
+                      soft_wrap=True)
+    for chance in chance_by_study(iter_sessions(folder, on_error="skip")):
+        console.print(f"  {chance.study}: {chance.describe()}", highlight=False, soft_wrap=True)
+    console.print(f"next: psych201 score --data {data} --model {model} --split {split} "
+                  f"--out runs/{folder.name}", highlight=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -21,6 +21,7 @@ from psych201.cli.analysis_opts import (
     _summarize,
     _summarize_runs,
     console,
+    distinct_notes,
 )
 
 
@@ -90,8 +91,15 @@ def report(
         drawn = summary if tables is None else _paper_summary(summary, loaded, reg, tables)
         written = save_figures(render_figures(drawn), figures_dir)
         console.print(f"wrote {len(written)} figure files to {figures_dir}")
-    for note in summary.notes:
+    for note in distinct_notes(summary.notes):
         console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
+    runs = " ".join(str(r) for r in results)
+    guessing = ("its Random baseline section compares each model with guessing (pseudo-R²)"
+                if data_paths else "pass --data PATH for the chance level (guessing) and "
+                "pseudo-R²")
+    console.print(f"NLL in nats per response; {guessing}.\nnext: psych201 export {runs} "
+                  "--format csv -o responses.csv   (one long table for R or pandas)",
+                  highlight=False, soft_wrap=True)
 
 
 # -- figures --------------------------------------------------------------------------------------

@@ -14,18 +14,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from psych201.bounds import low_high
+from psych201.cli.console import out_console
 from psych201.cli.score_cmds import RichProgress
 from psych201.errors import EXIT_FAILED_SESSIONS, EXIT_USAGE, UsageError
 
 if TYPE_CHECKING:
     from psych201.study import Cell, StudyFile, StudyOutcome
 
-console = Console()
-err_console = Console(stderr=True)
+console = out_console()
+err_console = out_console(stderr=True)
 
 #: ``--limit`` bounds, from the table every option shares (psych201.bounds).
 LIMIT_BOUNDS = low_high("limit")

@@ -7,6 +7,9 @@ the other commands stay fast.
 from __future__ import annotations
 
 import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -24,6 +27,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from psych201.cli.console import out_console
 from psych201.errors import (
     EXIT_FAILED_SESSIONS,
     EXIT_INTERRUPTED,
@@ -38,6 +42,7 @@ from psych201.scoring.models import DEFAULT_MODEL  # light: no torch until a mod
 
 if TYPE_CHECKING:
     from psych201.pipeline import RunSummary, ScoreConfig, ScoringSetup, SetupLoader
+    from psych201.results.summary import StudyLine
 
 DEFAULT_DEMO_OUT = Path("psych201-demo")
 
@@ -45,7 +50,7 @@ DEFAULT_DEMO_OUT = Path("psych201-demo")
 #: failed (skipped), 130 Ctrl-C.
 EXIT_BAD_INPUT = EXIT_USAGE
 
-err_console = Console(stderr=True)
+err_console = out_console(stderr=True)
 
 
 class _ParticipantsColumn(ProgressColumn):
@@ -66,14 +71,21 @@ class RichProgress:
     (dezfouli2019), so a character-weighted ETA is far closer to the truth.
     """
 
+    #: Seconds between two progress lines when the console is not a terminal.
+    PLAIN_EVERY_S = 10.0
+
     def __init__(self, console: Console, *, enabled: bool = True) -> None:
         self.console = console
         self.enabled = enabled
         self._progress: Progress | None = None
         self._task: Any = None
+        self._plain: _PlainCounts | None = None
 
     def start(self, *, sessions: int, chars: int, already_done: int) -> None:
         if not self.enabled:
+            return
+        if not self.console.is_terminal:  # a log file or a pipe: lines, not a redrawn bar
+            self._plain = _PlainCounts(sessions, max(chars, 1), time.monotonic())
             return
         self._progress = Progress(
             TextColumn("[bold]scoring"),
@@ -92,6 +104,8 @@ class RichProgress:
         )
 
     def advance(self, *, sessions: int, chars: int) -> None:
+        if self._plain is not None:
+            self._advance_plain(sessions, chars)
         if self._progress is None:
             return
         done = int(self._progress.tasks[0].fields["participants"]) + sessions
@@ -105,6 +119,37 @@ class RichProgress:
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
+        self._plain = None
+
+    def _advance_plain(self, sessions: int, chars: int) -> None:
+        plain = self._plain
+        assert plain is not None
+        plain.sessions_done += sessions
+        plain.chars_done += chars
+        now = time.monotonic()
+        finished = plain.sessions_done >= plain.sessions
+        if not finished and now - plain.printed < self.PLAIN_EVERY_S:
+            return
+        plain.printed = now
+        elapsed = now - plain.started
+        share = plain.chars_done / plain.chars
+        left = elapsed * (1 - share) / share if share > 0 else float("nan")
+        eta = f", about {left / 60:.1f} min left" if not finished and left == left else ""
+        self.console.print(
+            f"scoring: {plain.sessions_done}/{plain.sessions} participants "
+            f"({share:.0%} of the text) in {elapsed:.0f} s{eta}", highlight=False)
+
+
+@dataclass
+class _PlainCounts:
+    """What plain (non-terminal) progress lines report."""
+
+    sessions: int
+    chars: int
+    started: float
+    sessions_done: int = 0
+    chars_done: int = 0
+    printed: float = 0.0
 
 
 def _split_list(text: str | None) -> tuple[str, ...]:
@@ -131,8 +176,8 @@ def run_scoring(
     except KeyboardInterrupt:
         progress.stop()
         raise _fail(
-            f"interrupted; finished participants are saved in {config.out}. "
-            "Rerun the same command to score only what is missing.",
+            f"interrupted: {_kept(config.out)} participants kept in {config.out}; rerun the "
+            "same command to resume (only the missing participants are scored)",
             EXIT_INTERRUPTED,
         ) from None
     except (Psych201Error, OSError) as exc:
@@ -227,6 +272,16 @@ def _adapter_loader(config: ScoreConfig, engine: str, engine_args: dict[str, Any
     return lambda: scoring_setup(config, engine_args)
 
 
+def _kept(run_dir: Path) -> int:
+    """Participants the finished parts of ``run_dir`` hold (0 when unreadable)."""
+    from psych201.results.writer import ResultsError, part_sessions
+
+    try:
+        return sum(len(part_sessions(path)) for path in part_paths(run_dir))
+    except (ResultsError, OSError):
+        return 0
+
+
 def _with_spinner(
     config: ScoreConfig, loader: SetupLoader | None, console: Console, *, enabled: bool
 ) -> SetupLoader:
@@ -250,15 +305,35 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
-def _print_summary(summary: RunSummary) -> None:
-    from psych201.results.summary import summarise_run, write_summary
+def _chance_cells(line: StudyLine) -> tuple[str, str]:
+    """The chance NLL and the pseudo-R² against it, in numbers and words (inferred marked *)."""
+    from psych201.results.summary import chance_words
 
-    console = Console()
-    lines = summarise_run(summary.run_dir) if summary.table is not None else []
+    if line.chance_nll is None:
+        return "-", "chance unknown"
+    mark = "*" if line.inferred_responses else ""
+    return f"{line.chance_nll:.3f}{mark}", f"{line.pseudo_r2:+.3f} ({chance_words(line.pseudo_r2)})"
+
+
+def _print_summary(
+    summary: RunSummary, data: str | Path | None = None, split: str | None = None
+) -> None:
+    from psych201.results.summary import option_counts_of, summarise_run, write_summary
+
+    console = out_console()
+    counts = None
+    if summary.table is not None and data is not None:
+        try:
+            counts = option_counts_of(summary.run_dir, data)
+        except (OSError, ValueError) as exc:  # the data moved or broke since: no chance column
+            err_console.print(f"chance level not computed: {exc}", highlight=False)
+    lines = summarise_run(summary.run_dir, counts) if summary.table is not None else []
     if lines:
-        table = Table(title="NLL (nats) per study", title_justify="left")
+        table = Table(title="NLL per response (nats; lower = more human-like) per study",
+                      title_justify="left")
         table.add_column("study", no_wrap=True)
-        for name in ("participants", "responses", "per response", "per token"):
+        for name in ("participants", "responses", "per response (nats)", "per token (nats)",
+                     "chance (guessing)", "pseudo-R² vs guessing"):
             table.add_column(name, justify="right")
         for line in lines:
             table.add_row(
@@ -267,9 +342,12 @@ def _print_summary(summary: RunSummary) -> None:
                 str(line.responses),
                 _fmt(line.nll_per_response),
                 _fmt(line.nll_per_token),
+                *_chance_cells(line),
                 style="bold" if line.study == "all" else None,
             )
         console.print(table)
+        for sentence in _chance_notes(lines):
+            console.print(sentence, highlight=False)
         path = write_summary(
             summary.run_dir,
             lines,
@@ -292,6 +370,46 @@ def _print_summary(summary: RunSummary) -> None:
             f"[yellow]{len(summary.failed)} participants could not be scored (see above); "
             "the run is marked incomplete. Rerun to retry them.[/yellow]"
         )
+    if split == "test":
+        console.print("note: --split test scored only the held-out test participants (about a "
+                      "tenth of a study without its own split); --split all scores everyone.",
+                      highlight=False)
+    if lines and data is not None:
+        run, source = summary.run_dir, _data_argument(data)
+        console.print(
+            f"next: psych201 compare {run} --data {source}   (leaderboard, every analysis)\n"
+            f"      psych201 report {run} --data {source} -o report.html   (one HTML page)\n"
+            f"      psych201 export {run} --format csv -o responses.csv   (for R / pandas)",
+            highlight=False,
+        )
+
+
+def _data_argument(data: str | Path) -> str:
+    from psych201.simulate.demo import DEMO_DIR, DEMO_NAME
+
+    return DEMO_NAME if Path(str(data)) == DEMO_DIR else str(data)
+
+
+def _chance_notes(lines: Sequence[StudyLine]) -> list[str]:
+    """How to read the chance columns, and where they are missing or inferred."""
+    notes = [READING_CHANCE]
+    inferred = sum(line.inferred_responses for line in lines if line.study != "all")
+    if inferred:
+        notes.append(f"* {inferred} responses: the wording did not state the options, so each "
+                     "participant's distinct responses were taken as the option set (inferred).")
+    unknown = [line.study for line in lines if line.study != "all" and line.chance_nll is None]
+    if unknown:
+        notes.append(f"chance unknown for {', '.join(unknown)}: no option set stated or "
+                     "inferable (free-text or numeric responses).")
+    return notes
+
+
+#: One sentence on how to read NLL against chance (``score`` and ``demo``).
+READING_CHANCE = (
+    "How to read: guessing uniformly among k options scores log k nats per response (0.693 for "
+    "two); a model below the chance column predicts people better than guessing, above it worse. "
+    "Pseudo-R² = 1 − NLL/chance: 0 is guessing, 1 is perfect, below 0 worse than guessing."
+)
 
 
 def score(
@@ -441,7 +559,7 @@ def score(
         parse_kv(ray_args, what="--ray-args"),
     )
     summary = run_scoring(config, quiet=quiet, setup=setup)
-    _print_summary(summary)
+    _print_summary(summary, data, config.split)
     if summary.failed:
         raise typer.Exit(EXIT_FAILED_SESSIONS)
 
@@ -478,7 +596,7 @@ def merge(
         )
     except (ResultsError, Psych201Error) as exc:
         raise _fail(str(exc), getattr(exc, "exit_code", EXIT_BAD_INPUT)) from exc
-    Console().print(
+    out_console().print(
         f"{summary.path}: {summary.rows} responses from {summary.sources} sources"
         + (f", config {summary.config_hash}" if summary.config_hash else "")
     )
@@ -519,11 +637,12 @@ def demo(
     summary = run_scoring(config, quiet=quiet)
     rows = demo_summary(summary.run_dir, DEMO_DIR)
     table = Table(
-        title=f"Mean NLL per response (nats) of {model}",
+        title=f"Mean NLL per response (nats; lower = more human-like) of {model}",
         title_justify="left",
     )
     table.add_column("study", no_wrap=True)
-    for name in ("participants", "responses", "model", "oracle"):
+    for name in ("participants", "responses", "model", "oracle", "chance (guessing)",
+                 "pseudo-R² vs guessing"):
         table.add_column(name, justify="right")
     for row in rows:
         table.add_row(
@@ -532,14 +651,21 @@ def demo(
             str(row.responses),
             f"{row.mean_nll:.3f}",
             "-" if row.oracle_nll is None else f"{row.oracle_nll:.3f}",
+            *_chance_cells(row.line),
         )
-    console = Console()
+    console = out_console()
     console.print(table)
+    run = summary.run_dir
     console.print(
-        "Lower = more human-like. The oracle scores each response by the exact log-likelihood "
-        "of the cognitive model that generated it: the lowest mean NLL any model can expect.\n"
-        f"Run written to {summary.run_dir} ({summary.wall_s:.1f} s); tables: "
-        f"psych201.results.read_responses({str(summary.run_dir)!r})."
+        f"{READING_CHANCE} The oracle scores each response by the exact log-likelihood of the "
+        "cognitive model that generated it: the lowest mean NLL any model can expect.\n"
+        f"Run written to {run} ({summary.wall_s:.1f} s). Next:\n"
+        f"  psych201 report {run} --data demo -o demo.html   (one HTML page with every analysis)\n"
+        f"  psych201 compare {run} --data demo               (the same in the terminal)\n"
+        f"  psych201 export {run} --format csv -o demo.csv   (one long table for R or pandas)\n"
+        "  your own study: see \"Your own study in 5 commands\" in the README "
+        "(psych201 data new NAME writes a folder to start from)",
+        highlight=False,
     )
 
 

@@ -21,6 +21,7 @@ from psych201.lab.adapter import (
     save_adapter,
 )
 from psych201.lab.assistant import Template, instruct_examples
+from psych201.lab.checkpoint import remove_checkpoint
 from psych201.lab.examples import TrainingData, human_examples
 from psych201.lab.preference import preference_data
 from psych201.lab.registry_entry import write_registry_fragment
@@ -163,9 +164,13 @@ def posttrain(
     say(f"{n_items} training {'pairs' if data.pairs else 'sequences'}, "
         f"{data.n_target_tokens} target tokens")
     model = lora_model(loaded.model, settings.lora, seed=settings.seed)
-    result = train(model, data, settings, progress=progress)
+    # Beside the adapter folder, not in it: save_adapter replaces the folder as a whole.
+    checkpoints = out.with_name(f".{out.name}.checkpoint")
+    result = train(model, data, settings, progress=progress, checkpoint_dir=checkpoints,
+                   note=say)
     card = make_card(name, base, loaded, settings, data, result)
     written = save_adapter(result.model, card, out)
+    remove_checkpoint(checkpoints)
     write_registry_fragment([written], out / REGISTRY_FILE, aliases={name: [out.name]})
     say(f"adapter written to {out} (registry entry: {out / REGISTRY_FILE})")
     return PosttrainResult(out, written)

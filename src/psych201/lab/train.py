@@ -24,14 +24,19 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from psych201.lab.checkpoint import Checkpoint, fingerprint, load_checkpoint, save_checkpoint
 from psych201.lab.examples import PreferencePair, TrainingData, TrainingExample
 from psych201.lab.settings import LabError, LoRASettings, TrainSettings
+
+#: Optimiser steps between two training checkpoints.
+CHECKPOINT_EVERY = 10
 
 #: The learning rate decays linearly from its peak to this fraction at the last step.
 FINAL_LR_FRACTION = 0.1
@@ -137,8 +142,16 @@ def train(
     settings: TrainSettings,
     *,
     progress: Callable[[StepLog], None] | None = None,
+    checkpoint_dir: Path | None = None,
+    checkpoint_every: int = CHECKPOINT_EVERY,
+    note: Callable[[str], None] | None = None,
 ) -> TrainResult:
-    """Train the adapter of ``model`` (a peft model) on ``data`` for ``settings.steps`` steps."""
+    """Train the adapter of ``model`` (a peft model) on ``data`` for ``settings.steps`` steps.
+
+    With ``checkpoint_dir`` the state is saved every ``checkpoint_every`` steps and when
+    interrupted (:mod:`psych201.lab.checkpoint`), and a checkpoint of this very training found
+    there is resumed from: the result is the one an uninterrupted training gives.
+    """
     preference = settings.recipe == "preference"
     items: Sequence[TrainingExample | PreferencePair] = data.pairs if preference else data.examples
     if not items:
@@ -157,26 +170,58 @@ def train(
     )
     reference: dict[int, tuple[float, float]] = {}
     logs: list[StepLog] = []
+    key = fingerprint(settings.to_dict(), data.description, len(items))
+    start = 0
+    if checkpoint_dir is not None:
+        resumed = load_checkpoint(checkpoint_dir, key, model, optimiser)
+        if resumed is not None:
+            start, reference = resumed.step, resumed.reference
+            logs = [StepLog(**entry) for entry in resumed.logs]
+            if note is not None:
+                note(f"resuming training at step {start} of {settings.steps} "
+                     f"(checkpoint in {checkpoint_dir})")
+
+    def save(done: int, random_state: torch.Tensor) -> None:
+        if checkpoint_dir is not None:
+            save_checkpoint(checkpoint_dir, key, model, optimiser,
+                            Checkpoint(done, [asdict(log) for log in logs], reference),
+                            rng=random_state)
+
     started = time.perf_counter()
     model.train()
-    for step in range(settings.steps):
-        t0 = time.perf_counter()
-        lr = learning_rate(settings, step)
-        for group in optimiser.param_groups:
-            group["lr"] = lr
-        batch = order[step * settings.batch_size : (step + 1) * settings.batch_size]
-        if preference:
-            loss, n_targets, extra = _dpo_step(model, data.pairs, batch, reference, settings)
-        else:
-            loss, n_targets, extra = _sft_step(model, data.examples, batch, settings)
-        if settings.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(params, settings.grad_clip)
-        optimiser.step()
-        optimiser.zero_grad(set_to_none=True)
-        log = StepLog(step + 1, loss, lr, n_targets, time.perf_counter() - t0, extra)
-        logs.append(log)
-        if progress is not None:
-            progress(log)
+    # torch_rng: the random state step ``done`` starts from (dropout draws)
+    done, torch_rng, updating = start, torch.get_rng_state(), False
+    try:
+        for step in range(start, settings.steps):
+            t0 = time.perf_counter()
+            lr = learning_rate(settings, step)
+            for group in optimiser.param_groups:
+                group["lr"] = lr
+            batch = order[step * settings.batch_size : (step + 1) * settings.batch_size]
+            if preference:
+                loss, n_targets, extra = _dpo_step(model, data.pairs, batch, reference,
+                                                   settings)
+            else:
+                loss, n_targets, extra = _sft_step(model, data.examples, batch, settings)
+            if settings.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(params, settings.grad_clip)
+            updating = True  # an interrupt inside the update leaves the weights half-changed
+            optimiser.step()
+            optimiser.zero_grad(set_to_none=True)
+            log = StepLog(step + 1, loss, lr, n_targets, time.perf_counter() - t0, extra)
+            logs.append(log)
+            done, updating = step + 1, False
+            torch_rng = torch.get_rng_state()
+            if done % checkpoint_every == 0 and done < settings.steps:
+                save(done, torch_rng)
+            if progress is not None:
+                progress(log)
+    except KeyboardInterrupt:
+        if not updating and done > start:
+            # Gradients of the unfinished step are dropped; the step reruns from ``rng``.
+            optimiser.zero_grad(set_to_none=True)
+            save(done, torch_rng)
+        raise
     model.eval()
     return TrainResult(
         model=model,

@@ -9,6 +9,7 @@ from typing import Any
 
 from psych201.data.records import SessionKey
 from psych201.pipeline.config import ScoreConfig, window_config
+from psych201.pipeline.grow import Growth, selection_growth
 from psych201.pipeline.selection import tokenizer_free_condition
 from psych201.pipeline.setup import device_kind
 from psych201.results.writer import completed_sessions, damaged_parts
@@ -79,13 +80,41 @@ def _as_json(value: Any) -> Any:
 
 
 
+def precheck_model(config: ScoreConfig) -> None:
+    """Refuse a run directory of another model or engine before the default (transformers)
+    engine converts, downloads or loads anything: the stored model id is compared with the one
+    the name gives (:func:`~psych201.scoring.models.model_identity`)."""
+    from psych201.results.manifest import MANIFEST_FILE, ConfigMismatchError, load_manifest
+    from psych201.scoring.models import model_identity
+
+    if not (config.out / MANIFEST_FILE).is_file():
+        return
+    spec = load_manifest(config.out).get("spec")
+    if not isinstance(spec, dict):
+        return
+    wanted = model_identity(config.model)
+    diff = []
+    if spec.get("engine") not in (None, "hf"):
+        diff.append(f"engine: {spec.get('engine')!r} -> 'hf'")
+    if wanted is not None and spec.get("model") not in (None, wanted):
+        diff.append(f"model: {spec.get('model')!r} -> {wanted!r}")
+    if diff:
+        raise ConfigMismatchError(
+            f"{config.out} holds a run of another model; a run directory never mixes "
+            "configurations. Use another --out (nothing was converted or loaded). "
+            "Differences: " + "; ".join(diff)
+        )
+
+
 def precheck_run_dir(
-    config: ScoreConfig, data_hash: str, *, split: str, data_name: str | None
-) -> None:
+    config: ScoreConfig, data_hash: str, *, split: str, data_name: str | None,
+    per_study: dict[str, str] | None = None,
+) -> Growth | None:
     """Refuse a run directory of another configuration before the model loads.
 
     Only the fields known without the model are compared; the full check (model, tokenizer
-    and window identity) follows in :func:`open_run_dir` once it is loaded.
+    and window identity) follows in :func:`open_run_dir` once it is loaded. A selection that
+    contains the stored one (larger limit, more studies) is a :class:`Growth`, not a refusal.
     """
     from psych201.results.manifest import (
         MANIFEST_FILE,
@@ -95,11 +124,11 @@ def precheck_run_dir(
     )
 
     if not (config.out / MANIFEST_FILE).is_file():
-        return
+        return None
     stored = load_manifest(config.out)
     spec = stored.get("spec")
     if not isinstance(spec, dict):
-        return
+        return None
     ours: dict[str, Any] = {
         "data": data_name or config.data.resolve().name,
         "data_hash": data_hash,
@@ -118,9 +147,13 @@ def precheck_run_dir(
     shard = config.shard.to_dict() if config.shard else None
     if stored.get("shard") != shard:
         diff.append(f"shard: {stored.get('shard')!r} -> {shard!r} (use one directory per shard)")
+    elif diff and (growth := selection_growth(stored, theirs, ours, per_study or {})):
+        return growth
     if diff:
         raise ConfigMismatchError(
             f"{config.out} holds run {stored.get('config_hash')}, a different configuration; "
-            "a run directory never mixes configurations. Use another --out, or delete the "
+            "a run directory never mixes configurations (a selection may only grow: a larger "
+            "--limit or more --studies, same seed). Use another --out, or delete the "
             "directory to start over. Differences: " + "; ".join(diff)
         )
+    return None

@@ -23,7 +23,13 @@ from psych201.pipeline.config import (
     SessionScoringError,
     validate_run,
 )
-from psych201.pipeline.resume import FinishedRun, finished_run, precheck_run_dir
+from psych201.pipeline.grow import Growth, check_superset, grow_run_dir
+from psych201.pipeline.resume import (
+    FinishedRun,
+    finished_run,
+    precheck_model,
+    precheck_run_dir,
+)
 from psych201.pipeline.selection import (
     ConditionCounts,
     StudyPlan,
@@ -235,14 +241,21 @@ def _open_run(
     plans = plan_studies(config, sources, data_issues)
     check_selection(config, plans)
     label = split_label(config, plans)
-    precheck_run_dir(config, data_hash, split=label, data_name=data_name)
+    growth = precheck_run_dir(config, data_hash, split=label, data_name=data_name,
+                              per_study=per_study)
     in_shard = shard_filter(config.shard)
     keys = [k for plan in plans for k in plan.keys if in_shard(k)]
-    if setup is None or isinstance(setup, DefaultEngineLoader):
+    default_engine = setup is None or isinstance(setup, DefaultEngineLoader)
+    if default_engine:
+        precheck_model(config)  # before anything converts, downloads or loads the model
+    if growth is not None:  # checked before the model loads: a shrinking selection is refused
+        check_superset(config.out, growth, keys)
+    elif default_engine:
         finished = finished_run(config, keys)
         if finished is not None:
             return finished
-    opened = _Selected(data_info, data_name, data_hash, per_study, label, plans, keys, data_issues)
+    opened = _Selected(data_info, data_name, data_hash, per_study, label, plans, keys, data_issues,
+                       growth)
     if isinstance(setup, ScoringSetup):
         return _open_loaded(config, setup, argv, opened)
     loaded = build_setup(config) if setup is None else setup()  # after the checks above
@@ -265,6 +278,7 @@ class _Selected:
     plans: list[StudyPlan]
     keys: list[SessionKey]
     data_issues: IssueLog
+    growth: Growth | None = None
 
 
 def _open_loaded(
@@ -282,16 +296,19 @@ def _open_loaded(
         split=label,
         data_name=data_name,
     )
+    fresh = build_manifest(
+        spec,
+        model=setup.model_info,
+        engine={**asdict(setup.engine_info), **temperature_record(setup.engine_info)},
+        tokenizer=setup.tokenizer_info,
+        data={**data_info, "hash": data_hash, "studies": per_study},
+        shard=config.shard,
+    )
+    if opened.growth is not None:
+        grow_run_dir(config.out, opened.growth, fresh)
     manifest = open_run_dir(
         config.out,
-        build_manifest(
-            spec,
-            model=setup.model_info,
-            engine={**asdict(setup.engine_info), **temperature_record(setup.engine_info)},
-            tokenizer=setup.tokenizer_info,
-            data={**data_info, "hash": data_hash, "studies": per_study},
-            shard=config.shard,
-        ),
+        fresh,
         argv=argv,
         options={
             "batch_tokens": config.batch_tokens,

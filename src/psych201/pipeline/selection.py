@@ -24,6 +24,7 @@ from psych201.pipeline.config import PipelineError, ScoreConfig
 from psych201.prompts.conditions import Condition, ConditionUnavailableError, make_condition
 from psych201.prompts.records import Prompt
 from psych201.results.shards import Shard
+from psych201.suggest import did_you_mean
 
 #: Keep the selected sessions of pass 1 in memory up to this many characters; beyond, re-read.
 RETAIN_CHARS = 400_000_000
@@ -62,9 +63,11 @@ def select_sources(config: ScoreConfig, root: Path | None = None) -> list[StudyS
     names = {s.name for s in sources}
     unknown = sorted(set(config.studies) - names)
     if unknown:
+        hints = "".join(did_you_mean(name, names) for name in unknown)
+        listing = (f"available: {', '.join(sorted(names))}" if len(names) <= 8 else
+                   f"{len(names)} studies; psych201 data stats {config.data} lists them")
         raise PipelineError(
-            f"{config.data}: no study named {', '.join(unknown)} "
-            f"(available: {', '.join(sorted(names))})"
+            f"{config.data}: no study named {', '.join(unknown)}{hints} ({listing})"
         )
     wanted = set(config.studies)
     return [s for s in sources if s.name in wanted]

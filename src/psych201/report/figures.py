@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from matplotlib.category import StrCategoryFormatter
 from matplotlib.figure import Figure
 from matplotlib.text import Text
@@ -47,11 +48,24 @@ def render_figures(summary: Summary, is_base: Mapping[str, bool] | None = None,
     figures: dict[str, Figure | None] = {"leaderboard": fig_leaderboard(summary.leaderboard)}
     for section in summary.sections:
         for figure in section.figures:
-            figures[figure.name] = figure.draw()
+            drawn_figure = figure.draw()
+            if drawn_figure is not None and _data_points(drawn_figure) < 2:
+                drawn_figure = None  # one dot (one model, one size) shows nothing
+            figures[figure.name] = drawn_figure
     drawn = {name: fig for name, fig in figures.items() if fig is not None}
     for fig in drawn.values():
         _literal_text(fig)
     return drawn
+
+
+def _data_points(fig: Figure) -> int:
+    """Points a section figure plots: line vertices, scatter offsets and bars, over all axes."""
+    total = 0
+    for ax in fig.axes:
+        total += sum(int(np.size(line.get_xdata())) for line in ax.get_lines())
+        total += sum(int(np.shape(c.get_offsets())[0]) for c in ax.collections)
+        total += len(ax.patches)
+    return total
 
 
 #: Captions of the core figures (each section's figures carry their own).

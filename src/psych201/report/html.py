@@ -180,11 +180,16 @@ def section_table(table: SectionTable) -> Markup:
 
 
 def _section(section: Section, drawn: set[str]) -> dict[str, Any]:
+    shown = [t for t in section.tables if not t.frame.empty]
+    left_out = len(section.tables) - len(shown)
+    notes = list(section.notes)
+    if left_out and shown:
+        notes.append(f"{left_out} table{'s' if left_out > 1 else ''} without rows for these "
+                     "runs left out.")
     return {"anchor": section.anchor, "title": section.title, "text": section.text,
-            "notes": list(section.notes),
+            "notes": notes,
             "figures": [f.name for f in section.figures if f.name in drawn],
-            "tables": [{"caption": t.caption, "html": section_table(t)}
-                       for t in section.tables]}
+            "tables": [{"caption": t.caption, "html": section_table(t)} for t in shown]}
 
 
 def build_report(summary: Summary, results: Results, registry: ModelRegistry, *,
@@ -215,7 +220,15 @@ def build_report(summary: Summary, results: Results, registry: ModelRegistry, *,
         "n_studies": ("studies", _int), "n_participants": ("participants", _int),
         "n_responses": ("responses", _int),
     })
-    analyses = [_section(s, {str(f["name"]) for f in figures}) for s in summary.sections]
+    every = [_section(s, {str(f["name"]) for f in figures}) for s in summary.sections]
+    # A section with no rows in any table and no figure is one line, not a heading of blanks.
+    empty = {s.anchor for s in summary.sections
+             if s.tables and all(t.frame.empty for t in s.tables)}
+    analyses = [a for a in every if a["anchor"] not in empty or a["figures"]]
+    collapsed = [{"title": a["title"], "why": " ".join(a["notes"]) or
+                  "nothing to show for these runs (one model or one study, or the data the "
+                  "analysis needs was not given)"}
+                 for a in every if a not in analyses]
     extra = _paper_sections(paper) if paper is not None else []
     sources = pd.DataFrame([
         {"path": s.path, "rows": s.n_rows, "models": ", ".join(s.models),
@@ -230,6 +243,8 @@ def build_report(summary: Summary, results: Results, registry: ModelRegistry, *,
     ]
     sections = [("leaderboard", "Leaderboard"), ("studies", "Per study")]
     sections += [(s["anchor"], s["title"]) for s in analyses]
+    if collapsed:
+        sections.append(("not-shown", "Not shown"))
     sections.append(("figures", "Figures"))
     sections += [(s["anchor"], s["title"]) for s in extra]
     sections.append(("runs", "Runs"))
@@ -251,6 +266,7 @@ def build_report(summary: Summary, results: Results, registry: ModelRegistry, *,
         notes=[n for n in summary.notes if n not in in_sections],
         leaderboard=leaderboard_html,
         analyses=analyses,
+        collapsed=collapsed,
         figures=figures,
         study_means=html_table(study_means, index="study"),
         extra_sections=extra,

@@ -199,6 +199,21 @@ def model_folder(name_or_path: str, *, cache_dir: Path | None = None) -> ModelFo
     return ModelFolder(Path(folder), model_id, sha, source)
 
 
+def model_identity(name_or_path: str) -> str | None:
+    """The model id :func:`load_model` will record, read from the name alone (no conversion,
+    download or hashing); None where only loading can tell."""
+    if name_or_path in BUILTIN_MODELS:
+        return name_or_path
+    path = Path(name_or_path).expanduser()
+    if path.is_file() and path.suffix == ".gguf":
+        return path.resolve().stem
+    if path.is_dir():
+        return path.resolve().name
+    if is_repo_id(name_or_path):
+        return split_revision(name_or_path)[0]
+    return None
+
+
 def max_context(config: Any) -> int | None:
     """The model's trained context length from its config (text config for multimodal ones)."""
     for cfg in (config, getattr(config, "text_config", None)):
