@@ -182,6 +182,8 @@ def test_a_larger_limit_or_more_studies_keeps_the_scored_participants(tmp_path: 
     code, output = _oracle_run(out, "--limit", "3", "--studies", "simulated_bandit")
     assert code == 0, output
     assert re.search(r"3 participants \(2 already done, 1 scored now\)", output)
+    # re-labelled parts keep records that vouch for them (nothing set aside as damaged)
+    assert not list((out / "parts").glob("*.damaged"))
     code, output = _oracle_run(out, "--limit", "3")  # every demo study now
     assert code == 0, output
     assert re.search(r"9 participants \(3 already done, 6 scored now\)", output)

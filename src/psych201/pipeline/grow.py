@@ -123,23 +123,13 @@ def adopt_growth(run_dir: Path, growth: Growth, manifest: dict[str, Any]) -> Non
     Parts are rewritten one by one, each atomically; the manifest last. An interruption leaves
     the old manifest and parts of both hashes, which the next call finishes re-labelling.
     """
-    import pyarrow.parquet as pq
-
     from psych201.results.manifest import load_manifest, now_iso, save_manifest
-    from psych201.results.writer import (
-        CONFIG_KEY,
-        footer_config_hash,
-        part_paths,
-        write_parquet_atomic,
-    )
+    from psych201.results.writer import footer_config_hash, part_paths, relabel_part
 
     new_hash = str(manifest["config_hash"])
     for path in part_paths(run_dir):
-        if footer_config_hash(path) != growth.old_hash:
-            continue
-        table = pq.read_table(path)
-        metadata = {**(table.schema.metadata or {}), CONFIG_KEY: new_hash.encode()}
-        write_parquet_atomic(table.replace_schema_metadata(metadata), path)
+        if footer_config_hash(path) == growth.old_hash:
+            relabel_part(path, new_hash)
     stored = load_manifest(run_dir)
     record = {"at": now_iso(), "from": growth.old_hash, "to": new_hash,
               "changes": list(growth.changes)}

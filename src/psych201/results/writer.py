@@ -22,7 +22,7 @@ import hashlib
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import pyarrow as pa
@@ -203,6 +203,29 @@ class PartRecord:
     def text(self) -> str:
         """The record file's exact text (canonical: any other bytes are a changed record)."""
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+
+
+def relabel_part(path: Path, config_hash: str) -> None:
+    """Re-write the part ``path`` under ``config_hash`` (a grown selection), record first.
+
+    Only a part that is still what its record describes is re-labelled (a damaged one is left
+    for the integrity check to set aside and rescore): the new record vouches for the same rows.
+    A crash between the record and the part leaves a part whose SHA-256 differs from its record:
+    it is rescored, never adopted.
+    """
+    record_file = record_path(path)
+    old: PartRecord | None = None
+    if record_file.is_file():
+        if part_problem(path) is not None:
+            return
+        old = PartRecord(**json.loads(record_file.read_text(encoding="utf-8")))
+    table = pq.read_table(path)
+    metadata = {**(table.schema.metadata or {}), CONFIG_KEY: config_hash.encode()}
+    data = parquet_bytes(table.replace_schema_metadata(metadata))
+    if old is not None:
+        new = replace(old, sha256=hashlib.sha256(data).hexdigest(), config_hash=config_hash)
+        write_text_atomic(new.text(), record_file)
+    write_bytes_atomic(data, path)
 
 
 def record_path(part: Path) -> Path:
