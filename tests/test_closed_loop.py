@@ -97,3 +97,36 @@ def test_behaviour_refuses_bad_input_in_one_line(tmp_path: Path, args: list[str]
     code, output = cli_output("behaviour", *[a.format(tmp=tmp_path) for a in args])
     assert code == 2, output
     assert message in " ".join(output.replace("│", " ").split())
+
+
+@pytest.mark.needs_data
+def test_compare_and_report_show_the_closed_loop_beside_the_nll(tmp_path: Path) -> None:
+    """The report answers both questions: the teacher-forced NLL of the scored runs and, from
+    `--play`/`--people`, whether the players behave like the people of a real bandit study."""
+    from paths import DATA
+
+    code, output = cli_output("play", "--task", "bandit", "--model", "cognitive", "-n", "12",
+                              "--out", str(tmp_path / "play"))
+    assert code == 0, output
+    code, output = cli_output("score", "--data", "demo", "--engine", "oracle", "--split", "all",
+                              "--studies", "simulated_bandit", "--limit", "5",
+                              "--out", str(tmp_path / "run"), "-q")
+    assert code == 0, output
+    people = DATA / "dezfouli2019"
+    code, output = cli_output("compare", str(tmp_path / "run"), "--play", str(tmp_path / "play"),
+                              "--people", str(people), "--json", str(tmp_path / "c.json"))
+    assert code == 0, output
+    sections = json.loads((tmp_path / "c.json").read_text())["sections"]
+    loop = sections["closed_loop"]
+    frame = pd.DataFrame(loop["tables"]["signatures"])
+    groups = set(frame["group"])
+    assert any(g.startswith("people (dezfouli2019") for g in groups), groups
+    assert any(g.startswith("cognitive model") for g in groups), groups
+    assert frame.loc[~frame["group"].str.startswith("people"), "w1_to_people"].notna().any()
+    code, output = cli_output("report", str(tmp_path / "run"), "--play", str(tmp_path / "play"),
+                              "--people", str(people), "-o", str(tmp_path / "r.html"))
+    assert code == 0, output
+    assert "Behaviour in closed loop" in (tmp_path / "r.html").read_text()
+    # --people alone, or with --pair, is refused in one line before anything is read
+    code, output = cli_output("compare", str(tmp_path / "run"), "--people", str(people))
+    assert code == 2 and "--people needs --play" in output

@@ -171,15 +171,42 @@ SplitSeedOpt = Annotated[int | None, typer.Option(**option_range("seed"),
                                                   "the runs' seed).")]
 
 
+PlayOpt = Annotated[list[Path] | None, typer.Option(
+    "--play", help="A `psych201 play` run folder (repeatable): adds the section 'Behaviour in "
+                   "closed loop' (the models' signatures beside people's, see --people).")]
+PeopleOpt = Annotated[list[Path] | None, typer.Option(
+    "--people", help="With --play: a human study of the same task (folder or file; "
+                     "repeatable), whose participants' signatures the models are compared with.")]
+
+
+def _closed_loop(play: list[Path] | None, people: list[Path] | None) -> dict[str, Any]:
+    """``extras`` for the closed-loop section from ``--play``/``--people`` (checked up front)."""
+    if not play:
+        if people:
+            raise _fail("--people needs --play (the runs whose behaviour is compared)")
+        return {}
+    from psych201.cli.behaviour_cmds import closed_loop_data
+    from psych201.errors import UsageError
+
+    for path in [*play, *(people or [])]:
+        if not path.exists():
+            raise _fail(f"{path}: no such file or directory")
+    try:
+        return {"closed_loop": closed_loop_data(list(play), list(people or []))}
+    except UsageError as exc:
+        raise _fail(str(exc)) from exc
+
+
 def _summarize_runs(results: Any, registry: Any, options: Any, data: list[Path],
-                    split_seed: int | None) -> Any:
+                    split_seed: int | None, extras: dict[str, Any] | None = None) -> Any:
     """Every analysis, with what the transcripts at ``data`` add (compare and report alike)."""
     from psych201.analysis.conditions import ConditionError
     from psych201.analysis.tables import StudySetError
     from psych201.report.make import ReportDataError, summarize_runs
 
     try:
-        return summarize_runs(results, registry, options, data=data, split_seed=split_seed)
+        return summarize_runs(results, registry, options, data=data, split_seed=split_seed,
+                              extras=extras)
     except (StudySetError, ConditionError, ReportDataError) as exc:
         raise _fail(str(exc)) from exc
     except ValueError as exc:  # a data error in the transcripts named by --data

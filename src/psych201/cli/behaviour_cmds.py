@@ -65,6 +65,34 @@ def _played(run: Path, family: str) -> BehaviourGroup:
     return group_from_sessions(name, role, family, sessions)
 
 
+def play_task(run: Path) -> str:
+    """The task a play run played (from its manifest), for the signature family."""
+    try:
+        manifest = json.loads((run / "manifest.json").read_text("utf-8"))
+        return str(manifest["spec"]["task"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UsageError(f"--play {run}: not a psych201 play run ({exc})") from exc
+
+
+def closed_loop_data(play: list[Path], people: list[Path], *, family: str | None = None,
+                     max_people: int | None = None) -> ClosedLoopData:
+    """People's studies and play runs as one :class:`ClosedLoopData` (the family from the runs'
+    task where not given; runs of tasks of different families are refused)."""
+    from psych201.analysis.an_closed_loop import FAMILY_OF_TASK
+
+    if family is None:
+        families = {FAMILY_OF_TASK.get(play_task(run), "") for run in play}
+        if len(families) != 1 or "" in families:
+            raise UsageError("--play runs of tasks of one signature family, or name it with "
+                             f"--family ({', '.join(FAMILIES)})")
+        family = families.pop()
+    if family not in FAMILIES:
+        raise UsageError(f"--family {family}: choose one of {', '.join(FAMILIES)}")
+    groups = [_people(p, family, max_people) for p in people]
+    groups += [_played(r, family) for r in play]
+    return ClosedLoopData(family, tuple(groups))
+
+
 def behaviour(
     family: Annotated[str, typer.Option(help=f"Signature family: {', '.join(FAMILIES)}.")],
     play: Annotated[list[Path] | None, typer.Option(
@@ -84,9 +112,9 @@ def behaviour(
     if not play and not people:
         raise typer.BadParameter("give at least one --play run or --people study",
                                  param_hint="--play")
-    groups = [_people(p, family, max_people) for p in people or []]
-    groups += [_played(r, family) for r in play or []]
-    section = closed_loop_section(ClosedLoopData(family, tuple(groups)), seed=seed)
+    data = closed_loop_data(list(play or []), list(people or []), family=family,
+                            max_people=max_people)
+    section = closed_loop_section(data, seed=seed)
     frame = section.table("signatures")
     table = Table(title=section.title)
     for col in ("group", "signature", "n", "mean", "95% CI", "SD", "W1 to people"):

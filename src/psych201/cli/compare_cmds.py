@@ -17,6 +17,8 @@ from psych201.cli.analysis_opts import (
     NBootOpt,
     PairOpt,
     PaperOpt,
+    PeopleOpt,
+    PlayOpt,
     RegistryOpt,
     ResultsArg,
     SDOpt,
@@ -24,6 +26,7 @@ from psych201.cli.analysis_opts import (
     SplitSeedOpt,
     WeightingOpt,
     _choice,
+    _closed_loop,
     _data_paths,
     _f,
     _fail,
@@ -65,6 +68,8 @@ def compare(
                                   dir_okay=False)] = None,
     data: DataOpt = None,
     split_seed: SplitSeedOpt = None,
+    play: PlayOpt = None,
+    people: PeopleOpt = None,
 ) -> None:
     """Compare models: a leaderboard, or (with --pair) a post-trained vs base pair in full.
 
@@ -80,6 +85,10 @@ def compare(
 
     fmt = _choice("format", output_format, ("table", "json"))
     data_paths = _data_paths(data)
+    if pair and (play or people):
+        raise _fail("--play/--people have no effect with --pair (a pair's effects use the "
+                    "scored responses only); run compare without --pair for that section")
+    closed_loop = _closed_loop(play, people)
     reg = _registry(registry)
     loaded = _load(results)
     pairs = _pairs(pair, reg)
@@ -99,7 +108,7 @@ def compare(
         opts = _options(condition=condition, weighting=weighting, sd=sd, levels=levels,
                         n_boot=n_boot, seed=seed, allow_missing=allow_missing, pairs=(),
                         detail=0)
-        summary = _summarize_runs(loaded, reg, opts, data_paths, split_seed)
+        summary = _summarize_runs(loaded, reg, opts, data_paths, split_seed, closed_loop)
         readable = summary.readable
         payload = {**_summary_json(summary), "readable": _records(readable),
                    "readable_text": READABLE_TEXT, "pseudo_r2_text": PSEUDO_R2_TEXT}

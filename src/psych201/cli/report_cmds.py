@@ -10,6 +10,7 @@ import typer
 from psych201.cli import analysis_opts
 from psych201.cli.analysis_opts import (
     _choice,
+    _closed_loop,
     _data_paths,
     _fail,
     _load,
@@ -60,6 +61,8 @@ def report(
     allow_missing: analysis_opts.AllowMissingOpt = False,
     registry: analysis_opts.RegistryOpt = None,
     data: analysis_opts.DataOpt = None,
+    play: analysis_opts.PlayOpt = None,
+    people: analysis_opts.PeopleOpt = None,
     split_seed: analysis_opts.SplitSeedOpt = None,
     figures_dir: Annotated[
         Path | None, typer.Option(help="Also write each figure as PNG and PDF here.")] = None,
@@ -78,12 +81,13 @@ def report(
     if figures_dir is not None:
         _check_dir_output(figures_dir, "--figures-dir")
     data_paths = _data_paths(data)
+    closed_loop = _closed_loop(play, people)
     reg = _registry(registry)
     loaded = _load(results)
     opts = _options(condition=condition, weighting=weighting, sd=sd, levels=levels,
                     n_boot=n_boot, seed=seed, allow_missing=allow_missing,
                     pairs=_pairs(pair, reg), detail=detail)
-    summary = _summarize_runs(loaded, reg, opts, data_paths, split_seed)
+    summary = _summarize_runs(loaded, reg, opts, data_paths, split_seed, closed_loop)
     tables = _paper_tables(loaded, reg, condition) if paper else None
     path = write_report(output, summary, loaded, reg, title=title, paper=tables)
     console.print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")

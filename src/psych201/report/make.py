@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -107,6 +108,7 @@ def summarize_runs(
     *,
     data: Sequence[Path] = (),
     split_seed: int | None = None,
+    extras: Mapping[str, Any] | None = None,
 ) -> Summary:
     """Every analysis the runs support, with the data baselines when ``data`` is given.
 
@@ -114,7 +116,7 @@ def summarize_runs(
     table, from ``data`` or else from the data folders the run manifests name.
     """
     if not data:
-        summary = summarize(results, registry, options)
+        summary = summarize(results, registry, options, extras=extras)
     else:
         baselines = data_baselines(data, results, split_seed=split_seed)
         summary = summarize(
@@ -123,7 +125,7 @@ def summarize_runs(
             options,
             option_counts=baselines.option_counts,
             population=baselines.population,
-            extras=baselines.extras,
+            extras={**baselines.extras, **(extras or {})},
         )
     oracle = oracle_means(results, data or _manifest_data(results), condition=summary.condition)
     if oracle.empty:
