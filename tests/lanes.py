@@ -30,6 +30,10 @@ HEAVY = re.compile(
 )
 
 
+#: Fixtures every test uses that only look at torch if a test already imported it.
+NOT_HEAVY_FIXTURES = frozenset({"_torch_threads_restored"})
+
+
 def _source(obj: Callable[..., Any]) -> str:
     try:
         return textwrap.dedent(inspect.getsource(obj))
@@ -81,7 +85,9 @@ def is_heavy(item: pytest.Item) -> bool:
     if _is_heavy(function, module):
         return True
     info = getattr(item, "_fixtureinfo", None)
-    for definitions in (info.name2fixturedefs.values() if info else ()):
+    for name, definitions in (info.name2fixturedefs.items() if info else ()):
+        if name in NOT_HEAVY_FIXTURES:
+            continue
         for definition in definitions:
             func = getattr(definition, "func", None)
             if func is None:

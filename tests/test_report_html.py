@@ -222,6 +222,7 @@ def test_report_on_real_score_tables(real_runs: dict[str, Path], tmp_path: Path)
     assert manifest["config_hash"] in html  # the run manifests are embedded
     pngs = sorted(p.stem for p in (tmp_path / "figs").glob("*.png"))
     pdfs = sorted(p.stem for p in (tmp_path / "figs").glob("*.pdf"))
-    assert pngs == pdfs and {"fig2_size", "fig_accuracy", "forest_1", "leaderboard"} <= set(pngs)
+    # (the accuracy figure of one pair is a single dot, left out as empty: issue #22 row 8)
+    assert pngs == pdfs and {"fig2_size", "forest_1", "leaderboard"} <= set(pngs)
     if CHROMIUM is not None:
         assert_renders_cleanly(html)

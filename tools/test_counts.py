@@ -4,38 +4,46 @@
     python tools/test_counts.py --check  # exit 1 (naming both lines) where the README is stale
 
 The block counts every test, the ``fast`` lane (tests/lanes.py), and the ``slow`` and ``heavy``
-ones; durations are not generated (they depend on the machine) and live outside the block.
+ones, from one collection; durations are not generated (they depend on the machine) and live
+outside the block.
 """
 
 from __future__ import annotations
 
 import re
-import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 BEGIN, END = "<!-- test-counts -->", "<!-- /test-counts -->"
-_COLLECTED = re.compile(r"^(\d+)(?:/(\d+))? tests? collected", re.MULTILINE)
 
 
-def collected(marker: str | None) -> int:
-    """How many tests pytest selects with ``-m marker`` (all of them with ``None``)."""
-    command = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"]
-    if marker:
-        command += ["-m", marker]
-    out = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False).stdout
-    found = _COLLECTED.search(out)
-    if found is None:
-        raise SystemExit(f"pytest --collect-only printed no count:\n{out[-2000:]}")
-    return int(found.group(1))
+class _Lanes:
+    """A pytest plugin that counts the collected tests by lane marker."""
+
+    def __init__(self) -> None:
+        self.counts = {"all": 0, "fast": 0, "heavy": 0, "slow": 0}
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        for item in session.items:
+            self.counts["all"] += 1
+            for lane in ("fast", "heavy", "slow"):
+                if item.get_closest_marker(lane) is not None:
+                    self.counts[lane] += 1
 
 
 def block() -> str:
-    total, fast, slow, heavy = (collected(m) for m in (None, "fast", "slow", "heavy"))
-    return (f"{BEGIN}{total} tests: {fast} `fast`, {heavy} `heavy` (build a torch model, train or "
-            f"start a subprocess), {slow} `slow`{END}")
+    lanes = _Lanes()
+    code = pytest.main(["--collect-only", "-q", "-p", "no:cacheprovider", str(ROOT / "tests")],
+                       plugins=[lanes])
+    if code != 0:
+        raise SystemExit(f"pytest --collect-only failed (exit {code})")
+    c = lanes.counts
+    return (f"{BEGIN}{c['all']} tests: {c['fast']} `fast`, {c['heavy']} `heavy` (build a torch "
+            f"model, train or start a subprocess), {c['slow']} `slow`{END}")
 
 
 def main(argv: list[str]) -> int:

@@ -85,6 +85,12 @@ def compare(
 
     fmt = _choice("format", output_format, ("table", "json"))
     data_paths = _data_paths(data)
+    if pair and (data or split_seed is not None):
+        # a pair's effects use the scores alone; the transcripts add nothing to them
+        flag = "--data" if data else "--split-seed"
+        raise _fail(f"{flag} has no effect with --pair (a pair's effects use the scored "
+                    "responses only); drop it, or run compare without --pair for the "
+                    "analyses that read transcripts")
     if pair and (play or people):
         raise _fail("--play/--people have no effect with --pair (a pair's effects use the "
                     "scored responses only); run compare without --pair for that section")
@@ -127,12 +133,6 @@ def compare(
             console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
         _print_next(results, data)
         return
-    if data_paths or split_seed is not None:
-        # a pair's effects use the scores alone; the transcripts add nothing to them
-        flag = "--data" if data_paths else "--split-seed"
-        raise _fail(f"{flag} has no effect with --pair (a pair's effects use the scored "
-                    "responses only); drop it, or run compare without --pair for the "
-                    "analyses that read transcripts")
     frame = loaded.responses
     try:
         cond = main_condition(frame["condition"].unique(), condition)
