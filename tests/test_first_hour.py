@@ -543,6 +543,7 @@ def test_plan_memory_is_within_25_percent_of_the_measured_peak(tmp_path: Path,
     """The bundled models: plan's peak GB against the peak RSS of `psych201 score` in a child
     process (measured 2026-12-07: gemma 1.87 GB planned / 1.95 GB measured; smollm2 1.3 / 1.11)."""
     import importlib.util
+    import os
     import subprocess
     import sys
 
@@ -556,15 +557,18 @@ def test_plan_memory_is_within_25_percent_of_the_measured_peak(tmp_path: Path,
     args = ["score", "--data", "demo", "--model", model, "--split", "all", "--limit", "1",
             "--studies", "simulated_lexical", "--out", str(tmp_path / "run"), "-q"]
     # The child reports its own peak (RUSAGE_CHILDREN would be the largest child so far).
-    main = ("import atexit, resource, sys; atexit.register(lambda: print('MAXRSS', "
-            "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)); "
+    # VmHWM, not ru_maxrss: the latter survives fork+exec, so a child of a test process that
+    # held a 2 GB model would report the parent's peak.
+    main = ("import atexit, re, sys; atexit.register(lambda: print('MAXRSS', re.search("
+            "r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read())[1], file=sys.stderr)); "
             "from psych201.cli import main; main()")
     # Twice: the first run may convert the GGUF into the cache (a one-off peak `plan` does not
     # cost); the second one measures scoring alone.
     for attempt in ("convert", "measure"):
         proc = subprocess.run([sys.executable, "-c", main, *args[:-2],
                                str(tmp_path / attempt), "-q"],
-                              check=True, timeout=600, capture_output=True, text=True)
+                              check=True, timeout=600, capture_output=True, text=True,
+                              env={**os.environ, "PSYCH201_CACHE": str(tmp_path / "cache")})
     measured = int(proc.stderr.rsplit("MAXRSS", 1)[1].split()[0]) * 1024  # KiB on Linux
     config = ScoreConfig(data=DEMO_DIR, out=tmp_path / "unused", model=model, split="all",
                          limit=1, studies=("simulated_lexical",))
