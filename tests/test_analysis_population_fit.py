@@ -425,3 +425,19 @@ def test_responses_the_fit_cannot_use_are_counted() -> None:
     # per model: 6 of the 18 scored responses have no key
     assert any(note.startswith("s: 6 of 18 scored responses are not choices among offered "
                                "options") for note in section.notes), section.notes
+
+
+def test_above_floor_counts_are_read_with_a_multiplicity_control() -> None:
+    """Issue #25 row 9: "above floor in k of N" over N per-study tests is also given after
+    Benjamini–Hochberg (q = p·N/rank, monotone), so two nominal hits of three can be one."""
+    from psych201.analysis.an_population_fit import ABOVE, AT, _reading, with_study_q_values
+
+    table = pd.DataFrame({
+        "model": ["m", "m", "m", "other"], "study": ["a", "b", "c", "a"],
+        "p_value": [0.01, 0.04, 0.5, 0.2], "verdict": [ABOVE, ABOVE, AT, AT],
+        "jsd": [0.1, 0.05, 0.01, 0.02], "jsd_floor": [0.01, 0.01, 0.01, 0.02]})
+    got = with_study_q_values(table)
+    assert got["q_value"].tolist() == pytest.approx([0.03, 0.06, 0.5, 0.2])
+    text = _reading(got)
+    assert "2 above floor" in text
+    assert "1 of 3 differ from the floor at q < 0.05 after Benjamini–Hochberg" in text

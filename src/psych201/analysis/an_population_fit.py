@@ -39,6 +39,7 @@ import pandas as pd
 from scipy.spatial.distance import jensenshannon
 
 from psych201.analysis.conditions import conditions_with_role
+from psych201.analysis.effects import fdr_q_values
 from psych201.analysis.plugin import (
     AnalysisContext,
     Column,
@@ -369,7 +370,8 @@ _TABLE_COLUMNS = (
     Column("n_trials", "Shared trials", "int"), Column("n_participants", "Participants", "int"),
     Column("jsd", "JSD (bits)", "num4"), Column("jsd_floor", "Floor", "num4"),
     Column("excess", "JSD − floor", "num4"), Column("excess_ci_low", "range", "interval"),
-    Column("p_value", "p (two-sided)", "p"), Column("verdict", "Crowd vs model", "text"),
+    Column("p_value", "p (two-sided)", "p"), Column("q_value", "q (BH over studies)", "p"),
+    Column("verdict", "Crowd vs model", "text"),
     Column("w1", "W1 (scale units)", "num3", optional=True),
     Column("w1_p_value", "W1 p", "p", optional=True),
 )
@@ -436,7 +438,7 @@ class PopulationFit:
                 f"No trial was shared by at least {MIN_PARTICIPANTS} scored participants with "
                 "the model's option log-probabilities recorded, so there is no crowd to compare "
                 "with."), notes=tuple(notes))
-        table = pd.DataFrame(out)
+        table = with_study_q_values(pd.DataFrame(out))
         columns = _TABLE_COLUMNS if table["w1"].notna().any() else _TABLE_COLUMNS[:-1]
         return Section(
             anchor=self.name, title="Population-level fit", text=_reading(table),
@@ -448,7 +450,8 @@ class PopulationFit:
                         f"JSD of {FLOOR_DRAWS} crowds of the same size drawn from the model "
                         "itself; the excess JSD − floor with the range those crowds span "
                         f"({options.ci:.0%}); the two-sided p of the observed JSD among them "
-                        "and the verdict at that level (W1, where the options are numbers, "
+                        "and the verdict at that level; q, the p adjusted by Benjamini–Hochberg "
+                        "over each model's studies (W1, where the options are numbers, "
                         "tested the same way)."),),
             figures=(SectionFigure("fig_population_fit",
                                    "Excess JSD over the finite-sample floor, per study and model",
@@ -490,14 +493,29 @@ def _scored_rows(context: AnalysisContext) -> tuple[pd.DataFrame, str] | None:
     return None
 
 
+def with_study_q_values(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with ``q_value``: each model's per-study p adjusted by Benjamini–Hochberg, so
+    "above floor in k of N studies" can be read with the multiplicity of N tests controlled."""
+    q = pd.Series(np.nan, index=table.index)
+    for _, rows in table.groupby("model", sort=False):
+        q.loc[rows.index] = fdr_q_values(rows["p_value"].to_numpy())
+    return table.assign(q_value=q)
+
+
 def _reading(table: pd.DataFrame) -> str:
     parts = []
+    alpha = 0.05
     for model, rows in table.groupby("model", sort=True):
         verdicts = rows["verdict"].value_counts()
         counts = ", ".join(f"{verdicts.get(v, 0)} {v.split(' (')[0]}" for v in (ABOVE, AT, BELOW))
         studies = "1 study" if len(rows) == 1 else f"{len(rows)} studies"
-        parts.append(f"{model}: mean JSD {rows['jsd'].mean():.4f} bits against a floor of "
-                     f"{rows['jsd_floor'].mean():.4f}; of {studies}: {counts}")
+        text = (f"{model}: mean JSD {rows['jsd'].mean():.4f} bits against a floor of "
+                f"{rows['jsd_floor'].mean():.4f}; of {studies}: {counts}")
+        if len(rows) > 1 and "q_value" in rows:
+            kept = int((rows["q_value"] < alpha).sum())
+            text += (f" ({kept} of {len(rows)} differ from the floor at q < {alpha:g} after "
+                     "Benjamini–Hochberg over the studies)")
+        parts.append(text)
     return ("Does the model capture the crowd even where it misses the individual? If people "
             "chose as the model predicts for each of them, their choice frequencies would "
             "still differ from the model's average by sampling noise: the floor, found by "
