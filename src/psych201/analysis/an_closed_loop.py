@@ -179,7 +179,8 @@ class ClosedLoopAnalysis:
 
     def skip(self, context: AnalysisContext) -> str | None:
         if not isinstance(context.extras.get("closed_loop"), ClosedLoopData):
-            return "no closed-loop play runs given (psych201 play, then psych201 behaviour)"
+            return ("no closed-loop play runs given (psych201 play, then compare/report "
+                    "--play RUN --people STUDY, or psych201 behaviour)")
         return None
 
     def run(self, context: AnalysisContext) -> Section | None:
