@@ -543,7 +543,6 @@ def test_plan_memory_is_within_25_percent_of_the_measured_peak(tmp_path: Path,
     """The bundled models: plan's peak GB against the peak RSS of `psych201 score` in a child
     process (measured 2026-12-07: gemma 1.87 GB planned / 1.95 GB measured; smollm2 1.3 / 1.11)."""
     import importlib.util
-    import os
     import subprocess
     import sys
 
@@ -567,8 +566,7 @@ def test_plan_memory_is_within_25_percent_of_the_measured_peak(tmp_path: Path,
     for attempt in ("convert", "measure"):
         proc = subprocess.run([sys.executable, "-c", main, *args[:-2],
                                str(tmp_path / attempt), "-q"],
-                              check=True, timeout=600, capture_output=True, text=True,
-                              env={**os.environ, "PSYCH201_CACHE": str(tmp_path / "cache")})
+                              check=True, timeout=600, capture_output=True, text=True)
     measured = int(proc.stderr.rsplit("MAXRSS", 1)[1].split()[0]) * 1024  # KiB on Linux
     config = ScoreConfig(data=DEMO_DIR, out=tmp_path / "unused", model=model, split="all",
                          limit=1, studies=("simulated_lexical",))
