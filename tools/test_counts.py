@@ -37,7 +37,7 @@ class _Lanes:
 
 def block() -> str:
     lanes = _Lanes()
-    code = pytest.main(["--collect-only", "-q", "-p", "no:cacheprovider", str(ROOT / "tests")],
+    code = pytest.main(["--collect-only", "-qq", "-p", "no:cacheprovider", str(ROOT / "tests")],
                        plugins=[lanes])
     if code != 0:
         raise SystemExit(f"pytest --collect-only failed (exit {code})")
