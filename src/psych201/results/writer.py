@@ -101,16 +101,7 @@ def parquet_bytes(table: pa.Table) -> bytes:
 
 def write_text_atomic(text: str, path: Path) -> None:
     """Write a small text file (the manifest) atomically, like :func:`write_parquet_atomic`."""
-    tmp = path.with_name(f"{path.name}{_TMP_MARK}{os.getpid()}")
-    try:
-        with tmp.open("w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
+    write_bytes_atomic(text.encode("utf-8"), path)
 
 
 def _fsync_dir(directory: Path) -> None:
