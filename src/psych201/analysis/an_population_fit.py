@@ -527,8 +527,8 @@ def _reading(table: pd.DataFrame) -> str:
             f"{POWER_T07}). Below floor: the crowd agrees with the model's average more "
             "closely than the model's own spread of predictions allows (the crowd is "
             "under-dispersed relative to the model: the model is more uncertain about "
-            "individuals than they are, or responses are not independent). The test is "
-            "per study and model, with no correction for the number of studies.")
+            "individuals than they are, or responses are not independent). p is per "
+            "study and model; q corrects it for the number of studies.")
 
 
 def _draw(table: pd.DataFrame) -> Figure | None:

@@ -121,6 +121,10 @@ def fit_slopes(log_q: np.ndarray, chosen: np.ndarray, weights: np.ndarray) -> np
     return np.clip(beta, -MAX_SLOPE, MAX_SLOPE)
 
 
+#: The verdict where β's interval lies below 1 but reaches 0.
+UNINFORMATIVE = "uninformative (β's interval reaches 0: no better than uniform over the options)"
+
+
 @dataclass(frozen=True)
 class Overconfidence:
     """Over-confidence over the offered options of one (model, study), with intervals."""
@@ -143,7 +147,9 @@ class Overconfidence:
         if high <= 0:
             return "wrong favourite (β ≤ 0: not a temperature)"
         if high < 1:
-            return "over-confident"
+            # β's interval reaching 0 cannot tell a too-sharp model from one whose preferences
+            # carry no information about people's choices at all.
+            return "over-confident" if low > 0 else UNINFORMATIVE
         if low > 1:
             return "under-confident"
         return "calibrated within its interval"

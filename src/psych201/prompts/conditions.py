@@ -6,7 +6,9 @@ whose spans always point at exactly the response text they score and keep the re
 index, so scores pair up across conditions. :meth:`Condition.spec` is JSON and goes into the run
 hash, so two runs share a hash only when they scored the same prompts.
 
-* ``raw`` (default): the session text unchanged.
+* ``raw`` (default): the session text unchanged; ``offered=True`` also carries each response's
+  option set where the transcript states it, so one-token options get their log-probs recorded
+  (the population fit, item level and offered-option calibration read them from the main run).
 * ``no-persona``: ``raw`` restricted to sessions with metadata, the persona experiment's reference
   (exactly the participants ``persona`` and ``persona-shuffled`` score).
 * ``paper``: the authors' clean-ups and 32,768-character truncation.
@@ -127,6 +129,8 @@ class RawCondition:
     #: ``no-persona`` with ``paper=True`` is the reference of the paper-mode persona cells.
     paper: bool = False
     max_chars: int = PAPER_MAX_CHARS
+    #: Carry the offered option sets (the NLLs are unchanged; the offered-option columns fill).
+    offered: bool = False
 
     @property
     def name(self) -> str:
@@ -137,6 +141,8 @@ class RawCondition:
         spec: dict[str, Any] = {"condition": self.name}
         if self.paper:
             spec["max_chars"] = self.max_chars
+        if self.offered:  # only when on: runs scored without it keep their hash
+            spec["offered"] = True
         return spec
 
     def eligible(self, session: Session) -> bool:
@@ -149,7 +155,13 @@ class RawCondition:
                 _prompt_from_session(paper_variant(s, self.max_chars), s, self.name)
                 for s in sessions
             ]
-        return [_prompt_from_session(s, s, self.name) for s in sessions]
+        prompts = [_prompt_from_session(s, s, self.name) for s in sessions]
+        if not self.offered:
+            return prompts
+        return [
+            dataclasses.replace(prompt, options=tuple(response_options(session)))
+            for prompt, session in zip(prompts, sessions, strict=True)
+        ]
 
 
 @dataclass(frozen=True)
@@ -380,7 +392,7 @@ def _no_persona(**params: Any) -> Condition:
 
 
 _FACTORIES: dict[str, tuple[_Factory, frozenset[str]]] = {
-    "raw": (_raw, frozenset()),
+    "raw": (_raw, frozenset({"offered"})),
     "no-persona": (_no_persona, frozenset({"paper", "max_chars"})),
     "paper": (PaperCondition, frozenset({"max_chars"})),
     "discrete": (DiscreteCondition, frozenset({"paper", "max_chars"})),
@@ -406,7 +418,7 @@ def make_condition(name: str, *, tokenizer: Any = None, seed: int = 0, **params:
         raise ValueError(
             f"condition {name!r} does not take {', '.join(unknown)} (parameters: {accepted})"
         )
-    for key in ("paper",):
+    for key in ("paper", "offered"):
         if key in params and not isinstance(params[key], bool):
             raise ValueError(f"{name}: {key} must be true or false, got {params[key]!r}")
     if "max_chars" in params and (

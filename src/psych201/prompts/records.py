@@ -19,7 +19,8 @@ class Prompt:
 
     ``options`` is either empty (not computed) or holds, for each span in order, the set of
     answers the participant was offered (``None`` where the transcript does not say); the
-    ``discrete`` condition fills it for accuracy restricted to the offered options.
+    ``discrete`` condition (and ``raw`` with ``offered=True``) fills it for accuracy restricted
+    to the offered options and the offered options' log-probs.
 
     Construction checks that every span is exact, so a condition bug fails loudly here instead of
     scoring the wrong characters.
