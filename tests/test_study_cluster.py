@@ -402,3 +402,30 @@ def test_a_cell_scored_by_another_engine_is_not_complete(tmp_path: Path) -> None
     moved = load_study(_write(tmp_path, {**spec, "engine": {"name": "hf"}}, "moved.yaml"))
     (again,) = expand(moved)
     assert again.out == cell.out and not is_complete(again, score_config(again, moved))
+
+
+def test_the_ray_driver_reports_every_cell_study_wide_with_an_eta(tmp_path: Path) -> None:
+    """The driver of ``--ray`` learns of each finished cell from its folder on the shared file
+    system, whichever worker scored it: ``[k/N cells]`` over the whole study, with an ETA from
+    the planned cost refreshed by the measured rate; cells complete before the run count as done
+    and are not timed."""
+    from psych201.study.ray_run import CellWatch
+    from psych201.study.share import group_costs
+
+    study = load_study(_write(tmp_path, _demo_study(tmp_path, ["m-a", "m-b"],
+                                                    engine={"name": "oracle"})))
+    groups = model_groups(expand(study))
+    first, *_ = groups[0].cells
+    run_study(study, note=lambda _: None, only=[first])
+    watch = CellWatch(study, groups, group_costs(groups), started=0.0)
+    assert len(watch.cells) == 8 and watch.before == {first.out}
+    assert watch.poll() == [] and watch.eta() == "–"  # nothing timed yet
+    run_study(study, note=lambda _: None,
+              only=list(groups[0].cells[1:3]))
+    lines = watch.poll()
+    assert [line.split(" · ")[0] for line in lines] == [
+        f"[2/8 cells] {groups[0].cells[1].label}", f"[3/8 cells] {groups[0].cells[2].label}"]
+    assert re.search(r"ETA \d+h\d\dm|ETA \d+m\d\ds", lines[-1]), lines[-1]
+    assert watch.poll() == []  # each cell is reported once
+    run_study(study, note=lambda _: None)
+    assert watch.poll()[-1].startswith("[8/8 cells]") and watch.eta() == "0m00s"

@@ -22,8 +22,9 @@ from typing import Any
 
 from psych201.errors import UsageError
 from psych201.scoring.engines import RAY_PACKAGE
-from psych201.study.cells import Cell, ModelGroup, expand, model_groups
-from psych201.study.run import CellOutcome, StudyOutcome, run_study
+from psych201.study.cells import Cell, ModelGroup, expand, model_groups, score_config
+from psych201.study.resume import is_complete
+from psych201.study.run import CellOutcome, StudyOutcome, duration_text, run_study
 from psych201.study.schema import StudyFile
 from psych201.study.share import group_costs, group_gpus
 
@@ -31,6 +32,55 @@ from psych201.study.share import group_costs, group_gpus
 CONNECT_TIMEOUT_S = 30.0
 #: Attempts per model group (Ray's ``max_retries`` is this minus one).
 ATTEMPTS = 2
+#: Seconds between the driver's looks at the cells' folders (study-wide progress).
+POLL_S = 5.0
+
+
+class CellWatch:
+    """Study-wide progress over every cell: which are complete on the shared file system.
+
+    The workers write each cell's run folder as it finishes, so the driver learns of a cell
+    from its manifest, whichever node scored it. The ETA is the plan's (each cell costs its
+    group's planned cost over the group's cells) refreshed from measured throughput: elapsed
+    time over the planned cost of the cells finished in this run, times the cost left. Cells
+    complete before the run (a resume) count as done and are not timed.
+    """
+
+    def __init__(self, study: StudyFile, groups: Sequence[ModelGroup],
+                 costs: Sequence[float], started: float) -> None:
+        self.study, self.started = study, started
+        self.cost = {c.out: costs[i] / len(g.cells) for i, g in enumerate(groups)
+                     for c in g.cells}
+        self.cells = [c for g in groups for c in g.cells]
+        self.before = {c.out for c in self.cells if self._complete(c)}
+        self.seen = set(self.before)
+
+    def _complete(self, cell: Cell) -> bool:
+        try:
+            return is_complete(cell, score_config(cell, self.study))
+        except (OSError, ValueError):  # a folder being written: looked at again next time
+            return False
+
+    def poll(self) -> list[str]:
+        """A line per cell completed since the last poll: ``[k/N cells] label · elapsed · ETA``."""
+        lines = []
+        for cell in self.cells:
+            if cell.out in self.seen or not self._complete(cell):
+                continue
+            self.seen.add(cell.out)
+            lines.append(f"[{len(self.seen)}/{len(self.cells)} cells] {cell.label} · elapsed "
+                         f"{duration_text(time.perf_counter() - self.started)} · ETA "
+                         f"{self.eta()}")
+        return lines
+
+    def eta(self) -> str:
+        timed = sum(self.cost[o] for o in self.seen - self.before)
+        left = sum(self.cost[c.out] for c in self.cells if c.out not in self.seen)
+        if not left:
+            return "0m00s"
+        if timed <= 0:
+            return "–"
+        return duration_text((time.perf_counter() - self.started) / timed * left)
 
 
 @dataclass(frozen=True)
@@ -124,8 +174,15 @@ def run_study_on_ray(
         pending[ref] = group
     outcomes: dict[str, tuple[CellOutcome, ...]] = {}
     total, done = len(groups), 0
+    watch = CellWatch(study, groups, costs, started)
+    note(f"{len(watch.cells)} cells in {total} model groups, {len(watch.before)} already "
+         "complete")
     while pending:
-        ready, _ = ray.wait(list(pending), num_returns=1)
+        ready, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_S)
+        for line in watch.poll():
+            note(line)
+        if not ready:
+            continue
         group = pending.pop(ready[0])
         done += 1
         try:

@@ -62,9 +62,9 @@ class StudyProgress:
     eta_s: float | None  # None until a cell has done work to time
 
     def line(self) -> str:
-        eta = "–" if self.eta_s is None else _duration(self.eta_s)
+        eta = "–" if self.eta_s is None else duration_text(self.eta_s)
         return (f"[{self.index}/{self.total}] {self.cell.label} · elapsed "
-                f"{_duration(self.elapsed_s)} · ETA {eta}")
+                f"{duration_text(self.elapsed_s)} · ETA {eta}")
 
 
 def eta_seconds(work_s: float, worked: int, remaining: int) -> float | None:
@@ -78,7 +78,8 @@ def eta_seconds(work_s: float, worked: int, remaining: int) -> float | None:
     return work_s / worked * remaining
 
 
-def _duration(seconds: float) -> str:
+def duration_text(seconds: float) -> str:
+    """``1h02m`` or ``3m05s``."""
     seconds = max(0, round(seconds))
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
