@@ -429,3 +429,44 @@ def test_the_ray_driver_reports_every_cell_study_wide_with_an_eta(tmp_path: Path
     assert watch.poll() == []  # each cell is reported once
     run_study(study, note=lambda _: None)
     assert watch.poll()[-1].startswith("[8/8 cells]") and watch.eta() == "0m00s"
+
+
+def test_two_workers_never_download_the_same_model_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hub download runs under a per-model file lock in the HF cache: two workers asking
+    for one model at once fetch it one after the other (the second finds it complete); offline,
+    no lock is taken, so a read-only shared cache still serves."""
+    import threading
+    import time
+
+    import huggingface_hub
+
+    from psych201.scoring.models import hub_snapshot
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    inside: list[int] = []
+    overlaps: list[int] = []
+
+    def fake_download(repo: str, **kwargs: Any) -> str:
+        inside.append(1)
+        if len(inside) > 1:
+            overlaps.append(len(inside))
+        time.sleep(0.3)
+        inside.pop()
+        return str(tmp_path / "snapshot")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_download)
+    workers = [threading.Thread(target=hub_snapshot, args=("org/model",)) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert overlaps == []
+    assert (tmp_path / "hub" / ".psych201-download-org--model.lock").exists()
+    # Offline: no lock file is made (the cache may be read-only).
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "read-only"))
+    hub_snapshot("org/other")
+    assert not (tmp_path / "read-only").exists()

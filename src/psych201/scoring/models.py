@@ -26,6 +26,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -300,6 +301,19 @@ def hub_revision(source: str) -> str | None:
     return source.rsplit("@", 1)[1]
 
 
+def _download_lock(cache: Path, repo: str, local_only: bool) -> AbstractContextManager[object]:
+    """Two workers of one node asking for one model: the second waits here and then finds the
+    snapshot complete, instead of both fetching its files side by side. Reading a cache offline
+    takes no lock, so a read-only shared cache still works."""
+    if local_only:
+        return nullcontext()
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return nullcontext()  # snapshot_download then says why it cannot write there
+    return FileLock(cache / f".psych201-download-{repo.replace('/', '--')}.lock")
+
+
 def hub_snapshot(repo_id: str) -> Path:
     """The cached snapshot folder of ``ORG/NAME[@revision]``, downloading it when online.
 
@@ -320,18 +334,20 @@ def hub_snapshot(repo_id: str) -> Path:
     silenced = are_progress_bars_disabled()
     if silenced and not local_only:
         enable_progress_bars()
+    cache = hub_cache_dir()
     try:
-        folder = snapshot_download(
-            repo,
-            revision=revision,
-            cache_dir=hub_cache_dir(),
-            allow_patterns=_HUB_PATTERNS,
-            local_files_only=local_only,
-        )
+        with _download_lock(cache, repo, local_only):
+            folder = snapshot_download(
+                repo,
+                revision=revision,
+                cache_dir=cache,
+                allow_patterns=_HUB_PATTERNS,
+                local_files_only=local_only,
+            )
     except LocalEntryNotFoundError:
         reason = "offline (HF_HUB_OFFLINE=1)" if local_only else "the hub is unreachable"
         raise ModelLoadError(
-            f"model {repo}@{revision or 'main'} is not in the HF cache ({hub_cache_dir()}) and "
+            f"model {repo}@{revision or 'main'} is not in the HF cache ({cache}) and "
             f"cannot be downloaded: {reason}"
         ) from None
     except (HfHubHTTPError, OSError, ValueError) as exc:
