@@ -323,3 +323,34 @@ def test_experiment_end_to_end_on_a_tiny_base(tiny_base: Path, sim_data: Path,
     again = run_experiment(plan, data=sim_data, out_dir=out)
     assert again.results["evaluations"] == res["evaluations"]
     assert again.results["adapters"] == res["adapters"]
+
+
+def test_an_adapter_plays_in_closed_loop_as_its_merged_model(tiny_base: Path, human_data: DataSpec,
+                                                             tmp_path: Path) -> None:
+    """`psych201 play --model ADAPTER_FOLDER` plays the base with the adapter merged (the
+    post-trained side of a base/post-trained pair in closed loop): the choice table equals
+    playing the merged model loaded in-process, and the manifest names the adapter."""
+    from psych201.cli import app
+    from psych201.pipeline.play import PlaySpec, language_model_players, run_play
+
+    result = posttrain(str(tiny_base), human_settings(steps=2), human_data,
+                       out_dir=tmp_path / "ad", name="tiny-human")
+    out = tmp_path / "play"
+    played = CliRunner().invoke(app, ["play", "--task", "bandit", "--model", str(result.path),
+                                      "-n", "3", "--trials", "5", "--out", str(out)])
+    assert played.exit_code == 0, played.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["model"]["id"] == "tiny-human"
+    spec = PlaySpec(task="bandit", model=str(result.path), n_participants=3, n_trials=5)
+    loaded = language_model_players(spec, load=lambda: load_adapter_model(result.path))
+    again = run_play(spec, tmp_path / "again", make_players=loaded.make_players,
+                     engine_info=loaded.engine_info, model_info=loaded.model_info)
+    import pandas as pd
+
+    first, second = pd.read_parquet(out / "choices.parquet"), pd.read_parquet(again.choices)
+    assert first["choice"].tolist() == second["choice"].tolist()
+    np.testing.assert_allclose(np.stack(first["option_logprobs"]),
+                               np.stack(second["option_logprobs"]), atol=1e-6)
+    batch = CliRunner().invoke(app, ["play", "--task", "bandit", "--model", str(result.path),
+                                     "-n", "3", "--mode", "batch", "--out", str(tmp_path / "b")])
+    assert batch.exit_code == 2 and "--mode cache" in batch.output, batch.output

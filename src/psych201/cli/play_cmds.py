@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -21,6 +22,9 @@ from psych201.pipeline.play import (
     run_play,
 )
 from psych201.simulate import TASKS
+
+if TYPE_CHECKING:
+    from psych201.scoring.models import LoadedModel
 
 _console = Console(stderr=True)
 
@@ -78,7 +82,7 @@ def play(
             raise typer.BadParameter(f"choose one of {', '.join(MODES)}", param_hint="--mode")
         with _console.status(f"loading {model} ({engine})"):
             loaded = language_model_players(
-                spec, mode=mode, device=device,
+                spec, mode=mode, device=device, load=_adapter_loader(model, spec.dtype, device),
                 on_failure=lambda line: _console.print(f"parse failure: {line}",
                                                        markup=False, highlight=False))
         try:
@@ -103,3 +107,13 @@ def play(
         f"({result.resumed_chunks} chunks resumed; {rate:.1f} responses/s) -> {out}\n"
         f"transcripts: {result.transcripts}\nchoices: {result.choices}"
     )
+
+
+def _adapter_loader(model: str, dtype: str, device: str) -> Callable[[], LoadedModel] | None:
+    """A LoRA adapter folder (``psych201 posttrain``, a study's ``adapters:``) plays merged into
+    its base; anything else loads as usual (None)."""
+    from psych201.lab.adapter import is_adapter_dir, load_adapter_model
+
+    if not is_adapter_dir(Path(model).expanduser()):
+        return None
+    return lambda: load_adapter_model(model, dtype=dtype, device=device)

@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -42,6 +42,9 @@ from psych201.simulate import KINDS, TASKS, CognitivePlayers, play_study, to_jso
 from psych201.simulate.core import Demographics
 from psych201.simulate.play import ChoicePoint, ChoiceRow, Outcome, Players
 from psych201.strict_json import dumps
+
+if TYPE_CHECKING:
+    from psych201.scoring.models import LoadedModel
 
 #: Engines whose requests return the log-probs of given candidate tokens (the offered options).
 OPTION_LOGPROB_ENGINES: tuple[str, ...] = ("hf", "llamacpp")
@@ -463,22 +466,33 @@ def language_model_players(
     spec: PlaySpec, *, mode: str = "cache", device: str = "cpu",
     options: dict[str, Any] | None = None, model_args: dict[str, Any] | None = None,
     on_failure: Callable[[str], None] | None = None,
+    load: Callable[[], LoadedModel] | None = None,
 ) -> LoadedModelPlayers:
     """Load ``spec.model`` once with ``spec.engine``.
 
     Checks the spec first, so a bad task or an engine without option log-probs is refused
-    before any weights load.
+    before any weights load. ``load`` loads the model for the hf modes instead of
+    :func:`~psych201.scoring.models.load_model` (the CLI passes one for a LoRA adapter folder,
+    merged into its base by the post-training lab).
     """
     spec.check()
     if mode not in MODES:
         raise UsageError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
     if (mode == "cache" or spec.policy == "generate") and spec.engine != "hf":
         raise UsageError(f"mode cache and policy generate run on the hf engine, not {spec.engine}")
-    if spec.policy == "generate":
-        from psych201.scoring.hf_generate import Generator
+    if load is not None and mode != "cache" and spec.policy != "generate":
+        raise UsageError(f"{spec.model}: a model loaded this way (an adapter folder) plays with "
+                         "--mode cache or --policy generate, not --mode batch")
+    if load is None:
         from psych201.scoring.models import load_model
 
-        loaded = load_model(spec.model, dtype=spec.dtype, device=device, **(model_args or {}))
+        def load() -> LoadedModel:
+            return load_model(spec.model, dtype=spec.dtype, device=device, **(model_args or {}))
+
+    if spec.policy == "generate":
+        from psych201.scoring.hf_generate import Generator
+
+        loaded = load()
         generator = Generator(loaded.model, loaded.tokenizer, device=device)
         info = {"name": "hf", "mode": "generate", "chat_template": generator.chat,
                 "model_id": loaded.model_id, "dtype": spec.dtype, "device": device}
@@ -488,9 +502,8 @@ def language_model_players(
                    "file_sha256": loaded.file_sha256}, lambda: None)
     if mode == "cache":
         from psych201.scoring.hf_options import CachedOptionScorer
-        from psych201.scoring.models import load_model
 
-        loaded = load_model(spec.model, dtype=spec.dtype, device=device, **(model_args or {}))
+        loaded = load()
         info = {"name": "hf", "mode": "cache", "model_id": loaded.model_id,
                 "dtype": spec.dtype, "device": device}
         model_info = {"id": loaded.model_id, "source": loaded.source,
