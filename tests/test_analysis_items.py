@@ -34,9 +34,9 @@ def _trials(model_p: np.ndarray, human_p: np.ndarray, n_participants: int,
 def test_knowing_where_people_disagree_reaches_the_ceiling() -> None:
     rng = np.random.default_rng(0)
     p = rng.uniform(0.02, 0.98, size=40)
-    right = item_fit(_trials(p, p, 60, seed=1), n_boot=500, seed=2)
+    right = item_fit(_trials(p, p, 60, seed=1), seed=2)
     # the same people, a model unsure in the wrong places (its probabilities on other trials)
-    wrong = item_fit(_trials(rng.permutation(p), p, 60, seed=1), n_boot=500, seed=2)
+    wrong = item_fit(_trials(rng.permutation(p), p, 60, seed=1), seed=2)
     assert right.reliability == wrong.reliability  # a property of the people only
     assert 0.5 < right.ceiling <= 1.0
     assert right.rho_ci[0] <= right.ceiling and right.rho > 0.7
@@ -82,3 +82,35 @@ def test_compare_and_report_show_item_level_content(tmp_path: Path) -> None:
     assert code == 0, output
     page = html.read_text()
     assert "Item-level human-likeness" in page and "Noise ceiling" in page
+
+
+DATASETS = 400
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("n_trials", "n_people"), [(15, 20), (40, 20), (100, 10)])
+def test_the_entropy_correlation_interval_covers_at_95_percent(n_trials: int,
+                                                               n_people: int) -> None:
+    """Seeded: trials with a true choice probability p ~ U(0, 1), the model the oracle (its
+    entropy is H(p)), people's entropy from n choices each. The estimand is the Spearman
+    correlation of the two entropies over the population of trials (from 400,000 trials); the
+    95 % interval covers it 93–97 % of the time (measured on 1,000 datasets: 95.5 %, 94.1 %,
+    95.0 %, where a percentile bootstrap over trials gave 98 %, 96.5 %, 94.6 %; this test runs
+    400 per setting)."""
+    from scipy import stats as sps
+
+    def entropy(p: np.ndarray) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return -np.nan_to_num(p * np.log(p) + (1 - p) * np.log(1 - p))
+
+    big = np.random.default_rng(99)
+    truth_p = big.beta(1, 1, size=400_000)
+    truth = sps.spearmanr(entropy(big.binomial(n_people, truth_p) / n_people),
+                          entropy(truth_p)).statistic
+    rng = np.random.default_rng(n_trials)
+    hits = 0
+    for i in range(DATASETS):
+        p = rng.beta(1, 1, size=n_trials)
+        low, high = item_fit(_trials(p, p, n_people, seed=i), seed=i).rho_ci
+        hits += low <= truth <= high
+    assert 0.93 <= hits / DATASETS <= 0.97, hits / DATASETS

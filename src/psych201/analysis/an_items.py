@@ -8,7 +8,10 @@ offered options (``offered_options`` / ``offered_logprobs``):
 
 * **Entropy agreement** — per (model, study): the Spearman correlation across trials between the
   humans' choice entropy (of the choice frequencies) and the model's predictive entropy over the
-  options (mean over the participants who saw the trial), with a bootstrap interval over trials.
+  options (mean over the participants who saw the trial), with a Fisher-z interval over trials
+  (Fieller's standard error √(1.06 / (T − 3))): by simulation a percentile bootstrap over trials
+  covered 96.5 % at 40 trials and 98 % at 15, this interval 94–95.5 % (``tests/
+  test_analysis_items.py``).
 * **Noise ceiling** — how well one half of the participants predicts the other: the split-half
   correlation of the human entropies (mean over :data:`SPLITS` random halvings), stepped up to
   the full sample by Spearman–Brown; the ceiling for the model's correlation is its square root
@@ -30,7 +33,6 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from psych201.analysis import bootstrap as bs
 from psych201.analysis.an_population_fit import (
     EXTRAS_KEY,
     MIN_PARTICIPANTS,
@@ -86,8 +88,7 @@ class ItemFit:
     curve: pd.DataFrame  # bin, predicted, observed, n_cells, source ("model" / "split half")
 
 
-def item_fit(data: SharedTrials, *, n_boot: int = 2000, ci: float = 0.95,
-             seed: int = 0) -> ItemFit:
+def item_fit(data: SharedTrials, *, ci: float = 0.95, seed: int = 0) -> ItemFit:
     """Entropy agreement, split-half noise ceiling and reliability curves (module notes)."""
     rng = np.random.default_rng(seed)
     counts = _counts(data)
@@ -98,9 +99,7 @@ def item_fit(data: SharedTrials, *, n_boot: int = 2000, ci: float = 0.95,
     model = (np.bincount(data.trial, weights=per_response, minlength=data.n_trials)
              / np.bincount(data.trial, minlength=data.n_trials))
     rho = _spearman(human, model)
-    picks = rng.integers(0, data.n_trials, size=(n_boot, data.n_trials))
-    reps = np.array([_spearman(human[p], model[p]) for p in picks])
-    rho_ci = bs.interval(reps, ci, data.n_trials, data.n_trials - 1)
+    rho_ci = spearman_interval(rho, data.n_trials, ci)
     halves = []
     for _ in range(SPLITS):
         half = rng.permutation(data.n_participants) < data.n_participants // 2
@@ -119,6 +118,16 @@ def _spearman(x: np.ndarray, y: np.ndarray) -> float:
     if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
         return float("nan")
     return float(sps.spearmanr(x, y).statistic)
+
+
+def spearman_interval(rho: float, n: int, ci: float = 0.95) -> tuple[float, float]:
+    """Fisher-z interval of a Spearman correlation over ``n`` units with Fieller, Hartley and
+    Pearson's (1957) standard error √(1.06 / (n − 3)); NaN below 4 units."""
+    if n < 4 or not np.isfinite(rho):
+        return float("nan"), float("nan")
+    z = float(np.arctanh(np.clip(rho, -0.999999, 0.999999)))
+    half = float(sps.norm.ppf(0.5 + ci / 2)) * float(np.sqrt(1.06 / (n - 3)))
+    return float(np.tanh(z - half)), float(np.tanh(z + half))
 
 
 def _curves(data: SharedTrials, counts: np.ndarray, rng: np.random.Generator) -> pd.DataFrame:
@@ -199,7 +208,7 @@ class ItemLevel:
                 notes.append(f"{model} / {study}: fewer than {MIN_TRIALS} trials seen in the "
                              f"same form by ≥ {MIN_PARTICIPANTS} participants; left out")
                 continue
-            fit = item_fit(data, n_boot=options.n_boot, ci=options.ci, seed=options.seed)
+            fit = item_fit(data, ci=options.ci, seed=options.seed)
             low, high = fit.rho_ci
             out.append({"model": model, "study": study, "n_trials": fit.n_trials,
                         "n_participants": fit.n_participants, "rho": fit.rho,
@@ -224,8 +233,9 @@ class ItemLevel:
                     "Per model and study, over trials seen in the same form by ≥ "
                     f"{MIN_PARTICIPANTS} participants: Spearman correlation between the "
                     "humans' choice entropy and the model's predictive entropy over the offered "
-                    "options (bootstrap over trials), and the noise ceiling: the square root of "
-                    "the split-half reliability of the human entropies (Spearman–Brown).")),
+                    "options (Fisher-z interval over trials), and the noise ceiling: the square "
+                    "root of the split-half reliability of the human entropies "
+                    "(Spearman–Brown).")),
                 SectionTable("reliability_curve", curve, caption=(
                     "Reliability curves: mean predicted probability of each (trial, option), "
                     "binned, against the human choice frequency; 'split half' is one half of "
