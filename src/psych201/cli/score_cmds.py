@@ -520,7 +520,8 @@ def score(
         str,
         typer.Option(
             help="A registered engine: hf (reference), vllm, llamacpp, openai, oracle (simulated "
-            "data), ray, or one an installed package adds (psych201.engines entry point)."
+            "data), cognitive (--model qlearning, reversal, cpt or twostep; --engine-args "
+            "train=STUDY), ray, or one an installed package adds (psych201.engines entry point)."
         ),
     ] = "hf",
     engine_args: Annotated[
