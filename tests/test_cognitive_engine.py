@@ -108,9 +108,12 @@ def test_compare_shows_the_fitted_cognitive_row_next_to_the_oracle(tmp_path: Pat
                        tmp_path / "rev" / "prompts.jsonl").parent
     common = ["--data", str(path), "--split", "test"]
     code, output = cli_output("score", "--engine", "cognitive", "--model", "reversal",
-                              "--engine-args", f"train={path}", *common,
+                              "--engine-args", f"train={path},train_limit=30", *common,
                               "--out", str(tmp_path / "cognitive"))
     assert code == 0, output
+    manifest = json.loads((tmp_path / "cognitive" / "manifest.json").read_text())
+    assert manifest["model"]["source"].startswith("fitted on 30 training participants of")
+    assert set(manifest["model"]) >= {"alpha", "beta", "kappa"}
     code, output = cli_output("score", "--engine", "oracle", *common,
                               "--out", str(tmp_path / "oracle"))
     assert code == 0, output
