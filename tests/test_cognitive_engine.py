@@ -129,6 +129,8 @@ def test_compare_shows_the_fitted_cognitive_row_next_to_the_oracle(tmp_path: Pat
 @pytest.mark.parametrize(("args", "message", "exit_code"), [
     (["--model", "qlearning"], "needs --engine-args train=STUDY", 2),
     (["--model", "qlearning", "--engine-args", "alpha=0.4,beta=5,gamma=1"], "not gamma", 2),
+    (["--model", "qlearning", "--engine-args", "train=RISKY,train_limit=0"],
+     "train_limit=0: at least 1", 2),
     (["--model", "ddm", "--engine-args", "alpha=1"],
      "unknown model 'ddm' (choose one of qlearning:", 2),
     # the scored sessions are read before any fit: bandit transcripts describe no lotteries

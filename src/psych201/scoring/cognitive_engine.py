@@ -286,6 +286,8 @@ def build(spec: ScorerSpec) -> BuiltScorer:
     train = options.pop("train", None)
     seed = int(options.pop("split_seed", 0))
     limit = options.pop("train_limit", None)
+    if limit is not None and int(limit) < 1:
+        raise UsageError(f"--engine-args train_limit={limit}: at least 1 training participant")
     given = {k: float(options.pop(k)) for k in model.params if k in options}
     if options:
         raise UsageError(f"--engine-args: the cognitive model {model.name} takes train, "
