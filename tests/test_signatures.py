@@ -17,7 +17,7 @@ from psych201.analysis.signatures import (
     twostep_participant,
     twostep_trials,
 )
-from psych201.data.choices import reward_of, session_choices, study_choices
+from psych201.data.choices import reward_of, session_choices, session_options, study_choices
 from psych201.data.markers import parse_responses
 from psych201.data.readers import discover_studies, iter_sessions
 from psych201.data.records import Session
@@ -79,6 +79,8 @@ def test_two_step_interaction_follows_the_model_based_weight(w: float, sign: int
          "a reward.\n", 1.0),
         (".\n\nLottery A: gain 70 points with a 70% chance.\n", None),
         (" and fly to the red planet. ", None),
+        (" and it is wrong.\n", 0.0),  # simulate reversal's feedback
+        (" and it is correct (1 point).\n", 1.0),
     ],
 )
 def test_rewards_are_read_from_the_last_sentence_that_speaks_of_one(
@@ -122,7 +124,7 @@ def test_a_study_the_parser_was_not_written_for(shared_data: Path, study: str,
     parsed = study_choices(study, _real(shared_data, study))
     assert parsed.parseable is parseable, parsed.reason
     if parseable:
-        # measured: 98.8 % of thoma2025problearn's responses
+        # measured: 100 % of thoma2025problearn's responses (the half-quoted pair below)
         assert parsed.coverage >= 0.95 and parsed.table["reward"].notna().mean() > 0.99
     else:
         assert parsed.reason.startswith("unparseable")
@@ -138,3 +140,12 @@ def test_a_participant_who_always_chose_the_same_option_is_kept() -> None:
     assert table is not None and table["options"].iloc[0] == ["A", "K"]
     sig = bandit_signatures(table, fit=False)
     assert sig["switch_rate"].tolist() == [0.0]
+
+
+def test_the_other_option_is_read_from_a_half_quoted_pair() -> None:
+    # thoma2025problearn's instructions: "two houses labeled 'H' and L'"; a child who always
+    # chose H still chose between H and L.
+    head = ("In this experiment you will repeatedly see two houses labeled 'H' and L' and have "
+            "to predict behind which house an animal will hide next.\n")
+    assert session_options(["H", "H", "H"], head) == ("H", "L")
+    assert session_options(["L", "L"], head) == ("H", "L")

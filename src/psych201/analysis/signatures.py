@@ -27,7 +27,6 @@ participant (expected value with losses weighted by ``lambda``, logit choice).
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -37,6 +36,7 @@ import pandas as pd
 from scipy import optimize, stats
 from scipy.special import log_expit
 
+from psych201.data.choices import twostep_labels
 from psych201.simulate.fit import fit_q_learning, q_learning_nll
 
 FloatArray = npt.NDArray[np.float64]
@@ -117,11 +117,6 @@ def learning_curve(table: pd.DataFrame, bins: int = LEARNING_BINS) -> pd.DataFra
 # --------------------------------------------------------------------------------------------
 # Two-step task
 
-_SHIPS = re.compile(r"choose a spaceship, (\w) or (\w)\.")
-_ALIENS = re.compile(r"red planet you can ask alien (\w) or (\w), on the blue planet alien "
-                     r"(\w) or (\w)\.")
-
-
 def twostep_trials(text: str, choices: Sequence[str], rewards: Sequence[float]) -> pd.DataFrame:
     """First-stage choice, transition (common or rare) and reward per trial of one two-step
     transcript (``choices``/``rewards`` from the choice table, two responses per trial).
@@ -129,11 +124,11 @@ def twostep_trials(text: str, choices: Sequence[str], rewards: Sequence[float]) 
     Ship ``k`` (in the order the instructions name them) goes commonly to planet ``k``; the
     planet reached is the one whose alien was asked.
     """
-    ships, aliens = _SHIPS.search(text), _ALIENS.search(text)
-    if ships is None or aliens is None:
+    labels = twostep_labels(text)
+    if labels is None:
         raise ValueError("not a two-step transcript: no spaceships and aliens named")
-    ship_of = {ships.group(1): 0, ships.group(2): 1}
-    planet_of = {aliens.group(k): (k - 1) // 2 for k in range(1, 5)}
+    ship_of = {ship: k for k, ship in enumerate(labels.ships)}
+    planet_of = {alien: k for k, pair in enumerate(labels.aliens) for alien in pair}
     rows = []
     for t in range(len(choices) // 2):
         ship, alien = ship_of[choices[2 * t]], planet_of[choices[2 * t + 1]]

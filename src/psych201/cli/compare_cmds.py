@@ -191,7 +191,8 @@ def _print_leaderboard(summary: Any) -> None:
                    "participants", "responses"):
         table.add_column(column, justify="left" if column in ("model", "type") else "right")
     for _, r in board.iterrows():
-        table.add_row(str(r["rank"]), str(r["display"]), str(r["type"] or ""),
+        kind = r["type"] if isinstance(r["type"], str) else ""  # NaN: not in the registry
+        table.add_row(str(r["rank"]), str(r["display"]), kind,
                       _f(r["params_b"], 2), _f(r["score"]),
                       f"[{_f(r['ci_low'])}, {_f(r['ci_high'])}]", str(r["n_studies"]),
                       str(r["n_participants"]), str(r["n_responses"]))

@@ -208,6 +208,7 @@ def _engine_loader(
         RAY_PACKAGE,
         check_engine_args,
         check_model_args,
+        check_model_name,
         engine_entry,
         require_packages,
     )
@@ -234,6 +235,7 @@ def _engine_loader(
     if engine == "ray" and not engine_entry(inner).capabilities.ray:
         raise _fail(f"engine {inner} reads whole sessions and cannot run on Ray")
     check_engine_args(inner, engine_args)
+    check_model_name(inner, config.model)
     check_model_args(inner, config.model_args)  # before the data is read or the model loads
     if (Path(config.model).expanduser() / "adapter_config.json").is_file():
         return _adapter_loader(config, engine, engine_args)
@@ -241,6 +243,8 @@ def _engine_loader(
         return None
 
     def load() -> ScoringSetup:
+        if inner == "cognitive":  # sessions it cannot read are refused before it is fitted
+            _check_cognitive_sessions(config)
         try:
             return build_setup(config, engine=engine, engine_args=engine_args, ray_args=ray_args)
         except (ImportError, TypeError) as exc:
@@ -251,6 +255,18 @@ def _engine_loader(
             raise UsageError(f"--engine {engine}: {exc}") from exc
 
     return load
+
+
+def _check_cognitive_sessions(config: ScoreConfig) -> None:
+    """Read every selected session with the cognitive model (InvalidDataError naming the first
+    it cannot read), so that a wrong study fails before the model is fitted."""
+    from psych201.pipeline.selection import select_sources, study_sessions
+    from psych201.scoring.cognitive_engine import MODELS, read_session
+
+    model = MODELS[config.model]
+    for source in select_sources(config):
+        for session in study_sessions(config, source):
+            read_session(model, session)
 
 
 def _adapter_loader(config: ScoreConfig, engine: str, engine_args: dict[str, Any]) -> SetupLoader:
@@ -504,7 +520,8 @@ def score(
         str,
         typer.Option(
             help="A registered engine: hf (reference), vllm, llamacpp, openai, oracle (simulated "
-            "data), ray, or one an installed package adds (psych201.engines entry point)."
+            "data), cognitive (--model qlearning, reversal, cpt or twostep; --engine-args "
+            "train=STUDY), ray, or one an installed package adds (psych201.engines entry point)."
         ),
     ] = "hf",
     engine_args: Annotated[

@@ -10,7 +10,7 @@ through this one parser, so behavioural signatures computed from its table mean 
 for each (:mod:`psych201.analysis.signatures`).
 
 Reward: the text from the response to the line of the next one is read sentence by sentence
-from the end; the last sentence that speaks of a reward (won, reward, correct, coin, point)
+from the end; the last sentence that speaks of a reward (won, reward, correct, wrong, coin, point)
 and describes no lottery decides, and a negation in it (no, not, nothing, incorrect, wrong,
 lose) makes it 0. That last-sentence rule keeps "there is no animal … Your choice was correct"
 a win.
@@ -32,11 +32,15 @@ MAX_OPTIONS, MAX_LABEL = 6, 12
 #: A study is parseable when choices are read from at least this share of its responses.
 MIN_COVERAGE = 0.95
 
-_REWARD = re.compile(r"\b(reward\w*|won|win|wins|correct|coins?|points?|treasure)\b", re.I)
+_REWARD = re.compile(
+    r"\b(reward\w*|won|win|wins|correct|incorrect|wrong|coins?|points?|treasure)\b", re.I)
 _NEGATION = re.compile(r"\b(no|not|nothing|incorrect|wrong|lose|lost|loses|none)\b", re.I)
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
 _BLOCK = re.compile(r"\b(?:Block|Round|Session)\s+(\d+)\b")
 _LOTTERY = re.compile(r"\blottery\s+(\w+)\b", re.I)
+_SHIPS = re.compile(r"choose a spaceship, (\w) or (\w)\.")
+_ALIENS = re.compile(r"red planet you can ask alien (\w) or (\w), on the blue planet alien "
+                     r"(\w) or (\w)\.")
 _OUTCOME = re.compile(
     r"(?:(gain|win|lose|loss of)\s+)?(-?\d+(?:\.\d+)?)\s*(?:points?\s+)?with\s+(?:a\s+)?"
     r"(\d+(?:\.\d+)?)\s*%", re.I,
@@ -88,7 +92,8 @@ def session_options(labels: Sequence[str], head: str = "") -> tuple[str, ...] | 
 def _paired_with(label: str, head: str) -> set[str]:
     escaped = re.escape(label)
     found = set()
-    for pattern in (rf"\b{escaped}\s*(?:,|and|or)\s*'?(\w{{1,{MAX_LABEL}}})\b",
+    # "'H' and L'" (thoma2025problearn's instructions) quotes the first label too
+    for pattern in (rf"\b{escaped}'?\s*(?:,|and|or)\s*'?(\w{{1,{MAX_LABEL}}})\b",
                     rf"\b(\w{{1,{MAX_LABEL}}})'?\s*(?:,|and|or)\s*'?{escaped}\b"):
         found |= {m for m in re.findall(pattern, head) if len(m) == len(label) and m != label
                   and m.isupper() == label.isupper()}
@@ -123,6 +128,25 @@ def lotteries_of(before: str, options: Sequence[str]) -> dict[str, list[tuple[fl
         if pairs:
             found[label] = pairs  # the last description of a label before the response counts
     return found
+
+
+@dataclass(frozen=True)
+class TwoStepLabels:
+    """The labels a two-step transcript's instructions name (``psych201 simulate twostep``):
+    spaceship ``k`` (in the order named) flies commonly to planet ``k``, whose aliens are
+    ``aliens[k]``."""
+
+    ships: tuple[str, str]
+    aliens: tuple[tuple[str, str], tuple[str, str]]
+
+
+def twostep_labels(text: str) -> TwoStepLabels | None:
+    """The spaceships and each planet's aliens, or ``None`` where the text names none."""
+    ships, aliens = _SHIPS.search(text), _ALIENS.search(text)
+    if ships is None or aliens is None:
+        return None
+    return TwoStepLabels((ships.group(1), ships.group(2)),
+                         ((aliens.group(1), aliens.group(2)), (aliens.group(3), aliens.group(4))))
 
 
 def session_choices(session: Session) -> pd.DataFrame | None:

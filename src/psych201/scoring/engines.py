@@ -20,7 +20,7 @@ editing psych201 by declaring an entry point in the ``psych201.engines`` group::
 ``llamacpp`` built-in name or ``.gguf`` file, run quantised as stored (no de-quantisation)
 ``openai``  the served model name; ``options["tokenizer"]`` names the local tokenizer
 ``oracle``  simulated data: the generating model's stored choice probabilities (no model)
-``cognitive`` a task's cognitive model (Q-learning) fitted on a study's training participants
+``cognitive`` a task's cognitive model (its ``models``) fitted on a study's training participants
 ==========  ==================================================================================
 
 ``options`` (``--engine-args``) holds engine settings; ``model_args`` (``--model-args``) go to
@@ -134,6 +134,8 @@ class EngineEntry:
     capabilities: EngineCapabilities = EngineCapabilities()
     options: OptionTypes | None = None
     summary: str = ""
+    #: The ``--model`` names the engine offers and what each needs; empty: any model it loads.
+    models: Mapping[str, str] = field(default_factory=dict)
 
     def load_factory(self) -> EngineFactory:
         if not isinstance(self.factory, str):
@@ -193,8 +195,17 @@ _BUILTIN: dict[str, EngineEntry] = {
         EngineEntry(
             "cognitive", "psych201.scoring.cognitive_engine:build", (), (),
             EngineCapabilities(ray=False, gpu=False),
-            {"train": (str,), "split_seed": (int,), "alpha": _NUMBER, "beta": _NUMBER},
-            "the task's cognitive model (Q-learning), fitted on training participants"),
+            {"train": (str,), "split_seed": (int,), "train_limit": (int,),
+             **{name: _NUMBER for name in ("alpha", "beta", "kappa", "lambda", "gamma",
+                                           "theta", "w", "pers")}},
+            "a task's cognitive model, fitted on a study's training participants",
+            {"qlearning": "two-armed bandit with feedback (dezfouli2019, simulate bandit)",
+             "reversal": "probability learning / reversal with feedback, Q-learning plus "
+                         "perseveration (thoma2025problearn, simulate reversal)",
+             "cpt": "choices between two described lotteries, cumulative prospect theory "
+                    "(frey2017lotteries, spektor2024lossaversion, simulate risky)",
+             "twostep": "the two-step task of psych201 simulate/play twostep, hybrid "
+                        "model-based/model-free (no shared study is one)"}),
     )
 }
 
@@ -270,6 +281,16 @@ def check_engine_args(engine: str, args: Mapping[str, Any], *,
         if value is not None and (wrong_bool or not isinstance(value, types)):
             names = " or ".join(t.__name__ for t in types)
             raise UsageError(f"{what}: engine {engine}'s {key} is a {names}, not {value!r}")
+
+
+def check_model_name(engine: str, model: str) -> None:
+    """Refuse a ``--model`` the engine does not offer, where it names its models (one line
+    listing them, with what each needs)."""
+    offered = engine_entry(engine).models
+    if offered and model not in offered:
+        raise UsageError(f"--engine {engine}: unknown model {model!r} (choose one of "
+                         + "; ".join(f"{name}: {needs}" for name, needs in offered.items())
+                         + ")")
 
 
 def require_packages(engine: str, *, what: str = "--engine") -> None:
