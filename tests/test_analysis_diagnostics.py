@@ -263,3 +263,29 @@ def test_a_slope_interval_reaching_zero_is_not_read_as_over_confidence() -> None
     assert verdict(-0.6, -0.1).startswith("wrong favourite")
     assert verdict(0.8, 1.3) == "calibrated within its interval"
     assert verdict(1.1, 1.6) == "under-confident"
+
+
+@pytest.mark.parametrize("beta", [0.5, 1.0, 2.0])
+def test_the_calibration_slope_interval_covers_the_planted_slope(beta: float) -> None:
+    """Seeded: 30 participants × 40 two-option choices, the model's option probabilities q drawn
+    per response and people choosing with p ∝ q^β: the clustered 95 % interval of β covers the
+    planted β in 93–97 % of 600 datasets (measured at β = 0.5 on 1,000: 94.9 %)."""
+    from psych201.analysis.offered import OfferedChoices, overconfidence
+
+    rng = np.random.default_rng(int(beta * 10))
+    n_people, n_choices = 30, 40
+    rows = pd.DataFrame({
+        "model": "m", "study": "s", "experiment": "e",
+        "participant": np.repeat(np.arange(n_people), n_choices).astype(str),
+        "line": np.repeat(np.arange(n_people), n_choices) + 1,
+        "response_index": np.tile(np.arange(n_choices), n_people)})
+    hits, datasets = 0, 600
+    for _ in range(datasets):
+        logits = rng.normal(0, 1.5, size=(len(rows), 2))
+        log_q = logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)
+        chosen = (rng.random(len(rows)) >= np.exp(beta * log_q[:, 0])
+                  / np.exp(beta * log_q).sum(axis=1)).astype(np.intp)
+        low, high = overconfidence(OfferedChoices(rows, log_q, chosen, np.ones(len(rows))),
+                                   n_boot=20).slope_ci
+        hits += low <= beta <= high
+    assert 0.93 <= hits / datasets <= 0.97, hits / datasets
