@@ -289,3 +289,25 @@ def test_the_calibration_slope_interval_covers_the_planted_slope(beta: float) ->
                                    n_boot=20).slope_ci
         hits += low <= beta <= high
     assert 0.93 <= hits / datasets <= 0.97, hits / datasets
+
+
+def test_over_confidence_reads_a_discrete_variant_where_the_main_condition_has_no_options(
+) -> None:
+    """Runs scored raw (no option log-probs) beside a discrete variant that has them: the
+    offered-options table comes from the variant, as the population fit's does, with a note."""
+    from dataclasses import replace
+
+    table, _ = _planted(n_participants=8, n_responses=6)
+    raw = table.assign(offered_logprobs=None, offered_options=None)
+    both = pd.concat([raw, table.assign(condition="discrete")], ignore_index=True)
+    context = _context(both, {})
+    frame = both[["model", "condition", "study", "experiment", "participant", "line",
+                  "response_index", "nll"]]
+    context = replace(context, frame=frame, main=frame[frame["condition"] == "raw"])
+    section = Diagnostics().run(context)
+    assert section is not None
+    offered = section.table("offered_confidence")
+    assert set(offered["model"]) == {"base", "post"}
+    assert any("from condition discrete" in note for note in section.notes)
+    alone = Diagnostics().run(_context(raw, {}))
+    assert alone is not None and "offered_confidence" not in [t.name for t in alone.tables]

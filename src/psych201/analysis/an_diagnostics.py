@@ -36,6 +36,7 @@ import pandas as pd
 from psych201.analysis import bootstrap as bs
 from psych201.analysis.an_population_fit import EXTRAS_KEY
 from psych201.analysis.calibration_fit import participant_weights, temperature_matrix
+from psych201.analysis.conditions import conditions_with_role
 from psych201.analysis.effects import paired_differences
 from psych201.analysis.offered import offered_choices, overconfidence
 from psych201.analysis.plugin import (
@@ -292,8 +293,13 @@ class Diagnostics:
                 "studies). A calibrated model has NLL ≈ entropy, but any misfit raises NLL "
                 "above entropy, so the difference is not an over-confidence measure: see the "
                 "offered-options table.")))
-        offered = offered_confidence(rows, n_boot=options.n_boot, ci=options.ci,
+        offered_rows, offered_condition = _offered_rows(context, rows)
+        offered = offered_confidence(offered_rows, n_boot=options.n_boot, ci=options.ci,
                                      seed=options.seed)
+        if not offered.empty and offered_condition != context.condition:
+            notes.append(f"over-confidence over the offered options from condition "
+                         f"{offered_condition}: the main condition ({context.condition}) "
+                         "records no option log-probs")
         if offered.empty:
             notes.append("no response carries the offered options' log-probs: over-confidence "
                          "is not identified (the NLL − entropy gap is a misfit index only)")
@@ -302,10 +308,11 @@ class Diagnostics:
                                        caption=(
                 "Over the options each transcript offered (renormalised): calibration slope β "
                 "of p ∝ q^β (1: calibrated, 0–1: over-confident, > 1: under-confident, ≤ 0: "
-                "the model's favourite is not people's), how often the model expects its "
-                "favourite to be chosen against how often it is, and P(offered), the "
-                "whole-vocabulary probability on the options at all; participant-bootstrap "
-                "intervals.")))
+                "the model's favourite is not people's; an interval below 1 reaching 0: "
+                "uninformative, no better than uniform over the options), how often the "
+                "model expects its favourite to be chosen against how often it is, and "
+                "P(offered), the whole-vocabulary probability on the options at all; "
+                "participant-bootstrap intervals.")))
         if people:
             tables.append(SectionTable("participant_summary", pd.DataFrame(summary),
                                        _PARTICIPANT_COLUMNS, caption=(
@@ -330,6 +337,21 @@ class Diagnostics:
         return Section(self.name, "Per-response diagnostics",
                        text=_reading(pd.DataFrame(summary), offered, context.pairs),
                        tables=tuple(tables), figures=tuple(figures), notes=tuple(notes))
+
+
+def _offered_rows(context: AnalysisContext, main: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """The main condition's rows where they carry the options' log-probs, else the first
+    discrete variant's that do (as the population fit reads them)."""
+    def has(rows: pd.DataFrame) -> bool:
+        return "offered_logprobs" in rows.columns and bool(rows["offered_logprobs"].notna().any())
+
+    if has(main):
+        return main, context.condition
+    for condition in conditions_with_role(context.frame["condition"].unique(), "discrete"):
+        rows = context.condition_rows(condition, _COLUMNS)
+        if has(rows):
+            return rows, condition
+    return main, context.condition
 
 
 def _percent_interval(low: float, high: float) -> str:

@@ -122,7 +122,7 @@ def fit_slopes(log_q: np.ndarray, chosen: np.ndarray, weights: np.ndarray) -> np
 
 
 #: The verdict where β's interval lies below 1 but reaches 0.
-UNINFORMATIVE = "uninformative (β's interval reaches 0: no better than uniform over the options)"
+UNINFORMATIVE = "uninformative (β's interval reaches 0)"
 
 
 @dataclass(frozen=True)
