@@ -303,7 +303,8 @@ def test_share_of_positive_pairs_respects_that_pairs_share_their_data() -> None:
     """
     from scipy import stats as sps
 
-    from psych201.analysis.summary import PAIR_SHARE, AnalysisOptions, summarize
+    from psych201.analysis.plugin import AnalysisOptions
+    from psych201.analysis.summary import PAIR_SHARE, summarize
     from psych201.analysis.tables import results_from_frame
 
     design = SyntheticDesign(studies={"dezfouli2019": 2, "frey2017lotteries": 2},
@@ -342,7 +343,8 @@ def test_report_paper_mode_on_a_parquet_table(tmp_path: Path) -> None:
 
 def test_default_figures_say_where_they_differ_from_the_paper(table: pd.DataFrame) -> None:
     from psych201.analysis.paper_mode import figure_note, paper_summary, paper_tables
-    from psych201.analysis.summary import AnalysisOptions, summarize
+    from psych201.analysis.plugin import AnalysisOptions
+    from psych201.analysis.summary import summarize
     from psych201.analysis.tables import results_from_frame
 
     for name in ("fig2_size", "fig3a_generations", "fig4_domains", "fig5_persona",

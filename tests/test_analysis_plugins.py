@@ -17,9 +17,9 @@ import pytest
 from typer.testing import CliRunner
 
 from psych201.analysis import sections
-from psych201.analysis.plugin import Analysis
+from psych201.analysis.plugin import Analysis, AnalysisOptions
 from psych201.analysis.registry import load_registry
-from psych201.analysis.summary import AnalysisOptions, summarize
+from psych201.analysis.summary import summarize
 from psych201.analysis.synthetic import STUDIES, SyntheticDesign, synthetic_responses
 from psych201.analysis.tables import results_from_frame
 from psych201.cli import app

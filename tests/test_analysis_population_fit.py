@@ -22,9 +22,8 @@ from psych201.analysis.an_population_fit import (
     shared_trials,
 )
 from psych201.analysis.baselines import letters_only, trial_responses
-from psych201.analysis.plugin import AnalysisContext
+from psych201.analysis.plugin import AnalysisContext, AnalysisOptions
 from psych201.analysis.registry import ModelRegistry
-from psych201.analysis.summary import AnalysisOptions
 from psych201.analysis.tables import Results
 from psych201.data.readers import discover_studies
 from psych201.data.records import ResponseSpan, Session

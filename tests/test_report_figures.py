@@ -9,8 +9,9 @@ import pytest
 from matplotlib.image import imread
 from typer.testing import CliRunner
 
+from psych201.analysis.plugin import AnalysisOptions
 from psych201.analysis.registry import load_registry
-from psych201.analysis.summary import AnalysisOptions, Summary, summarize
+from psych201.analysis.summary import Summary, summarize
 from psych201.analysis.synthetic import STUDIES, SyntheticDesign, synthetic_responses
 from psych201.analysis.tables import results_from_frame
 from psych201.cli import app

@@ -17,8 +17,9 @@ from matplotlib.text import Text
 
 from cli_helpers import cli_output as _invoke
 from paths import DATA, needs_data
+from psych201.analysis.plugin import AnalysisOptions
 from psych201.analysis.registry import load_registry
-from psych201.analysis.summary import AnalysisOptions, summarize
+from psych201.analysis.summary import summarize
 from psych201.analysis.synthetic import STUDIES, SyntheticDesign, synthetic_responses
 from psych201.analysis.tables import results_from_frame
 from psych201.report.figures import render_figures, save_figures

@@ -19,8 +19,9 @@ import torch
 
 from paths import DATA, needs_data
 from psych201.analysis import paper
+from psych201.analysis.plugin import AnalysisOptions
 from psych201.analysis.registry import load_registry
-from psych201.analysis.summary import AnalysisOptions, summarize
+from psych201.analysis.summary import summarize
 from psych201.analysis.synthetic import SyntheticDesign, synthetic_responses
 from psych201.analysis.tables import results_from_frame, validate_responses
 from psych201.data.readers import iter_sessions

@@ -64,7 +64,8 @@ from psych201.analysis.plugin import (
 )
 from psych201.analysis.registry import TYPE_LABELS, ModelPair
 from psych201.analysis.tables import select
-from psych201.results.schema import RESPONSE_KEY, TEMPERATURE_GRID
+from psych201.results.schema import RESPONSE_KEY
+from psych201.scoring.engine import TEMPERATURE_GRID
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -46,7 +46,8 @@ from psych201.analysis.plugin import (
     SectionTable,
 )
 from psych201.analysis.registry import ModelPair
-from psych201.results.schema import RESPONSE_KEY, TEMPERATURE_GRID
+from psych201.results.schema import RESPONSE_KEY
+from psych201.scoring.engine import TEMPERATURE_GRID
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

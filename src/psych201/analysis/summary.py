@@ -17,9 +17,8 @@ from typing import Any, cast
 import pandas as pd
 
 from psych201.analysis import baselines as bl
-from psych201.analysis import bootstrap as bs
 from psych201.analysis import paper, sections
-from psych201.analysis.aggregate import Weighting, leaderboard, study_matrix
+from psych201.analysis.aggregate import leaderboard, study_matrix
 from psych201.analysis.an_persona import PersonaResult
 from psych201.analysis.an_post_training import (  # noqa: F401 (re-exported for callers)
     PAIR_SHARE,
@@ -29,8 +28,8 @@ from psych201.analysis.an_post_training import (  # noqa: F401 (re-exported for 
 )
 from psych201.analysis.conditions import main_condition
 from psych201.analysis.effects import Effect, PairComparison
-from psych201.analysis.plugin import AnalysisContext, Section
-from psych201.analysis.registry import ModelPair, ModelRegistry
+from psych201.analysis.plugin import AnalysisContext, AnalysisOptions, Section
+from psych201.analysis.registry import ModelRegistry
 from psych201.analysis.tables import Results, common_studies, select
 from psych201.strict_json import jsonable
 
@@ -38,26 +37,6 @@ from psych201.strict_json import jsonable
 ANALYSIS_COLUMNS = ("model", "condition", "study", "experiment", "participant", "line",
                     "response_index", "nll", "top1_correct", "n_options", "offered_correct",
                     "n_offered")
-
-
-@dataclass(frozen=True)
-class AnalysisOptions:
-    """Choices that change numbers; all recorded in the report."""
-
-    condition: str | None = None
-    weighting: Weighting = "study"
-    sd: bs.SD = "sample"
-    allow_missing: bool = False
-    n_boot: int = 2000
-    ci: float = 0.95
-    seed: int = 0
-    levels: bs.Levels = "both"
-    extra_pairs: tuple[ModelPair, ...] = ()
-    detail_pairs: int = 3  # full per-pair comparisons (forest plots) for this many pairs
-    categories: str | None = None  # a categories.csv other than the packaged one
-    persona_same_participants: bool = True
-    # display only: panels of the per-family figures (None: every scored family)
-    families: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, eq=False)

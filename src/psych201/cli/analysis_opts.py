@@ -96,7 +96,7 @@ def _choice(name: str, value: str, allowed: tuple[str, ...]) -> str:
 
 def _options(*, condition: str | None, weighting: str, sd: str, levels: str, n_boot: int,
              seed: int, allow_missing: bool, pairs: tuple[Any, ...], detail: int) -> Any:
-    from psych201.analysis.summary import AnalysisOptions
+    from psych201.analysis.plugin import AnalysisOptions
 
     return AnalysisOptions(
         condition=condition,

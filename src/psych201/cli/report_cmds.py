@@ -127,8 +127,8 @@ def figures(
     With --paper each figure is drawn from the paper-mode numbers (psych201.analysis.paper_mode).
     """
     from psych201.analysis.plots import PAPER_PANELS
+    from psych201.analysis.plugin import AnalysisOptions
     from psych201.analysis.registry import ModelPair
-    from psych201.analysis.summary import AnalysisOptions
     from psych201.analysis.synthetic import demo_table
     from psych201.analysis.tables import results_from_frame
     from psych201.report.figures import render_figures, save_figures

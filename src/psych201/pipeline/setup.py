@@ -18,8 +18,8 @@ from typing import Any
 from psych201.errors import UsageError
 from psych201.pipeline.config import ScoreConfig, window_config
 from psych201.prompts.conditions import Condition
-from psych201.results.schema import TEMPERATURE_GRID, RunSpec
-from psych201.scoring.engine import TOPK_ONLY_TEMPERATURES, EngineInfo
+from psych201.results.schema import RunSpec
+from psych201.scoring.engine import TEMPERATURE_GRID, TOPK_ONLY_TEMPERATURES, EngineInfo
 from psych201.scoring.engines import (
     BuiltScorer,
     ScorerSpec,

@@ -50,10 +50,11 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def library_versions() -> dict[str, str]:
-    """Installed versions of the libraries that matter for the numbers, plus Python's."""
+def library_versions(*more: str) -> dict[str, str]:
+    """Installed versions of the libraries that matter for the numbers (and of ``more``, e.g.
+    ``peft`` for an adapter), plus Python's."""
     versions = {"python": platform.python_version()}
-    for name in _LIBRARIES:
+    for name in (*_LIBRARIES, *more):
         try:
             versions[name] = importlib_metadata.version(name)
         except importlib_metadata.PackageNotFoundError:
