@@ -6,7 +6,8 @@ Every ``import`` counts: at module level, inside functions (lazy imports) and un
 The layers, lowest first; a module may import from its own layer or a lower one:
 
 0. foundations, imported from anywhere: ``errors``, ``bounds``, ``yaml_files``, ``strict_json``,
-   ``suggest`` (the error model, input bounds, strict readers/writers, "did you mean")
+   ``atomic``, ``suggest`` (the error model, input bounds, strict readers/writers, atomic file
+   writes, "did you mean")
 1. ``data`` (reading and building Psych-201 studies) and ``simulate`` (cognitive models that
    *generate* studies; the oracle and cognitive engines score with their exact probabilities)
 2. ``prompts`` (what a model is shown)
@@ -33,7 +34,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = "psych201"
 
 LAYERS: tuple[frozenset[str], ...] = (
-    frozenset({"errors", "bounds", "yaml_files", "strict_json", "suggest"}),
+    frozenset({"errors", "bounds", "yaml_files", "strict_json", "suggest", "atomic"}),
     frozenset({"data", "simulate"}),
     frozenset({"prompts"}),
     frozenset({"scoring"}),

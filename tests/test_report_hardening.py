@@ -272,7 +272,7 @@ def test_demo_report_has_the_oracle_column(tmp_path: Path) -> None:
 def test_readable_numbers_in_report_and_compare(tmp_path: Path) -> None:
     import math
 
-    from psych201.report.readable import PSEUDO_R2_TEXT, readable_numbers
+    from psych201.analysis.readable import PSEUDO_R2_TEXT, readable_numbers
 
     frame = _frame(n_studies=5)
     free_text = sorted(frame["study"].unique())[0]

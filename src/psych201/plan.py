@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from psych201.bounds import read_bounded
 from psych201.errors import UsageError
 from psych201.pipeline import (
     ScoreConfig,
@@ -257,13 +258,8 @@ def throughput_from_benchmark(path: Path) -> float:
     import json
 
     what = "not a benchmarks/packing.py JSON"
-    try:
-        with path.open("rb") as handle:
-            data = handle.read(_MAX_BENCHMARK_BYTES + 1)
-    except OSError as exc:
-        raise BenchmarkFileError(f"{path}: cannot read ({exc.strerror or exc})") from exc
-    if len(data) > _MAX_BENCHMARK_BYTES:
-        raise BenchmarkFileError(f"{path}: {what} (larger than 1 MiB)")
+    data = read_bounded(path, _MAX_BENCHMARK_BYTES, BenchmarkFileError,
+                        kind="benchmarks/packing.py JSON")
     try:
         result = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:

@@ -28,11 +28,11 @@ PARTICIPANT_KEY = ["experiment", "participant"]
 OPTIONAL_COLUMNS = ("n_options", "is_psych101")
 
 
-class TableError(UsageError):  # a ValueError too, for older callers
+class TableError(UsageError):
     """A response table the analyses cannot use; the message names the source and reason."""
 
 
-class StudySetError(UsageError):  # a ValueError too, for older callers
+class StudySetError(UsageError):
     """Models (or conditions) compared over different study or response sets.
 
     ``missing`` maps each model to the studies the others have and it lacks.

@@ -29,7 +29,6 @@ from psych201.cli.analysis_opts import (
     _closed_loop,
     _data_paths,
     _f,
-    _fail,
     _load,
     _options,
     _p,
@@ -43,6 +42,7 @@ from psych201.cli.analysis_opts import (
     err_console,
     strict_json,
 )
+from psych201.cli.console import fail
 
 if TYPE_CHECKING:
     from psych201.analysis.bootstrap import Levels
@@ -88,11 +88,11 @@ def compare(
     if pair and (data or split_seed is not None):
         # a pair's effects use the scores alone; the transcripts add nothing to them
         flag = "--data" if data else "--split-seed"
-        raise _fail(f"{flag} has no effect with --pair (a pair's effects use the scored "
+        raise fail(f"{flag} has no effect with --pair (a pair's effects use the scored "
                     "responses only); drop it, or run compare without --pair for the "
                     "analyses that read transcripts")
     if pair and (play or people):
-        raise _fail("--play/--people have no effect with --pair (a pair's effects use the "
+        raise fail("--play/--people have no effect with --pair (a pair's effects use the "
                     "scored responses only); run compare without --pair for that section")
     closed_loop = _closed_loop(play, people)
     reg = _registry(registry)
@@ -142,7 +142,7 @@ def compare(
         for p in pairs:
             for name in (p.post, p.base):
                 if name not in set(main["model"].unique()):
-                    raise _fail(f"model {name!r} has no rows under condition {cond!r} "
+                    raise fail(f"model {name!r} has no rows under condition {cond!r} "
                                 f"(models: {', '.join(sorted(main['model'].unique()))})")
             comparisons.append(compare_pair(
                 main, p.post, p.base, condition=cond, allow_missing=allow_missing,
@@ -151,7 +151,7 @@ def compare(
                                             ("both", "studies", "participants"))),
             ))
     except (StudySetError, ConditionError) as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     pair_payload = [
         {"post": c.post, "base": c.base, "condition": c.condition, "studies": list(c.studies),
          "effects": [e.to_dict() for e in c.effects],

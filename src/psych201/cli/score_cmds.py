@@ -27,7 +27,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from psych201.cli.console import out_console
+from psych201.cli.console import fail, out_console
 from psych201.errors import (
     EXIT_FAILED_SESSIONS,
     EXIT_INTERRUPTED,
@@ -48,7 +48,6 @@ DEFAULT_DEMO_OUT = Path("psych201-demo")
 
 #: Exit codes (psych201.errors): 1 bad data, 2 bad options, 3 the OS refused, 4 some sessions
 #: failed (skipped), 130 Ctrl-C.
-EXIT_BAD_INPUT = EXIT_USAGE
 
 err_console = out_console(stderr=True)
 
@@ -156,11 +155,6 @@ def _split_list(text: str | None) -> tuple[str, ...]:
     return tuple(s.strip() for s in (text or "").split(",") if s.strip())
 
 
-def _fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/bold red] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(code)
-
-
 def run_scoring(
     config: ScoreConfig, *, quiet: bool = False, setup: ScoringSetup | SetupLoader | None = None
 ) -> RunSummary:
@@ -175,7 +169,7 @@ def run_scoring(
         return score_run(config, setup=setup, progress=progress, argv=sys.argv)
     except KeyboardInterrupt:
         progress.stop()
-        raise _fail(
+        raise fail(
             f"interrupted: {_kept(config.out)} participants kept in {config.out}; rerun the "
             "same command to resume (only the missing participants are scored)",
             EXIT_INTERRUPTED,
@@ -192,8 +186,8 @@ def run_scoring(
             saved = []
         note = f" (finished participants are saved in {config.out})" if saved else ""
         if isinstance(exc, Psych201Error):
-            raise _fail(f"{exc}{note}", exc.exit_code) from exc
-        raise _fail(f"{os_error_line(exc)}{note}", EXIT_IO) from exc
+            raise fail(f"{exc}{note}", exc.exit_code) from exc
+        raise fail(f"{os_error_line(exc)}{note}", EXIT_IO) from exc
     finally:
         progress.stop()
 
@@ -214,25 +208,25 @@ def _engine_loader(
 
     choices = engine_choices()
     if engine not in choices:
-        raise _fail(f"unknown engine {engine!r} (choose one of {', '.join(choices)})")
+        raise fail(f"unknown engine {engine!r} (choose one of {', '.join(choices)})")
     if ray_args and engine != "ray":
-        raise _fail("--ray-args needs --engine ray")
+        raise fail("--ray-args needs --engine ray")
     inner = str(ray_args.get("engine", "hf")) if engine == "ray" else engine
     packing = engine_args.get("packing")
     if inner == "hf" and packing is not None and not isinstance(packing, bool):
         from psych201.scoring.hf import PACKING_CHOICES
 
         if str(packing).lower() not in PACKING_CHOICES:
-            raise _fail(f"--engine-args packing={packing}: choose one of "
+            raise fail(f"--engine-args packing={packing}: choose one of "
                         f"{', '.join(PACKING_CHOICES)}")
     if engine == "ray" and not RAY_PACKAGE.installed():
-        raise _fail(f"--engine ray needs the ray package, which is not installed "
+        raise fail(f"--engine ray needs the ray package, which is not installed "
                     f"({RAY_PACKAGE.install})")
     if inner not in choices or inner == "ray":
-        raise _fail(f"unknown engine {inner!r} (choose one of {', '.join(choices)})")
+        raise fail(f"unknown engine {inner!r} (choose one of {', '.join(choices)})")
     require_packages(inner)  # registration names the packages and how to install them
     if engine == "ray" and not engine_entry(inner).capabilities.ray:
-        raise _fail(f"engine {inner} reads whole sessions and cannot run on Ray")
+        raise fail(f"engine {inner} reads whole sessions and cannot run on Ray")
     check_engine_args(inner, engine_args)
     check_model_args(inner, config.model_args)  # before the data is read or the model loads
     if (Path(config.model).expanduser() / "adapter_config.json").is_file():
@@ -261,14 +255,14 @@ def _adapter_loader(config: ScoreConfig, engine: str, engine_args: dict[str, Any
 
     folder = Path(config.model).expanduser()
     if not is_adapter_dir(folder):
-        raise _fail(f"--model {config.model}: a peft adapter folder without a psych201 adapter "
+        raise fail(f"--model {config.model}: a peft adapter folder without a psych201 adapter "
                     "card; psych201 scores the adapters its post-training lab writes")
     try:
         check_adapter_files(folder)
     except ValueError as exc:
-        raise _fail(f"--model {config.model}: {exc}") from exc
+        raise fail(f"--model {config.model}: {exc}") from exc
     if engine != "hf":
-        raise _fail(f"--model {config.model} is a LoRA adapter: score it with --engine hf")
+        raise fail(f"--model {config.model} is a LoRA adapter: score it with --engine hf")
     return lambda: scoring_setup(config, engine_args)
 
 
@@ -545,9 +539,9 @@ def score(
             on_error=on_error,  # type: ignore[arg-type]
         )
     except (PipelineError, ValueError) as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     if not str(data).startswith("hf:") and not data.exists():
-        raise _fail(f"--data {data}: no such file or directory")
+        raise fail(f"--data {data}: no such file or directory")
     validate_run(config)
     from psych201.results.lock import check_unlocked
 
@@ -595,7 +589,7 @@ def merge(
             sources, out, allow_incomplete=allow_incomplete, allow_mixed=allow_mixed, force=force
         )
     except (ResultsError, Psych201Error) as exc:
-        raise _fail(str(exc), getattr(exc, "exit_code", EXIT_BAD_INPUT)) from exc
+        raise fail(str(exc), getattr(exc, "exit_code", EXIT_USAGE)) from exc
     out_console().print(
         f"{summary.path}: {summary.rows} responses from {summary.sources} sources"
         + (f", config {summary.config_hash}" if summary.config_hash else "")

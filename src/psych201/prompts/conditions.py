@@ -90,11 +90,11 @@ class Condition(Protocol):
         ...
 
 
-class IneligibleSessionError(UsageError):  # a ValueError too, for older callers
+class IneligibleSessionError(UsageError):
     """A session was handed to a condition that does not apply to it."""
 
 
-class ConditionUnavailableError(UsageError):  # a ValueError too, for older callers
+class ConditionUnavailableError(UsageError):
     """The condition cannot be built for this model (e.g. chat-template without a chat template,
     as for base models). A study runner can skip such a (model, condition) cell."""
 

@@ -29,7 +29,7 @@ from psych201.report.figures import render_figures, save_figures
 from psych201.report.html import write_report
 
 
-class ReportDataError(UsageError):  # a ValueError too, for older callers
+class ReportDataError(UsageError):
     """The runs cannot be matched to the data given for the baselines."""
 
 

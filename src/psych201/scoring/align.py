@@ -58,7 +58,7 @@ PAPER_CLOSE = ">>"
 IntArray = npt.NDArray[np.int64]
 
 
-class AlignmentError(InvalidDataError):  # a ValueError too, for older callers
+class AlignmentError(InvalidDataError):
     """A prompt whose response spans cannot be mapped to tokens (names the span and why)."""
 
 

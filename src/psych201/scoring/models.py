@@ -43,7 +43,7 @@ DTYPES = ("float32", "bfloat16", "float16")
 _WEIGHT_SUFFIX = ".safetensors"
 
 
-class ModelLoadError(UsageError):  # a ValueError too, for older callers
+class ModelLoadError(UsageError):
     """A model that cannot be loaded: unknown name, missing file, unsafe weights."""
 
 
