@@ -265,7 +265,7 @@ def test_paired_persona_benefit_recovers_the_planted_effect() -> None:
     frame = synthetic_responses([REGISTRY["gemma-3-270m"]], design=design,
                                 conditions=("raw", "no-persona", "persona", "persona-shuffled"))
     summary = summarize(results_from_frame(frame), REGISTRY, AnalysisOptions(n_boot=400))
-    persona = summary.persona
+    persona = summary.section_data("persona", "result")
     assert persona is not None
     paired, overall = persona.paired, persona.per_model.set_index("comparison")
     assert set(paired["comparison"]) == set(overall.index)

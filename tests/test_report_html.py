@@ -192,7 +192,8 @@ def test_compare_on_real_score_tables(real_runs: dict[str, Path]) -> None:
     assert code == 0, out
     result = json.loads(out)
     assert result["condition"] == "raw" and result["studies"] == sorted(STUDIES_REAL)
-    (pair,) = result["pairs"]  # found through the user's registry file
+    # found through the user's registry file
+    (pair,) = result["sections"]["post-training"]["tables"]["pairs"]
     assert (pair["post"], pair["base"]) == ("tiny-chat", "tiny-base")
     tables = {p: pd.read_parquet(Path(p) / "responses.parquet") for p in raw}
     base, chat = tables[raw[0]], tables[raw[1]]

@@ -222,7 +222,7 @@ def test_accuracy_among_offered_options_in_the_analysis() -> None:
     known = frame.loc[frame["condition"] == "discrete", "n_offered"].dropna().astype(float)
     assert (1 / known.max()) <= per_model["chance"].iloc[0] <= 1 / known.min()
     summary = summarize(results_from_frame(frame), registry, AnalysisOptions(n_boot=200))
-    points = summary.accuracy_points
+    points = summary.section_data("accuracy", "points")
     assert points is not None and points["condition"].iloc[0] == "discrete"
     row = points.iloc[0]
     # The offered accuracy is the mean of offered_correct per study, then over studies.

@@ -47,6 +47,9 @@ from psych201.cli.console import fail
 if TYPE_CHECKING:
     from psych201.analysis.bootstrap import Levels
 
+#: Version of the ``compare --json`` layout (``report/compare.schema.json``). 2: the flat copies
+#: of section tables ("pairs", "accuracy", "readable", …) are gone; read them under "sections".
+COMPARE_JSON_VERSION = 2
 
 # -- compare --------------------------------------------------------------------------------------
 def compare(
@@ -79,7 +82,6 @@ def compare(
     """
     from psych201.analysis.conditions import ConditionError, main_condition
     from psych201.analysis.effects import compare_pair
-    from psych201.analysis.readable import PSEUDO_R2_TEXT, READABLE_TEXT
     from psych201.analysis.summary import ANALYSIS_COLUMNS
     from psych201.analysis.tables import StudySetError, select
 
@@ -115,17 +117,16 @@ def compare(
                         n_boot=n_boot, seed=seed, allow_missing=allow_missing, pairs=(),
                         detail=0)
         summary = _summarize_runs(loaded, reg, opts, data_paths, split_seed, closed_loop)
-        readable = summary.readable
-        payload = {**_summary_json(summary), "readable": _records(readable),
-                   "readable_text": READABLE_TEXT, "pseudo_r2_text": PSEUDO_R2_TEXT}
+        payload = _summary_json(summary)
         if json_out is not None:
             _write_json(json_out, payload)
         if fmt == "json":
             typer.echo(strict_json(payload))
             return
         _print_leaderboard(summary)
-        _print_readable(readable)
-        if not summary.pairs.empty:
+        _print_readable(summary.section_data("readable", "table"))
+        pairs = summary.section_data("post-training", "pairs")
+        if pairs is not None and not pairs.empty:
             _print_pairs(summary)
         _print_controls(summary)
         _print_other_sections(summary)
@@ -214,28 +215,15 @@ def _records(frame: Any) -> list[dict[str, Any]]:
 
 
 def _summary_json(summary: Any) -> dict[str, Any]:
-    """Every table of the summary, machine-readable."""
-    generation = summary.generation
+    """The summary, machine-readable: the core tables and every section under its anchor, as
+    the HTML report shows them (tables as records). Its shape is ``report/compare.schema.json``."""
     return {
+        "schema_version": COMPARE_JSON_VERSION,
         "condition": summary.condition,
         "studies": list(summary.studies),
         "options": {k: v for k, v in summary.options.__dict__.items() if k != "extra_pairs"},
         "leaderboard": _records(summary.leaderboard),
-        "pairs": _records(summary.pairs),
-        "type_d": _records(summary.type_d),
-        "pair_sign_test": summary.pair_sign_test.to_dict() if summary.pair_sign_test else None,
-        "generations": _records(generation.mean_d) if generation is not None else [],
-        "domains": _records(summary.domains.reset_index(names="pair"))
-        if summary.domains is not None else [],
-        "size_scaling": _records(summary.scaling_fits),
-        "accuracy": _records(summary.accuracy_points),
-        "chat_template": _records(summary.chat_template),
-        "persona": _records(summary.persona.per_model) if summary.persona else [],
-        "persona_per_study": _records(summary.persona.paired) if summary.persona else [],
-        "pseudo_r2": _records(summary.pseudo_r2),
-        "population": _records(summary.population),
         "notes": list(summary.notes),
-        # every section under its anchor, as the HTML report shows them (tables as records)
         "sections": summary.sections_json(),
     }
 
@@ -283,50 +271,53 @@ def _print_frame(title: str, frame: Any, columns: dict[str, str],
 
 
 def _print_controls(summary: Any) -> None:
-    if summary.generation is not None:
-        _print_frame("Generations (mean pair d)", summary.generation.mean_d,
+    generation = summary.section_data("generations", "trend")
+    domains = summary.section_data("domains", "matrix")
+    accuracy = summary.section_data("accuracy", "points")
+    persona = summary.section_data("persona", "result")
+    pseudo_r2 = summary.section_data("baselines", "table")
+    if generation is not None:
+        _print_frame("Generations (mean pair d)", generation.mean_d,
                      {"family": "generation", "d": "d", "ci_low": "low", "ci_high": "high",
                       "n_pairs": "pairs"})
-    if summary.domains is not None:
-        _print_frame("Domains (mean d over pairs)", summary.domains.loc[["Average"]].T
+    if domains is not None:
+        _print_frame("Domains (mean d over pairs)", domains.loc[["Average"]].T
                      .reset_index(names="domain"), {"domain": "domain", "Average": "d"})
-    _print_frame("Size scaling (Δ NLL per tenfold parameters)", summary.scaling_fits,
+    _print_frame("Size scaling (Δ NLL per tenfold parameters)",
+                 summary.section_data("scaling", "fits"),
                  {"family": "family", "line": "line", "slope_per_decade": "slope",
                   "n_sizes": "sizes"})
-    if summary.accuracy_points is not None:
-        _print_frame(f"Accuracy ({summary.accuracy_points['condition'].iloc[0]})",
-                     summary.accuracy_points, {"display": "model", "accuracy": "accuracy",
-                                               "ci_low": "low", "ci_high": "high",
-                                               "n_studies": "studies",
-                                               "accuracy_offered": "offered",
-                                               "offered_ci_low": "low",
-                                               "offered_ci_high": "high",
-                                               "chance_offered": "chance"},
+    if accuracy is not None:
+        _print_frame(f"Accuracy ({accuracy['condition'].iloc[0]})",
+                     accuracy, {"display": "model", "accuracy": "accuracy",
+                                "ci_low": "low", "ci_high": "high", "n_studies": "studies",
+                                "accuracy_offered": "offered", "offered_ci_low": "low",
+                                "offered_ci_high": "high", "chance_offered": "chance"},
                      optional=("accuracy_offered", "offered_ci_low", "offered_ci_high",
                                "chance_offered"))
-    _print_frame("Chat-template control", summary.chat_template,
+    _print_frame("Chat-template control", summary.section_data("chat-template", "table"),
                  {"model": "model", "no_template": "NLL raw", "template": "NLL template",
                   "n_studies": "studies"})
-    if summary.persona is not None:
-        _print_frame("Persona benefit (d > 0: persona helps)", summary.persona.per_model,
+    if persona is not None:
+        _print_frame("Persona benefit (d > 0: persona helps)", persona.per_model,
                      {"model": "model", "comparison": "comparison", "d": "d", "ci_low": "low",
                       "ci_high": "high", "n_studies": "studies", "benefit": "nats",
                       "benefit_ci_low": "low", "benefit_ci_high": "high"},
                      optional=("benefit", "benefit_ci_low", "benefit_ci_high"))
         _print_frame("Persona benefit per study (nats, paired; > 0: persona helps)",
-                     summary.persona.paired,
+                     persona.paired,
                      {"model": "model", "comparison": "comparison", "study": "study",
                       "n_participants": "participants", "benefit": "nats", "ci_low": "low",
                       "ci_high": "high"})
-    _print_frame("Random baseline (guessing among the options offered)", summary.pseudo_r2,
+    _print_frame("Random baseline (guessing among the options offered)", pseudo_r2,
                  {"model": "model", "pseudo_r2": "pseudo-R²", "pseudo_r2_pooled": "pooled",
                   "chance_nll": "chance (nats/response)", "n_responses": "responses"},
                  optional=("chance_nll",))
-    if summary.pseudo_r2 is not None and len(summary.pseudo_r2):
+    if pseudo_r2 is not None and len(pseudo_r2):
         from psych201.analysis.readable import PSEUDO_R2_TEXT
 
         console.print(f"[dim]{PSEUDO_R2_TEXT}[/dim]", highlight=False)
-        frame = summary.pseudo_r2
+        frame = pseudo_r2
         inferred = int(frame["n_inferred"].max()) if "n_inferred" in frame.columns else 0
         if inferred:
             console.print(f"[dim]For {inferred} responses the wording did not state the "
@@ -387,23 +378,24 @@ def _print_pairs(summary: Any) -> None:
                    "studies"):
         table.add_column(column, justify="left" if column in ("post-trained", "base", "type")
                          else "right")
-    for _, r in summary.pairs.iterrows():
+    for _, r in summary.section_data("post-training", "pairs").iterrows():
         table.add_row(_short(r["post"]), _short(r["base"]), str(r["type"]), pair_d_text(r),
                       _f(r.get("diff_nats")), f"[{_f(r['ci_low'])}, {_f(r['ci_high'])}]",
                       _p(r["p_value"]), _p(r.get("q_value")), str(r["n_studies"]))
     console.print(table)
     console.print(f"[dim]{LESS_HUMAN_LIKE} {COHEN_NOTE} {MULTIPLICITY_NOTE}[/dim]",
                   highlight=False)
-    if not summary.type_d.empty:
+    type_d = summary.section_data("post-training", "type_d")
+    if type_d is not None and not type_d.empty:
         types = Table(title="Type d (mean pair d per post-training type)")
         for column in ("type", "d", "interval", "pairs"):
             types.add_column(column, justify="left" if column == "type" else "right")
-        for _, r in summary.type_d.iterrows():
+        for _, r in type_d.iterrows():
             types.add_row(str(r["type"]), _f(r["d"]), f"[{_f(r['ci_low'])}, {_f(r['ci_high'])}]",
                           str(r["n_pairs"]))
         console.print(types)
-    if summary.pair_sign_test is not None:
-        e = summary.pair_sign_test
+    e = summary.section_data("post-training", "sign_test")
+    if e is not None:
         console.print(f"{e.name}: {_f(e.estimate)} "
                       f"[{_f(e.ci_low)}, {_f(e.ci_high)}], p = {_p(e.p_value)} ({e.method})")
 
@@ -436,4 +428,5 @@ def _print_comparison(c: Any) -> None:
     if c.unmatched_responses:
         console.print(f"[yellow]note:[/yellow] {c.unmatched_responses} responses scored by one "
                       "model only were left out (--allow-missing)")
+
 
