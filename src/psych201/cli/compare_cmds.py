@@ -47,10 +47,6 @@ from psych201.cli.console import fail
 if TYPE_CHECKING:
     from psych201.analysis.bootstrap import Levels
 
-#: Version of the ``compare --json`` layout (``report/compare.schema.json``). 2: the flat copies
-#: of section tables ("pairs", "accuracy", "readable", …) are gone; read them under "sections".
-COMPARE_JSON_VERSION = 2
-
 # -- compare --------------------------------------------------------------------------------------
 def compare(
     results: ResultsArg,
@@ -217,6 +213,8 @@ def _records(frame: Any) -> list[dict[str, Any]]:
 def _summary_json(summary: Any) -> dict[str, Any]:
     """The summary, machine-readable: the core tables and every section under its anchor, as
     the HTML report shows them (tables as records). Its shape is ``report/compare.schema.json``."""
+    from psych201.report.compare_schema import COMPARE_JSON_VERSION
+
     return {
         "schema_version": COMPARE_JSON_VERSION,
         "condition": summary.condition,
