@@ -24,7 +24,6 @@ NOT_YET_SPLIT: frozenset[str] = frozenset({
     "psych201/analysis/bootstrap.py",
     "psych201/pipeline/play.py",
     "psych201/results/verify.py",
-    "psych201/analysis/an_population_fit.py",
     "psych201/scoring/hf.py",
     "psych201/cli/score_cmds.py",
 })
