@@ -61,7 +61,8 @@ def verify(
 
 def _repair(run_dir: Path, root: Any) -> Any:
     """``--repair`` of one directory: rebuild, rescore damaged parts, print, the check after."""
-    from psych201.results.verify import ScoreCommand, recorded_score_command, repair_run, verify_run
+    from psych201.results.repair import ScoreCommand, recorded_score_command, repair_run
+    from psych201.results.verify import verify_run
 
     command = recorded_score_command(run_dir) if run_dir.is_dir() else None
     rescorable = isinstance(command, ScoreCommand)
