@@ -19,7 +19,6 @@ NOT_YET_SPLIT: frozenset[str] = frozenset({
     "psych201/prompts/conditions.py",
     "psych201/plan.py",
     "psych201/scoring/align.py",
-    "psych201/scoring/models.py",
     "psych201/analysis/paper_mode.py",
     "psych201/analysis/bootstrap.py",
     "psych201/pipeline/play.py",

@@ -402,7 +402,7 @@ def check_model_name(model: str) -> None:
     id ``ORG/NAME`` and not in the registry. A hub id need not be downloaded to be planned."""
     from psych201.analysis.registry import load_registry
     from psych201.data.hub import is_repo_id
-    from psych201.scoring.models import BUILTIN_MODELS
+    from psych201.scoring.catalogue import BUILTIN_MODELS
 
     path = Path(model).expanduser()
     if path.is_file():

@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from psych201.lab.settings import LabError, TrainSettings
-from psych201.scoring.models import LoadedModel, cache_root, load_model, sha256_file
+from psych201.scoring.model_files import cache_root, sha256_file
+from psych201.scoring.models import LoadedModel, load_model
 
 CARD_FILE = "psych201-adapter.json"
 CARD_FORMAT = "psych201-adapter/1"

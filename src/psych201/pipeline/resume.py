@@ -35,7 +35,8 @@ def finished_run(config: ScoreConfig, keys: list[SessionKey]) -> FinishedRun | N
     runs, as before.
     """
     from psych201.results.manifest import MANIFEST_FILE, ResultsError, load_manifest
-    from psych201.scoring.models import ModelLoadError, model_folder
+    from psych201.scoring.model_files import ModelLoadError
+    from psych201.scoring.models import model_folder
 
     if not (config.out / MANIFEST_FILE).is_file():
         return None

@@ -29,7 +29,8 @@ from psych201.scoring.engines import (
     engine_names,
     make_scorer,
 )
-from psych201.scoring.models import LoadedModel, hub_revision
+from psych201.scoring.hub import hub_revision
+from psych201.scoring.models import LoadedModel
 from psych201.scoring.protocols import Scorer
 
 

@@ -38,7 +38,7 @@ from psych201.atomic import (  # the atomic writes of run directories (re-export
 from psych201.data.records import SessionKey
 from psych201.errors import UsageError
 from psych201.results.schema import ADDED_COLUMNS, RESPONSE_SCHEMA, ResponseScore, conform
-from psych201.scoring.models import sha256_file
+from psych201.scoring.model_files import sha256_file
 
 PARTS_DIR = "parts"
 RESPONSES_FILE = "responses.parquet"
