@@ -22,7 +22,6 @@ NOT_YET_SPLIT: frozenset[str] = frozenset({
     "psych201/analysis/paper_mode.py",
     "psych201/analysis/bootstrap.py",
     "psych201/pipeline/play.py",
-    "psych201/scoring/hf.py",
     "psych201/cli/score_cmds.py",
 })
 

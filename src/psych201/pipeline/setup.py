@@ -217,7 +217,7 @@ def _temperature_statement(spec: ScorerSpec) -> str:
         return "full softmax"
     import torch
 
-    from psych201.scoring.hf import temperatures_on
+    from psych201.scoring.hf_head import temperatures_on
 
     setting = spec.options.get("temperatures", "auto")
     on = temperatures_on(setting, torch.device(spec.device))
