@@ -21,7 +21,6 @@ NOT_YET_SPLIT: frozenset[str] = frozenset({
     "psych201/scoring/align.py",
     "psych201/analysis/paper_mode.py",
     "psych201/analysis/bootstrap.py",
-    "psych201/pipeline/play.py",
     "psych201/cli/score_cmds.py",
 })
 
