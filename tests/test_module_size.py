@@ -20,7 +20,6 @@ NOT_YET_SPLIT: frozenset[str] = frozenset({
     "psych201/plan.py",
     "psych201/scoring/align.py",
     "psych201/analysis/paper_mode.py",
-    "psych201/analysis/bootstrap.py",
     "psych201/cli/score_cmds.py",
 })
 
