@@ -33,13 +33,13 @@ bootstrap variance (n−1)/n too small). The p-value inverts the same interval e
 With few top-level units the expanded tail is out of the bootstrap's reach: a 95 % interval over
 2 studies asks for a tail mass of 1.7e-72 (3 studies: 6.8e-8, 5: 9.5e-4), far below one replicate
 in thousands, and the percentile interval would collapse to the extreme replicates while a t-based
-p-value beside it says "not significant". :func:`infer` therefore checks that the requested tail
-holds at least :data:`~.bootstrap_inference.MIN_TAIL_REPLICATES` replicates; where it does not, it says so and uses a
-t interval with the units' degrees of freedom instead — on the per-study values of a
-study-weighted statistic (the classical one-sample t over studies), else on the bootstrap
-standard error — and takes the p-value from that same t. Interval and p come from one procedure
-at any number of studies. Simulated coverage of the pair d's 95 % interval (studies differing,
-400 datasets each): see ``tests/test_analysis_intervals.py``.
+p-value beside it says "not significant". :func:`infer` (:mod:`.bootstrap_inference`) therefore
+checks that the requested tail holds at least ``MIN_TAIL_REPLICATES`` replicates; where it does
+not, it says so and uses a t interval with the units' degrees of freedom instead — on the
+per-study values of a study-weighted statistic (the classical one-sample t over studies), else on
+the bootstrap standard error — and takes the p-value from that same t. Interval and p come from
+one procedure at any number of studies. Simulated coverage of the pair d's 95 % interval
+(studies differing, 400 datasets each): see ``tests/test_analysis_intervals.py``.
 """
 
 from __future__ import annotations
