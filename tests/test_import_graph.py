@@ -14,8 +14,8 @@ The layers, lowest first; a module may import from its own layer or a lower one:
 3. ``scoring`` (engines and the scorer)
 4. ``results`` (run directories, manifests, response tables)
 5. ``pipeline`` and ``analysis``
-6. ``report``, ``lab``, ``study`` and ``plan`` (the planner reads scoring, pipeline and the
-   model registry of analysis, and study runs read it)
+6. ``report``, ``lab``, ``study``, ``plan`` and ``plan_cluster`` (the planner reads scoring,
+   pipeline and the model registry of analysis, and study runs read it)
 7. ``cli``
 8. the package's ``__init__`` (the public API: it re-exports from every layer)
 """
@@ -40,7 +40,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"scoring"}),
     frozenset({"results"}),
     frozenset({"pipeline", "analysis"}),
-    frozenset({"report", "lab", "study", "plan"}),
+    frozenset({"report", "lab", "study", "plan", "plan_cluster"}),
     frozenset({"cli"}),
     frozenset({""}),  # psych201/__init__.py
 )

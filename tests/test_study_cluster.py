@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from constant_setup import constant_setup
 from psych201.cli import app
 from psych201.pipeline import ScoreConfig, ScoringSetup
-from psych201.plan import GPU_KINDS, GpuPool, gpus_for, makespan
+from psych201.plan_cluster import GPU_KINDS, GpuPool, gpus_for, makespan
 from psych201.results import read_responses
 from psych201.study import StudyFileError, check_engines_installed, load_study, run_study
 from psych201.study.cells import expand, model_groups

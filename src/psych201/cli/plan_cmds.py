@@ -15,7 +15,8 @@ from psych201.cli.console import fail, out_console
 
 if TYPE_CHECKING:
     from psych201.data.split import Split
-    from psych201.plan import GpuPool, ModelPlan, TokenCount
+    from psych201.plan import ModelPlan, TokenCount
+    from psych201.plan_cluster import GpuPool
     from psych201.study import StudyFile
 
 #: What --split takes (psych201.data.split.Split).
@@ -55,14 +56,14 @@ def plan(
     """Tokens forwarded per study, forward FLOPs, peak memory and hours per model."""
     from psych201.analysis.registry import load_registry
     from psych201.pipeline import PipelineError, ScoreConfig
+    from psych201.plan import calibrate as measure
     from psych201.plan import (
-        GpuPool,
         check_model_name,
         plan_model,
         shipped_throughput,
         throughput_from_benchmark,
     )
-    from psych201.plan import calibrate as measure
+    from psych201.plan_cluster import GpuPool
     from psych201.prompts.conditions import ConditionUnavailableError
     from psych201.simulate.demo import demo_or
     from psych201.study import StudyFileError, expand, load_study, score_config
@@ -177,7 +178,7 @@ def _print_cluster(plans: list[ModelPlan], pool: GpuPool, study: StudyFile | Non
                    flops_per_s: float | None) -> dict[str, object]:
     """Per model group: GPUs (the study file's, else from peak memory), memory, hours; then the
     makespan of all groups on the pool (longest first)."""
-    from psych201.plan import PLANNED_MFU, cluster_plan
+    from psych201.plan_cluster import PLANNED_MFU, cluster_plan
 
     given = {m.id: m.gpus for m in study.models if m.gpus} if study is not None else {}
     try:

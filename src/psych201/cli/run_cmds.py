@@ -231,7 +231,7 @@ def _emit_slurm(study_file: Path, study: StudyFile, every: list[Cell],
                 *, tasks: int | None, gpu: str, time: str, partition: str | None,
                 limit: int | None, out: Path | None) -> None:
     from psych201.analysis.registry import load_registry
-    from psych201.plan import GPU_KINDS
+    from psych201.plan_cluster import GPU_KINDS
     from psych201.study.cells import model_groups
     from psych201.study.share import group_gpus, shares
     from psych201.study.slurm import SlurmOptions, slurm_script
