@@ -342,7 +342,8 @@ def test_report_paper_mode_on_a_parquet_table(tmp_path: Path) -> None:
 
 
 def test_default_figures_say_where_they_differ_from_the_paper(table: pd.DataFrame) -> None:
-    from psych201.analysis.paper_mode import figure_note, paper_summary, paper_tables
+    from psych201.analysis.paper_mode import figure_note, paper_tables
+    from psych201.analysis.paper_summary import paper_summary
     from psych201.analysis.plugin import AnalysisOptions
     from psych201.analysis.summary import summarize
     from psych201.analysis.tables import results_from_frame

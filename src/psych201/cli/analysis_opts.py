@@ -233,7 +233,7 @@ def _paper_tables(loaded: Any, registry: Any, condition: str | None) -> Any:
         raise fail(str(exc)) from exc
 
 def _paper_summary(summary: Any, loaded: Any, registry: Any, tables: Any) -> Any:
-    from psych201.analysis.paper_mode import paper_summary
+    from psych201.analysis.paper_summary import paper_summary
 
     return paper_summary(summary, loaded.responses, registry, tables)
 

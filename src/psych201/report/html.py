@@ -20,12 +20,8 @@ import pandas as pd
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup, escape
 
-from psych201.analysis.paper_mode import (
-    DEFAULT_DIFFERS,
-    PaperTables,
-    figure_note,
-    paper_summary,
-)
+from psych201.analysis.paper_mode import DEFAULT_DIFFERS, PaperTables, figure_note
+from psych201.analysis.paper_summary import paper_summary
 from psych201.analysis.plugin import Section, SectionTable
 from psych201.analysis.registry import ModelRegistry
 from psych201.analysis.summary import Summary
