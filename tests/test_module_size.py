@@ -14,7 +14,6 @@ MAX_LINES = 400
 NOT_YET_SPLIT: frozenset[str] = frozenset({
     "psych201/analysis/an_diagnostics.py",
     "psych201/prompts/conditions.py",
-    "psych201/cli/score_cmds.py",
 })
 
 

@@ -18,7 +18,7 @@ from rich.table import Table
 
 from psych201.bounds import low_high
 from psych201.cli.console import fail, out_console
-from psych201.cli.score_cmds import RichProgress
+from psych201.cli.score_progress import RichProgress
 from psych201.errors import EXIT_FAILED_SESSIONS, UsageError
 
 if TYPE_CHECKING:
