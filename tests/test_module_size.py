@@ -12,7 +12,6 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 MAX_LINES = 400
 
 NOT_YET_SPLIT: frozenset[str] = frozenset({
-    "psych201/analysis/an_diagnostics.py",
     "psych201/prompts/conditions.py",
 })
 
