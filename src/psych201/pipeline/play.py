@@ -34,6 +34,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from psych201.atomic import write_text_atomic
 from psych201.errors import UsageError
 from psych201.pipeline.players import (
     MODES,
@@ -42,7 +43,7 @@ from psych201.pipeline.players import (
     LanguageModelPlayers,
     LoadedModelPlayers,
 )
-from psych201.results.writer import write_parquet_atomic, write_text_atomic
+from psych201.results.writer import write_parquet_atomic
 from psych201.simulate import KINDS, TASKS, CognitivePlayers, play_study, to_jsonl
 from psych201.simulate.play import ChoiceRow, Players
 from psych201.strict_json import dumps

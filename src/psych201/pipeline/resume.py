@@ -34,7 +34,8 @@ def finished_run(config: ScoreConfig, keys: list[SessionKey]) -> FinishedRun | N
     selected session. Anything uncertain returns None: the model is loaded and the full check
     runs, as before.
     """
-    from psych201.results.manifest import MANIFEST_FILE, ResultsError, load_manifest
+    from psych201.results.manifest import MANIFEST_FILE, load_manifest
+    from psych201.results.writer import ResultsError
     from psych201.scoring.model_files import ModelLoadError
     from psych201.scoring.models import model_folder
 

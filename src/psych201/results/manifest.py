@@ -19,6 +19,7 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
+from psych201.atomic import write_text_atomic
 from psych201.results.lock import LOCK_FILE
 from psych201.results.schema import RunSpec
 from psych201.results.shards import Shard
@@ -32,7 +33,6 @@ from psych201.results.writer import (
     is_temporary,
     part_paths,
     table_record,
-    write_text_atomic,
 )
 
 MANIFEST_FILE = "manifest.json"

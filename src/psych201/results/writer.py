@@ -28,7 +28,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from psych201.atomic import (  # the atomic writes of run directories (re-exported)
+from psych201.atomic import (
     TMP_MARK,
     fsync_dir,
     write_atomic,
