@@ -30,7 +30,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from psych201.pipeline.play import EngineOptions, LanguageModelPlayers
+from psych201.pipeline.players import EngineOptions, LanguageModelPlayers
 from psych201.scoring.engines import ScorerSpec, build_scorer
 from psych201.scoring.hf_options import CachedOptionScorer
 from psych201.simulate import play_study

@@ -11,6 +11,13 @@ from lanes import mark_lanes
 from paths import DATA, require_data
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--regen-golden", action="store_true",
+        help="rewrite tests/golden/ from this tree's output (test_golden_compare.py), on purpose",
+    )
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",

@@ -209,9 +209,8 @@ def test_a_training_participant_is_scored_without_their_own_choice() -> None:
 
 def test_the_population_section_states_in_sample_and_unpooled_studies() -> None:
     from psych201.analysis.an_population import PopulationBaseline as Section
-    from psych201.analysis.plugin import AnalysisContext
+    from psych201.analysis.plugin import AnalysisContext, AnalysisOptions
     from psych201.analysis.registry import ModelRegistry
-    from psych201.analysis.summary import AnalysisOptions
     from psych201.analysis.tables import Results
 
     pooled = _choices("a", "t", ["<1>"] * 8 + ["<2>"] * 2)

@@ -12,12 +12,11 @@ from matplotlib.figure import Figure
 
 from psych201.analysis import an_calibration as cal
 from psych201.analysis.effects import MEAN_DIFF, PAPER_D_SAMPLE, compare_pair
-from psych201.analysis.plugin import AnalysisContext, Section
+from psych201.analysis.plugin import AnalysisContext, AnalysisOptions, Section
 from psych201.analysis.registry import ModelPair, ModelRegistry
 from psych201.analysis.sections import ANALYSES
-from psych201.analysis.summary import AnalysisOptions
 from psych201.analysis.tables import results_from_frame, select
-from psych201.results.schema import TEMPERATURE_GRID
+from psych201.scoring.engine import TEMPERATURE_GRID
 
 GRID = np.asarray(TEMPERATURE_GRID)
 ONE = TEMPERATURE_GRID.index(1.0)

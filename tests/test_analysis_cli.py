@@ -58,16 +58,17 @@ def test_compare_leaderboard_matches_direct_computation(runs: dict[str, Path]) -
         assert board.loc[name, "ci_low"] < board.loc[name, "score"] < board.loc[name, "ci_high"]
         assert board.loc[name, "n_studies"] == 6
     # the registry pair among the inputs is analysed automatically
-    pairs = pd.DataFrame(result["pairs"])
+    post_training = result["sections"]["post-training"]["tables"]
+    pairs = pd.DataFrame(post_training["pairs"])
     assert list(pairs["post"]) == ["Qwen/Qwen3-0.6B"]
     frame = pd.concat([pd.read_parquet(p) for p in runs.values()])
     expected = paper.pair_d(frame, "Qwen/Qwen3-0.6B", "Qwen/Qwen3-0.6B-Base",
                             condition="raw").d
     assert pairs.loc[0, "d"] == pytest.approx(expected, rel=1e-12)
-    (reasoning,) = result["type_d"]
+    (reasoning,) = post_training["type_d"]
     assert reasoning["ci_low"] < reasoning["d"] < reasoning["ci_high"]
     assert reasoning["n_pairs"] == 1 and reasoning["n_studies"] == 6
-    assert result["generations"][0]["family"] == "Qwen3"
+    assert result["sections"]["generations"]["tables"]["generations"][0]["family"] == "Qwen3"
 
 
 def test_compare_a_named_pair_reports_all_effect_sizes(runs: dict[str, Path]) -> None:

@@ -17,9 +17,8 @@ from psych201.analysis.an_diagnostics import (
     participant_differences,
 )
 from psych201.analysis.offered import MAX_SLOPE, fit_slopes
-from psych201.analysis.plugin import AnalysisContext
+from psych201.analysis.plugin import AnalysisContext, AnalysisOptions
 from psych201.analysis.registry import ModelPair, ModelRegistry
-from psych201.analysis.summary import AnalysisOptions
 from psych201.analysis.tables import Results
 
 PAIR = ModelPair("post", "base", "instruct")

@@ -12,7 +12,7 @@ import pytest
 
 from cli_helpers import cli_output
 from psych201.analysis.an_items import ANALYSIS, item_fit
-from psych201.analysis.an_population_fit import SharedTrials
+from psych201.analysis.population_fit import SharedTrials
 from psych201.analysis.sections import ANALYSES
 
 

@@ -13,8 +13,9 @@ import pytest
 from statsmodels.stats.multitest import multipletests
 
 from psych201.analysis.an_meta import fit_meta
+from psych201.analysis.plugin import AnalysisOptions
 from psych201.analysis.registry import load_registry
-from psych201.analysis.summary import AnalysisOptions, summarize
+from psych201.analysis.summary import summarize
 from psych201.analysis.synthetic import (
     SyntheticDesign,
     default_models,

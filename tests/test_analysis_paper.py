@@ -257,14 +257,15 @@ def test_extra_pairs_come_first_and_use_table_names(table: pd.DataFrame) -> None
 
 def test_paired_persona_benefit_recovers_the_planted_effect() -> None:
     """Own persona vs none and vs a shuffled persona, per study in nats with paired intervals."""
-    from psych201.analysis.summary import AnalysisOptions, summarize
+    from psych201.analysis.plugin import AnalysisOptions
+    from psych201.analysis.summary import summarize
     from psych201.analysis.tables import results_from_frame
 
     design = SyntheticDesign(n_participants=30, n_responses=20, seed=4, persona_effect=0.3)
     frame = synthetic_responses([REGISTRY["gemma-3-270m"]], design=design,
                                 conditions=("raw", "no-persona", "persona", "persona-shuffled"))
     summary = summarize(results_from_frame(frame), REGISTRY, AnalysisOptions(n_boot=400))
-    persona = summary.persona
+    persona = summary.section_data("persona", "result")
     assert persona is not None
     paired, overall = persona.paired, persona.per_model.set_index("comparison")
     assert set(paired["comparison"]) == set(overall.index)
@@ -291,7 +292,8 @@ def test_paired_persona_benefit_recovers_the_planted_effect() -> None:
 
 def test_group_interval_averages_every_pair_of_one_post_trained_model() -> None:
     """One post-trained model paired with two bases: the group uses both pairs' replicates."""
-    from psych201.analysis.summary import AnalysisOptions, _group_intervals, _pair_rows
+    from psych201.analysis.plugin import AnalysisOptions
+    from psych201.analysis.summary import _group_intervals, _pair_rows
 
     post, bases = "Qwen/Qwen2.5-7B-Instruct", ("Qwen/Qwen2.5-7B", "Qwen/Qwen2.5-Coder-7B")
     design = SyntheticDesign(n_participants=12, n_responses=10, seed=3)

@@ -303,7 +303,8 @@ def test_share_of_positive_pairs_respects_that_pairs_share_their_data() -> None:
     """
     from scipy import stats as sps
 
-    from psych201.analysis.summary import PAIR_SHARE, AnalysisOptions, summarize
+    from psych201.analysis.plugin import AnalysisOptions
+    from psych201.analysis.summary import PAIR_SHARE, summarize
     from psych201.analysis.tables import results_from_frame
 
     design = SyntheticDesign(studies={"dezfouli2019": 2, "frey2017lotteries": 2},
@@ -312,9 +313,9 @@ def test_share_of_positive_pairs_respects_that_pairs_share_their_data() -> None:
     frame = synthetic_responses(models, design=design, conditions=("raw",))
     summary = summarize(results_from_frame(frame), REGISTRY,
                         AnalysisOptions(n_boot=400, detail_pairs=0))
-    effect = summary.pair_sign_test
+    effect = summary.section_data("post-training", "sign_test")
     assert effect is not None and effect.name == PAIR_SHARE
-    d = summary.pairs["d"]
+    d = summary.section_data("post-training", "pairs")["d"]
     assert effect.estimate == pytest.approx(float((d > 0).mean()))
     positive = int((d > 0).sum())
     assert sps.binomtest(positive, len(d), 0.5).pvalue < 0.01  # what the sign test reported
@@ -341,8 +342,10 @@ def test_report_paper_mode_on_a_parquet_table(tmp_path: Path) -> None:
 
 
 def test_default_figures_say_where_they_differ_from_the_paper(table: pd.DataFrame) -> None:
-    from psych201.analysis.paper_mode import figure_note, paper_summary, paper_tables
-    from psych201.analysis.summary import AnalysisOptions, summarize
+    from psych201.analysis.paper_mode import figure_note, paper_tables
+    from psych201.analysis.paper_summary import paper_summary
+    from psych201.analysis.plugin import AnalysisOptions
+    from psych201.analysis.summary import summarize
     from psych201.analysis.tables import results_from_frame
 
     for name in ("fig2_size", "fig3a_generations", "fig4_domains", "fig5_persona",
@@ -355,13 +358,15 @@ def test_default_figures_say_where_they_differ_from_the_paper(table: pd.DataFram
                                                            allow_missing=True))
     tables = paper_tables(results.responses, REGISTRY)
     drawn = paper_summary(summary, results.responses, REGISTRY, tables)
-    assert drawn.domains is not None and summary.domains is not None
+    ours, theirs = (s.section_data("domains", "matrix") for s in (summary, drawn))
+    assert ours is not None and theirs is not None
     # the default heatmap shows every pair; the paper's only the authors' 25 (here 4)
-    assert len(summary.domains) - 1 > len(drawn.domains) - 1 == 4
-    assert abs(drawn.domains.loc["Average"].dropna().sort_index()
+    assert len(ours) - 1 > len(theirs) - 1 == 4
+    assert abs(theirs.loc["Average"].dropna().sort_index()
                - tables.tables["domain_means"].set_index("domain")["d"].sort_index()).max() < TOL
-    assert drawn.persona is not None
-    assert set(drawn.persona.per_study["model"]) == set(PERSONA)
+    persona = drawn.section_data("persona", "result")
+    assert persona is not None
+    assert set(persona.per_study["model"]) == set(PERSONA)
 
 
 # -- chat-template control in paper mode (prompts/chat.py) ----------------------------------------

@@ -17,9 +17,9 @@ import pytest
 from typer.testing import CliRunner
 
 from psych201.analysis import sections
-from psych201.analysis.plugin import Analysis
+from psych201.analysis.plugin import Analysis, AnalysisOptions
 from psych201.analysis.registry import load_registry
-from psych201.analysis.summary import AnalysisOptions, summarize
+from psych201.analysis.summary import summarize
 from psych201.analysis.synthetic import STUDIES, SyntheticDesign, synthetic_responses
 from psych201.analysis.tables import results_from_frame
 from psych201.cli import app
@@ -173,8 +173,7 @@ def test_report_and_json_list_the_same_sections(tmp_path: Path) -> None:
     assert anchors == list(payload["sections"])
     assert {"readable", "post-training", "generations", "scaling", "accuracy", "chat-template",
             "persona", "baselines"} <= set(anchors)
-    # the old top-level keys stay, and agree with the sections
-    shown = payload["sections"]["post-training"]["tables"]["pairs"]
-    assert [{k: v for k, v in r.items() if k != "d_shown"} for r in shown] == payload["pairs"]
-    assert payload["readable"] == payload["sections"]["readable"]["tables"]["readable"]
-    assert "population" in payload
+    # version 2: the sections only, no flat copies of their tables beside them
+    assert payload["schema_version"] == 2
+    assert set(payload) == {"schema_version", "condition", "studies", "options", "leaderboard",
+                            "notes", "sections"}

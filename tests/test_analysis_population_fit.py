@@ -10,21 +10,16 @@ import pytest
 from scipy.stats import wasserstein_distance
 
 from paths import DATA, needs_data
-from psych201.analysis.an_population_fit import (
-    ABOVE,
-    AT,
-    BELOW,
-    EXTRAS_KEY,
-    PopulationFit,
+from psych201.analysis.an_population_fit import ABOVE, AT, BELOW, EXTRAS_KEY, PopulationFit
+from psych201.analysis.baselines import letters_only, trial_responses
+from psych201.analysis.plugin import AnalysisContext, AnalysisOptions
+from psych201.analysis.population_fit import (
     SharedTrials,
     _divergences,
     population_fit,
     shared_trials,
 )
-from psych201.analysis.baselines import letters_only, trial_responses
-from psych201.analysis.plugin import AnalysisContext
 from psych201.analysis.registry import ModelRegistry
-from psych201.analysis.summary import AnalysisOptions
 from psych201.analysis.tables import Results
 from psych201.data.readers import discover_studies
 from psych201.data.records import ResponseSpan, Session
@@ -344,7 +339,7 @@ def test_data_baselines_puts_the_trial_table_into_the_extras(tmp_path: Path) -> 
 
 
 def test_bootstrap_blocks_give_the_same_numbers(monkeypatch: pytest.MonkeyPatch) -> None:
-    import psych201.analysis.an_population_fit as pf
+    import psych201.analysis.population_fit as pf
 
     table, trials = _shared_study(n_participants=10, n_trials=5)
     data, _ = shared_trials(table[table["model"] == "T3"], trials)

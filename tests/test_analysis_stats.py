@@ -195,6 +195,21 @@ def test_mixed_model_recovers_the_mean_paired_difference(pair_table: pd.DataFram
     assert participant.ci_low < truth < participant.ci_high
 
 
+def test_one_participant_per_study_is_a_named_mixed_model_gap_not_a_crash() -> None:
+    """Each study's single participant mean is its study effect: the participant-level model
+    is singular (statsmodels raised LinAlgError, ``compare --pair`` exited 70). The estimate
+    stays the plain mean, the interval and p are missing and the method says why."""
+    rng = np.random.default_rng(5)
+    diffs = pd.DataFrame([{"study": f"s{k}", "experiment": "e", "participant": "p",
+                           "diff": 0.2 + rng.normal(0, 0.5)}
+                          for k in range(3) for _ in range(20)])
+    effect = mixed_model_effect(diffs, level="participant")
+    means = diffs.groupby("study")["diff"].mean()
+    assert effect.estimate == pytest.approx(means.mean())
+    assert math.isnan(effect.ci_low) and math.isnan(effect.p_value)
+    assert "cannot be fitted" in effect.method and effect.n_participants == 3
+
+
 def test_compare_pair_reports_every_effect_with_interval_and_n(pair_table: pd.DataFrame) -> None:
     result = compare_pair(pair_table, "Qwen/Qwen3-1.7B", "Qwen/Qwen3-1.7B-Base",
                           condition="raw", n_boot=300)

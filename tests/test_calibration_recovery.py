@@ -22,7 +22,7 @@ import pytest
 from cli_helpers import cli_output
 from psych201.analysis import an_calibration as cal
 from psych201.analysis.calibration_fit import edge, temperature_label
-from psych201.results.schema import TEMPERATURE_GRID
+from psych201.scoring.engine import TEMPERATURE_GRID
 
 INSIDE = (0.2, 0.25, 0.5, 1.0, 2.0, 4.0, 5.0)
 OUTSIDE = (0.1, 10.0)

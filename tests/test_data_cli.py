@@ -58,4 +58,4 @@ def test_build_writes_a_loadable_dataset(dataset: Path, tmp_path: Path) -> None:
     assert "427 sessions from 2 studies, 42 in the test split (seed 3)" in result.output
     frame = pd.read_parquet(out)
     assert len(frame) == 427 and frame["in_eval"].sum() == 42
-    assert not list(out.parent.glob(".*tmp"))  # the temporary file was renamed away
+    assert not list(out.parent.glob("*.tmp-*"))  # the temporary file was renamed away

@@ -261,7 +261,8 @@ def test_score_hf_folder_gives_the_study_folders_table(
     compared = CliRunner().invoke(app, ["compare", str(tmp_path / "hub"), "--data",
                                         f"hf:{hub_folder}", "--json", str(out)])
     assert compared.exit_code == 0, compared.output
-    assert json.loads(out.read_text())["population"], "no population baseline from hf: data"
+    population = json.loads(out.read_text())["sections"]["population"]["tables"]["population"]
+    assert population, "no population baseline from hf: data"
 
 
 def test_data_commands_accept_hf_sources(hub_folder: Path, tmp_path: Path) -> None:

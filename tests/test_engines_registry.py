@@ -19,8 +19,8 @@ from typer.testing import CliRunner
 from psych201.cli import app
 from psych201.pipeline import ScoreConfig, ScoringSetup, score_run
 from psych201.results import RESPONSE_SCHEMA, read_manifest, read_responses
-from psych201.results.schema import TEMPERATURE_GRID, ResponseScore
-from psych201.scoring.engine import EngineInfo
+from psych201.results.schema import ResponseScore
+from psych201.scoring.engine import TEMPERATURE_GRID, EngineInfo
 from psych201.scoring.engines import engine_names
 
 runner = CliRunner()

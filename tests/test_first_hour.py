@@ -216,7 +216,7 @@ def test_shrinking_or_another_seed_or_engine_is_still_refused(tmp_path: Path) ->
 # -- row 6: the output check comes before any conversion (the conversion lock is main's c856b04)
 def test_another_models_run_is_refused_before_any_conversion(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from psych201.scoring import models
+    from psych201.scoring import gguf_conversion
 
     tokenizer = byte_bpe_tokenizer()
     tiny = save_tiny(tiny_llama(tokenizer), tokenizer, tmp_path / "tiny-llama")
@@ -226,7 +226,8 @@ def test_another_models_run_is_refused_before_any_conversion(
                               "-q")
     assert code == 0, output
     conversions: list[str] = []
-    monkeypatch.setattr(models, "_convert_gguf", lambda gguf, dest: conversions.append(str(gguf)))
+    monkeypatch.setattr(gguf_conversion, "_convert_gguf",
+                        lambda gguf, dest: conversions.append(str(gguf)))
     monkeypatch.setenv("PSYCH201_CACHE", str(tmp_path / "cache"))  # nothing converted yet
     code, output = cli_output("score", "--data", "demo", "--model", "gemma-3-270m", "--split",
                               "all", "--limit", "1", "--studies", "simulated_risky", "--out",

@@ -27,7 +27,8 @@ from hypothesis import strategies as st
 
 from cli_helpers import invoke
 from psych201.results.manifest import load_manifest
-from psych201.results.verify import recorded_score_command, verify_run
+from psych201.results.repair import recorded_score_command
+from psych201.results.verify import verify_run
 from psych201.results.writer import PARTS_DIR, RESPONSES_FILE, part_paths, record_path
 
 #: One example per file kind at least; more under the slow mark (PSYCH201_BYTE_EDITS).

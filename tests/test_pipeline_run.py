@@ -39,9 +39,10 @@ from psych201.pipeline import (
 )
 from psych201.prompts.records import Prompt
 from psych201.results import RESPONSE_SCHEMA, RunSpec, read_manifest, read_responses
-from psych201.results.schema import ADDED_COLUMNS, TEMPERATURE_GRID
+from psych201.results.schema import ADDED_COLUMNS
 from psych201.results.verify import verify_run
 from psych201.results.writer import part_paths, part_sessions, table_record
+from psych201.scoring.engine import TEMPERATURE_GRID
 
 # Short sessions (about 1k tokens each): a discrete-choice study and a free-text one whose
 # responses are ten comma-separated words.

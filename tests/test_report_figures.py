@@ -9,8 +9,9 @@ import pytest
 from matplotlib.image import imread
 from typer.testing import CliRunner
 
+from psych201.analysis.plugin import AnalysisOptions
 from psych201.analysis.registry import load_registry
-from psych201.analysis.summary import AnalysisOptions, Summary, summarize
+from psych201.analysis.summary import Summary, summarize
 from psych201.analysis.synthetic import STUDIES, SyntheticDesign, synthetic_responses
 from psych201.analysis.tables import results_from_frame
 from psych201.cli import app
@@ -23,21 +24,20 @@ MODELS = ("Qwen/Qwen3-0.6B-Base", "Qwen/Qwen3-0.6B", "Qwen/Qwen3-1.7B-Base", "Qw
           "Qwen/Qwen2-0.5B", "Qwen/Qwen2-0.5B-Instruct")
 
 
-def _summary(models: tuple[str, ...], conditions: tuple[str, ...]) -> tuple[Summary, dict]:
+def _summary(models: tuple[str, ...], conditions: tuple[str, ...]) -> Summary:
     design = SyntheticDesign(studies={s: STUDIES[s] for s in list(STUDIES)[:8]},
                              n_participants=4, n_responses=8, seed=2)
     frame = synthetic_responses([REGISTRY[m] for m in models], design=design,
                                 conditions=conditions)
     results = results_from_frame(frame)
-    is_base = {m: REGISTRY[m].is_base for m in models}
-    return summarize(results, REGISTRY, AnalysisOptions(n_boot=200, detail_pairs=1)), is_base
+    return summarize(results, REGISTRY, AnalysisOptions(n_boot=200, detail_pairs=1))
 
 
 @pytest.fixture(scope="module")
 def figures() -> dict:
-    summary, is_base = _summary(MODELS, ("raw", "discrete", "chat-template", "persona",
+    summary = _summary(MODELS, ("raw", "discrete", "chat-template", "persona",
                                          "persona-shuffled"))
-    return render_figures(summary, is_base)
+    return render_figures(summary)
 
 
 def _labels(ax: object) -> list[str]:
@@ -68,10 +68,10 @@ def test_every_figure_is_drawn_from_its_analysis(figures: dict) -> None:
 
 def test_figures_are_written_as_png_and_pdf_reproducibly(tmp_path: Path) -> None:
     """Drawing and saving again from the same data gives the same bytes (no timestamps)."""
-    summary, is_base = _summary(MODELS[:4], ("raw",))
+    summary = _summary(MODELS[:4], ("raw",))
     written = []
     for run in ("a", "b"):
-        figures = render_figures(summary, is_base)
+        figures = render_figures(summary)
         written.append(save_figures({k: figures[k] for k in ("forest_1", "fig2_size")},
                                     tmp_path / run))
     first, second = written
@@ -83,8 +83,8 @@ def test_figures_are_written_as_png_and_pdf_reproducibly(tmp_path: Path) -> None
 
 
 def test_figures_without_data_are_left_out() -> None:
-    summary, is_base = _summary(("Qwen/Qwen3-0.6B-Base", "allenai/Olmo-3-1025-7B"), ("raw",))
-    figures = render_figures(summary, is_base)
+    summary = _summary(("Qwen/Qwen3-0.6B-Base", "allenai/Olmo-3-1025-7B"), ("raw",))
+    figures = render_figures(summary)
     assert "fig4_domains" not in figures and "forest_1" not in figures
     assert "fig5_persona" not in figures and "fig_chat_template" not in figures
     assert any("no base/post-trained pair" in note for note in summary.notes)

@@ -17,8 +17,9 @@ from matplotlib.text import Text
 
 from cli_helpers import cli_output as _invoke
 from paths import DATA, needs_data
+from psych201.analysis.plugin import AnalysisOptions
 from psych201.analysis.registry import load_registry
-from psych201.analysis.summary import AnalysisOptions, summarize
+from psych201.analysis.summary import summarize
 from psych201.analysis.synthetic import STUDIES, SyntheticDesign, synthetic_responses
 from psych201.analysis.tables import results_from_frame
 from psych201.report.figures import render_figures, save_figures
@@ -225,8 +226,8 @@ def test_eta_counts_only_cells_that_worked() -> None:
 def test_single_study_pair_d_agrees_with_the_detail_table() -> None:
     results = results_from_frame(_frame(n_studies=1))
     summary = summarize(results, REGISTRY, AnalysisOptions(n_boot=100, detail_pairs=1))
-    (row,) = summary.pairs.to_dict(orient="records")
-    detail = summary.pair_details[0].per_study
+    (row,) = summary.section_data("post-training", "pairs").to_dict(orient="records")
+    detail = summary.section_data("post-training", "details")[0].per_study
     assert row["n_studies"] == 1 and row["d"] != row["d"]  # the paper's rule: undefined
     assert row["d_one_study"] == pytest.approx(float(detail["d_sample"].iloc[0]))
     html = build_report(summary, results, REGISTRY)
@@ -239,7 +240,7 @@ def test_accuracy_caption_names_what_was_scored() -> None:
     from psych201.report.figures import caption
 
     raw = summarize(results_from_frame(_frame()), REGISTRY, AnalysisOptions(n_boot=100))
-    assert raw.accuracy_points is not None
+    assert raw.section_data("accuracy", "points") is not None
     assert "Top-1 accuracy on condition raw" in caption("fig_accuracy", raw)
     discrete = summarize(results_from_frame(_frame(conditions=("raw", "discrete"))), REGISTRY,
                          AnalysisOptions(n_boot=100))
@@ -271,7 +272,7 @@ def test_demo_report_has_the_oracle_column(tmp_path: Path) -> None:
 def test_readable_numbers_in_report_and_compare(tmp_path: Path) -> None:
     import math
 
-    from psych201.report.readable import PSEUDO_R2_TEXT, readable_numbers
+    from psych201.analysis.readable import PSEUDO_R2_TEXT, READABLE_TEXT, readable_numbers
 
     frame = _frame(n_studies=5)
     free_text = sorted(frame["study"].unique())[0]
@@ -297,16 +298,17 @@ def test_readable_numbers_in_report_and_compare(tmp_path: Path) -> None:
     from psych201.report.html import probability_text
 
     assert f">{probability_text(got['p_response'])}<" in html and free_text in html
-    assert PSEUDO_R2_TEXT in html or summary.pseudo_r2 is None
+    assert PSEUDO_R2_TEXT in html or summary.section_data("baselines", "table") is None
 
     path = tmp_path / "scores.parquet"
     frame.to_parquet(path)
     code, out = _invoke("compare", str(path), "--n-boot", "100", "--format", "json")
     assert code == 0, out
-    readable = {r["model"]: r for r in json.loads(out)["readable"]}
+    section = json.loads(out)["sections"]["readable"]
+    readable = {r["model"]: r for r in section["tables"]["readable"]}
     assert readable[model]["dominant"] == free_text
     assert readable[model]["p_response"] == pytest.approx(got["p_response"])
-    assert "pseudo_r2_text" in json.loads(out)
+    assert section["text"] == READABLE_TEXT
     code, out = _invoke("compare", str(path), "--n-boot", "100")
     assert code == 0 and "Readable numbers" in out and "NLL/token" in out
 

@@ -28,8 +28,9 @@ from typer.testing import CliRunner
 
 from cli_helpers import cli_output as _cli
 from paths import DATA, needs_data
+from psych201.analysis.plugin import AnalysisOptions
 from psych201.analysis.registry import load_registry
-from psych201.analysis.summary import AnalysisOptions, summarize
+from psych201.analysis.summary import summarize
 from psych201.analysis.synthetic import STUDIES, SyntheticDesign, synthetic_responses
 from psych201.analysis.tables import results_from_frame
 from psych201.cli import app
@@ -191,7 +192,8 @@ def test_compare_on_real_score_tables(real_runs: dict[str, Path]) -> None:
     assert code == 0, out
     result = json.loads(out)
     assert result["condition"] == "raw" and result["studies"] == sorted(STUDIES_REAL)
-    (pair,) = result["pairs"]  # found through the user's registry file
+    # found through the user's registry file
+    (pair,) = result["sections"]["post-training"]["tables"]["pairs"]
     assert (pair["post"], pair["base"]) == ("tiny-chat", "tiny-base")
     tables = {p: pd.read_parquet(Path(p) / "responses.parquet") for p in raw}
     base, chat = tables[raw[0]], tables[raw[1]]

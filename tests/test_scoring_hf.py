@@ -15,7 +15,8 @@ from psych201.data.variants import paper_variant
 from psych201.prompts.records import Prompt
 from psych201.scoring.engine import Engine, ScoringRequest
 from psych201.scoring.engine_util import EngineError
-from psych201.scoring.hf import HFEngine, _pack
+from psych201.scoring.hf import HFEngine
+from psych201.scoring.hf_batches import padded_batches
 from psych201.scoring.scorer import SessionScorer
 from tiny_models import byte_bpe_tokenizer, tiny_gemma3, tiny_llama
 
@@ -98,12 +99,12 @@ def test_requests_are_checked() -> None:
 def test_packing_respects_the_budget() -> None:
     lengths = [100, 90, 50, 10, 10, 300]
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    batches = _pack(order, lengths, 200)
+    batches = padded_batches(order, lengths, 200)
     assert sorted(itertools.chain(*batches)) == list(range(6))
     for batch in batches:
         assert len(batch) == 1 or len(batch) * max(lengths[i] for i in batch) <= 200
     # With a padding cap, 50 does not join 90 (44% padding) but 90 joins 100.
-    assert _pack(order, lengths, 1_000, max_padding=0.25) == [[5], [0, 1], [2], [3, 4]]
+    assert padded_batches(order, lengths, 1_000, max_padding=0.25) == [[5], [0, 1], [2], [3, 4]]
 
 
 def test_out_of_memory_backs_off_by_splitting(monkeypatch: pytest.MonkeyPatch) -> None:

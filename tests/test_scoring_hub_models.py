@@ -12,7 +12,8 @@ import pytest
 
 from cli_helpers import invoke
 from paths import DATA, needs_data
-from psych201.scoring.models import ModelLoadError, load_model, model_folder
+from psych201.scoring.model_files import ModelLoadError
+from psych201.scoring.models import load_model, model_folder
 
 STUDY = "franke2024bayesian"
 REPO = "psych201-test/tiny-llama"

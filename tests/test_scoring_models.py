@@ -12,15 +12,10 @@ import torch
 
 from psych201.data.markers import parse_responses
 from psych201.prompts.records import Prompt
-from psych201.scoring import models
+from psych201.scoring import gguf_conversion
 from psych201.scoring.hf import HFEngine
-from psych201.scoring.models import (
-    DEFAULT_MODEL,
-    ModelLoadError,
-    cache_root,
-    load_model,
-    model_folder,
-)
+from psych201.scoring.model_files import ModelLoadError, cache_root, sha256_file
+from psych201.scoring.models import DEFAULT_MODEL, load_model, model_folder
 from psych201.scoring.scorer import SessionScorer
 from tiny_models import byte_bpe_tokenizer, tiny_llama
 
@@ -70,14 +65,14 @@ def test_gguf_is_converted_once_and_keyed_by_hash(
         for f in tiny_dir.iterdir():
             (out / f.name).write_bytes(f.read_bytes())
 
-    monkeypatch.setattr(models, "_convert_gguf", fake_convert)
+    monkeypatch.setattr(gguf_conversion, "_convert_gguf", fake_convert)
     gguf = tmp_path / "my-model.gguf"
     gguf.write_bytes(b"GGUF v1")
     cache = tmp_path / "cache"
     first = load_model(str(gguf), cache_dir=cache)
     again = load_model(str(gguf), cache_dir=cache)
     assert len(converted) == 1
-    assert first.file_sha256 == again.file_sha256 == models.sha256_file(gguf)
+    assert first.file_sha256 == again.file_sha256 == sha256_file(gguf)
     assert first.model_id == "my-model"
     entry = cache / "models" / f"my-model-{first.file_sha256[:16]}"
     assert json.loads((entry / "psych201-source.json").read_text())["sha256"] == first.file_sha256

@@ -19,8 +19,9 @@ import torch
 
 from paths import DATA, needs_data
 from psych201.analysis import paper
+from psych201.analysis.plugin import AnalysisOptions
 from psych201.analysis.registry import load_registry
-from psych201.analysis.summary import AnalysisOptions, summarize
+from psych201.analysis.summary import summarize
 from psych201.analysis.synthetic import SyntheticDesign, synthetic_responses
 from psych201.analysis.tables import results_from_frame, validate_responses
 from psych201.data.readers import iter_sessions
@@ -221,7 +222,7 @@ def test_accuracy_among_offered_options_in_the_analysis() -> None:
     known = frame.loc[frame["condition"] == "discrete", "n_offered"].dropna().astype(float)
     assert (1 / known.max()) <= per_model["chance"].iloc[0] <= 1 / known.min()
     summary = summarize(results_from_frame(frame), registry, AnalysisOptions(n_boot=200))
-    points = summary.accuracy_points
+    points = summary.section_data("accuracy", "points")
     assert points is not None and points["condition"].iloc[0] == "discrete"
     row = points.iloc[0]
     # The offered accuracy is the mean of offered_correct per study, then over studies.

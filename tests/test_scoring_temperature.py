@@ -19,10 +19,10 @@ from psych201.data.readers import iter_sessions
 from psych201.data.records import ResponseSpan
 from psych201.prompts.conditions import make_condition
 from psych201.prompts.records import Prompt
-from psych201.results.schema import TEMPERATURE_GRID
 from psych201.scoring.align import align
-from psych201.scoring.engine import EngineInfo, ScoringRequest, TokenScores
-from psych201.scoring.hf import HFEngine, temperatures_on
+from psych201.scoring.engine import TEMPERATURE_GRID, EngineInfo, ScoringRequest, TokenScores
+from psych201.scoring.hf import HFEngine
+from psych201.scoring.hf_head import temperatures_on
 from psych201.scoring.scorer import SessionScorer, WindowConfig, option_candidates
 from tiny_models import byte_bpe_tokenizer, tiny_gemma3, tiny_llama
 

@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from constant_setup import constant_setup
 from psych201.cli import app
 from psych201.pipeline import ScoreConfig, ScoringSetup
-from psych201.plan import GPU_KINDS, GpuPool, gpus_for, makespan
+from psych201.plan_cluster import GPU_KINDS, GpuPool, gpus_for, makespan
 from psych201.results import read_responses
 from psych201.study import StudyFileError, check_engines_installed, load_study, run_study
 from psych201.study.cells import expand, model_groups
@@ -361,7 +361,8 @@ def test_two_workers_never_convert_the_same_model_twice(
     import threading
     import time
 
-    from psych201.scoring import models
+    from psych201.scoring import gguf_conversion
+    from psych201.scoring.catalogue import GGUFSource
 
     conversions: list[Path] = []
 
@@ -371,14 +372,14 @@ def test_two_workers_never_convert_the_same_model_twice(
         out.mkdir(parents=True)
         (out / "config.json").write_text("{}")
 
-    monkeypatch.setattr(models, "_convert_gguf", slow_convert)
+    monkeypatch.setattr(gguf_conversion, "_convert_gguf", slow_convert)
     gguf = tmp_path / "m.gguf"
     gguf.write_bytes(b"GGUF")
-    source = models._GGUFSource(name="m", sha256=lambda: "ab" * 32,
+    source = GGUFSource(name="m", sha256=lambda: "ab" * 32,
                                 locate=lambda _scratch: gguf, source=str(gguf))
     folders: list[Path] = []
     workers = [threading.Thread(target=lambda: folders.append(
-        models._converted(source, tmp_path / "cache"))) for _ in range(2)]
+        gguf_conversion.converted_folder(source, tmp_path / "cache"))) for _ in range(2)]
     for worker in workers:
         worker.start()
     for worker in workers:

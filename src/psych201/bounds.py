@@ -15,6 +15,7 @@ This module imports nothing from psych201 but :mod:`psych201.errors`: every laye
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from psych201.errors import UsageError
@@ -93,3 +94,17 @@ def check_bound(name: str, value: Any, *, flag: str | None = None) -> None:
         raise BoundError(f"{shown} must be at least {bound.low}, got {value}")
     if value > bound.high:
         raise BoundError(f"{shown} must be at most {bound.high}, got {value}")
+
+
+def read_bounded(path: Path, limit: int, error: type[Exception], *, kind: str) -> bytes:
+    """The bytes of the file ``path``, refused when over ``limit`` bytes: at most ``limit + 1``
+    are read, so a huge file or ``/dev/zero`` never fills memory. An unreadable or too large
+    file raises ``error`` with one line naming the file and the ``kind`` of file expected."""
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(limit + 1)
+    except OSError as exc:
+        raise error(f"{path}: cannot read the {kind} ({exc.strerror or exc})") from exc
+    if len(data) > limit:
+        raise error(f"{path}: the {kind} is larger than {limit / 2**20:g} MiB")
+    return data

@@ -15,6 +15,8 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from psych201.bounds import read_bounded
+
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 #: Largest YAML file read (study files and plans are a few KiB; the bundled registry ~30 KiB).
@@ -110,13 +112,7 @@ def load_yaml_text(text: str) -> Any:
 def read_yaml_file(path: Path, error: type[Exception], *, kind: str) -> tuple[str, Any]:
     """The text of the YAML file ``path`` and its value, bounded and decoded as UTF-8;
     every problem raises ``error`` with one line naming the file (and line, where known)."""
-    try:
-        with path.open("rb") as handle:
-            data = handle.read(MAX_YAML_BYTES + 1)
-    except OSError as exc:
-        raise error(f"{path}: cannot read the {kind} ({exc.strerror or exc})") from exc
-    if len(data) > MAX_YAML_BYTES:
-        raise error(f"{path}: the {kind} is larger than {MAX_YAML_BYTES // (1024 * 1024)} MiB")
+    data = read_bounded(path, MAX_YAML_BYTES, error, kind=kind)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:

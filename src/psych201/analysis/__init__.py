@@ -15,8 +15,9 @@ Public entry points (everything else is an implementation module):
 
 from psych201.analysis.aggregate import leaderboard, model_scores, study_table
 from psych201.analysis.effects import Effect, PairComparison, compare_pair
+from psych201.analysis.plugin import AnalysisOptions
 from psych201.analysis.registry import ModelInfo, ModelPair, ModelRegistry, load_registry
-from psych201.analysis.summary import AnalysisOptions, Summary, summarize
+from psych201.analysis.summary import Summary, summarize
 from psych201.analysis.tables import Results, read_results, results_from_frame
 
 __all__ = [

@@ -17,7 +17,7 @@ from psych201.analysis.plugin import AnalysisContext, Column, Section, SectionFi
 from psych201.analysis.tables import select
 
 if TYPE_CHECKING:
-    from psych201.analysis.summary import AnalysisOptions
+    from psych201.analysis.plugin import AnalysisOptions
 
 
 def _accuracy_intervals(frame: pd.DataFrame, per_model: pd.DataFrame, condition: str,

@@ -27,8 +27,7 @@ Three views, for the report:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -37,6 +36,7 @@ from psych201.analysis import bootstrap as bs
 from psych201.analysis.an_population_fit import EXTRAS_KEY
 from psych201.analysis.calibration_fit import participant_weights, temperature_matrix
 from psych201.analysis.conditions import conditions_with_role
+from psych201.analysis.diagnostics_figures import histogram_drawer, scatter_drawer
 from psych201.analysis.effects import paired_differences
 from psych201.analysis.offered import offered_choices, overconfidence
 from psych201.analysis.plugin import (
@@ -47,15 +47,12 @@ from psych201.analysis.plugin import (
     SectionTable,
 )
 from psych201.analysis.registry import ModelPair
-from psych201.results.schema import RESPONSE_KEY, TEMPERATURE_GRID
-
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
+from psych201.analysis.tables import response_tokens
+from psych201.results.schema import RESPONSE_KEY
+from psych201.scoring.engine import TEMPERATURE_GRID
 
 #: Largest losses listed per pair.
 TOP_N = 10
-#: Points per model drawn in a scatter (a random subsample beyond this).
-SCATTER_POINTS = 2000
 _COLUMNS = ("nll", "entropy", "n_tokens", "response_text", "offered_options",
             "offered_logprobs", "nll_temperature")
 
@@ -81,7 +78,7 @@ def confidence(rows: pd.DataFrame) -> pd.DataFrame:
     """Per model: mean NLL per token, mean entropy (each a mean per study, then over studies),
     their difference and ratio, and the per-response correlation of the two (responses with a
     finite entropy only)."""
-    data = rows.assign(nll_token=rows["nll"] / _tokens(rows))
+    data = rows.assign(nll_token=rows["nll"] / response_tokens(rows))
     data = data[np.isfinite(data["entropy"].astype(float)) & np.isfinite(data["nll_token"])]
     out = []
     for model, group in data.groupby("model", observed=True, sort=True):
@@ -174,13 +171,6 @@ def temperature_share(diffs: pd.DataFrame, base_rows: pd.DataFrame,
     by_person = gap.groupby(["study", "experiment", "participant"], observed=True).mean()
     best = int(np.argmin(np.abs(by_person.mean(axis=0).to_numpy(float) - observed)))
     return float((by_person.iloc[:, best] > 0).mean()), float(TEMPERATURE_GRID[best])
-
-
-def _tokens(rows: pd.DataFrame) -> pd.Series | float:
-    """Tokens per response (1 where the table does not say: a one-token response)."""
-    if "n_tokens" not in rows.columns:
-        return 1.0
-    return pd.to_numeric(rows["n_tokens"], errors="coerce").fillna(1).clip(lower=1)
 
 
 def participant_differences(diffs: pd.DataFrame) -> pd.DataFrame:
@@ -329,11 +319,11 @@ class Diagnostics:
             if has_entropy:
                 figures.append(SectionFigure(
                     f"fig_nll_entropy_{rank}", f"NLL vs entropy: {pair.post} and {pair.base}",
-                    _scatter_drawer(rows, pair, context.options.seed)))
+                    scatter_drawer(rows, pair, context.options.seed)))
             figures.append(SectionFigure(
                 f"fig_participant_diffs_{rank}",
                 f"Per-participant mean paired difference: {pair.post} − {pair.base}",
-                _histogram_drawer(participant_differences(diffs), pair)))
+                histogram_drawer(participant_differences(diffs), pair)))
         return Section(self.name, "Per-response diagnostics",
                        text=_reading(pd.DataFrame(summary), offered, context.pairs),
                        tables=tuple(tables), figures=tuple(figures), notes=tuple(notes))
@@ -389,44 +379,6 @@ def _reading(summary: pd.DataFrame, offered: pd.DataFrame, pairs: Sequence[Model
         text += (f", and {len(flat)} are no better than uniform over the options (β's "
                  "interval reaches 0)." if len(flat) else ".")
     return text
-
-
-def _scatter_drawer(rows: pd.DataFrame, pair: ModelPair, seed: int) -> Callable[[], Figure | None]:
-    def draw() -> Figure | None:
-        from psych201.analysis.plots import new_figure
-
-        fig = new_figure(9, 4)
-        axes = fig.subplots(1, 2, sharex=True, sharey=True)
-        rng = np.random.default_rng(seed)
-        for ax, model in zip(axes, (pair.base, pair.post), strict=True):
-            data = rows[rows["model"] == model]
-            if len(data) > SCATTER_POINTS:
-                data = data.iloc[np.sort(rng.choice(len(data), SCATTER_POINTS, replace=False))]
-            nll = data["nll"] / _tokens(data)
-            ax.scatter(data["entropy"], nll, s=4, alpha=0.4)
-            top = float(max(np.nanmax(nll, initial=0), np.nanmax(data["entropy"], initial=0)))
-            ax.plot([0, top], [0, top], color="grey", lw=1)  # calibrated: NLL ≈ entropy
-            ax.set_title(model)
-            ax.set_xlabel("entropy (nats/token)")
-        axes[0].set_ylabel("NLL (nats/token)")
-        return fig
-
-    return draw
-
-
-def _histogram_drawer(per: pd.DataFrame, pair: ModelPair) -> Callable[[], Figure | None]:
-    def draw() -> Figure | None:
-        from psych201.analysis.plots import new_figure
-
-        fig = new_figure(6, 3.5)
-        ax = fig.subplots()
-        ax.hist(per["mean_diff"], bins=min(40, max(5, len(per) // 3)))
-        ax.axvline(0, color="grey", lw=1)
-        ax.set_xlabel(f"mean NLL difference per participant ({pair.post} − {pair.base}, nats)")
-        ax.set_ylabel("participants")
-        return fig
-
-    return draw
 
 
 #: The instance :data:`psych201.analysis.sections.ANALYSES` lists.

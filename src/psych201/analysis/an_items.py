@@ -33,12 +33,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from psych201.analysis.an_population_fit import (
-    EXTRAS_KEY,
-    MIN_PARTICIPANTS,
-    SharedTrials,
-    shared_trials,
-)
+from psych201.analysis.an_population_fit import EXTRAS_KEY
 from psych201.analysis.conditions import conditions_with_role
 from psych201.analysis.plugin import (
     AnalysisContext,
@@ -47,6 +42,7 @@ from psych201.analysis.plugin import (
     SectionFigure,
     SectionTable,
 )
+from psych201.analysis.population_fit import MIN_PARTICIPANTS, SharedTrials, shared_trials
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

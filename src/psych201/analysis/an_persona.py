@@ -23,7 +23,7 @@ from psych201.analysis.tables import select
 from psych201.results.schema import RESPONSE_KEY
 
 if TYPE_CHECKING:
-    from psych201.analysis.summary import AnalysisOptions
+    from psych201.analysis.plugin import AnalysisOptions
 
 
 @dataclass(frozen=True, eq=False)
@@ -148,7 +148,7 @@ def section(result: PersonaResult, base: Mapping[str, bool]) -> Section:
     return Section(anchor=Persona.name, title="Persona induction", text=TEXT,
                    tables=tuple(tables),
                    figures=(SectionFigure("fig5_persona", CAPTION,
-                                          partial(fig_persona, result, dict(base))),),
+                                          partial(fig_persona, result.per_study, dict(base))),),
                    data={"result": result})
 
 

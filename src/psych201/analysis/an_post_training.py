@@ -26,7 +26,7 @@ from psych201.analysis.registry import ModelPair, ModelRegistry
 from psych201.analysis.tables import common_studies, select
 
 if TYPE_CHECKING:
-    from psych201.analysis.summary import AnalysisOptions
+    from psych201.analysis.plugin import AnalysisOptions
 
 
 def pair_arrays(frame: pd.DataFrame, by_model: Mapping[str, pd.DataFrame], pair: ModelPair,

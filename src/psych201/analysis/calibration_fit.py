@@ -1,7 +1,7 @@
 """The maths of the calibration control: fitting a softmax temperature on NLL curves.
 
 The engines record, per response, the NLL at every temperature of
-:data:`~psych201.results.schema.TEMPERATURE_GRID` (``nll_temperature``). This module fits
+:data:`~psych201.scoring.engine.TEMPERATURE_GRID` (``nll_temperature``). This module fits
 temperatures on those curves; :mod:`.an_calibration` turns the fits into tables and text.
 
 * **Fitting.** The mean NLL curve is minimised over the grid, then refined by the vertex of the
@@ -36,7 +36,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from psych201.results.schema import TEMPERATURE_GRID
+from psych201.scoring.engine import TEMPERATURE_GRID
 
 #: Default number of participant folds of the cross-fit.
 N_FOLDS = 5

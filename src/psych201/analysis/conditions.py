@@ -19,7 +19,7 @@ Role = Literal["main", "discrete", "chat-template", "persona", "persona-shuffled
 PREFERRED_MAIN = ("raw", "paper")
 
 
-class ConditionError(UsageError):  # a ValueError too, for older callers
+class ConditionError(UsageError):
     """The table does not hold the condition an analysis needs (message lists what it holds)."""
 
 

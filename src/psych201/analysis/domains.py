@@ -28,7 +28,7 @@ PAPER_DOMAINS: tuple[str, ...] = (
 )
 
 
-class CategoriesError(UsageError):  # a ValueError too, for older callers
+class CategoriesError(UsageError):
     """A categories file that does not have the expected shape."""
 
 

@@ -96,6 +96,15 @@ def bootstrap_effect(a: pd.DataFrame, b: pd.DataFrame | None, statistic: bs.Stat
 
 
 # -- mixed model --------------------------------------------------------------------------------
+def _unfitted(name: str, data: pd.DataFrame, ci: float, n_studies: int, n_participants: int,
+              n_responses: int, level: str) -> Effect:
+    """The mixed model's row where it cannot be fitted: the plain mean, no interval or p."""
+    return Effect(name, float(data["diff"].mean()), math.nan, math.nan, ci, math.nan,
+                  n_studies, n_participants, n_responses,
+                  f"mixed model ({level} level) cannot be fitted: with one participant per study "
+                  "(or too few) the study and participant variances cannot be told apart")
+
+
 def mixed_model_effect(diffs: pd.DataFrame, *, level: Literal["participant", "response"] =
                        "participant", ci: float = 0.95,
                        name: str = "mixed model: mean difference") -> Effect:
@@ -129,11 +138,16 @@ def mixed_model_effect(diffs: pd.DataFrame, *, level: Literal["participant", "re
         return Effect(name, float(data["diff"].mean()), math.nan, math.nan, ci, math.nan,
                       n_studies, n_participants, n_responses,
                       f"mixed model ({level} level) needs ≥ 2 studies")
+    if n_participants <= n_studies:  # one participant per study: its mean is the study's
+        return _unfitted(name, data, ci, n_studies, n_participants, n_responses, level)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         warnings.simplefilter("ignore", RuntimeWarning)
         warnings.simplefilter("ignore", UserWarning)
-        fit = model.fit(reml=True)
+        try:
+            fit = model.fit(reml=True)
+        except np.linalg.LinAlgError:  # a singular covariance: too few participants per study
+            return _unfitted(name, data, ci, n_studies, n_participants, n_responses, level)
     est = float(fit.fe_params["Intercept"])
     # The intercept is a mean over studies: a Wald z would claim p < 0.001 from 2 studies.
     # Its reference distribution is t with (studies − 1) df (the between-study df).

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import matplotlib as mpl
 import numpy as np
@@ -21,9 +21,6 @@ from matplotlib.figure import Figure
 
 from psych201.analysis.effects import MEAN_DIFF, PairComparison
 from psych201.analysis.paper import GenerationTrend
-
-if TYPE_CHECKING:
-    from psych201.analysis.an_persona import PersonaResult
 
 #: Panels of the paper's Fig. 2 / accuracy / chat-template figures, when these families are scored.
 PAPER_PANELS: tuple[str, ...] = ("Qwen3", "OLMo 3", "Llama 3")
@@ -211,11 +208,12 @@ def fig_domains(matrix: pd.DataFrame | None) -> Figure | None:
     return fig
 
 
-def fig_persona(persona: PersonaResult | None, is_base: Mapping[str, bool]) -> Figure | None:
-    """Paper Fig. 5: persona benefit d per study, base and post-trained models side by side."""
-    if persona is None or persona.per_study.empty:
+def fig_persona(per_study: pd.DataFrame | None, is_base: Mapping[str, bool]) -> Figure | None:
+    """Paper Fig. 5: persona benefit d per study (``PersonaResult.per_study``), base and
+    post-trained models side by side."""
+    if per_study is None or per_study.empty:
         return None
-    data = persona.per_study
+    data = per_study
     main = data[~data["comparison"].str.contains("shuffled")]
     if main.empty:
         main = data

@@ -18,8 +18,9 @@ import pandas as pd
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+    from psych201.analysis import bootstrap as bs
+    from psych201.analysis.aggregate import Weighting
     from psych201.analysis.registry import ModelPair, ModelRegistry
-    from psych201.analysis.summary import AnalysisOptions
     from psych201.analysis.tables import Results
 
 #: How a report prints a column: text, integer, a float with N decimals ("num1" … "num4"),
@@ -79,6 +80,26 @@ class Section:
                 return t.frame
         raise KeyError(f"section {self.anchor!r} has no table {name!r} "
                        f"(it has {', '.join(t.name for t in self.tables) or 'none'})")
+
+
+@dataclass(frozen=True)
+class AnalysisOptions:
+    """Choices that change numbers; all recorded in the report."""
+
+    condition: str | None = None
+    weighting: Weighting = "study"
+    sd: bs.SD = "sample"
+    allow_missing: bool = False
+    n_boot: int = 2000
+    ci: float = 0.95
+    seed: int = 0
+    levels: bs.Levels = "both"
+    extra_pairs: tuple[ModelPair, ...] = ()
+    detail_pairs: int = 3  # full per-pair comparisons (forest plots) for this many pairs
+    categories: str | None = None  # a categories.csv other than the packaged one
+    persona_same_participants: bool = True
+    # display only: panels of the per-family figures (None: every scored family)
+    families: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ REGISTRY_FORMAT = "psych201-models/1"
 _WEIGHT_SUFFIXES = (".pth", ".gguf", ".safetensors", ".bin")
 
 
-class RegistryError(UsageError):  # a ValueError too, for older callers
+class RegistryError(UsageError):
     """A registry file or entry that cannot be used; the message names file, line and reason."""
 
 

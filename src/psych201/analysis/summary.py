@@ -12,15 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, cast
+from typing import Any
 
 import pandas as pd
 
 from psych201.analysis import baselines as bl
-from psych201.analysis import bootstrap as bs
 from psych201.analysis import paper, sections
-from psych201.analysis.aggregate import Weighting, leaderboard, study_matrix
-from psych201.analysis.an_persona import PersonaResult
+from psych201.analysis.aggregate import leaderboard, study_matrix
 from psych201.analysis.an_post_training import (  # noqa: F401 (re-exported for callers)
     PAIR_SHARE,
     _group_intervals,
@@ -28,9 +26,8 @@ from psych201.analysis.an_post_training import (  # noqa: F401 (re-exported for 
     pair_share_positive,
 )
 from psych201.analysis.conditions import main_condition
-from psych201.analysis.effects import Effect, PairComparison
-from psych201.analysis.plugin import AnalysisContext, Section
-from psych201.analysis.registry import ModelPair, ModelRegistry
+from psych201.analysis.plugin import AnalysisContext, AnalysisOptions, Section
+from psych201.analysis.registry import ModelRegistry
 from psych201.analysis.tables import Results, common_studies, select
 from psych201.strict_json import jsonable
 
@@ -40,33 +37,9 @@ ANALYSIS_COLUMNS = ("model", "condition", "study", "experiment", "participant", 
                     "n_offered")
 
 
-@dataclass(frozen=True)
-class AnalysisOptions:
-    """Choices that change numbers; all recorded in the report."""
-
-    condition: str | None = None
-    weighting: Weighting = "study"
-    sd: bs.SD = "sample"
-    allow_missing: bool = False
-    n_boot: int = 2000
-    ci: float = 0.95
-    seed: int = 0
-    levels: bs.Levels = "both"
-    extra_pairs: tuple[ModelPair, ...] = ()
-    detail_pairs: int = 3  # full per-pair comparisons (forest plots) for this many pairs
-    categories: str | None = None  # a categories.csv other than the packaged one
-    persona_same_participants: bool = True
-    # display only: panels of the per-family figures (None: every scored family)
-    families: tuple[str, ...] | None = None
-
-
 @dataclass(frozen=True, eq=False)
 class Summary:
-    """The core tables, every analysis section in display order, and the notes.
-
-    The attributes the report and CLI read before analyses were pluggable (``pairs``,
-    ``persona``, ``pseudo_r2`` …) are properties reading the sections' ``data``.
-    """
+    """The core tables, every analysis section in display order, and the notes."""
 
     condition: str
     options: AnalysisOptions
@@ -88,69 +61,11 @@ class Summary:
         kept = [new.pop(s.anchor, s) for s in self.sections if s.anchor not in drop]
         return replace(self, sections=(*kept, *new.values()))
 
-    def _data(self, anchor: str, key: str, default: Any = None) -> Any:
+    def section_data(self, anchor: str, key: str, default: Any = None) -> Any:
+        """The result ``key`` an analysis stored on its section ``anchor`` (``default`` where the
+        section did not run)."""
         section = self.section(anchor)
         return default if section is None else section.data.get(key, default)
-
-    @property
-    def pairs(self) -> pd.DataFrame:
-        return cast(pd.DataFrame, self._data("post-training", "pairs", pd.DataFrame()))
-
-    @property
-    def type_d(self) -> pd.DataFrame:
-        return cast(pd.DataFrame, self._data("post-training", "type_d", pd.DataFrame()))
-
-    @property
-    def pair_sign_test(self) -> Effect | None:
-        return cast("Effect | None", self._data("post-training", "sign_test"))
-
-    @property
-    def pair_details(self) -> tuple[PairComparison, ...]:
-        return cast("tuple[PairComparison, ...]", self._data("post-training", "details", ()))
-
-    @property
-    def generation(self) -> paper.GenerationTrend | None:
-        return cast("paper.GenerationTrend | None", self._data("generations", "trend"))
-
-    @property
-    def domains(self) -> pd.DataFrame | None:
-        return cast("pd.DataFrame | None", self._data("domains", "matrix"))
-
-    @property
-    def scaling_points(self) -> pd.DataFrame:
-        return cast(pd.DataFrame, self._data("scaling", "points", pd.DataFrame()))
-
-    @property
-    def scaling_fits(self) -> pd.DataFrame:
-        return cast(pd.DataFrame, self._data("scaling", "fits", pd.DataFrame()))
-
-    @property
-    def accuracy_per_study(self) -> pd.DataFrame | None:
-        return cast("pd.DataFrame | None", self._data("accuracy", "per_study"))
-
-    @property
-    def accuracy_points(self) -> pd.DataFrame | None:
-        return cast("pd.DataFrame | None", self._data("accuracy", "points"))
-
-    @property
-    def chat_template(self) -> pd.DataFrame | None:
-        return cast("pd.DataFrame | None", self._data("chat-template", "table"))
-
-    @property
-    def persona(self) -> PersonaResult | None:
-        return cast("PersonaResult | None", self._data("persona", "result"))
-
-    @property
-    def pseudo_r2(self) -> pd.DataFrame | None:
-        return cast("pd.DataFrame | None", self._data("baselines", "table"))
-
-    @property
-    def population(self) -> pd.DataFrame | None:
-        return cast("pd.DataFrame | None", self._data("population", "table"))
-
-    @property
-    def readable(self) -> pd.DataFrame | None:
-        return cast("pd.DataFrame | None", self._data("readable", "table"))
 
     def sections_json(self) -> dict[str, dict[str, Any]]:
         """Every section under its anchor: title, text, notes and each table as records."""

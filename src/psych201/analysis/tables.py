@@ -28,11 +28,11 @@ PARTICIPANT_KEY = ["experiment", "participant"]
 OPTIONAL_COLUMNS = ("n_options", "is_psych101")
 
 
-class TableError(UsageError):  # a ValueError too, for older callers
+class TableError(UsageError):
     """A response table the analyses cannot use; the message names the source and reason."""
 
 
-class StudySetError(UsageError):  # a ValueError too, for older callers
+class StudySetError(UsageError):
     """Models (or conditions) compared over different study or response sets.
 
     ``missing`` maps each model to the studies the others have and it lacks.
@@ -265,3 +265,10 @@ def check_same_responses(a: pd.DataFrame, b: pd.DataFrame, names: tuple[str, str
 def _plain(value: Any) -> Any:
     """A numpy scalar as the Python value (a message shows 15, not ``np.int64(15)``)."""
     return value.item() if isinstance(value, np.generic) else value
+
+
+def response_tokens(rows: pd.DataFrame) -> pd.Series | float:
+    """Tokens per response (1 where the table does not say: a one-token response)."""
+    if "n_tokens" not in rows.columns:
+        return 1.0
+    return pd.to_numeric(rows["n_tokens"], errors="coerce").fillna(1).clip(lower=1)

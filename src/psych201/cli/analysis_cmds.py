@@ -11,19 +11,18 @@ import typer
 from rich.table import Table
 
 from psych201.cli.analysis_opts import (
-    EXIT_BAD_INPUT,
     RegistryOpt,
     _choice,
-    _fail,
     _registry,
     console,
     err_console,
     strict_json,
 )
 from psych201.cli.compare_cmds import compare
+from psych201.cli.console import fail
 from psych201.cli.report_cmds import figures, report
 
-__all__ = ["EXIT_BAD_INPUT", "compare", "console", "err_console", "figures", "models", "register",
+__all__ = ["compare", "console", "err_console", "figures", "models", "register",
            "report"]
 
 
@@ -48,7 +47,7 @@ def models(
     if post_training is not None:
         kinds = sorted(set(frame["post_training"].dropna().astype(str)))
         if post_training not in kinds:  # an empty table with exit 0 would look like an answer
-            raise _fail(f"--type must be one of {', '.join(kinds)} (got {post_training!r})")
+            raise fail(f"--type must be one of {', '.join(kinds)} (got {post_training!r})")
         frame = frame[frame["post_training"] == post_training]
     if local:
         frame = frame[frame["local"]]

@@ -14,13 +14,11 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 import typer
 
 from psych201.bounds import option_range
-from psych201.cli.console import out_console
+from psych201.cli.console import fail, out_console
 
 if TYPE_CHECKING:
     from psych201.analysis.aggregate import Weighting
     from psych201.analysis.bootstrap import SD, Levels
-
-EXIT_BAD_INPUT = 2
 
 console = out_console()
 err_console = out_console(stderr=True)
@@ -60,20 +58,13 @@ PaperOpt = Annotated[
                        "plotting scripts do.")
 ]
 
-
-def _fail(message: str) -> typer.Exit:
-    err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(EXIT_BAD_INPUT)
-
-
 def _registry(paths: list[Path] | None) -> Any:
     from psych201.analysis.registry import RegistryError, load_registry
 
     try:
         return load_registry(*(paths or []))
     except RegistryError as exc:
-        raise _fail(str(exc)) from exc
-
+        raise fail(str(exc)) from exc
 
 def _pairs(specs: list[str] | None, registry: Any) -> tuple[Any, ...]:
     from psych201.analysis.registry import ModelPair
@@ -82,21 +73,19 @@ def _pairs(specs: list[str] | None, registry: Any) -> tuple[Any, ...]:
     for spec in specs or []:
         post, sep, base = spec.partition("=")
         if not sep or not post or not base:
-            raise _fail(f"--pair {spec!r}: expected POST=BASE")
+            raise fail(f"--pair {spec!r}: expected POST=BASE")
         info = registry.get(post)
         out.append(ModelPair(post, base, info.post_training if info else "unknown"))
     return tuple(out)
 
-
 def _choice(name: str, value: str, allowed: tuple[str, ...]) -> str:
     if value not in allowed:
-        raise _fail(f"--{name} must be one of {', '.join(allowed)} (got {value!r})")
+        raise fail(f"--{name} must be one of {', '.join(allowed)} (got {value!r})")
     return value
-
 
 def _options(*, condition: str | None, weighting: str, sd: str, levels: str, n_boot: int,
              seed: int, allow_missing: bool, pairs: tuple[Any, ...], detail: int) -> Any:
-    from psych201.analysis.summary import AnalysisOptions
+    from psych201.analysis.plugin import AnalysisOptions
 
     return AnalysisOptions(
         condition=condition,
@@ -108,13 +97,11 @@ def _options(*, condition: str | None, weighting: str, sd: str, levels: str, n_b
         detail_pairs=detail,
     )
 
-
 #: What ``psych201 run`` leaves in a cell it skipped (a condition the model cannot take).
 _SKIPPED_CELL = "skipped.json"
 #: The card of an adapter folder (``psych201.lab.adapter.CARD_FILE``; a study keeps its
 #: adapters beside its cells).
 _ADAPTER_CARD = "psych201-adapter.json"
-
 
 def _not_a_run(path: Path) -> str | None:
     """Why ``path``, output of ``psych201 run`` that a glob picks up, is no run (else None)."""
@@ -123,7 +110,6 @@ def _not_a_run(path: Path) -> str | None:
     if (path / _ADAPTER_CARD).is_file() or (path.parent / _ADAPTER_CARD).is_file():
         return "a study's adapter (or a file in it), not a run"
     return None
-
 
 def _load(paths: list[Path]) -> Any:
     from psych201.analysis.tables import TableError, read_results
@@ -138,12 +124,11 @@ def _load(paths: list[Path]) -> Any:
             err_console.print(f"[dim]left out {path}: {why}[/dim]", highlight=False,
                               soft_wrap=True)
     if not kept:
-        raise _fail("nothing to analyse: every path given was left out")
+        raise fail("nothing to analyse: every path given was left out")
     try:
         return read_results(kept)
     except TableError as exc:
-        raise _fail(str(exc)) from exc
-
+        raise fail(str(exc)) from exc
 
 DataOpt = Annotated[
     list[Path] | None, typer.Option(
@@ -151,7 +136,6 @@ DataOpt = Annotated[
              "studies): adds option counts (random baseline, pseudo-R²), the population baseline "
              "from its training participants, the population-level fit and the context of the "
              "largest losses.")]
-
 
 def _data_paths(data: list[Path] | None) -> list[Path]:
     """``--data`` values, checked; ``demo`` (when no such path exists) is the bundled studies,
@@ -163,13 +147,12 @@ def _data_paths(data: list[Path] | None) -> list[Path]:
     for given in data or []:
         path = demo_or(given)
         if not path.exists() and not is_hub_spec(path):
-            raise _fail(f"--data {path}: no such file or directory")
+            raise fail(f"--data {path}: no such file or directory")
         out.append(path)
     return out
 SplitSeedOpt = Annotated[int | None, typer.Option(**option_range("seed"),
                                                   help="Seed of the test/train split (default: "
                                                   "the runs' seed).")]
-
 
 PlayOpt = Annotated[list[Path] | None, typer.Option(
     "--play", help="A `psych201 play` run folder (repeatable): adds the section 'Behaviour in "
@@ -178,24 +161,22 @@ PeopleOpt = Annotated[list[Path] | None, typer.Option(
     "--people", help="With --play: a human study of the same task (folder or file; "
                      "repeatable), whose participants' signatures the models are compared with.")]
 
-
 def _closed_loop(play: list[Path] | None, people: list[Path] | None) -> dict[str, Any]:
     """``extras`` for the closed-loop section from ``--play``/``--people`` (checked up front)."""
     if not play:
         if people:
-            raise _fail("--people needs --play (the runs whose behaviour is compared)")
+            raise fail("--people needs --play (the runs whose behaviour is compared)")
         return {}
     from psych201.cli.behaviour_cmds import closed_loop_data
     from psych201.errors import UsageError
 
     for path in [*play, *(people or [])]:
         if not path.exists():
-            raise _fail(f"{path}: no such file or directory")
+            raise fail(f"{path}: no such file or directory")
     try:
         return {"closed_loop": closed_loop_data(list(play), list(people or []))}
     except UsageError as exc:
-        raise _fail(str(exc)) from exc
-
+        raise fail(str(exc)) from exc
 
 def _summarize_runs(results: Any, registry: Any, options: Any, data: list[Path],
                     split_seed: int | None, extras: dict[str, Any] | None = None) -> Any:
@@ -208,11 +189,10 @@ def _summarize_runs(results: Any, registry: Any, options: Any, data: list[Path],
         return summarize_runs(results, registry, options, data=data, split_seed=split_seed,
                               extras=extras)
     except (StudySetError, ConditionError, ReportDataError) as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     except ValueError as exc:  # a data error in the transcripts named by --data
         named = any(str(d) in str(exc) for d in data)
-        raise _fail(str(exc) if named else f"{', '.join(map(str, data))}: {exc}") from exc
-
+        raise fail(str(exc) if named else f"{', '.join(map(str, data))}: {exc}") from exc
 
 def _summarize(results: Any, registry: Any, options: Any, **kw: Any) -> Any:
     from psych201.analysis.conditions import ConditionError
@@ -222,14 +202,12 @@ def _summarize(results: Any, registry: Any, options: Any, **kw: Any) -> Any:
     try:
         return summarize(results, registry, options, **kw)
     except (StudySetError, ConditionError) as exc:
-        raise _fail(str(exc)) from exc
-
+        raise fail(str(exc)) from exc
 
 def strict_json(value: Any) -> str:
     from psych201.strict_json import dumps
 
     return dumps(value)
-
 
 def _f(value: Any, digits: int = 3) -> str:
     try:
@@ -238,14 +216,12 @@ def _f(value: Any, digits: int = 3) -> str:
         return str(value)
     return "–" if not math.isfinite(v) else f"{v:.{digits}f}"
 
-
 def _p(value: Any) -> str:
     try:
         v = float(value)
     except (TypeError, ValueError):
         return "–"
     return "–" if not math.isfinite(v) else ("<0.001" if v < 0.001 else f"{v:.3f}")
-
 
 def _paper_tables(loaded: Any, registry: Any, condition: str | None) -> Any:
     from psych201.analysis.conditions import ConditionError
@@ -254,23 +230,20 @@ def _paper_tables(loaded: Any, registry: Any, condition: str | None) -> Any:
     try:
         return paper_tables(loaded.responses, registry, condition=condition)
     except ConditionError as exc:
-        raise _fail(str(exc)) from exc
-
+        raise fail(str(exc)) from exc
 
 def _paper_summary(summary: Any, loaded: Any, registry: Any, tables: Any) -> Any:
-    from psych201.analysis.paper_mode import paper_summary
+    from psych201.analysis.paper_summary import paper_summary
 
     return paper_summary(summary, loaded.responses, registry, tables)
-
 
 def _write_json(path: Path, payload: Any) -> None:
     text = strict_json(payload)
     try:
         path.write_text(text + "\n", encoding="utf-8")
     except OSError as exc:
-        raise _fail(f"{path}: cannot write ({exc.strerror or exc})") from exc
+        raise fail(f"{path}: cannot write ({exc.strerror or exc})") from exc
     console.print(f"wrote {path}")
-
 
 #: Column names some analyses' notes use, in the words of a reader who never saw the table.
 _PLAIN_WORDS = {
@@ -278,7 +251,6 @@ _PLAIN_WORDS = {
     "offered_logprobs": "the probabilities of the offered options",
     "n_options": "the number of options",
 }
-
 
 def distinct_notes(notes: Sequence[str]) -> list[str]:
     """Each note once, in plain words: a note that another one repeats word for word at its

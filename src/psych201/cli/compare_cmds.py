@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
-from rich.table import Table
 
 from psych201.cli.analysis_opts import (
     AllowMissingOpt,
@@ -28,11 +27,8 @@ from psych201.cli.analysis_opts import (
     _choice,
     _closed_loop,
     _data_paths,
-    _f,
-    _fail,
     _load,
     _options,
-    _p,
     _pairs,
     _paper_tables,
     _registry,
@@ -40,13 +36,23 @@ from psych201.cli.analysis_opts import (
     _write_json,
     console,
     distinct_notes,
-    err_console,
     strict_json,
 )
+from psych201.cli.compare_print import (
+    print_comparison,
+    print_controls,
+    print_leaderboard,
+    print_next,
+    print_other_sections,
+    print_pairs,
+    print_paper,
+    print_readable,
+    warn_unpaired,
+)
+from psych201.cli.console import fail
 
 if TYPE_CHECKING:
     from psych201.analysis.bootstrap import Levels
-
 
 # -- compare --------------------------------------------------------------------------------------
 def compare(
@@ -79,7 +85,6 @@ def compare(
     """
     from psych201.analysis.conditions import ConditionError, main_condition
     from psych201.analysis.effects import compare_pair
-    from psych201.analysis.readable import PSEUDO_R2_TEXT, READABLE_TEXT
     from psych201.analysis.summary import ANALYSIS_COLUMNS
     from psych201.analysis.tables import StudySetError, select
 
@@ -88,11 +93,11 @@ def compare(
     if pair and (data or split_seed is not None):
         # a pair's effects use the scores alone; the transcripts add nothing to them
         flag = "--data" if data else "--split-seed"
-        raise _fail(f"{flag} has no effect with --pair (a pair's effects use the scored "
+        raise fail(f"{flag} has no effect with --pair (a pair's effects use the scored "
                     "responses only); drop it, or run compare without --pair for the "
                     "analyses that read transcripts")
     if pair and (play or people):
-        raise _fail("--play/--people have no effect with --pair (a pair's effects use the "
+        raise fail("--play/--people have no effect with --pair (a pair's effects use the "
                     "scored responses only); run compare without --pair for that section")
     closed_loop = _closed_loop(play, people)
     reg = _registry(registry)
@@ -100,7 +105,7 @@ def compare(
     pairs = _pairs(pair, reg)
     unpaired = _unpaired(pairs, reg, loaded)
     if fmt == "table":
-        _warn_unpaired(unpaired)
+        warn_unpaired(unpaired)
     if paper:
         tables = _paper_tables(loaded, reg, condition)
         if json_out is not None:
@@ -108,30 +113,29 @@ def compare(
         if fmt == "json":
             typer.echo(strict_json(tables.to_json()))
         else:
-            _print_paper(tables)
+            print_paper(tables)
         return
     if not pairs:
         opts = _options(condition=condition, weighting=weighting, sd=sd, levels=levels,
                         n_boot=n_boot, seed=seed, allow_missing=allow_missing, pairs=(),
                         detail=0)
         summary = _summarize_runs(loaded, reg, opts, data_paths, split_seed, closed_loop)
-        readable = summary.readable
-        payload = {**_summary_json(summary), "readable": _records(readable),
-                   "readable_text": READABLE_TEXT, "pseudo_r2_text": PSEUDO_R2_TEXT}
+        payload = _summary_json(summary)
         if json_out is not None:
             _write_json(json_out, payload)
         if fmt == "json":
             typer.echo(strict_json(payload))
             return
-        _print_leaderboard(summary)
-        _print_readable(readable)
-        if not summary.pairs.empty:
-            _print_pairs(summary)
-        _print_controls(summary)
-        _print_other_sections(summary)
+        print_leaderboard(summary)
+        print_readable(summary.section_data("readable", "table"))
+        pairs = summary.section_data("post-training", "pairs")
+        if pairs is not None and not pairs.empty:
+            print_pairs(summary)
+        print_controls(summary)
+        print_other_sections(summary)
         for note in distinct_notes(summary.notes):
             console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
-        _print_next(results, data)
+        print_next(results, data)
         return
     frame = loaded.responses
     try:
@@ -142,7 +146,7 @@ def compare(
         for p in pairs:
             for name in (p.post, p.base):
                 if name not in set(main["model"].unique()):
-                    raise _fail(f"model {name!r} has no rows under condition {cond!r} "
+                    raise fail(f"model {name!r} has no rows under condition {cond!r} "
                                 f"(models: {', '.join(sorted(main['model'].unique()))})")
             comparisons.append(compare_pair(
                 main, p.post, p.base, condition=cond, allow_missing=allow_missing,
@@ -151,7 +155,7 @@ def compare(
                                             ("both", "studies", "participants"))),
             ))
     except (StudySetError, ConditionError) as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     pair_payload = [
         {"post": c.post, "base": c.base, "condition": c.condition, "studies": list(c.studies),
          "effects": [e.to_dict() for e in c.effects],
@@ -165,49 +169,7 @@ def compare(
         typer.echo(strict_json(pair_payload))
         return
     for c in comparisons:
-        _print_comparison(c)
-
-
-
-def _print_paper(tables: Any) -> None:
-    """Each paper-mode table, with the line saying how psych201's default differs."""
-    from psych201.analysis.paper_mode import DEFAULT_DIFFERS
-
-    for name, frame in tables.tables.items():
-        columns = {c: c for c in frame.columns}
-        _print_frame(f"paper mode · {name}", frame, columns)
-        if name in DEFAULT_DIFFERS:
-            console.print(f"[dim]{DEFAULT_DIFFERS[name]}[/dim]", highlight=False)
-    for note in tables.notes:
-        console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
-
-
-def _print_leaderboard(summary: Any) -> None:
-    board = summary.leaderboard
-    level = int(summary.options.ci * 100)
-    table = Table(title=f"Leaderboard · condition {summary.condition} · {len(summary.studies)} "
-                        f"studies · {summary.options.weighting}-weighted NLL (lower = better)")
-    for column in ("#", "model", "type", "params (B)", "NLL", f"{level}% interval", "studies",
-                   "participants", "responses"):
-        table.add_column(column, justify="left" if column in ("model", "type") else "right")
-    for _, r in board.iterrows():
-        kind = r["type"] if isinstance(r["type"], str) else ""  # NaN: not in the registry
-        table.add_row(str(r["rank"]), str(r["display"]), kind,
-                      _f(r["params_b"], 2), _f(r["score"]),
-                      f"[{_f(r['ci_low'])}, {_f(r['ci_high'])}]", str(r["n_studies"]),
-                      str(r["n_participants"]), str(r["n_responses"]))
-    console.print(table)
-
-
-def _print_readable(readable: Any) -> None:
-    from psych201.analysis.readable import READABLE_TEXT
-
-    _print_frame("Readable numbers (studies weighted equally)", readable,
-                 {"model": "model", "nll_response": "NLL/response",
-                  "p_response": "P(response)", "nll_token": "NLL/token", "p_token": "P(token)",
-                  "dominant": "dominating studies",
-                  "nll_response_without": "NLL/response without"})
-    console.print(f"[dim]{READABLE_TEXT}[/dim]", highlight=False)
+        print_comparison(c)
 
 
 def _records(frame: Any) -> list[dict[str, Any]]:
@@ -215,134 +177,19 @@ def _records(frame: Any) -> list[dict[str, Any]]:
 
 
 def _summary_json(summary: Any) -> dict[str, Any]:
-    """Every table of the summary, machine-readable."""
-    generation = summary.generation
+    """The summary, machine-readable: the core tables and every section under its anchor, as
+    the HTML report shows them (tables as records). Its shape is ``report/compare.schema.json``."""
+    from psych201.report.compare_schema import COMPARE_JSON_VERSION
+
     return {
+        "schema_version": COMPARE_JSON_VERSION,
         "condition": summary.condition,
         "studies": list(summary.studies),
         "options": {k: v for k, v in summary.options.__dict__.items() if k != "extra_pairs"},
         "leaderboard": _records(summary.leaderboard),
-        "pairs": _records(summary.pairs),
-        "type_d": _records(summary.type_d),
-        "pair_sign_test": summary.pair_sign_test.to_dict() if summary.pair_sign_test else None,
-        "generations": _records(generation.mean_d) if generation is not None else [],
-        "domains": _records(summary.domains.reset_index(names="pair"))
-        if summary.domains is not None else [],
-        "size_scaling": _records(summary.scaling_fits),
-        "accuracy": _records(summary.accuracy_points),
-        "chat_template": _records(summary.chat_template),
-        "persona": _records(summary.persona.per_model) if summary.persona else [],
-        "persona_per_study": _records(summary.persona.paired) if summary.persona else [],
-        "pseudo_r2": _records(summary.pseudo_r2),
-        "population": _records(summary.population),
         "notes": list(summary.notes),
-        # every section under its anchor, as the HTML report shows them (tables as records)
         "sections": summary.sections_json(),
     }
-
-
-#: Sections the table output prints with their own layout (the others: generically).
-_PRINTED = frozenset({"readable", "post-training", "generations", "domains", "scaling",
-                      "accuracy", "chat-template", "persona", "baselines", "population"})
-
-
-def _print_other_sections(summary: Any) -> None:
-    """Each section of an analysis added later: its tables (shown columns) and text."""
-    for section in summary.sections:
-        if section.anchor in _PRINTED:
-            continue
-        for table in section.tables:
-            columns = {c.name: c.header for c in table.columns} or {
-                str(c): str(c) for c in table.frame.columns}
-            optional = [c.name for c in table.columns if c.optional]
-            frame = table.frame.reset_index(names=table.index) if table.index else table.frame
-            _print_frame(f"{section.title} · {table.caption or table.name}", frame, columns,
-                         optional)
-        if section.text:
-            console.print(f"[dim]{section.text}[/dim]", highlight=False)
-
-
-def _print_frame(title: str, frame: Any, columns: dict[str, str],
-                 optional: Sequence[str] = ()) -> None:
-    """A rich table of ``frame``'s ``columns`` (name → header); floats with 3 decimals.
-
-    ``optional`` columns are left out where the frame lacks them.
-    """
-    if frame is None or len(frame) == 0:
-        return
-    columns = {c: h for c, h in columns.items() if c in frame.columns or c not in optional}
-    table = Table(title=title)
-    for header in columns.values():
-        table.add_column(header)
-    for _, row in frame.iterrows():
-        cells = []
-        for column in columns:
-            value = row[column]
-            cells.append(_f(value) if isinstance(value, float) else str(value))
-        table.add_row(*cells)
-    console.print(table)
-
-
-def _print_controls(summary: Any) -> None:
-    if summary.generation is not None:
-        _print_frame("Generations (mean pair d)", summary.generation.mean_d,
-                     {"family": "generation", "d": "d", "ci_low": "low", "ci_high": "high",
-                      "n_pairs": "pairs"})
-    if summary.domains is not None:
-        _print_frame("Domains (mean d over pairs)", summary.domains.loc[["Average"]].T
-                     .reset_index(names="domain"), {"domain": "domain", "Average": "d"})
-    _print_frame("Size scaling (Δ NLL per tenfold parameters)", summary.scaling_fits,
-                 {"family": "family", "line": "line", "slope_per_decade": "slope",
-                  "n_sizes": "sizes"})
-    if summary.accuracy_points is not None:
-        _print_frame(f"Accuracy ({summary.accuracy_points['condition'].iloc[0]})",
-                     summary.accuracy_points, {"display": "model", "accuracy": "accuracy",
-                                               "ci_low": "low", "ci_high": "high",
-                                               "n_studies": "studies",
-                                               "accuracy_offered": "offered",
-                                               "offered_ci_low": "low",
-                                               "offered_ci_high": "high",
-                                               "chance_offered": "chance"},
-                     optional=("accuracy_offered", "offered_ci_low", "offered_ci_high",
-                               "chance_offered"))
-    _print_frame("Chat-template control", summary.chat_template,
-                 {"model": "model", "no_template": "NLL raw", "template": "NLL template",
-                  "n_studies": "studies"})
-    if summary.persona is not None:
-        _print_frame("Persona benefit (d > 0: persona helps)", summary.persona.per_model,
-                     {"model": "model", "comparison": "comparison", "d": "d", "ci_low": "low",
-                      "ci_high": "high", "n_studies": "studies", "benefit": "nats",
-                      "benefit_ci_low": "low", "benefit_ci_high": "high"},
-                     optional=("benefit", "benefit_ci_low", "benefit_ci_high"))
-        _print_frame("Persona benefit per study (nats, paired; > 0: persona helps)",
-                     summary.persona.paired,
-                     {"model": "model", "comparison": "comparison", "study": "study",
-                      "n_participants": "participants", "benefit": "nats", "ci_low": "low",
-                      "ci_high": "high"})
-    _print_frame("Random baseline (guessing among the options offered)", summary.pseudo_r2,
-                 {"model": "model", "pseudo_r2": "pseudo-R²", "pseudo_r2_pooled": "pooled",
-                  "chance_nll": "chance (nats/response)", "n_responses": "responses"},
-                 optional=("chance_nll",))
-    if summary.pseudo_r2 is not None and len(summary.pseudo_r2):
-        from psych201.analysis.readable import PSEUDO_R2_TEXT
-
-        console.print(f"[dim]{PSEUDO_R2_TEXT}[/dim]", highlight=False)
-        frame = summary.pseudo_r2
-        inferred = int(frame["n_inferred"].max()) if "n_inferred" in frame.columns else 0
-        if inferred:
-            console.print(f"[dim]For {inferred} responses the wording did not state the "
-                          "options; their sets were inferred from the distinct responses of "
-                          "each participant.[/dim]", highlight=False)
-
-
-def _print_next(results: Sequence[Path], data: Sequence[Path] | None) -> None:
-    runs = " ".join(str(r) for r in results)
-    given = " ".join(f"--data {d}" for d in data or ())
-    chance = "" if data else (" (add --data PATH for the chance level: guessing scores log k "
-                              "nats among k options)")
-    console.print(f"NLL in nats per response{chance}.\nnext: psych201 report {runs} {given} "
-                  "-o report.html   (one HTML page with the figures)", highlight=False,
-                  soft_wrap=True)
 
 
 def _unpaired(pairs: Sequence[Any], registry: Any, loaded: Any) -> dict[tuple[str, str],
@@ -361,80 +208,4 @@ def _unpaired(pairs: Sequence[Any], registry: Any, loaded: Any) -> dict[tuple[st
     found = {(p.post, p.base): pair_problems(registry, p.post, p.base, sizes) for p in pairs}
     return {pair: problems for pair, problems in found.items() if problems}
 
-
-def _warn_unpaired(unpaired: dict[tuple[str, str], list[str]]) -> None:
-    for (post, base), problems in unpaired.items():
-        err_console.print(
-            f"[yellow]warning:[/yellow] --pair {post}={base} is not a base/post-trained "
-            f"pair: {'; '.join(problems)}. Its effects compare two models, not the effect "
-            "of post-training.", highlight=False, soft_wrap=True)
-
-
-def _short(name: Any) -> str:
-    return str(name).rsplit("/", 1)[-1]
-
-
-def _print_pairs(summary: Any) -> None:
-    from psych201.analysis.an_post_training import (
-        COHEN_NOTE,
-        LESS_HUMAN_LIKE,
-        MULTIPLICITY_NOTE,
-        pair_d_text,
-    )
-
-    table = Table(title=f"Post-training effects (paper pair d, {summary.options.sd} SD; "
-                        "> 0 = less human-like after post-training)")
-    for column in ("post-trained", "base", "type", "d", "nats", "interval", "p", "q (BH)",
-                   "studies"):
-        table.add_column(column, justify="left" if column in ("post-trained", "base", "type")
-                         else "right")
-    for _, r in summary.pairs.iterrows():
-        table.add_row(_short(r["post"]), _short(r["base"]), str(r["type"]), pair_d_text(r),
-                      _f(r.get("diff_nats")), f"[{_f(r['ci_low'])}, {_f(r['ci_high'])}]",
-                      _p(r["p_value"]), _p(r.get("q_value")), str(r["n_studies"]))
-    console.print(table)
-    console.print(f"[dim]{LESS_HUMAN_LIKE} {COHEN_NOTE} {MULTIPLICITY_NOTE}[/dim]",
-                  highlight=False)
-    if not summary.type_d.empty:
-        types = Table(title="Type d (mean pair d per post-training type)")
-        for column in ("type", "d", "interval", "pairs"):
-            types.add_column(column, justify="left" if column == "type" else "right")
-        for _, r in summary.type_d.iterrows():
-            types.add_row(str(r["type"]), _f(r["d"]), f"[{_f(r['ci_low'])}, {_f(r['ci_high'])}]",
-                          str(r["n_pairs"]))
-        console.print(types)
-    if summary.pair_sign_test is not None:
-        e = summary.pair_sign_test
-        console.print(f"{e.name}: {_f(e.estimate)} "
-                      f"[{_f(e.ci_low)}, {_f(e.ci_high)}], p = {_p(e.p_value)} ({e.method})")
-
-
-def _print_comparison(c: Any) -> None:
-    table = Table(title=f"{c.post} vs {c.base} · condition {c.condition} · {len(c.studies)} "
-                        "studies (> 0 = post-trained model less human-like)")
-    for column in ("effect", "estimate", "interval", "p", "units", "studies", "participants",
-                   "responses"):
-        table.add_column(column, justify="left" if column in ("effect", "units") else "right")
-    for e in c.effects:
-        table.add_row(e.name, _f(e.estimate), f"[{_f(e.ci_low)}, {_f(e.ci_high)}]",
-                      _p(e.p_value), e.units, str(e.n_studies), str(e.n_participants),
-                      str(e.n_responses))
-    console.print(table)
-    for note in c.notes:
-        console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
-    per = Table(title="Per study")
-    for column in ("study", "participants", "responses", "NLL post", "NLL base", "difference",
-                   "interval", "d (sample)", "d (population)"):
-        per.add_column(column, justify="left" if column == "study" else "right")
-    for _, r in c.per_study.iterrows():
-        per.add_row(str(r["study"]), str(r["n_participants"]), str(r["n_responses"]),
-                    _f(r["mean_post"]), _f(r["mean_base"]), _f(r["mean_diff"]),
-                    f"[{_f(r['ci_low'])}, {_f(r['ci_high'])}]", _f(r["d_sample"]),
-                    _f(r["d_population"]))
-    console.print(per)
-    for e in c.effects:
-        console.print(f"[dim]{e.name}: {e.method}[/dim]", highlight=False)
-    if c.unmatched_responses:
-        console.print(f"[yellow]note:[/yellow] {c.unmatched_responses} responses scored by one "
-                      "model only were left out (--allow-missing)")
 

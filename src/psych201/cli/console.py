@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import os
 
+import typer
 from rich.console import Console
+from rich.markup import escape
+
+from psych201.errors import EXIT_USAGE
 
 #: Columns assumed when stdout is not a terminal and COLUMNS is not set.
 PLAIN_WIDTH = 200
@@ -18,3 +22,11 @@ def out_console(*, stderr: bool = False) -> Console:
     if not console.is_terminal and "COLUMNS" not in os.environ:
         console = Console(stderr=stderr, width=PLAIN_WIDTH)
     return console
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
+    """Print ``error: MESSAGE`` as one line on stderr; the exit to raise (default: bad usage, 2).
+    The one way a command refuses its input (the root group does the same for raised errors)."""
+    out_console(stderr=True).print(f"[bold red]error:[/bold red] {escape(message)}",
+                                   highlight=False, soft_wrap=True)
+    return typer.Exit(code)

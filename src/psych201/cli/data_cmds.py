@@ -17,9 +17,9 @@ import typer
 from rich.table import Table
 
 from psych201.bounds import check_bound, option_range
-from psych201.cli.console import out_console
+from psych201.cli.console import fail, out_console
 from psych201.data.issues import ISSUE_CODES, DataError, IssueLog, OnError
-from psych201.errors import EXIT_INVALID_DATA, EXIT_IO, EXIT_USAGE, os_error_line
+from psych201.errors import EXIT_INVALID_DATA, EXIT_IO, os_error_line
 
 if TYPE_CHECKING:
     from psych201.prompts.chance import StudyChance
@@ -27,7 +27,6 @@ if TYPE_CHECKING:
 app = typer.Typer(no_args_is_help=True)
 
 EXIT_INVALID = EXIT_INVALID_DATA
-EXIT_BAD_INPUT = EXIT_USAGE
 
 console = out_console()
 err_console = out_console(stderr=True)
@@ -62,11 +61,6 @@ ShowOption = Annotated[int, typer.Option("--show", min=0, help="Print at most th
 
 def _policy(choice: OnErrorChoice) -> OnError:
     return "skip" if choice is OnErrorChoice.skip else "fail"
-
-
-def _fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/bold red] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(code)
 
 
 #: Issues of one kind printed one by one; the rest of that kind is counted in one line.
@@ -113,7 +107,7 @@ def _local(path: Path) -> Path:
     try:
         return resolve_data(demo_or(path))
     except DataError as error:
-        raise _fail(str(error)) from None
+        raise fail(str(error)) from None
 
 
 def _max_bytes(max_line_mb: float) -> int:
@@ -179,7 +173,7 @@ def new(
     try:
         folder = new_study(name, parent)
     except UsageError as error:
-        raise _fail(str(error)) from None
+        raise fail(str(error)) from None
     console.print(
         f"wrote {folder}/: README.md (reference, format), generate_prompts.py (an example that "
         "writes the transcripts; replace its trial table by your data), prompts.jsonl.zip "
@@ -220,7 +214,7 @@ def stats(
             max_line_bytes=_max_bytes(max_line_mb),
         )
     except DataError as error:
-        raise _fail(str(error), error.exit_code) from None
+        raise fail(str(error), error.exit_code) from None
     _print_issues(log, limit=show)
     table = Table(title=f"{path}", title_justify="left")
     headers = (
@@ -315,9 +309,9 @@ def build(
             max_line_bytes=_max_bytes(max_line_mb),
         )
     except DataError as error:
-        raise _fail(str(error), error.exit_code) from None
+        raise fail(str(error), error.exit_code) from None
     except OSError as error:
-        raise _fail(f"cannot write {out}: {os_error_line(error)}", EXIT_IO) from None
+        raise fail(f"cannot write {out}: {os_error_line(error)}", EXIT_IO) from None
     _print_issues(log, limit=show)
     _print_summary(log)
     console.print(

@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from psych201.bounds import option_range
+from psych201.cli.console import fail
 
 if TYPE_CHECKING:  # torch is imported only when a command runs
     from psych201.lab.train import StepLog
@@ -26,11 +27,6 @@ posttrain_app = typer.Typer(
 def register(app: typer.Typer) -> None:
     """Add ``posttrain`` (with its sub-commands) to ``app``."""
     app.add_typer(posttrain_app, name="posttrain")
-
-
-def _fail(message: str) -> typer.Exit:
-    _console.print(f"[red]error:[/red] {message}", highlight=False)
-    return typer.Exit(2)
 
 
 def _set_threads(threads: int | None) -> None:
@@ -170,12 +166,12 @@ def train_cmd(
         from psych201.errors import EXIT_INTERRUPTED
         from psych201.lab.train import CHECKPOINT_EVERY
 
-        _fail(f"interrupted: the steps trained so far are kept in a checkpoint (saved every "
+        fail(f"interrupted: the steps trained so far are kept in a checkpoint (saved every "
               f"{CHECKPOINT_EVERY} steps and at the interrupt); rerun the same command to "
               "resume")
         raise typer.Exit(EXIT_INTERRUPTED) from None
     except (LabError, ValueError, OSError) as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     card = result.card
     _console.print(
         f"{card.name}: {card.steps} steps in {card.train_wall_s:.0f} s, loss "
@@ -213,7 +209,7 @@ def experiment_cmd(
         result = run_experiment(parsed, data=dataset, out_dir=out_dir, retrain=retrain,
                                 note=_note, progress=_show_labelled_step)
     except (LabError, ValueError, OSError) as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     typer.echo(result.summary_path.read_text(encoding="utf-8"))
     _console.print(f"results: {out_dir / 'results.json'}", highlight=False)
 
@@ -230,7 +226,7 @@ def show_cmd(
     try:
         card = read_card(adapter)
     except LabError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     if as_json:
         typer.echo(json.dumps(card.to_dict(), indent=2))
         return
@@ -262,5 +258,5 @@ def registry_cmd(
         aliases = {c.name: [a.name] for c, a in zip(cards, adapters, strict=True)}
         path = write_registry_fragment(cards, out, aliases=aliases)
     except LabError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     typer.echo(str(path))

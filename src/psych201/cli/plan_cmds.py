@@ -11,11 +11,12 @@ import typer
 from rich.table import Table
 
 from psych201.bounds import low_high
-from psych201.cli.console import out_console
+from psych201.cli.console import fail, out_console
 
 if TYPE_CHECKING:
     from psych201.data.split import Split
-    from psych201.plan import GpuPool, ModelPlan, TokenCount
+    from psych201.plan import ModelPlan, TokenCount
+    from psych201.plan_cluster import GpuPool
     from psych201.study import StudyFile
 
 #: What --split takes (psych201.data.split.Split).
@@ -26,11 +27,6 @@ err_console = out_console(stderr=True)
 
 #: Bounds of plan's own numbers, from the one table every option shares (psych201.bounds).
 PLAN_BOUNDS = {name: low_high(name) for name in ("limit", "batch_tokens")}
-
-
-def _fail(message: str) -> typer.Exit:
-    err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(2)
 
 
 def plan(
@@ -60,14 +56,14 @@ def plan(
     """Tokens forwarded per study, forward FLOPs, peak memory and hours per model."""
     from psych201.analysis.registry import load_registry
     from psych201.pipeline import PipelineError, ScoreConfig
+    from psych201.plan import calibrate as measure
     from psych201.plan import (
-        GpuPool,
         check_model_name,
         plan_model,
         shipped_throughput,
         throughput_from_benchmark,
     )
-    from psych201.plan import calibrate as measure
+    from psych201.plan_cluster import GpuPool
     from psych201.prompts.conditions import ConditionUnavailableError
     from psych201.simulate.demo import demo_or
     from psych201.study import StudyFileError, expand, load_study, score_config
@@ -75,17 +71,17 @@ def plan(
     for name, value in (("--limit", limit), ("--batch-tokens", batch_tokens)):
         low, high = PLAN_BOUNDS[name.strip("-").replace("-", "_")]
         if value is not None and not low <= value <= high:
-            raise _fail(f"{name} {value}: must be between {low} and {high:,}")
+            raise fail(f"{name} {value}: must be between {low} and {high:,}")
     try:
         pool = GpuPool.parse(gpus) if gpus is not None else None
     except ValueError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     study: StudyFile | None = None
     if study_file is not None:
         try:
             study = load_study(study_file)
         except StudyFileError as exc:
-            raise _fail(str(exc)) from exc
+            raise fail(str(exc)) from exc
         if data is not None:  # e.g. the paper's study against a local copy of its data
             study = study.model_copy(update={"data": tuple(
                 d.model_copy(update={"path": str(data)}) for d in study.data)})
@@ -107,12 +103,12 @@ def plan(
                                split=cast("Split", split))]
         labels = [model]
     else:
-        raise _fail("give STUDY_FILE, or both --data and --model")
+        raise fail("give STUDY_FILE, or both --data and --model")
     for name in dict.fromkeys(c.model for c in configs):
         try:
             check_model_name(name)  # as `score` would refuse it, before any data is read
         except ValueError as exc:
-            raise _fail(str(exc)) from exc
+            raise fail(str(exc)) from exc
     flops_per_s = None
     first = configs[0]
     source = "measured here (--calibrate)"
@@ -144,7 +140,7 @@ def plan(
             console.print(f"[yellow]skipped:[/yellow] {label} · {config.condition}: "
                           f"{exc}", highlight=False)
     if not plans:
-        raise _fail("no cell of the study can be scored")
+        raise fail("no cell of the study can be scored")
     if pool is None:
         _print_cells(plans, flops_per_s, source)
         cluster = None
@@ -182,13 +178,13 @@ def _print_cluster(plans: list[ModelPlan], pool: GpuPool, study: StudyFile | Non
                    flops_per_s: float | None) -> dict[str, object]:
     """Per model group: GPUs (the study file's, else from peak memory), memory, hours; then the
     makespan of all groups on the pool (longest first)."""
-    from psych201.plan import PLANNED_MFU, cluster_plan
+    from psych201.plan_cluster import PLANNED_MFU, cluster_plan
 
     given = {m.id: m.gpus for m in study.models if m.gpus} if study is not None else {}
     try:
         groups, span = cluster_plan(plans, pool, given, flops_per_s)
     except ValueError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     rate = ("measured" if flops_per_s else
             f"planned at {PLANNED_MFU:.0%} of the {pool.kind.name}'s bf16 peak")
     table = Table(title=f"psych201 plan on {pool.count}x{pool.kind.name} ({rate})",

@@ -14,13 +14,13 @@ from psych201.pipeline.play import (
     COGNITIVE,
     MAX_PARSE_FAILURES,
     MIN_OPTION_MASS,
-    MODES,
     OPTION_LOGPROB_ENGINES,
     POLICIES,
     PlaySpec,
     language_model_players,
     run_play,
 )
+from psych201.pipeline.players import MODES
 from psych201.simulate import TASKS
 
 if TYPE_CHECKING:

@@ -12,7 +12,6 @@ from psych201.cli.analysis_opts import (
     _choice,
     _closed_loop,
     _data_paths,
-    _fail,
     _load,
     _options,
     _pairs,
@@ -24,26 +23,27 @@ from psych201.cli.analysis_opts import (
     console,
     distinct_notes,
 )
+from psych201.cli.console import fail
 
 
 # -- report ---------------------------------------------------------------------------------------
 def _check_file_output(path: Path, flag: str) -> None:
     """Refuse, before any work, an output file that is a directory or sits under a file."""
     if path.is_dir():
-        raise _fail(f"{flag} {path} is a directory; name the HTML file to write "
+        raise fail(f"{flag} {path} is a directory; name the HTML file to write "
                     f"(e.g. {path / 'report.html'})")
     parent = next((p for p in path.parents if p.exists()), None)
     if parent is not None and not parent.is_dir():
-        raise _fail(f"{flag} {path}: {parent} is a file, not a directory")
+        raise fail(f"{flag} {path}: {parent} is a file, not a directory")
 
 
 def _check_dir_output(path: Path, flag: str) -> None:
     """Refuse, before any work, an output directory that is a file or sits under a file."""
     if path.exists() and not path.is_dir():
-        raise _fail(f"{flag} {path} is a file; name a directory for the figures")
+        raise fail(f"{flag} {path} is a file; name a directory for the figures")
     parent = next((p for p in path.parents if p.exists()), None)
     if parent is not None and not parent.is_dir():
-        raise _fail(f"{flag} {path}: {parent} is a file, not a directory")
+        raise fail(f"{flag} {path}: {parent} is a file, not a directory")
 
 
 
@@ -127,14 +127,14 @@ def figures(
     With --paper each figure is drawn from the paper-mode numbers (psych201.analysis.paper_mode).
     """
     from psych201.analysis.plots import PAPER_PANELS
+    from psych201.analysis.plugin import AnalysisOptions
     from psych201.analysis.registry import ModelPair
-    from psych201.analysis.summary import AnalysisOptions
     from psych201.analysis.synthetic import demo_table
     from psych201.analysis.tables import results_from_frame
     from psych201.report.figures import render_figures, save_figures
 
     if synthetic == bool(results):
-        raise _fail("give either RESULTS or --synthetic")
+        raise fail("give either RESULTS or --synthetic")
     # Never the repository's docs/figures by default: those are regenerated on purpose (-o).
     if output is None:
         output = Path("figures-synthetic" if synthetic else "figures")

@@ -17,9 +17,9 @@ import typer
 from rich.table import Table
 
 from psych201.bounds import low_high
-from psych201.cli.console import out_console
-from psych201.cli.score_cmds import RichProgress
-from psych201.errors import EXIT_FAILED_SESSIONS, EXIT_USAGE, UsageError
+from psych201.cli.console import fail, out_console
+from psych201.cli.score_progress import RichProgress
+from psych201.errors import EXIT_FAILED_SESSIONS, UsageError
 
 if TYPE_CHECKING:
     from psych201.study import Cell, StudyFile, StudyOutcome
@@ -30,11 +30,6 @@ err_console = out_console(stderr=True)
 #: ``--limit`` bounds, from the table every option shares (psych201.bounds).
 LIMIT_BOUNDS = low_high("limit")
 EMIT_CHOICES = ("slurm",)
-
-
-def _fail(message: str) -> typer.Exit:
-    err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(EXIT_USAGE)
 
 
 def run(
@@ -84,25 +79,25 @@ def run(
 
     # Everything the command line alone can refuse, before the study file is read.
     if limit is not None and not LIMIT_BOUNDS[0] <= limit <= LIMIT_BOUNDS[1]:
-        raise _fail(f"--limit {limit}: must be between {LIMIT_BOUNDS[0]} and "
+        raise fail(f"--limit {limit}: must be between {LIMIT_BOUNDS[0]} and "
                     f"{LIMIT_BOUNDS[1]:,}")
     if emit is not None and emit not in EMIT_CHOICES:
-        raise _fail(f"--emit {emit}: choose one of {', '.join(EMIT_CHOICES)}")
+        raise fail(f"--emit {emit}: choose one of {', '.join(EMIT_CHOICES)}")
     if report and (cells is not None or ray is not None):
-        raise _fail("--report writes the report alone; run the cells without it")
+        raise fail("--report writes the report alone; run the cells without it")
     if ray is not None and cells is not None:
-        raise _fail("--ray schedules every model group itself: leave out --cells")
+        raise fail("--ray schedules every model group itself: leave out --cells")
     try:
         share = Share.parse(cells) if cells is not None else None
         if tasks is not None:
             Share.parse(f"1/{tasks}", what="--tasks")
     except UsageError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     try:
         study = load_study(study_file)
         check_adapters_current(study, out)
     except StudyFileError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     every = expand(study, limit=limit, out=out)
     if emit is not None:
         _emit_slurm(study_file, study, every, tasks=tasks, gpu=gpu, time=time,
@@ -118,7 +113,7 @@ def run(
 
             check_ray_address(ray)
     except UsageError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     only = None
     if share is not None:
         mine = share_groups(model_groups(every), share)
@@ -177,7 +172,7 @@ def _report_only(study: StudyFile, every: list[Cell], out: Path | None) -> None:
     from psych201.study import is_complete, score_config, skipped_before, table_rows
 
     if not study.report:
-        raise _fail("the study file sets report: null")
+        raise fail("the study file sets report: null")
     done, missing, notes = [], [], []
     for cell in every:
         if is_complete(cell, score_config(cell, study)) and (table_rows(cell.out) or 0) > 0:
@@ -193,7 +188,7 @@ def _report_only(study: StudyFile, every: list[Cell], out: Path | None) -> None:
         for label in missing:
             err_console.print(f"  missing: {label}", highlight=False, soft_wrap=True)
     if not done:
-        raise _fail("no report: no complete cell has responses to report")
+        raise fail("no report: no complete cell has responses to report")
     _write_report(study, out, tuple(done), tuple(notes))
 
 
@@ -220,7 +215,7 @@ def _write_report(study: StudyFile, out: Path | None, run_dirs: tuple[Path, ...]
         )
     except (StudySetError, ConditionError, ReportDataError, TableError, RegistryError) as exc:
         # The scored cells are kept; `psych201 report RUN…` can be retried on them.
-        raise _fail(f"report not written: {exc}") from exc
+        raise fail(f"report not written: {exc}") from exc
     console.print(f"wrote {path}")
     fragments = adapter_registries(study, out)
     if fragments:
@@ -236,13 +231,13 @@ def _emit_slurm(study_file: Path, study: StudyFile, every: list[Cell],
                 *, tasks: int | None, gpu: str, time: str, partition: str | None,
                 limit: int | None, out: Path | None) -> None:
     from psych201.analysis.registry import load_registry
-    from psych201.plan import GPU_KINDS
+    from psych201.plan_cluster import GPU_KINDS
     from psych201.study.cells import model_groups
     from psych201.study.share import group_gpus, shares
     from psych201.study.slurm import SlurmOptions, slurm_script
 
     if gpu.lower() not in GPU_KINDS:
-        raise _fail(f"--gpu {gpu}: choose one of {', '.join(g.name for g in GPU_KINDS.values())}")
+        raise fail(f"--gpu {gpu}: choose one of {', '.join(g.name for g in GPU_KINDS.values())}")
     groups = model_groups(every)
     n = tasks if tasks is not None else max(1, min(len(groups), 16))
     registry = load_registry()

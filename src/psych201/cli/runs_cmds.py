@@ -19,6 +19,7 @@ EXIT_DAMAGED = 1
 
 @app.command("verify")
 def verify(
+    ctx: typer.Context,
     run_dirs: Annotated[list[Path], typer.Argument(help="Run directories to check.")],
     repair: Annotated[
         bool,
@@ -41,7 +42,7 @@ def verify(
     for run_dir in run_dirs:
         try:
             if repair:
-                report = _repair(run_dir)
+                report = _repair(run_dir, ctx.find_root().command)
             else:
                 report = verify_run(run_dir)
                 for problem in report.problems:
@@ -58,9 +59,10 @@ def verify(
         raise typer.Exit(EXIT_DAMAGED)
 
 
-def _repair(run_dir: Path) -> Any:
+def _repair(run_dir: Path, root: Any) -> Any:
     """``--repair`` of one directory: rebuild, rescore damaged parts, print, the check after."""
-    from psych201.results.verify import ScoreCommand, recorded_score_command, repair_run, verify_run
+    from psych201.results.repair import ScoreCommand, recorded_score_command, repair_run
+    from psych201.results.verify import verify_run
 
     command = recorded_score_command(run_dir) if run_dir.is_dir() else None
     rescorable = isinstance(command, ScoreCommand)
@@ -70,7 +72,7 @@ def _repair(run_dir: Path) -> Any:
         console.print(f"repaired: {line}")
     report = outcome.after
     if outcome.rescore and isinstance(command, ScoreCommand):
-        code = _rerun_score(command)
+        code = _rerun_score(command, root)
         report = verify_run(run_dir)
         if code == 0 and report.ok:
             console.print(f"repaired: {run_dir}: damaged parts rescored by its score command "
@@ -85,14 +87,13 @@ def _repair(run_dir: Path) -> Any:
     return report
 
 
-def _rerun_score(command: Any) -> int:
+def _rerun_score(command: Any, root: Any) -> int:
     """Run the recorded ``psych201 score …`` in this process, from the directory it ran in; its
-    exit code (the score command takes the run's lock itself)."""
-    from psych201.cli import app as root
-
+    exit code (the score command takes the run's lock itself). ``root`` is the running CLI's
+    root command (from the context: importing the CLI package here would be a cycle)."""
     with contextlib.chdir(command.cwd):
         try:
-            result = root(args=[*command.args, "--quiet"], standalone_mode=False)
+            result = root.main(args=[*command.args, "--quiet"], standalone_mode=False)
         except Exception as exc:  # click's usage errors; the group turned the rest into exits
             return int(getattr(exc, "exit_code", 2))
     return int(result or 0)

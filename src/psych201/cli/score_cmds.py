@@ -7,34 +7,23 @@ the other commands stay fast.
 from __future__ import annotations
 
 import sys
-import time
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    Progress,
-    ProgressColumn,
-    Task,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
-from rich.text import Text
 
-from psych201.cli.console import out_console
+from psych201.cli.console import fail, out_console
+from psych201.cli.score_preflight import engine_loader
+from psych201.cli.score_progress import RichProgress, with_spinner
+from psych201.cli.score_summary import READING_CHANCE, chance_cells, print_summary
 from psych201.errors import (
     EXIT_FAILED_SESSIONS,
     EXIT_INTERRUPTED,
     EXIT_IO,
     EXIT_USAGE,
     Psych201Error,
-    UsageError,
     os_error_line,
 )
 from psych201.results.writer import part_paths
@@ -42,123 +31,17 @@ from psych201.scoring.models import DEFAULT_MODEL  # light: no torch until a mod
 
 if TYPE_CHECKING:
     from psych201.pipeline import RunSummary, ScoreConfig, ScoringSetup, SetupLoader
-    from psych201.results.summary import StudyLine
 
 DEFAULT_DEMO_OUT = Path("psych201-demo")
 
 #: Exit codes (psych201.errors): 1 bad data, 2 bad options, 3 the OS refused, 4 some sessions
 #: failed (skipped), 130 Ctrl-C.
-EXIT_BAD_INPUT = EXIT_USAGE
 
 err_console = out_console(stderr=True)
 
 
-class _ParticipantsColumn(ProgressColumn):
-    """``12/40 participants · 1.35/s`` (the bar itself advances by characters)."""
-
-    def render(self, task: Task) -> Text:
-        done = int(task.fields.get("participants", 0))
-        total = int(task.fields.get("total_participants", 0))
-        elapsed = task.elapsed or 0.0
-        rate = f"{done / elapsed:.2f}/s" if elapsed > 0 and done else "-/s"
-        return Text(f"{done}/{total} participants · {rate}", style="progress.data.speed")
-
-
-class RichProgress:
-    """A :class:`psych201.pipeline.ProgressSink` drawn with rich.
-
-    The bar advances by characters, not participants: sessions differ in length by 100x
-    (dezfouli2019), so a character-weighted ETA is far closer to the truth.
-    """
-
-    #: Seconds between two progress lines when the console is not a terminal.
-    PLAIN_EVERY_S = 10.0
-
-    def __init__(self, console: Console, *, enabled: bool = True) -> None:
-        self.console = console
-        self.enabled = enabled
-        self._progress: Progress | None = None
-        self._task: Any = None
-        self._plain: _PlainCounts | None = None
-
-    def start(self, *, sessions: int, chars: int, already_done: int) -> None:
-        if not self.enabled:
-            return
-        if not self.console.is_terminal:  # a log file or a pipe: lines, not a redrawn bar
-            self._plain = _PlainCounts(sessions, max(chars, 1), time.monotonic())
-            return
-        self._progress = Progress(
-            TextColumn("[bold]scoring"),
-            BarColumn(),
-            _ParticipantsColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            TextColumn("elapsed"),
-            TimeElapsedColumn(),
-            console=self.console,
-            transient=False,
-        )
-        self._progress.start()
-        self._task = self._progress.add_task(
-            "scoring", total=max(chars, 1), participants=0, total_participants=sessions
-        )
-
-    def advance(self, *, sessions: int, chars: int) -> None:
-        if self._plain is not None:
-            self._advance_plain(sessions, chars)
-        if self._progress is None:
-            return
-        done = int(self._progress.tasks[0].fields["participants"]) + sessions
-        self._progress.update(self._task, advance=chars, participants=done)
-
-    def note(self, message: str) -> None:
-        if self.enabled:
-            self.console.print(f"[dim]{message}[/dim]")
-
-    def stop(self) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-            self._progress = None
-        self._plain = None
-
-    def _advance_plain(self, sessions: int, chars: int) -> None:
-        plain = self._plain
-        assert plain is not None
-        plain.sessions_done += sessions
-        plain.chars_done += chars
-        now = time.monotonic()
-        finished = plain.sessions_done >= plain.sessions
-        if not finished and now - plain.printed < self.PLAIN_EVERY_S:
-            return
-        plain.printed = now
-        elapsed = now - plain.started
-        share = plain.chars_done / plain.chars
-        left = elapsed * (1 - share) / share if share > 0 else float("nan")
-        eta = f", about {left / 60:.1f} min left" if not finished and left == left else ""
-        self.console.print(
-            f"scoring: {plain.sessions_done}/{plain.sessions} participants "
-            f"({share:.0%} of the text) in {elapsed:.0f} s{eta}", highlight=False)
-
-
-@dataclass
-class _PlainCounts:
-    """What plain (non-terminal) progress lines report."""
-
-    sessions: int
-    chars: int
-    started: float
-    sessions_done: int = 0
-    chars_done: int = 0
-    printed: float = 0.0
-
-
 def _split_list(text: str | None) -> tuple[str, ...]:
     return tuple(s.strip() for s in (text or "").split(",") if s.strip())
-
-
-def _fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/bold red] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(code)
 
 
 def run_scoring(
@@ -170,12 +53,12 @@ def run_scoring(
     console = Console(stderr=True)
     progress = RichProgress(console, enabled=not quiet)
     if not isinstance(setup, ScoringSetup):
-        setup = _with_spinner(config, setup, console, enabled=not quiet)
+        setup = with_spinner(config, setup, console, enabled=not quiet)
     try:
         return score_run(config, setup=setup, progress=progress, argv=sys.argv)
     except KeyboardInterrupt:
         progress.stop()
-        raise _fail(
+        raise fail(
             f"interrupted: {_kept(config.out)} participants kept in {config.out}; rerun the "
             "same command to resume (only the missing participants are scored)",
             EXIT_INTERRUPTED,
@@ -192,100 +75,10 @@ def run_scoring(
             saved = []
         note = f" (finished participants are saved in {config.out})" if saved else ""
         if isinstance(exc, Psych201Error):
-            raise _fail(f"{exc}{note}", exc.exit_code) from exc
-        raise _fail(f"{os_error_line(exc)}{note}", EXIT_IO) from exc
+            raise fail(f"{exc}{note}", exc.exit_code) from exc
+        raise fail(f"{os_error_line(exc)}{note}", EXIT_IO) from exc
     finally:
         progress.stop()
-
-
-def _engine_loader(
-    config: ScoreConfig, engine: str, engine_args: dict[str, Any], ray_args: dict[str, Any]
-) -> SetupLoader | None:
-    """Check that ``engine`` can be used here and takes ``--model-args``; return what loads it
-    once the data is read (None: the default engine, which a finished run need not load)."""
-    from psych201.pipeline import build_setup, engine_choices
-    from psych201.scoring.engines import (
-        RAY_PACKAGE,
-        check_engine_args,
-        check_model_args,
-        check_model_name,
-        engine_entry,
-        require_packages,
-    )
-
-    choices = engine_choices()
-    if engine not in choices:
-        raise _fail(f"unknown engine {engine!r} (choose one of {', '.join(choices)})")
-    if ray_args and engine != "ray":
-        raise _fail("--ray-args needs --engine ray")
-    inner = str(ray_args.get("engine", "hf")) if engine == "ray" else engine
-    packing = engine_args.get("packing")
-    if inner == "hf" and packing is not None and not isinstance(packing, bool):
-        from psych201.scoring.hf import PACKING_CHOICES
-
-        if str(packing).lower() not in PACKING_CHOICES:
-            raise _fail(f"--engine-args packing={packing}: choose one of "
-                        f"{', '.join(PACKING_CHOICES)}")
-    if engine == "ray" and not RAY_PACKAGE.installed():
-        raise _fail(f"--engine ray needs the ray package, which is not installed "
-                    f"({RAY_PACKAGE.install})")
-    if inner not in choices or inner == "ray":
-        raise _fail(f"unknown engine {inner!r} (choose one of {', '.join(choices)})")
-    require_packages(inner)  # registration names the packages and how to install them
-    if engine == "ray" and not engine_entry(inner).capabilities.ray:
-        raise _fail(f"engine {inner} reads whole sessions and cannot run on Ray")
-    check_engine_args(inner, engine_args)
-    check_model_name(inner, config.model)
-    check_model_args(inner, config.model_args)  # before the data is read or the model loads
-    if (Path(config.model).expanduser() / "adapter_config.json").is_file():
-        return _adapter_loader(config, engine, engine_args)
-    if engine == "hf" and not engine_args:
-        return None
-
-    def load() -> ScoringSetup:
-        if inner == "cognitive":  # sessions it cannot read are refused before it is fitted
-            _check_cognitive_sessions(config)
-        try:
-            return build_setup(config, engine=engine, engine_args=engine_args, ray_args=ray_args)
-        except (ImportError, TypeError) as exc:
-            raise UsageError(f"--engine {engine}: {exc}") from exc
-        except ValueError as exc:
-            if isinstance(exc, Psych201Error):
-                raise
-            raise UsageError(f"--engine {engine}: {exc}") from exc
-
-    return load
-
-
-def _check_cognitive_sessions(config: ScoreConfig) -> None:
-    """Read every selected session with the cognitive model (InvalidDataError naming the first
-    it cannot read), so that a wrong study fails before the model is fitted."""
-    from psych201.pipeline.selection import select_sources, study_sessions
-    from psych201.scoring.cognitive_engine import MODELS, read_session
-
-    model = MODELS[config.model]
-    for source in select_sources(config):
-        for session in study_sessions(config, source):
-            read_session(model, session)
-
-
-def _adapter_loader(config: ScoreConfig, engine: str, engine_args: dict[str, Any]) -> SetupLoader:
-    """A LoRA adapter folder (``psych201 posttrain``, a study's ``adapters:``): its base with the
-    adapter merged, on the transformers engine; the table's model is the adapter's name."""
-    from psych201.lab.adapter import check_adapter_files, is_adapter_dir
-    from psych201.lab.scoring import scoring_setup
-
-    folder = Path(config.model).expanduser()
-    if not is_adapter_dir(folder):
-        raise _fail(f"--model {config.model}: a peft adapter folder without a psych201 adapter "
-                    "card; psych201 scores the adapters its post-training lab writes")
-    try:
-        check_adapter_files(folder)
-    except ValueError as exc:
-        raise _fail(f"--model {config.model}: {exc}") from exc
-    if engine != "hf":
-        raise _fail(f"--model {config.model} is a LoRA adapter: score it with --engine hf")
-    return lambda: scoring_setup(config, engine_args)
 
 
 def _kept(run_dir: Path) -> int:
@@ -296,136 +89,6 @@ def _kept(run_dir: Path) -> int:
         return sum(len(part_sessions(path)) for path in part_paths(run_dir))
     except (ResultsError, OSError):
         return 0
-
-
-def _with_spinner(
-    config: ScoreConfig, loader: SetupLoader | None, console: Console, *, enabled: bool
-) -> SetupLoader:
-    """``loader`` (default: the transformers engine) drawn as a spinner while it runs: loading
-    a model can take a minute without any other sign of life."""
-    from psych201 import pipeline
-    from psych201.pipeline import DefaultEngineLoader
-
-    def load() -> ScoringSetup:
-        # Looked up when called, so that a test can stand in for the default engine.
-        run = loader if loader is not None else (lambda: pipeline.load_hf_setup(config))
-        if not enabled:
-            return run()
-        with console.status(f"loading {config.model} …", spinner="dots"):
-            return run()
-
-    return load if loader is not None else DefaultEngineLoader(load)
-
-
-def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f}"
-
-
-def _chance_cells(line: StudyLine) -> tuple[str, str]:
-    """The chance NLL and the pseudo-R² against it, in numbers and words (inferred marked *)."""
-    from psych201.results.summary import chance_words
-
-    if line.chance_nll is None:
-        return "-", "chance unknown"
-    mark = "*" if line.inferred_responses else ""
-    return f"{line.chance_nll:.3f}{mark}", f"{line.pseudo_r2:+.3f} ({chance_words(line.pseudo_r2)})"
-
-
-def _print_summary(
-    summary: RunSummary, data: str | Path | None = None, split: str | None = None
-) -> None:
-    from psych201.results.summary import option_counts_of, summarise_run, write_summary
-
-    console = out_console()
-    counts = None
-    if summary.table is not None and data is not None:
-        try:
-            counts = option_counts_of(summary.run_dir, data)
-        except (OSError, ValueError) as exc:  # the data moved or broke since: no chance column
-            err_console.print(f"chance level not computed: {exc}", highlight=False)
-    lines = summarise_run(summary.run_dir, counts) if summary.table is not None else []
-    if lines:
-        table = Table(title="NLL per response (nats; lower = more human-like) per study",
-                      title_justify="left")
-        table.add_column("study", no_wrap=True)
-        for name in ("participants", "responses", "per response (nats)", "per token (nats)",
-                     "chance (guessing)", "pseudo-R² vs guessing"):
-            table.add_column(name, justify="right")
-        for line in lines:
-            table.add_row(
-                line.study,
-                str(line.participants),
-                str(line.responses),
-                _fmt(line.nll_per_response),
-                _fmt(line.nll_per_token),
-                *_chance_cells(line),
-                style="bold" if line.study == "all" else None,
-            )
-        console.print(table)
-        for sentence in _chance_notes(lines):
-            console.print(sentence, highlight=False)
-        path = write_summary(
-            summary.run_dir,
-            lines,
-            {
-                "run_dir": str(summary.run_dir),
-                "config_hash": summary.config_hash,
-                "sessions": summary.sessions,
-                "failed_sessions": len(summary.failed),
-            },
-        )
-        console.print(f"summary written to {path}", highlight=False)
-    console.print(
-        f"{summary.run_dir}: {summary.sessions} participants ({summary.already_done} already "
-        f"done, {summary.scored_now} scored now), {summary.responses} responses, "
-        f"config {summary.config_hash}, {summary.wall_s:.1f} s",
-        highlight=False,
-    )
-    if summary.failed:
-        err_console.print(
-            f"[yellow]{len(summary.failed)} participants could not be scored (see above); "
-            "the run is marked incomplete. Rerun to retry them.[/yellow]"
-        )
-    if split == "test":
-        console.print("note: --split test scored only the held-out test participants (about a "
-                      "tenth of a study without its own split); --split all scores everyone.",
-                      highlight=False)
-    if lines and data is not None:
-        run, source = summary.run_dir, _data_argument(data)
-        console.print(
-            f"next: psych201 compare {run} --data {source}   (leaderboard, every analysis)\n"
-            f"      psych201 report {run} --data {source} -o report.html   (one HTML page)\n"
-            f"      psych201 export {run} --format csv -o responses.csv   (for R / pandas)",
-            highlight=False,
-        )
-
-
-def _data_argument(data: str | Path) -> str:
-    from psych201.simulate.demo import DEMO_DIR, DEMO_NAME
-
-    return DEMO_NAME if Path(str(data)) == DEMO_DIR else str(data)
-
-
-def _chance_notes(lines: Sequence[StudyLine]) -> list[str]:
-    """How to read the chance columns, and where they are missing or inferred."""
-    notes = [READING_CHANCE]
-    inferred = sum(line.inferred_responses for line in lines if line.study != "all")
-    if inferred:
-        notes.append(f"* {inferred} responses: the wording did not state the options, so each "
-                     "participant's distinct responses were taken as the option set (inferred).")
-    unknown = [line.study for line in lines if line.study != "all" and line.chance_nll is None]
-    if unknown:
-        notes.append(f"chance unknown for {', '.join(unknown)}: no option set stated or "
-                     "inferable (free-text or numeric responses).")
-    return notes
-
-
-#: One sentence on how to read NLL against chance (``score`` and ``demo``).
-READING_CHANCE = (
-    "How to read: guessing uniformly among k options scores log k nats per response (0.693 for "
-    "two); a model below the chance column predicts people better than guessing, above it worse. "
-    "Pseudo-R² = 1 − NLL/chance: 0 is guessing, 1 is perfect, below 0 worse than guessing."
-)
 
 
 def score(
@@ -562,21 +225,21 @@ def score(
             on_error=on_error,  # type: ignore[arg-type]
         )
     except (PipelineError, ValueError) as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     if not str(data).startswith("hf:") and not data.exists():
-        raise _fail(f"--data {data}: no such file or directory")
+        raise fail(f"--data {data}: no such file or directory")
     validate_run(config)
     from psych201.results.lock import check_unlocked
 
     check_unlocked(out)  # refuse a busy --out before the pipeline (and any model) loads
-    setup = _engine_loader(
+    setup = engine_loader(
         config,
         engine,
         parse_kv(engine_args, what="--engine-args"),
         parse_kv(ray_args, what="--ray-args"),
     )
     summary = run_scoring(config, quiet=quiet, setup=setup)
-    _print_summary(summary, data, config.split)
+    print_summary(summary, data, config.split)
     if summary.failed:
         raise typer.Exit(EXIT_FAILED_SESSIONS)
 
@@ -612,7 +275,7 @@ def merge(
             sources, out, allow_incomplete=allow_incomplete, allow_mixed=allow_mixed, force=force
         )
     except (ResultsError, Psych201Error) as exc:
-        raise _fail(str(exc), getattr(exc, "exit_code", EXIT_BAD_INPUT)) from exc
+        raise fail(str(exc), getattr(exc, "exit_code", EXIT_USAGE)) from exc
     out_console().print(
         f"{summary.path}: {summary.rows} responses from {summary.sources} sources"
         + (f", config {summary.config_hash}" if summary.config_hash else "")
@@ -660,7 +323,7 @@ def demo(
         condition_args={"offered": True},
     )
     summary = run_scoring(
-        config, quiet=quiet, setup=_engine_loader(config, "hf", dict(DEMO_ENGINE_ARGS), {})
+        config, quiet=quiet, setup=engine_loader(config, "hf", dict(DEMO_ENGINE_ARGS), {})
     )
     rows = demo_summary(summary.run_dir, DEMO_DIR)
     table = Table(
@@ -678,7 +341,7 @@ def demo(
             str(row.responses),
             f"{row.mean_nll:.3f}",
             "-" if row.oracle_nll is None else f"{row.oracle_nll:.3f}",
-            *_chance_cells(row.line),
+            *chance_cells(row.line),
         )
     console = out_console()
     console.print(table)

@@ -16,15 +16,15 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from psych201.atomic import write_atomic
 from psych201.data.fields import HARMONISED_FIELDS
 from psych201.data.issues import IssueLog, OnError
 from psych201.data.readers import DEFAULT_MAX_LINE_BYTES, iter_sessions
@@ -86,12 +86,13 @@ def build_dataset(
         "dropped": "sessions without any << >> response",
     }
     schema = DATASET_SCHEMA.with_metadata({"psych201": json.dumps(provenance)})
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     per_study: Counter[str] = Counter()
     dropped = n_test = 0
-    rows: list[dict[str, Any]] = []
-    try:
-        with pq.ParquetWriter(tmp, schema) as writer:
+
+    def write(handle: BinaryIO) -> None:
+        nonlocal dropped, n_test
+        rows: list[dict[str, Any]] = []
+        with pq.ParquetWriter(handle, schema) as writer:
             for session in iter_sessions(
                 source, on_error=on_error, log=log, max_line_bytes=max_line_bytes
             ):
@@ -107,9 +108,8 @@ def build_dataset(
                     rows.clear()
             if rows:
                 writer.write_table(pa.Table.from_pylist(rows, schema=schema))
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    write_atomic(target, write)
     return BuildSummary(
         path=target,
         seed=seed,

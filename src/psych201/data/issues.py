@@ -60,7 +60,7 @@ ISSUE_CODES: dict[str, str] = {
 }
 
 
-class DataError(InvalidDataError):  # a ValueError too, for older callers
+class DataError(InvalidDataError):
     """A data problem with its location: ``file``, 1-based ``line`` and ``column`` (or None)."""
 
     def __init__(

@@ -22,7 +22,7 @@ CLOSE = ">>"
 _PAIR = re.compile(r"<<(.*?)>>", re.DOTALL)
 
 
-class MarkerError(InvalidDataError):  # a ValueError too, for older callers
+class MarkerError(InvalidDataError):
     """A transcript whose ``<<``/``>>`` markers do not pair up.
 
     ``column`` is the 1-based character position of the offending marker within the text field

@@ -25,13 +25,13 @@ import json
 import os
 import shutil
 import tempfile
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from psych201.lab.settings import LabError, TrainSettings
-from psych201.scoring.models import LoadedModel, cache_root, load_model, sha256_file
+from psych201.scoring.model_files import cache_root, sha256_file
+from psych201.scoring.models import LoadedModel, load_model
 
 CARD_FILE = "psych201-adapter.json"
 CARD_FORMAT = "psych201-adapter/1"
@@ -133,21 +133,6 @@ def adapter_bytes(peft_model: Any) -> int:
 
     state = get_peft_model_state_dict(peft_model)
     return int(sum(t.numel() * t.element_size() for t in state.values()))
-
-
-def library_versions() -> dict[str, str]:
-    import peft
-    import torch
-    import transformers
-
-    from psych201 import __version__ as psych201_version
-
-    return {
-        "psych201": str(psych201_version),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "peft": peft.__version__,
-    }
 
 
 def save_adapter(peft_model: Any, card: AdapterCard, out_dir: str | Path) -> AdapterCard:
@@ -261,7 +246,3 @@ def load_adapter_model(
         max_context=base.max_context,
         source=str(folder.resolve()),
     )
-
-
-def now_iso() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

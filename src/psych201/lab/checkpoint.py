@@ -14,12 +14,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from psych201.atomic import write_bytes_atomic, write_text_atomic
 
 STATE_FILE = "state.json"
 TENSORS_FILE = "tensors.safetensors"
@@ -54,7 +55,7 @@ def save_checkpoint(folder: Path, key: str, model: Any, optimiser: torch.optim.O
                     state: Checkpoint, *, rng: torch.Tensor) -> None:
     """Write ``state`` with the trainable weights, optimiser state and ``rng`` (the torch
     random state step ``state.step`` starts from) into ``folder``."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     folder.mkdir(parents=True, exist_ok=True)
     tensors: dict[str, torch.Tensor] = {"rng": rng}
@@ -66,15 +67,11 @@ def save_checkpoint(folder: Path, key: str, model: Any, optimiser: torch.optim.O
         for field, value in optimiser.state.get(param, {}).items():
             if isinstance(value, torch.Tensor):
                 tensors[f"opt/{index}/{field}"] = value.detach().cpu().contiguous()
-    tmp = folder / f".{TENSORS_FILE}.tmp"
-    save_file(tensors, str(tmp))
-    os.replace(tmp, folder / TENSORS_FILE)
+    write_bytes_atomic(save(tensors), folder / TENSORS_FILE)
     body = {"format": FORMAT, "fingerprint": key, "step": state.step, "params": names,
             "tensors_sha256": _sha256(folder / TENSORS_FILE), "logs": state.logs,
             "reference": {str(k): list(v) for k, v in state.reference.items()}}
-    tmp_json = folder / f".{STATE_FILE}.tmp"
-    tmp_json.write_text(json.dumps(body) + "\n", encoding="utf-8")
-    os.replace(tmp_json, folder / STATE_FILE)
+    write_text_atomic(json.dumps(body) + "\n", folder / STATE_FILE)
 
 
 def load_checkpoint(folder: Path, key: str, model: Any,

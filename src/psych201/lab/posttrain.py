@@ -13,13 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from psych201.lab.adapter import (
-    AdapterCard,
-    default_adapter_root,
-    library_versions,
-    now_iso,
-    save_adapter,
-)
+from psych201.lab.adapter import AdapterCard, default_adapter_root, save_adapter
 from psych201.lab.assistant import Template, instruct_examples
 from psych201.lab.checkpoint import remove_checkpoint
 from psych201.lab.examples import TrainingData, human_examples
@@ -27,6 +21,7 @@ from psych201.lab.preference import preference_data
 from psych201.lab.registry_entry import write_registry_fragment
 from psych201.lab.settings import LabError, TrainSettings
 from psych201.lab.train import StepLog, TrainResult, lora_model, train
+from psych201.results.manifest import library_versions, now_iso
 from psych201.scoring.models import LoadedModel, load_model
 
 #: The registry fragment written beside each adapter's card.
@@ -132,7 +127,7 @@ def make_card(
         n_trainable=result.n_trainable,
         n_sequences=result.n_sequences,
         n_target_tokens=data.n_target_tokens,
-        versions=library_versions(),
+        versions=library_versions("peft"),
         created=now_iso(),
     )
 

@@ -31,7 +31,7 @@ REGISTRY_LINE: dict[str, str] = {
 ATTENTION_PROJECTIONS: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
 
 
-class LabError(UsageError):  # a ValueError too, for older callers
+class LabError(UsageError):
     """A post-training run that cannot start or be saved as asked (message says why)."""
 
 

@@ -39,7 +39,7 @@ _BOUNDED_FIELDS = (
 _DEVICE = re.compile(r"cpu|mps|cuda(:\d+)?")
 
 
-class PipelineError(UsageError):  # a ValueError too, for older callers
+class PipelineError(UsageError):
     """A run that cannot start or go on as asked (bad option, unknown study, ...)."""
 
 

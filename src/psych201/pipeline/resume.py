@@ -34,21 +34,24 @@ def finished_run(config: ScoreConfig, keys: list[SessionKey]) -> FinishedRun | N
     selected session. Anything uncertain returns None: the model is loaded and the full check
     runs, as before.
     """
-    from psych201.results.manifest import MANIFEST_FILE, ResultsError, load_manifest
-    from psych201.scoring.models import ModelLoadError, model_folder
+    from psych201.results.manifest import MANIFEST_FILE, load_manifest
+    from psych201.results.manifest_model import typed_manifest
+    from psych201.results.writer import ResultsError
+    from psych201.scoring.model_files import ModelLoadError
+    from psych201.scoring.models import model_folder
 
     if not (config.out / MANIFEST_FILE).is_file():
         return None
     try:
         stored = load_manifest(config.out)
+        manifest = typed_manifest(stored, config.out)
     except ResultsError:
         return None
-    spec, model = stored.get("spec"), stored.get("model")
+    spec, model = manifest.spec, manifest.model
     condition = tokenizer_free_condition(config)
-    if (stored.get("status") != "complete" or not isinstance(spec, dict)
-            or not isinstance(model, dict) or spec.get("engine") != "hf" or condition is None):
+    if not manifest.complete or spec is None or spec.engine != "hf" or condition is None:
         return None
-    extra = spec.get("extra") or {}
+    extra = spec.extra
     model_args = {k: v for k, v in config.model_args.items() if k != "cache_dir"}
     wanted = {
         "window": asdict(window_config(config)),
@@ -56,20 +59,20 @@ def finished_run(config: ScoreConfig, keys: list[SessionKey]) -> FinishedRun | N
         "model_args": model_args,
         "device": device_kind(config.device),
     }
-    have = {"window": spec.get("window"), **{k: extra.get(k) for k in wanted if k != "window"}}
+    have = {"window": spec.window, **{k: extra.get(k) for k in wanted if k != "window"}}
     if _as_json(wanted) != _as_json(have):
         return None
     try:
         folder = model_folder(config.model, cache_dir=config.model_args.get("cache_dir"))
     except (ModelLoadError, OSError, ValueError):
         return None
-    if (folder.model_id != spec.get("model") or folder.file_sha256 != model.get("file_sha256")
+    if (folder.model_id != spec.model or folder.file_sha256 != model.get("file_sha256")
             or folder.revision != extra.get("model_revision")):  # a hub model's commit too
         return None
-    config_hash = str(stored.get("config_hash"))
+    config_hash = manifest.config_hash
     if not set(keys) <= completed_sessions(config.out, config_hash=config_hash):
         return None
-    if damaged_parts(config.out, records_required=bool(stored.get("part_records"))):
+    if damaged_parts(config.out, records_required=manifest.part_records):
         return None  # the model loads and the damaged parts are rescored
     return FinishedRun(stored, config_hash, keys)
 
@@ -84,20 +87,21 @@ def precheck_model(config: ScoreConfig) -> None:
     """Refuse a run directory of another model or engine before the default (transformers)
     engine converts, downloads or loads anything: the stored model id is compared with the one
     the name gives (:func:`~psych201.scoring.models.model_identity`)."""
-    from psych201.results.manifest import MANIFEST_FILE, ConfigMismatchError, load_manifest
+    from psych201.results.manifest import MANIFEST_FILE, ConfigMismatchError
+    from psych201.results.manifest_model import read_manifest
     from psych201.scoring.models import model_identity
 
     if not (config.out / MANIFEST_FILE).is_file():
         return
-    spec = load_manifest(config.out).get("spec")
-    if not isinstance(spec, dict):
+    spec = read_manifest(config.out).spec
+    if spec is None:
         return
     wanted = model_identity(config.model)
     diff = []
-    if spec.get("engine") not in (None, "hf"):
-        diff.append(f"engine: {spec.get('engine')!r} -> 'hf'")
-    if wanted is not None and spec.get("model") not in (None, wanted):
-        diff.append(f"model: {spec.get('model')!r} -> {wanted!r}")
+    if spec.engine not in (None, "hf"):
+        diff.append(f"engine: {spec.engine!r} -> 'hf'")
+    if wanted is not None and spec.model not in (None, wanted):
+        diff.append(f"model: {spec.model!r} -> {wanted!r}")
     if diff:
         raise ConfigMismatchError(
             f"{config.out} holds a run of another model; a run directory never mixes "
@@ -122,12 +126,13 @@ def precheck_run_dir(
         describe_differences,
         load_manifest,
     )
+    from psych201.results.manifest_model import typed_manifest
 
     if not (config.out / MANIFEST_FILE).is_file():
         return None
     stored = load_manifest(config.out)
-    spec = stored.get("spec")
-    if not isinstance(spec, dict):
+    spec = typed_manifest(stored, config.out).spec
+    if spec is None:
         return None
     ours: dict[str, Any] = {
         "data": data_name or config.data.resolve().name,
@@ -142,7 +147,7 @@ def precheck_run_dir(
     condition = tokenizer_free_condition(config)
     if condition is not None:
         ours["condition"] = condition.name
-    theirs = {k: spec.get(k) for k in ours}
+    theirs = {k: getattr(spec, k) for k in ours}
     diff = describe_differences(theirs, ours)
     shard = config.shard.to_dict() if config.shard else None
     if stored.get("shard") != shard:

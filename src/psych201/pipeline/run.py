@@ -10,11 +10,10 @@ missing and ends with the same table as an uninterrupted run.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
-from psych201.data.issues import IssueLog
 from psych201.data.records import SessionKey
 from psych201.pipeline.chunks import response_rows, scored_chunks
 from psych201.pipeline.config import (
@@ -23,39 +22,23 @@ from psych201.pipeline.config import (
     SessionScoringError,
     validate_run,
 )
-from psych201.pipeline.grow import Growth, check_superset, grow_run_dir
 from psych201.pipeline.resume import (
     FinishedRun,
-    finished_run,
-    precheck_model,
-    precheck_run_dir,
 )
+from psych201.pipeline.run_open import OpenRun, open_run
 from psych201.pipeline.selection import (
     ConditionCounts,
-    StudyPlan,
-    check_selection,
     chunk_keys,
-    data_fingerprint,
-    data_root,
-    make_condition_for,
-    plan_studies,
     render,
-    select_sources,
     shard_filter,
-    split_label,
     study_sessions,
 )
 from psych201.pipeline.setup import (
-    DefaultEngineLoader,
     ScoringSetup,
     SetupLoader,
-    build_setup,
-    build_spec,
-    temperature_record,
 )
-from psych201.prompts.conditions import Condition
 from psych201.results.lock import lock_run_dir
-from psych201.results.manifest import build_manifest, mark_complete, mark_status, open_run_dir
+from psych201.results.manifest import mark_complete, mark_status
 from psych201.results.verify import table_problem
 from psych201.results.writer import (
     RESPONSES_FILE,
@@ -91,7 +74,6 @@ class RunSummary:
     table: Path | None
 
 
-
 def score_run(
     config: ScoreConfig,
     *,
@@ -122,7 +104,7 @@ def _score_locked(
 ) -> RunSummary:
     started = time.perf_counter()
     validate_run(config)
-    run = _open_run(config, setup, argv)
+    run = open_run(config, setup, argv)
     if isinstance(run, FinishedRun):  # nothing to score: no model was loaded
         return _rerun_finished(config, run, progress, argv, started)
     if isinstance(setup, ScoringSetup):  # the caller's: it may score more runs with it
@@ -133,7 +115,7 @@ def _score_locked(
         run.setup.close()  # loaded here: freed however the run ends
 
 
-def _score_opened(run: _Run, progress: ProgressSink | None, started: float) -> RunSummary:
+def _score_opened(run: OpenRun, progress: ProgressSink | None, started: float) -> RunSummary:
     config = run.config
     for path in remove_stale_temporaries(config.out):
         _note(progress, f"removed {path.name}, left by an interrupted run")
@@ -201,7 +183,7 @@ def _score_opened(run: _Run, progress: ProgressSink | None, started: float) -> R
     )
 
 
-def _set_aside_damaged_parts(run: _Run, progress: ProgressSink | None) -> None:
+def _set_aside_damaged_parts(run: OpenRun, progress: ProgressSink | None) -> None:
     """Hash every part against its record (one read of each file, a small fraction of scoring
     it); a changed part is moved aside and its sessions rescored, never adopted."""
     records_required = bool(run.manifest.get("part_records"))
@@ -211,124 +193,6 @@ def _set_aside_damaged_parts(run: _Run, progress: ProgressSink | None) -> None:
         _note(progress, f"{path}: {reason}; moved aside to {moved.name}, its sessions are rescored")
     if damaged and run.manifest.get("invocations"):
         run.manifest["invocations"][-1]["rescored_parts"] = sorted(p.name for p in damaged)
-
-
-@dataclass
-class _Run:
-    """An opened run: its configuration, identity, manifest and selected sessions."""
-
-    config: ScoreConfig
-    setup: ScoringSetup
-    condition: Condition
-    config_hash: str
-    manifest: dict[str, Any]
-    plans: list[StudyPlan]
-    keys: list[SessionKey]  # the run's sessions (this shard's), in order
-    chars: dict[SessionKey, int]
-    data_issues: IssueLog
-
-
-def _open_run(
-    config: ScoreConfig, setup: ScoringSetup | SetupLoader | None, argv: list[str] | None
-) -> _Run | FinishedRun:
-    """Read the data, check the directory, then (unless the run is provably finished already)
-    load the model and open or create the run directory."""
-    root, data_info, data_name = data_root(config)
-    sources = select_sources(config, root)
-    data_hash, per_study = data_fingerprint(sources)
-    # Read the data before loading the model: bad input fails in seconds, before any work.
-    data_issues = IssueLog()
-    plans = plan_studies(config, sources, data_issues)
-    check_selection(config, plans)
-    label = split_label(config, plans)
-    growth = precheck_run_dir(config, data_hash, split=label, data_name=data_name,
-                              per_study=per_study)
-    in_shard = shard_filter(config.shard)
-    keys = [k for plan in plans for k in plan.keys if in_shard(k)]
-    default_engine = setup is None or isinstance(setup, DefaultEngineLoader)
-    if default_engine:
-        precheck_model(config)  # before anything converts, downloads or loads the model
-    if growth is not None:  # checked before the model loads: a shrinking selection is refused
-        check_superset(config.out, growth, keys)
-    elif default_engine:
-        finished = finished_run(config, keys)
-        if finished is not None:
-            return finished
-    opened = _Selected(data_info, data_name, data_hash, per_study, label, plans, keys, data_issues,
-                       growth)
-    if isinstance(setup, ScoringSetup):
-        return _open_loaded(config, setup, argv, opened)
-    loaded = build_setup(config) if setup is None else setup()  # after the checks above
-    try:
-        return _open_loaded(config, loaded, argv, opened)
-    except BaseException:
-        loaded.close()
-        raise
-
-
-@dataclass(frozen=True)
-class _Selected:
-    """What :func:`_open_run` read before any model loads."""
-
-    data_info: dict[str, Any]
-    data_name: str
-    data_hash: str
-    per_study: dict[str, str]
-    label: str
-    plans: list[StudyPlan]
-    keys: list[SessionKey]
-    data_issues: IssueLog
-    growth: Growth | None = None
-
-
-def _open_loaded(
-    config: ScoreConfig, setup: ScoringSetup, argv: list[str] | None, opened: _Selected
-) -> _Run:
-    data_info, data_name, data_hash = opened.data_info, opened.data_name, opened.data_hash
-    per_study, label, plans, keys = opened.per_study, opened.label, opened.plans, opened.keys
-    data_issues = opened.data_issues
-    condition = make_condition_for(config, setup.tokenizer)
-    spec = build_spec(
-        config,
-        setup,
-        condition,
-        data_hash,
-        split=label,
-        data_name=data_name,
-    )
-    fresh = build_manifest(
-        spec,
-        model=setup.model_info,
-        engine={**asdict(setup.engine_info), **temperature_record(setup.engine_info)},
-        tokenizer=setup.tokenizer_info,
-        data={**data_info, "hash": data_hash, "studies": per_study},
-        shard=config.shard,
-    )
-    if opened.growth is not None:
-        grow_run_dir(config.out, opened.growth, fresh)
-    manifest = open_run_dir(
-        config.out,
-        fresh,
-        argv=argv,
-        options={
-            "batch_tokens": config.batch_tokens,
-            "part_size": config.part_size,
-            "part_chars": config.part_chars,
-            "device": config.device,
-            "on_error": config.on_error,
-        },
-    )
-    return _Run(
-        config=config,
-        setup=setup,
-        condition=condition,
-        config_hash=spec.config_hash(),
-        manifest=manifest,
-        plans=plans,
-        keys=keys,
-        chars={k: n for plan in plans for k, n in plan.chars.items()},
-        data_issues=data_issues,
-    )
 
 
 def _rerun_finished(
@@ -368,7 +232,6 @@ def _rerun_finished(
     )
 
 
-
 @dataclass
 class _Outcome:
     scored: int
@@ -376,7 +239,7 @@ class _Outcome:
     counts: ConditionCounts
 
 
-def _score_missing(run: _Run, todo: set[SessionKey], progress: ProgressSink | None) -> _Outcome:
+def _score_missing(run: OpenRun, todo: set[SessionKey], progress: ProgressSink | None) -> _Outcome:
     """Render each study, score its missing sessions chunk by chunk, write a part per chunk."""
     config, condition = run.config, run.condition
     in_shard = shard_filter(config.shard)
@@ -420,7 +283,6 @@ def _score_missing(run: _Run, todo: set[SessionKey], progress: ProgressSink | No
                 outcome.failed.append(session.key)
                 _note(progress, f"skipped: {SessionScoringError(session, reason)}")
     return outcome
-
 
 
 def _note(progress: ProgressSink | None, message: str) -> None:

@@ -18,8 +18,8 @@ from typing import Any
 from psych201.errors import UsageError
 from psych201.pipeline.config import ScoreConfig, window_config
 from psych201.prompts.conditions import Condition
-from psych201.results.schema import TEMPERATURE_GRID, RunSpec
-from psych201.scoring.engine import TOPK_ONLY_TEMPERATURES, EngineInfo
+from psych201.results.schema import RunSpec
+from psych201.scoring.engine import TEMPERATURE_GRID, TOPK_ONLY_TEMPERATURES, EngineInfo
 from psych201.scoring.engines import (
     BuiltScorer,
     ScorerSpec,
@@ -29,7 +29,8 @@ from psych201.scoring.engines import (
     engine_names,
     make_scorer,
 )
-from psych201.scoring.models import LoadedModel, hub_revision
+from psych201.scoring.hub import hub_revision
+from psych201.scoring.models import LoadedModel
 from psych201.scoring.protocols import Scorer
 
 
@@ -216,7 +217,7 @@ def _temperature_statement(spec: ScorerSpec) -> str:
         return "full softmax"
     import torch
 
-    from psych201.scoring.hf import temperatures_on
+    from psych201.scoring.hf_head import temperatures_on
 
     setting = spec.options.get("temperatures", "auto")
     on = temperatures_on(setting, torch.device(spec.device))

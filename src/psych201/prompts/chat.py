@@ -35,7 +35,7 @@ OPEN = "<<"
 CLOSE = ">>"
 
 
-class ChatTemplateError(UsageError):  # a ValueError too, for older callers
+class ChatTemplateError(UsageError):
     """A chat template whose rendering cannot be mapped back to the message contents."""
 
 

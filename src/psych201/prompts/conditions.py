@@ -31,9 +31,8 @@ paper's numbers can be reproduced condition by condition.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from psych201.data.records import ResponseSpan, Session
@@ -43,8 +42,8 @@ from psych201.data.variants import (
     is_discrete_response,
     paper_variant,
 )
-from psych201.errors import UsageError
-from psych201.prompts.chat import render_chat, transcript_messages
+from psych201.prompts.chat_condition import ChatTemplateCondition
+from psych201.prompts.condition_errors import ConditionUnavailableError, IneligibleSessionError
 from psych201.prompts.options import response_options
 from psych201.prompts.persona import (
     PERSONA_MODES,
@@ -88,15 +87,6 @@ class Condition(Protocol):
     def render_study(self, sessions: Sequence[Session]) -> list[Prompt]:
         """One prompt per session, same order. Pass all eligible sessions of a study at once."""
         ...
-
-
-class IneligibleSessionError(UsageError):  # a ValueError too, for older callers
-    """A session was handed to a condition that does not apply to it."""
-
-
-class ConditionUnavailableError(UsageError):  # a ValueError too, for older callers
-    """The condition cannot be built for this model (e.g. chat-template without a chat template,
-    as for base models). A study runner can skip such a (model, condition) cell."""
 
 
 def _check_eligible(condition: Condition, sessions: Sequence[Session]) -> None:
@@ -228,75 +218,6 @@ class DiscreteCondition:
             prompt = _prompt_from_session(variant, session, self.name)
             options = tuple(offered[s.index] for s in prompt.spans)
             prompts.append(dataclasses.replace(prompt, options=options))
-        return prompts
-
-
-@dataclass(frozen=True)
-class ChatTemplateCondition:
-    """The transcript as a chat in the model's own template; only assistant contents scored.
-
-    ``template_sha256`` identifies the template in the spec (the tokenizer object itself is not
-    part of equality or hashing). ``paper=True`` reproduces the authors' ``eval_instruct.py``:
-    clean-ups and truncation, a ``.`` appended, empty turns dropped, BOS left as the template
-    writes it.
-    """
-
-    tokenizer: Any = field(compare=False, hash=False, repr=False)
-    paper: bool = False
-    max_chars: int = PAPER_MAX_CHARS
-    template_sha256: str = field(init=False, default="")
-    tokenizer_name: str = field(init=False, default="")
-
-    def __post_init__(self) -> None:
-        template = getattr(self.tokenizer, "chat_template", None)
-        if not isinstance(template, str) or not template:
-            raise ConditionUnavailableError(
-                "chat-template needs a tokenizer with a chat template; "
-                f"{getattr(self.tokenizer, 'name_or_path', self.tokenizer)!r} has none"
-            )
-        digest = hashlib.sha256(template.encode()).hexdigest()
-        object.__setattr__(self, "template_sha256", digest)
-        object.__setattr__(self, "tokenizer_name", str(getattr(self.tokenizer, "name_or_path", "")))
-
-    @property
-    def name(self) -> str:
-        return "chat-template-paper" if self.paper else "chat-template"
-
-    def spec(self) -> dict[str, Any]:
-        spec: dict[str, Any] = {
-            "condition": "chat-template",
-            "paper": self.paper,
-            "template_sha256": self.template_sha256,
-            "enable_thinking": False,
-        }
-        if self.paper:
-            spec["max_chars"] = self.max_chars
-        return spec
-
-    def eligible(self, session: Session) -> bool:
-        return True
-
-    def render_study(self, sessions: Sequence[Session]) -> list[Prompt]:
-        prompts = []
-        for session in sessions:
-            variant = session
-            text = session.text
-            if self.paper:
-                variant = paper_variant(session, self.max_chars)
-                text = variant.text + "."  # eval_instruct.py appends a period after truncating
-            messages = transcript_messages(text, variant.responses, skip_empty=self.paper,
-                                           merge_adjacent=self.paper)
-            chat = render_chat(messages, self.tokenizer, strip_bos=not self.paper,
-                               keep_trimmed=self.paper)
-            prompts.append(
-                Prompt(
-                    text=chat.text,
-                    spans=chat.spans,
-                    condition=self.name,
-                    n_dropped=len(session.responses) - len(chat.spans),
-                    marker_aligned=False,
-                )
-            )
         return prompts
 
 

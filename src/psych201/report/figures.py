@@ -18,33 +18,16 @@ from matplotlib.figure import Figure
 from matplotlib.text import Text
 from matplotlib.ticker import FixedFormatter, Formatter, FuncFormatter
 
-from psych201.analysis.plots import (  # noqa: F401 (re-exported: the figures' old home)
-    NLL_LABEL,
-    PAPER_PANELS,
-    STYLE,
-    TYPE_COLORS,
-    fig_accuracy,
-    fig_chat_template,
-    fig_domains,
-    fig_forest,
-    fig_generation,
-    fig_leaderboard,
-    fig_lines_by_family,
-    fig_persona,
-    fig_size,
-)
+from psych201.analysis.plots import fig_leaderboard
 from psych201.analysis.summary import Summary
 
 
-def render_figures(summary: Summary, is_base: Mapping[str, bool] | None = None,
-                   ) -> dict[str, Figure]:
+def render_figures(summary: Summary) -> dict[str, Figure]:
     """All figures the summary supports, by file stem (missing data → figure left out).
 
     The core leaderboard figure, then each section's figures in the order of
-    :data:`~psych201.analysis.sections.ANALYSES`. ``is_base`` is no longer needed (the persona
-    analysis reads base or post-trained from the model registry); it is accepted for old callers.
+    :data:`~psych201.analysis.sections.ANALYSES`.
     """
-    del is_base
     figures: dict[str, Figure | None] = {"leaderboard": fig_leaderboard(summary.leaderboard)}
     for section in summary.sections:
         for figure in section.figures:

@@ -20,17 +20,13 @@ import pandas as pd
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup, escape
 
-from psych201.analysis.an_post_training import pair_d_text  # noqa: F401 (its old home)
-from psych201.analysis.paper_mode import (
-    DEFAULT_DIFFERS,
-    PaperTables,
-    figure_note,
-    paper_summary,
-)
+from psych201.analysis.paper_mode import DEFAULT_DIFFERS, PaperTables, figure_note
+from psych201.analysis.paper_summary import paper_summary
 from psych201.analysis.plugin import Section, SectionTable
 from psych201.analysis.registry import ModelRegistry
 from psych201.analysis.summary import Summary
 from psych201.analysis.tables import Results
+from psych201.atomic import write_text_atomic
 from psych201.report.figures import caption, png_bytes, render_figures
 from psych201.strict_json import dumps as strict_json
 
@@ -291,13 +287,7 @@ def write_report(path: str | Path, summary: Summary, results: Results,
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     text = build_report(summary, results, registry, **kw)
-    tmp = out.with_name(out.name + ".tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)  # a failed write leaves nothing behind
-        raise
+    write_text_atomic(text, out)
     return out
 
 

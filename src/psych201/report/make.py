@@ -17,8 +17,9 @@ from psych201.analysis.baselines import (
     population_baseline,
     trial_responses,
 )
+from psych201.analysis.plugin import AnalysisOptions
 from psych201.analysis.registry import ModelRegistry, load_registry
-from psych201.analysis.summary import AnalysisOptions, Summary, summarize
+from psych201.analysis.summary import Summary, summarize
 from psych201.analysis.tables import Results, read_results
 from psych201.data.hub import resolve_data
 from psych201.data.readers import discover_studies
@@ -28,7 +29,7 @@ from psych201.report.figures import render_figures, save_figures
 from psych201.report.html import write_report
 
 
-class ReportDataError(UsageError):  # a ValueError too, for older callers
+class ReportDataError(UsageError):
     """The runs cannot be matched to the data given for the baselines."""
 
 

@@ -19,8 +19,9 @@ from typing import Any
 
 import pandas as pd
 
+from psych201.atomic import write_text_atomic
 from psych201.results.io import read_manifest, read_responses
-from psych201.results.writer import ResultsError, write_text_atomic
+from psych201.results.writer import ResultsError
 
 FORMATS = ("csv", "feather")
 

@@ -19,6 +19,7 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
+from psych201.atomic import write_text_atomic
 from psych201.results.lock import LOCK_FILE
 from psych201.results.schema import RunSpec
 from psych201.results.shards import Shard
@@ -32,7 +33,6 @@ from psych201.results.writer import (
     is_temporary,
     part_paths,
     table_record,
-    write_text_atomic,
 )
 
 MANIFEST_FILE = "manifest.json"
@@ -50,10 +50,11 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def library_versions() -> dict[str, str]:
-    """Installed versions of the libraries that matter for the numbers, plus Python's."""
+def library_versions(*more: str) -> dict[str, str]:
+    """Installed versions of the libraries that matter for the numbers (and of ``more``, e.g.
+    ``peft`` for an adapter), plus Python's."""
     versions = {"python": platform.python_version()}
-    for name in _LIBRARIES:
+    for name in (*_LIBRARIES, *more):
         try:
             versions[name] = importlib_metadata.version(name)
         except importlib_metadata.PackageNotFoundError:

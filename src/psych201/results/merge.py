@@ -281,4 +281,4 @@ def _check_duplicates(merged: pa.Table, paths: list[Path], tables: list[pa.Table
 
 def _count_sessions(table: pa.Table) -> int:
     keys = table.select(["study", "experiment", "participant", "line"])
-    return keys.group_by(keys.column_names).aggregate([]).num_rows
+    return int(keys.group_by(keys.column_names).aggregate([]).num_rows)

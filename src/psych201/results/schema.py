@@ -29,7 +29,8 @@ RESPONSE_SCHEMA = pa.schema(
         # Among the options the transcript offered: null unless known and one token each.
         pa.field("offered_correct", pa.bool_()),
         pa.field("n_offered", pa.int64()),  # null where the transcript does not state them
-        # NLL of the response with the logits divided by each temperature of TEMPERATURE_GRID
+        # NLL of the response with the logits divided by each temperature of
+        # scoring.engine.TEMPERATURE_GRID
         # (calibration control); null where the engine cannot see the whole distribution.
         pa.field("nll_temperature", pa.list_(pa.float64())),
         # The options the transcript offered (as written) and the model's log-probability of
@@ -39,12 +40,6 @@ RESPONSE_SCHEMA = pa.schema(
         pa.field("offered_logprobs", pa.list_(pa.float64())),
     ]
 )
-
-#: Softmax temperatures of the ``nll_temperature`` column: log-spaced 1/8 … 8 (2^(k/8), k = −24 …
-#: 24), neighbours 9.1 % apart; index 24 is exactly 1.0, the plain NLL. Eight-fold either way, so
-#: an oracle tempered by 0.2 … 5 is fitted inside it (a fit at an end is flagged "≥ 8");
-#: tables scored on the earlier 0.25 … 4 grid (31 values) are named, not calibrated.
-TEMPERATURE_GRID: tuple[float, ...] = tuple(float(2.0 ** (k / 8)) for k in range(-24, 25))
 
 #: Columns added after the first release: tables written before them are read with nulls.
 ADDED_COLUMNS = ("offered_correct", "n_offered", "nll_temperature", "offered_options",

@@ -12,8 +12,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from psych201.atomic import write_text_atomic
 from psych201.results.io import read_responses
-from psych201.results.writer import SUMMARY_FILE, write_text_atomic
+from psych201.results.writer import SUMMARY_FILE
 from psych201.strict_json import dumps
 
 

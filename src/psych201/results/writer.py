@@ -28,10 +28,17 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from psych201.atomic import (
+    TMP_MARK,
+    fsync_dir,
+    write_atomic,
+    write_bytes_atomic,
+    write_text_atomic,
+)
 from psych201.data.records import SessionKey
 from psych201.errors import UsageError
 from psych201.results.schema import ADDED_COLUMNS, RESPONSE_SCHEMA, ResponseScore, conform
-from psych201.scoring.models import sha256_file
+from psych201.scoring.model_files import sha256_file
 
 PARTS_DIR = "parts"
 RESPONSES_FILE = "responses.parquet"
@@ -44,14 +51,13 @@ CONFIG_KEY = b"psych201.config_hash"
 #: Row order of a final table: file order within each study (study, line), then response order.
 SORT_COLUMNS: tuple[str, ...] = ("study", "line", "experiment", "participant", "response_index")
 
-_TMP_MARK = ".tmp-"
 #: Suffix of a part's record (beside ``part-<first>-<last>.parquet``).
 RECORD_SUFFIX = ".json"
 #: Suffix a damaged part is moved aside to before its sessions are rescored (kept as evidence).
 DAMAGED_SUFFIX = ".damaged"
 
 
-class ResultsError(UsageError):  # a ValueError too, for older callers
+class ResultsError(UsageError):
     """A run directory or table that psych201 cannot use as it is (names the file and reason)."""
 
 
@@ -66,30 +72,7 @@ def rows_to_table(rows: Sequence[ResponseScore]) -> pa.Table:
 
 def write_parquet_atomic(table: pa.Table, path: Path) -> None:
     """Write ``table`` to ``path`` so that ``path`` is either absent/old or whole, never partial."""
-    tmp = path.with_name(f"{path.name}{_TMP_MARK}{os.getpid()}")
-    try:
-        with tmp.open("wb") as handle:
-            pq.write_table(table, handle, compression="zstd")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
-
-
-def write_bytes_atomic(data: bytes, path: Path) -> None:
-    """Write ``data`` to ``path`` atomically (see :func:`write_parquet_atomic`)."""
-    tmp = path.with_name(f"{path.name}{_TMP_MARK}{os.getpid()}")
-    try:
-        with tmp.open("wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
+    write_atomic(path, lambda handle: pq.write_table(table, handle, compression="zstd"))
 
 
 def parquet_bytes(table: pa.Table) -> bytes:
@@ -97,25 +80,6 @@ def parquet_bytes(table: pa.Table) -> bytes:
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink, compression="zstd")
     return bytes(sink.getvalue().to_pybytes())
-
-
-def write_text_atomic(text: str, path: Path) -> None:
-    """Write a small text file (the manifest) atomically, like :func:`write_parquet_atomic`."""
-    write_bytes_atomic(text.encode("utf-8"), path)
-
-
-def _fsync_dir(directory: Path) -> None:
-    # The rename itself must reach the disk too, or a power loss could undo a finished part.
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
 
 
 def _key_to_json(key: SessionKey) -> list[object]:
@@ -280,7 +244,7 @@ def set_aside_part(path: Path) -> Path:
     target = path.with_name(path.name + DAMAGED_SUFFIX)
     os.replace(path, target)
     record_path(path).unlink(missing_ok=True)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
     return target
 
 
@@ -307,7 +271,7 @@ def remove_stale_temporaries(run_dir: Path) -> list[Path]:
     for directory in (Path(run_dir), Path(run_dir) / PARTS_DIR):
         if directory.is_dir():
             for path in directory.iterdir():
-                if _TMP_MARK in path.name and path.is_file():
+                if TMP_MARK in path.name and path.is_file():
                     path.unlink()
                     removed.append(path)
     for path in orphan_records(run_dir):
@@ -429,4 +393,4 @@ def footer_config_hash(path: Path) -> str | None:
 
 def is_temporary(path: Path) -> bool:
     """A temporary file of an atomic write (a killed writer may leave one behind)."""
-    return _TMP_MARK in Path(path).name
+    return TMP_MARK in Path(path).name

@@ -37,7 +37,6 @@ Special tokens the tokenizer adds by default (BOS) are kept; they are never targ
 from __future__ import annotations
 
 import itertools
-import json
 from dataclasses import dataclass
 from typing import Any, Literal, cast, get_args
 
@@ -46,6 +45,7 @@ import numpy.typing as npt
 
 from psych201.errors import InvalidDataError
 from psych201.prompts.records import Prompt
+from psych201.scoring.continuation import continuation_backend
 
 AlignmentMode = Literal["offsets", "pieces", "paper"]
 ALIGNMENT_MODES: tuple[str, ...] = get_args(AlignmentMode)
@@ -58,7 +58,7 @@ PAPER_CLOSE = ">>"
 IntArray = npt.NDArray[np.int64]
 
 
-class AlignmentError(InvalidDataError):  # a ValueError too, for older callers
+class AlignmentError(InvalidDataError):
     """A prompt whose response spans cannot be mapped to tokens (names the span and why)."""
 
 
@@ -200,7 +200,7 @@ def _encode_with_breaks(
     backend = tokenizer.backend_tokenizer
     encodings = [backend.encode(pieces[0], add_special_tokens=False)]
     if len(pieces) > 1:
-        encodings += _continuation_backend(backend).encode_batch(
+        encodings += continuation_backend(backend).encode_batch(
             pieces[1:], add_special_tokens=False
         )
     added = _added_by_tokenizer(natural)
@@ -273,75 +273,6 @@ def _positions_inside(tokens: _Tokens, prompt: Prompt) -> tuple[tuple[IntArray, 
             )
         out.append(text_pos[lo:hi].astype(np.int64))
     return tuple(out), first
-
-
-# Per backend tokenizer: a copy that never adds a dummy-prefix space (None: the original never
-# does). Keyed by id() with the original kept alive beside it, so an id is never reused.
-_CONTINUATION: dict[int, tuple[Any, Any]] = {}
-
-
-def _continuation_backend(backend: Any) -> Any:
-    cached = _CONTINUATION.get(id(backend))
-    if cached is not None and cached[0] is backend:
-        return cached[1] if cached[1] is not None else backend
-    # Cheap look first: serialising a 262k-entry vocabulary to patch nothing costs seconds.
-    shape = f"{backend.normalizer!r} {backend.pre_tokenizer!r}"
-    patched = None
-    if not any(flag in shape for flag in _PREFIX_FLAGS):
-        _CONTINUATION[id(backend)] = (backend, None)
-        return backend
-    spec = json.loads(backend.to_str())
-    changed = _drop_prefix_space(spec)
-    if changed:
-        from tokenizers import Tokenizer
-
-        patched = Tokenizer.from_str(json.dumps(spec))
-    _CONTINUATION[id(backend)] = (backend, patched)
-    return patched if patched is not None else backend
-
-
-_PREFIX_FLAGS = (
-    "Prepend(",
-    "prepend_scheme=always",
-    "prepend_scheme=first",
-    "add_prefix_space=True",
-)
-
-
-def _drop_prefix_space(node: Any) -> bool:
-    """Turn off every "add a space before the text" switch in a tokenizer.json tree."""
-    changed = False
-    if isinstance(node, dict):
-        kind = node.get("type")
-        if kind == "Metaspace" and node.get("prepend_scheme", "never") != "never":
-            node["prepend_scheme"] = "never"
-            changed = True
-        if kind == "Metaspace" and node.get("add_prefix_space"):
-            node["add_prefix_space"] = False
-            changed = True
-        if kind == "ByteLevel" and node.get("add_prefix_space"):
-            node["add_prefix_space"] = False
-            changed = True
-        for key in ("normalizer", "pre_tokenizer"):
-            sub = node.get(key)
-            if isinstance(sub, dict) and sub.get("type") == "Prepend":
-                node[key] = None
-                changed = True
-        for key in ("normalizers", "pretokenizers"):
-            seq = node.get(key)
-            if isinstance(seq, list):
-                kept = [n for n in seq if not (isinstance(n, dict) and n.get("type") == "Prepend")]
-                if len(kept) != len(seq):
-                    node[key] = kept
-                    changed = True
-        for key in ("normalizer", "pre_tokenizer", "normalizers", "pretokenizers"):
-            sub = node.get(key)
-            if isinstance(sub, dict | list):
-                changed = _drop_prefix_space(sub) or changed
-    elif isinstance(node, list):
-        for item in node:
-            changed = _drop_prefix_space(item) or changed
-    return changed
 
 
 # ---------------------------------------------------------------------------------------------

@@ -13,6 +13,13 @@ import numpy.typing as npt
 TOPK_ONLY_TEMPERATURES = "null: top-k log-probs only; a softmax temperature needs every logit"
 
 
+#: Softmax temperatures of the ``nll_temperature`` column: log-spaced 1/8 … 8 (2^(k/8), k = −24 …
+#: 24), neighbours 9.1 % apart; index 24 is exactly 1.0, the plain NLL. Eight-fold either way, so
+#: an oracle tempered by 0.2 … 5 is fitted inside it (a fit at an end is flagged "≥ 8");
+#: tables scored on the earlier 0.25 … 4 grid (31 values) are named, not calibrated.
+TEMPERATURE_GRID: tuple[float, ...] = tuple(float(2.0 ** (k / 8)) for k in range(-24, 25))
+
+
 @dataclass(frozen=True, eq=False)
 class ScoringRequest:
     """One sequence to run through the model.

@@ -22,8 +22,7 @@ not know (beyond Gemma's final-logit soft-capping, Cohere's ``logit_scale`` and 
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -32,6 +31,14 @@ import torch
 from psych201.scoring.engine import EngineInfo, ScoringRequest, TokenScores
 from psych201.scoring.engine_util import EngineError, check_request, empty_scores
 from psych201.scoring.engines import BuiltScorer, ScorerSpec, token_scorer
+from psych201.scoring.hf_batches import (
+    free_memory,
+    is_oom,
+    packed_tokens,
+    padded_batches,
+    padded_tokens,
+)
+from psych201.scoring.hf_head import head_scores, logit_transform, temperatures_on
 from psych201.scoring.models import LoadedModel, max_context
 from psych201.scoring.packing import (
     ATTENTION_NAME,
@@ -93,7 +100,7 @@ class HFEngine:
         self._head: Any = self._model.get_output_embeddings()
         if self._body is None or self._head is None:
             raise EngineError(f"hf: {type(self._model).__name__} has no decoder/lm_head to split")
-        self._transform, transform_name = _logit_transform(self._model.config)
+        self._transform, transform_name = logit_transform(self._model.config)
         config = self._model.config
         self._attention = self._choose_packing(packing)
         self._temperatures = temperatures_on(temperatures, self._input_device())
@@ -174,7 +181,7 @@ class HFEngine:
 
     def close(self) -> None:
         # The model may be the caller's (an adapter scored in a lab run): free only the cache.
-        _free_memory()
+        free_memory()
 
     def score(self, requests: Sequence[ScoringRequest]) -> list[TokenScores]:
         """Scores for every request, in request order."""
@@ -191,7 +198,7 @@ class HFEngine:
         batches = (
             bin_pack(todo, lengths, self.batch_tokens)
             if self._attention
-            else _pack(todo, lengths, self.batch_tokens, self.max_padding)
+            else padded_batches(todo, lengths, self.batch_tokens, self.max_padding)
         )
         for batch in batches:
             for i, scores in self._run_with_backoff([requests[i] for i in batch], batch):
@@ -206,9 +213,9 @@ class HFEngine:
         try:
             return list(zip(ids, self._forward(batch), strict=True))
         except (torch.OutOfMemoryError, RuntimeError) as exc:
-            if not _is_oom(exc):
+            if not is_oom(exc):
                 raise
-            _free_memory()
+            free_memory()
             if len(batch) == 1:
                 raise EngineError(
                     f"hf: out of memory on one sequence of {batch[0].token_ids.size} tokens "
@@ -217,7 +224,7 @@ class HFEngine:
                 ) from exc
             half = len(batch) // 2
             # Later batches of the same size would fail too: shrink the budget for the run.
-            size = _packed(batch[:half]) if self._attention else _padded(batch[:half])
+            size = packed_tokens(batch[:half]) if self._attention else padded_tokens(batch[:half])
             self.batch_tokens = max(1, min(self.batch_tokens, size))
             return self._run_with_backoff(batch[:half], ids[:half]) + self._run_with_backoff(
                 batch[half:], ids[half:]
@@ -245,7 +252,8 @@ class HFEngine:
             if self._temperatures
             else ()
         )
-        logp, top1, entropy, cand_flat, temp = self._head_scores(
+        logp, top1, entropy, cand_flat, temp = head_scores(
+            self._head, self._transform, self._rows_per_chunk,
             picked, targets, cand_rows, cand_ids, grid
         )
         splits = np.split(cand_flat, np.cumsum(sizes)[:-1]) if asked else []
@@ -333,59 +341,6 @@ class HFEngine:
                     found.append(x)
         return found
 
-    def _head_scores(
-        self,
-        hidden: torch.Tensor,
-        targets: torch.Tensor,
-        cand_rows: np.ndarray | None = None,
-        cand_ids: np.ndarray | None = None,
-        temperatures: tuple[float, ...] = (),
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Log-prob of each target, arg-max id and entropy from the hidden rows, chunk by chunk.
-
-        ``cand_rows[i]`` (ascending) and ``cand_ids[i]`` ask for one more log-prob: token
-        ``cand_ids[i]`` at row ``cand_rows[i]``; they come back in that order. The last array
-        is ``[rows, len(temperatures)]``: each target's log-prob under ``softmax(logits / T)``.
-        """
-        head_device = self._head.weight.device
-        logps, tops, ents, cands, temps = [], [], [], [], []
-        rows = np.zeros(0, dtype=np.int64) if cand_rows is None else cand_rows
-        ids = np.zeros(0, dtype=np.int64) if cand_ids is None else cand_ids
-        for lo in range(0, hidden.shape[0], self._rows_per_chunk):
-            h = hidden[lo : lo + self._rows_per_chunk].to(head_device)
-            # float32 softmax whatever the model dtype: bf16 log-probs lose ~2 significant digits.
-            logits = self._transform(self._head(h).float())
-            tops.append(logits.argmax(dim=-1).cpu())
-            tgt = targets[lo : lo + self._rows_per_chunk].to(head_device)
-            if temperatures:
-                temps.append(_temperature_logprobs(logits, tgt, temperatures))
-            logp = torch.log_softmax(logits, dim=-1)
-            del logits  # at most two [rows × vocab] buffers alive at once
-            logps.append(logp.gather(1, tgt[:, None])[:, 0].double().cpu())
-            if temperatures and 1.0 in temperatures:
-                # T = 1 is the plain log-prob: the very same number, not a re-rounded one.
-                temps[-1][:, temperatures.index(1.0)] = logps[-1]
-            a, b = np.searchsorted(rows, [lo, lo + self._rows_per_chunk])
-            if b > a:
-                picked_rows = torch.from_numpy(rows[a:b] - lo).to(head_device)
-                picked_ids = torch.from_numpy(ids[a:b]).to(head_device)
-                cands.append(logp[picked_rows, picked_ids].double().cpu())
-            # p·log p with 0·(-inf) = 0 (masked vocabulary entries), in place.
-            plogp = logp.exp().mul_(logp).nan_to_num_(0.0)
-            ents.append((-plogp.sum(dim=-1)).double().cpu())
-            del logp, plogp
-        return (
-            torch.cat(logps).numpy(),
-            torch.cat(tops).numpy().astype(np.int64),
-            torch.cat(ents).numpy(),
-            torch.cat(cands).numpy() if cands else np.zeros(0, dtype=np.float64),
-            (
-                torch.cat(temps).numpy()
-                if temps
-                else np.zeros((hidden.shape[0], 0), dtype=np.float64)
-            ),
-        )
-
     def _input_device(self) -> torch.device:
         return torch.device(self._model.get_input_embeddings().weight.device)
 
@@ -422,115 +377,6 @@ class HFEngine:
                 + f" (probe differs by {gap:.3g} nats); "
                 "this architecture needs support in psych201.scoring.hf"
             )
-
-
-def _temperature_logprobs(
-    logits: torch.Tensor, targets: torch.Tensor, temperatures: tuple[float, ...]
-) -> torch.Tensor:
-    """``[rows, temperatures]`` float64: ``log softmax(logits / T)[target]`` per row and T.
-
-    Shifts ``logits`` in place by each row's maximum (log-softmax and arg-max do not change), so
-    every ``exp`` is of a number <= 0, and reuses one scratch buffer for all temperatures:
-    memory stays at two ``[rows × vocab]`` float32 buffers, never one per temperature.
-    """
-    logits.sub_(logits.max(dim=-1, keepdim=True).values)
-    sums = logits.new_empty((len(temperatures), logits.shape[0]))
-    scratch = torch.empty_like(logits)
-    for k, t in enumerate(temperatures):
-        torch.div(logits, t, out=scratch)
-        torch.sum(scratch.exp_(), dim=-1, out=sums[k])
-    del scratch
-    # One transfer per chunk; the rest in float64 (MPS has no float64 on the device).
-    picked = logits.gather(1, targets[:, None]).cpu().double()
-    scale = torch.tensor(temperatures, dtype=torch.float64)
-    return picked / scale - sums.T.cpu().double().log()
-
-
-#: ``temperatures`` choices; ``auto`` is on where the softmax over the vocabulary is cheap.
-TEMPERATURE_CHOICES = ("auto", "on", "off")
-
-
-def temperatures_on(value: str | bool, device: torch.device | None = None) -> bool:
-    """The ``temperatures`` setting (a bool or auto/on/off, ``--engine-args``) on ``device``.
-
-    ``auto`` is on for CUDA only: each temperature is one more exp and sum over the whole
-    vocabulary per target token, negligible on a GPU but on a CPU measured at about +20 % of the
-    scoring time for SmolLM2 (49k vocabulary) and about double for Gemma 3 (262k) on sessions
-    scored token by token (docs in the README).
-    """
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text == "auto":
-        return device is not None and device.type == "cuda"
-    if text in ("on", "true", "1", "yes"):
-        return True
-    if text in ("off", "false", "0", "no"):
-        return False
-    raise ValueError(f"temperatures must be one of {', '.join(TEMPERATURE_CHOICES)}, "
-                     f"got {value!r}")
-
-
-def _logit_transform(config: Any) -> tuple[Callable[[torch.Tensor], torch.Tensor], str]:
-    """The post-lm_head transform the architecture's forward applies (from its config)."""
-    cfg = getattr(config, "text_config", None) or config
-    cap = getattr(cfg, "final_logit_softcapping", None)
-    if cap:
-        c = float(cap)
-        return (lambda x: torch.tanh(x / c) * c), f"softcap({c:g})"
-    scale = getattr(cfg, "logit_scale", None)
-    if isinstance(scale, int | float) and not isinstance(scale, bool) and scale != 1:
-        s = float(scale)
-        return (lambda x: x * s), f"scale({s:g})"
-    div = getattr(cfg, "logits_scaling", None)
-    if isinstance(div, int | float) and not isinstance(div, bool) and div != 1:
-        d = float(div)
-        return (lambda x: x / d), f"divide({d:g})"
-    return (lambda x: x), "none"
-
-
-def _pack(
-    order: list[int], lengths: list[int], budget: int, max_padding: float = 1.0
-) -> list[list[int]]:
-    """Greedy batches over ``order`` (longest first) with padded size ``n * longest <= budget``.
-
-    A request joins a batch only if padding it to the batch's longest member wastes at most
-    ``max_padding`` of that length: padded tokens cost as much compute as real ones.
-    """
-    batches: list[list[int]] = []
-    current: list[int] = []
-    for i in order:
-        width = lengths[current[0]] if current else lengths[i]
-        too_big = (len(current) + 1) * width > budget
-        too_short = lengths[i] < (1.0 - max_padding) * width
-        if current and (too_big or too_short):
-            batches.append(current)
-            current = []
-        current.append(i)
-    if current:
-        batches.append(current)
-    return batches
-
-
-def _padded(batch: list[ScoringRequest]) -> int:
-    return len(batch) * max(int(r.token_ids.size) for r in batch)
-
-
-def _packed(batch: list[ScoringRequest]) -> int:
-    return sum(int(r.token_ids.size) for r in batch)
-
-
-def _is_oom(exc: BaseException) -> bool:
-    if isinstance(exc, torch.OutOfMemoryError):
-        return True
-    text = str(exc).lower()
-    return "out of memory" in text or "can't allocate memory" in text or "not enough memory" in text
-
-
-def _free_memory() -> None:
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
 
 
 def scorer_from_loaded(loaded: LoadedModel, spec: ScorerSpec) -> BuiltScorer:

@@ -238,11 +238,12 @@ def _gguf_type(llm: Any) -> str:
 
 def gguf_file(name_or_path: str, cache_dir: Path | None = None) -> Path:
     """The GGUF file of a built-in model (assembled once under the cache) or a ``.gguf`` path."""
-    from psych201.scoring import models
+    from psych201.scoring.catalogue import BUILTIN_MODELS
+    from psych201.scoring.model_files import cache_root
 
-    if name_or_path in models.BUILTIN_MODELS:
-        source = models.BUILTIN_MODELS[name_or_path]()
-        target = models.cache_root(cache_dir) / "gguf" / f"{source.name}-{source.sha256()[:16]}"
+    if name_or_path in BUILTIN_MODELS:
+        source = BUILTIN_MODELS[name_or_path]()
+        target = cache_root(cache_dir) / "gguf" / f"{source.name}-{source.sha256()[:16]}"
         done = target / "model.gguf"
         if done.is_file():
             return done
@@ -257,20 +258,21 @@ def gguf_file(name_or_path: str, cache_dir: Path | None = None) -> Path:
     if path.suffix != ".gguf" or not path.is_file():
         raise ValueError(
             f"{name_or_path}: the llamacpp engine needs a .gguf file or a built-in model name "
-            f"({', '.join(sorted(models.BUILTIN_MODELS))})"
+            f"({', '.join(sorted(BUILTIN_MODELS))})"
         )
     return path
 
 
 def build(spec: ScorerSpec) -> BuiltScorer:
     """llama.cpp on the GGUF file, quantised as stored (``options``: engine keywords)."""
-    from psych201.scoring import models
+    from psych201.scoring.catalogue import BUILTIN_MODELS
     from psych201.scoring.engines import model_identity
+    from psych201.scoring.models import load_tokenizer
 
     cache = spec.loader_args.get("cache_dir")
     gguf = gguf_file(spec.model, cache)
-    tokenizer = models.load_tokenizer(spec.model, cache_dir=cache)
-    model_id = spec.model if spec.model in models.BUILTIN_MODELS else gguf.stem
+    tokenizer = load_tokenizer(spec.model, cache_dir=cache)
+    model_id = spec.model if spec.model in BUILTIN_MODELS else gguf.stem
     engine = LlamaCppEngine(gguf, model_id=model_id, **dict(spec.options))
     info = model_identity(spec, engine.info.max_context)
     return token_scorer(spec, engine, tokenizer, model_id, info)

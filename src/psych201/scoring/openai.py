@@ -18,7 +18,6 @@ top-1 id comes from ``logprobs=1`` (the server's arg-max at each position).
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 import urllib.error
@@ -40,10 +39,16 @@ from psych201.scoring.engine import (
 )
 from psych201.scoring.engine_util import EngineError, check_request, scores_from_topk
 from psych201.scoring.engines import BuiltScorer, ScorerSpec, token_scorer
+from psych201.scoring.openai_echo import (
+    logprobs_block,
+    parse_echo,
+    retry_after_seconds,
+    returns_ids,
+    token_id_of,
+)
 
 #: HTTP statuses worth retrying: the server is busy or restarting, not rejecting the request.
 RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
-_ID_PREFIX = "token_id:"
 
 
 @dataclass(frozen=True)
@@ -178,7 +183,7 @@ class OpenAICompatEngine:
         checks: list[str] = []
         max_tokens, use_ids, body = self._echo_capability(ids)
         checks.append(f"echo accepted with max_tokens={max_tokens}")
-        echoed = _parse_echo(body, len(ids), url=self._url())
+        echoed = parse_echo(body, len(ids), url=self._url())
         if use_ids:
             self._check_ids(echoed.ids, ids, key="probe")
             checks.append("echoed token ids equal the ids sent")
@@ -215,7 +220,7 @@ class OpenAICompatEngine:
                         raise
                     last = err
                     continue
-                if use_ids and not _returns_ids(body):
+                if use_ids and not returns_ids(body):
                     use_ids = False
                 return max_tokens, use_ids, body
         raise EngineError(
@@ -235,15 +240,15 @@ class OpenAICompatEngine:
                 "return_tokens_as_token_ids": True,
             }
         )
-        lp = _logprobs_block(gen, self._url())
+        lp = logprobs_block(gen, self._url())
         tokens = lp.get("tokens") or []
         values = lp.get("token_logprobs") or []
         if not tokens or values[0] is None:
             raise EngineError(f"{self._url()}: greedy generation returned no log-prob")
-        next_id = _token_id(tokens[0])
+        next_id = token_id_of(tokens[0])
         if next_id is None:
             raise EngineError(f"{self._url()}: generated token {tokens[0]!r} carries no id")
-        echoed = _parse_echo(
+        echoed = parse_echo(
             self._post(self._echo_payload([*ids, next_id], max_tokens, True)),
             len(ids) + 1,
             url=self._url(),
@@ -280,7 +285,7 @@ class OpenAICompatEngine:
         assert self._probe is not None
         ids = request.token_ids.tolist()
         body = self._post(self._echo_payload(ids, self._probe.max_tokens, self._probe.token_ids))
-        echoed = _parse_echo(body, len(ids), url=self._url(), key=request.key)
+        echoed = parse_echo(body, len(ids), url=self._url(), key=request.key)
         if self._probe.token_ids:
             self._check_ids(echoed.ids, ids, key=request.key)
         targets = request.target_positions.tolist()
@@ -334,7 +339,7 @@ class OpenAICompatEngine:
                 body = err.read().decode(errors="replace")
                 if err.code not in RETRY_STATUSES or attempt == self.server.max_retries:
                     raise ServerError(err.code, body, url) from None
-                retry_after = _retry_after(err.headers.get("Retry-After"))
+                retry_after = retry_after_seconds(err.headers.get("Retry-After"))
                 delay = max(delay, min(retry_after, self.server.backoff_max_s))
             except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
                 if attempt == self.server.max_retries:
@@ -343,79 +348,6 @@ class OpenAICompatEngine:
                     ) from err
             time.sleep(delay)
         raise AssertionError("unreachable")
-
-
-@dataclass(frozen=True)
-class _Echo:
-    ids: list[int | None]
-    logprobs: list[float]  # NaN at position 0 (no context)
-    top1: list[int]  # -1 where the server's top-1 token carries no id
-
-
-def _logprobs_block(body: dict[str, Any], url: str) -> dict[str, Any]:
-    try:
-        block = body["choices"][0]["logprobs"]
-    except (KeyError, IndexError, TypeError):
-        raise EngineError(f"{url}: answer has no choices[0].logprobs") from None
-    if not isinstance(block, dict):
-        raise EngineError(f"{url}: the server returned no log-probs (logprobs={block!r})")
-    return block
-
-
-def _parse_echo(body: dict[str, Any], n: int, *, url: str, key: str = "probe") -> _Echo:
-    """The first ``n`` echoed positions: token ids, log-probs and top-1 ids."""
-    block = _logprobs_block(body, url)
-    tokens = block.get("tokens") or []
-    values = block.get("token_logprobs") or []
-    tops = block.get("top_logprobs") or [None] * len(tokens)
-    if len(tokens) < n or len(values) < n:
-        raise EngineError(
-            f"{url}: request {key!r}: the server echoed {len(tokens)} tokens for a {n}-token "
-            "prompt; it does not return prompt log-probs"
-        )
-    ids = [_token_id(t) for t in tokens[:n]]
-    logprobs = [math.nan if v is None else float(v) for v in values[:n]]
-    missing = [i for i in range(1, n) if math.isnan(logprobs[i])]
-    if missing:
-        raise EngineError(
-            f"{url}: request {key!r}: no log-prob at prompt positions {missing[:5]}..."
-        )
-    top1: list[int] = []
-    for pos in range(n):
-        top = tops[pos] if pos < len(tops) else None
-        if not top:
-            top1.append(-1)
-            continue
-        best = max(top.items(), key=lambda kv: kv[1])[0]
-        best_id = _token_id(best)
-        if best_id is None and best == tokens[pos]:
-            best_id = ids[pos]  # text-only servers: the top-1 is the token itself
-        top1.append(-1 if best_id is None else best_id)
-    return _Echo(ids, logprobs, top1)
-
-
-def _token_id(token: str) -> int | None:
-    if isinstance(token, str) and token.startswith(_ID_PREFIX):
-        try:
-            return int(token[len(_ID_PREFIX) :])
-        except ValueError:
-            return None
-    return None
-
-
-def _returns_ids(body: dict[str, Any]) -> bool:
-    try:
-        tokens = body["choices"][0]["logprobs"]["tokens"]
-    except (KeyError, IndexError, TypeError):
-        return False
-    return bool(tokens) and all(_token_id(t) is not None for t in tokens)
-
-
-def _retry_after(value: str | None) -> float:
-    try:
-        return max(0.0, float(value)) if value else 0.0
-    except ValueError:
-        return 0.0
 
 
 def build(spec: ScorerSpec) -> BuiltScorer:

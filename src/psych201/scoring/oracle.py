@@ -32,7 +32,7 @@ from psych201.scoring.engine import EngineInfo
 from psych201.scoring.scorer import SpanScore
 
 
-class OracleError(InvalidDataError):  # a ValueError too, for older callers
+class OracleError(InvalidDataError):
     """A session the oracle cannot score (no or malformed stored log-likelihoods)."""
 
 

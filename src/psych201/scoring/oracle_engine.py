@@ -7,7 +7,7 @@ ceiling every language model is compared against, in ``compare`` and ``report`` 
 ``--engine-args temperature=T`` (default 1) scores with ``p^(1/T)`` renormalised over the offered
 options instead of ``p``; its model id is ``oracle-T<T>``, so tempered and exact oracles can be
 compared side by side. ``nll_temperature`` holds the NLL of each response under ``q^(1/t)``
-renormalised, for each ``t`` of :data:`~psych201.results.schema.TEMPERATURE_GRID`, where ``q`` is
+renormalised, for each ``t`` of :data:`~psych201.scoring.engine.TEMPERATURE_GRID`, where ``q`` is
 the (tempered) oracle's distribution: at ``t = 1`` it is ``nll`` exactly.
 
 The distribution over the options is known where the generating model chose among one or two
@@ -24,8 +24,7 @@ from psych201.data.records import Session
 from psych201.errors import UsageError
 from psych201.prompts.options import response_options
 from psych201.prompts.records import Prompt
-from psych201.results.schema import TEMPERATURE_GRID
-from psych201.scoring.engine import EngineInfo
+from psych201.scoring.engine import TEMPERATURE_GRID, EngineInfo
 from psych201.scoring.engines import BuiltScorer, ScorerSpec
 from psych201.scoring.oracle import OracleError, OracleScorer
 from psych201.scoring.scorer import SpanScore

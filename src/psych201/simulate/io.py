@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import zipfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
+
+from psych201.atomic import write_atomic
 
 #: Timestamp written into zip entries: a fixed one keeps the archive byte-reproducible.
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
@@ -51,10 +52,10 @@ def write_study(records: Iterable[Mapping[str, Any]], path: str | Path) -> Path:
         info.compress_type = zipfile.ZIP_DEFLATED
         info.external_attr = 0o644 << 16
         path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(path, lambda f: _write_zip(f, info, payload))
+        write_atomic(path, lambda f: _write_zip(f, info, payload))
     else:
         path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(path, lambda f: f.write(payload))
+        write_atomic(path, lambda f: f.write(payload))
     return path
 
 
@@ -63,14 +64,3 @@ def _write_zip(f: BinaryIO, info: zipfile.ZipInfo, payload: bytes) -> None:
         zf.writestr(info, payload, compresslevel=6)
 
 
-def _atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    # A sibling temp file (created like any other file, so the umask applies) renamed over the
-    # target: readers see either the old or the new study, never a partial one.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from psych201.pipeline import ScoreConfig, window_config
-from psych201.results.manifest import load_manifest
+from psych201.results.manifest_model import SpecRecord, read_manifest
 from psych201.results.writer import ResultsError
 from psych201.study.cells import Cell
 
@@ -24,11 +24,10 @@ def is_complete(cell: Cell, config: ScoreConfig) -> bool:
     ``score_run`` then refuses the directory with the fields that differ.
     """
     try:
-        manifest = load_manifest(cell.out)
+        manifest = read_manifest(cell.out)
     except ResultsError:
         return False
-    spec = manifest.get("spec", {})
-    extra = spec.get("extra", {})
+    spec = manifest.spec or SpecRecord()
     wanted = {
         "split": config.split,
         "seed": config.seed,
@@ -40,10 +39,10 @@ def is_complete(cell: Cell, config: ScoreConfig) -> bool:
     }
     model_args = {k: v for k, v in config.model_args.items() if k != "cache_dir"}
     return (
-        manifest.get("status") == "complete"
-        and all(_json_equal(spec.get(key), value) for key, value in wanted.items())
-        and _json_equal(extra.get("model_args", {}), model_args)
-        and _same_engine(str(spec.get("engine", "")), cell.engine.name)
+        manifest.complete
+        and all(_json_equal(getattr(spec, key), value) for key, value in wanted.items())
+        and _json_equal(spec.extra.get("model_args", {}), model_args)
+        and _same_engine(spec.engine or "", cell.engine.name)
     )
 
 

@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # the lab loads torch: only studies that train adapters impor
 DEMO_DATA = DEMO_NAME
 
 
-class StudyFileError(UsageError):  # a ValueError too, for older callers
+class StudyFileError(UsageError):
     """The study file is missing, not YAML, or does not follow the schema."""
 
 

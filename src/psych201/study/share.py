@@ -101,7 +101,8 @@ def group_gpus(group: ModelGroup, *, dtype: str, batch_tokens: int, kind: str = 
     """GPUs one model group needs: the study file's ``gpus``, else the planner's memory
     estimate (weights + one batch) against ``kind``'s memory; 0 for engines without weights
     on a GPU (a served model, the oracle)."""
-    from psych201.plan import GPU_KINDS, gpus_for, peak_memory
+    from psych201.plan import peak_memory
+    from psych201.plan_cluster import GPU_KINDS, gpus_for
     from psych201.scoring.engines import engine_entry
 
     if group.engine.gpus:
