@@ -111,6 +111,7 @@ def test_the_entropy_correlation_interval_covers_at_95_percent(n_trials: int,
     hits = 0
     for i in range(DATASETS):
         p = rng.beta(1, 1, size=n_trials)
-        low, high = item_fit(_trials(p, p, n_people, seed=i), seed=i).rho_ci
+        # one split-half draw: the ceiling is not what this test checks
+        low, high = item_fit(_trials(p, p, n_people, seed=i), seed=i, splits=1).rho_ci
         hits += low <= truth <= high
     assert 0.93 <= hits / DATASETS <= 0.97, hits / DATASETS

@@ -112,7 +112,16 @@ def test_compare_and_report_show_the_closed_loop_beside_the_nll(tmp_path: Path) 
                               "--studies", "simulated_bandit", "--limit", "5",
                               "--out", str(tmp_path / "run"), "-q")
     assert code == 0, output
-    people = DATA / "dezfouli2019"
+    # The first 15 participants of the real study (its own format, read from the shared data
+    # at test time; the full 101 only take longer to parse and fit).
+    import zipfile
+
+    people = tmp_path / "dezfouli2019"
+    people.mkdir()
+    with zipfile.ZipFile(DATA / "dezfouli2019" / "prompts.jsonl.zip") as archive, \
+            archive.open("prompts.jsonl") as source:
+        lines = [next(source) for _ in range(15)]
+    (people / "prompts.jsonl").write_bytes(b"".join(lines))
     code, output = cli_output("compare", str(tmp_path / "run"), "--play", str(tmp_path / "play"),
                               "--people", str(people), "--json", str(tmp_path / "c.json"))
     assert code == 0, output

@@ -84,7 +84,8 @@ class ItemFit:
     curve: pd.DataFrame  # bin, predicted, observed, n_cells, source ("model" / "split half")
 
 
-def item_fit(data: SharedTrials, *, ci: float = 0.95, seed: int = 0) -> ItemFit:
+def item_fit(data: SharedTrials, *, ci: float = 0.95, seed: int = 0,
+             splits: int = SPLITS) -> ItemFit:
     """Entropy agreement, split-half noise ceiling and reliability curves (module notes)."""
     rng = np.random.default_rng(seed)
     counts = _counts(data)
@@ -97,7 +98,7 @@ def item_fit(data: SharedTrials, *, ci: float = 0.95, seed: int = 0) -> ItemFit:
     rho = _spearman(human, model)
     rho_ci = spearman_interval(rho, data.n_trials, ci)
     halves = []
-    for _ in range(SPLITS):
+    for _ in range(splits):
         half = rng.permutation(data.n_participants) < data.n_participants // 2
         first = half[data.participant]
         a, b = _counts(data, first), _counts(data, ~first)
