@@ -265,9 +265,20 @@ def test_score_hf_folder_gives_the_study_folders_table(
     assert population, "no population baseline from hf: data"
 
 
-def test_data_commands_accept_hf_sources(hub_folder: Path, tmp_path: Path) -> None:
+def test_data_commands_accept_hf_sources(table: pa.Table, tmp_path: Path) -> None:
+    # The hub layout with 25 participants of each study: what is tested is that every data
+    # command reads an hf: source, not how long four whole studies take to validate.
+    import pyarrow.compute as pc
+
+    study = table.column("study")
+    keep = [i for name in STUDIES
+            for i in pc.indices_nonzero(pc.equal(study, name)).to_pylist()[:25]]
+    small = tmp_path / "hub" / "Psych-201-test"
+    (small / "data").mkdir(parents=True)
+    (small / "README.md").write_text("---\nlicense: apache-2.0\n---\n# test copy\n")
+    pq.write_table(table.take(keep), small / "data" / "test-00000-of-00001.parquet")
     runner = CliRunner()
-    source = f"hf:{hub_folder}"
+    source = f"hf:{small}"
     validate = runner.invoke(app, ["data", "validate", source])
     assert validate.exit_code == 0, validate.output
     assert "4 study(ies)" in validate.output
