@@ -34,8 +34,8 @@ import pandas as pd
 
 from psych201.analysis import bootstrap as bs
 from psych201.analysis.an_population_fit import EXTRAS_KEY
+from psych201.analysis.an_population_fit import offered_rows as offered_rows_of
 from psych201.analysis.calibration_fit import participant_weights, temperature_matrix
-from psych201.analysis.conditions import conditions_with_role
 from psych201.analysis.diagnostics_figures import histogram_drawer, scatter_drawer
 from psych201.analysis.effects import paired_differences
 from psych201.analysis.offered import offered_choices, overconfidence
@@ -283,7 +283,8 @@ class Diagnostics:
                 "studies). A calibrated model has NLL ≈ entropy, but any misfit raises NLL "
                 "above entropy, so the difference is not an over-confidence measure: see the "
                 "offered-options table.")))
-        offered_rows, offered_condition = _offered_rows(context, rows)
+        offered_rows, offered_condition = (offered_rows_of(context, _COLUMNS)
+                                           or (rows, context.condition))
         offered = offered_confidence(offered_rows, n_boot=options.n_boot, ci=options.ci,
                                      seed=options.seed)
         if not offered.empty and offered_condition != context.condition:
@@ -327,21 +328,6 @@ class Diagnostics:
         return Section(self.name, "Per-response diagnostics",
                        text=_reading(pd.DataFrame(summary), offered, context.pairs),
                        tables=tuple(tables), figures=tuple(figures), notes=tuple(notes))
-
-
-def _offered_rows(context: AnalysisContext, main: pd.DataFrame) -> tuple[pd.DataFrame, str]:
-    """The main condition's rows where they carry the options' log-probs, else the first
-    discrete variant's that do (as the population fit reads them)."""
-    def has(rows: pd.DataFrame) -> bool:
-        return "offered_logprobs" in rows.columns and bool(rows["offered_logprobs"].notna().any())
-
-    if has(main):
-        return main, context.condition
-    for condition in conditions_with_role(context.frame["condition"].unique(), "discrete"):
-        rows = context.condition_rows(condition, _COLUMNS)
-        if has(rows):
-            return rows, condition
-    return main, context.condition
 
 
 def _percent_interval(low: float, high: float) -> str:

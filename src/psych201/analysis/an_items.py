@@ -33,8 +33,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from psych201.analysis.an_population_fit import EXTRAS_KEY
-from psych201.analysis.conditions import conditions_with_role
+from psych201.analysis.an_population_fit import EXTRAS_KEY, offered_rows
 from psych201.analysis.plugin import (
     AnalysisContext,
     Column,
@@ -160,13 +159,8 @@ def _binned(predicted: np.ndarray, observed: np.ndarray, source: str) -> pd.Data
 
 def _scored_rows(context: AnalysisContext) -> pd.DataFrame | None:
     """Rows with the options' log-probs: the main condition's, else a discrete variant's."""
-    conditions = [context.condition, *conditions_with_role(
-        context.frame["condition"].unique(), "discrete")]
-    for condition in conditions:
-        rows = context.condition_rows(condition, _COLUMNS)
-        if "offered_logprobs" in rows.columns and rows["offered_logprobs"].notna().any():
-            return rows
-    return None
+    found = offered_rows(context, _COLUMNS)
+    return None if found is None else found[0]
 
 
 _TABLE_COLUMNS = (

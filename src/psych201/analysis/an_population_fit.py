@@ -188,17 +188,21 @@ def _has_logprobs(rows: pd.DataFrame) -> bool:
     return "offered_logprobs" in rows.columns and bool(rows["offered_logprobs"].notna().any())
 
 
-def _scored_rows(context: AnalysisContext) -> tuple[pd.DataFrame, str] | None:
-    """The rows to fit and their condition: the main condition's where it recorded the offered
-    options' log-probs, else the first discrete variant's that did (``None``: neither did)."""
-    main = context.main_rows(_COLUMNS)
-    if _has_logprobs(main):
-        return main, context.condition
-    for condition in conditions_with_role(context.frame["condition"].unique(), "discrete"):
-        rows = context.condition_rows(condition, _COLUMNS)
+def offered_rows(context: AnalysisContext,
+                 columns: Sequence[str]) -> tuple[pd.DataFrame, str] | None:
+    """Rows (of ``columns``) that carry the offered options' log-probs, and their condition: the
+    main condition's where it recorded them, else the first discrete variant's that did
+    (``None``: neither did). The population fit, item level and diagnostics all read these."""
+    for condition in [context.condition, *conditions_with_role(
+            context.frame["condition"].unique(), "discrete")]:
+        rows = context.condition_rows(condition, columns)
         if _has_logprobs(rows):
             return rows, condition
     return None
+
+
+def _scored_rows(context: AnalysisContext) -> tuple[pd.DataFrame, str] | None:
+    return offered_rows(context, _COLUMNS)
 
 
 def with_study_q_values(table: pd.DataFrame) -> pd.DataFrame:
