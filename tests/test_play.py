@@ -150,3 +150,35 @@ def test_parse_failures_are_named_counted_and_fail_the_run_above_the_threshold(
     assert manifest["parse_failures"] == 6 and manifest["parse_failure_threshold"] == 0.1
     choices = pd.read_parquet(tmp_path / "run" / "choices.parquet")
     assert choices["generated"].notna().all()
+
+
+@pytest.mark.parametrize("architecture", ["llama", "gemma3"])
+def test_batched_caches_give_each_participant_its_transcript_alone(architecture: str) -> None:
+    """Rows of one batched cache (with pads, superseded tokens, an idle row and, for Gemma, a
+    sliding window the transcripts outgrow) give the log-probs of each context run alone."""
+    import torch
+
+    from psych201.scoring.hf_options import CachedOptionScorer
+    from tiny_models import byte_bpe_tokenizer, tiny_gemma3, tiny_llama
+
+    tokenizer = byte_bpe_tokenizer()
+    model = (tiny_llama if architecture == "llama" else tiny_gemma3)(tokenizer)
+    rng = np.random.default_rng(1)
+    candidates = [7, 9, 11]
+    for rows in (1, 3):
+        scorer = CachedOptionScorer(model, rows=rows)
+        shared = [int(t) for t in rng.integers(5, 500, 20)]  # the instructions, run once
+        contexts = {f"p{i}": list(shared) for i in range(5)}
+        for step in range(10):
+            for context in contexts.values():
+                if rng.random() < 0.3:  # the tokenizer merged the last token(s) with new text
+                    del context[-int(rng.integers(1, 3)):]
+                context += [int(t) for t in rng.integers(5, 500, int(rng.integers(1, 9)))]
+            playing = [k for k in contexts if step < 7 or k != "p4"]  # p4 has finished
+            got = scorer.score_options([(k, contexts[k], candidates) for k in playing])
+            for key, logprobs in zip(playing, got, strict=True):
+                with torch.inference_mode():
+                    logits = model(input_ids=torch.tensor([contexts[key]])).logits[0, -1]
+                alone = torch.log_softmax(logits.float(), -1)[candidates].double().numpy()
+                np.testing.assert_allclose(logprobs, alone, atol=2e-5)
+        assert len(contexts["p0"]) > 3 * 16  # well past the tiny Gemma's sliding window

@@ -59,10 +59,12 @@ def play(
     shared_trials: Annotated[bool, typer.Option(
         "--shared-trials", help="Every participant meets the same problems (risky only).")] = False,
     mode: Annotated[str, typer.Option(
-        help="cache: keep each participant's key/value cache, run only new tokens (hf); batch: "
-        "the whole transcript per choice, all participants in one engine call.")] = "cache",
+        help="cache: keep each participant's key/value cache and run only the new tokens, a "
+        "chunk's participants in one batched pass (hf); batch: the whole transcript per choice, "
+        "all participants in one engine call.")] = "cache",
     chunk: Annotated[int, typer.Option(min=1, help="Participants per saved chunk (the unit a "
-                                                   "rerun resumes from).")] = 25,
+                                       "rerun resumes from) and per batched pass of --mode cache "
+                                       "(more share a pass and hold more memory).")] = 25,
 ) -> None:
     """Let a language model take part in a simulated task in closed loop: it sees its own choices and their outcomes, and its transcripts, choice probabilities and a manifest are written to OUT.
 

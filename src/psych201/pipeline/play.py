@@ -348,13 +348,14 @@ def language_model_players(
         from psych201.scoring.hf_options import CachedOptionScorer
 
         loaded = load()
-        info = {"name": "hf", "mode": "cache", "model_id": loaded.model_id,
+        info = {"name": "hf", "mode": "cache", "rows": spec.chunk, "model_id": loaded.model_id,
                 "dtype": spec.dtype, "device": device}
         model_info = {"id": loaded.model_id, "source": loaded.source,
                       "file_sha256": loaded.file_sha256}
         return LoadedModelPlayers(
-            lambda: LanguageModelPlayers(CachedOptionScorer(loaded.model, device=device),
-                                         loaded.tokenizer),
+            lambda: LanguageModelPlayers(
+                CachedOptionScorer(loaded.model, device=device, rows=spec.chunk),
+                loaded.tokenizer),
             info, model_info, lambda: None)
     from psych201.scoring.engines import ScorerSpec, build_scorer
 
