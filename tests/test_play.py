@@ -110,9 +110,12 @@ def test_a_model_that_mostly_answers_something_else_is_named(tiny_dir: Path,
                                                             tmp_path: Path) -> None:
     # A random tiny model spreads its probability over its whole vocabulary: the offered letters
     # get little of it, and play says so (threshold stated) instead of renormalising silently.
-    code, output = cli_output("play", "--task", "reversal", "--model", str(tiny_dir), "-n", "2",
-                              "--trials", "3", "--out", str(tmp_path / "run"))
+    code, output = cli_output("play", "--task", "reversal", "--model", str(tiny_dir), "-n", "3",
+                              "--trials", "3", "--chunk", "2", "--out", str(tmp_path / "run"))
     assert code == 0, output
+    # a line per finished chunk, so a long run's log shows its pace
+    assert "participants 1–2: 6 responses in" in output
+    assert "participants 3–3: 3 responses in" in output
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     choices = pd.read_parquet(tmp_path / "run" / "choices.parquet")
     assert manifest["option_mass"] == pytest.approx(np.exp(choices["option_mass"]).mean())

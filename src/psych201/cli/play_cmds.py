@@ -8,6 +8,14 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+)
 
 from psych201.errors import InvalidDataError
 from psych201.pipeline.play import (
@@ -87,10 +95,13 @@ def play(
                 spec, mode=mode, device=device, load=_adapter_loader(model, spec.dtype, device),
                 on_failure=lambda line: _console.print(f"parse failure: {line}",
                                                        markup=False, highlight=False))
+        bar = _PlayBar(_console)
         try:
             result = run_play(spec, out, make_players=loaded.make_players,
-                              engine_info=loaded.engine_info, model_info=loaded.model_info)
+                              engine_info=loaded.engine_info, model_info=loaded.model_info,
+                              progress=bar)
         finally:
+            bar.stop()
             loaded.close()
     if result.option_mass < MIN_OPTION_MASS:
         _console.print(
@@ -109,6 +120,40 @@ def play(
         f"({result.resumed_chunks} chunks resumed; {rate:.1f} responses/s) -> {out}\n"
         f"transcripts: {result.transcripts}\nchoices: {result.choices}"
     )
+
+
+class _PlayBar:
+    """Responses answered so far with an ETA (on a terminal), and a line per finished chunk
+    (everywhere, so a log shows the pace of a long run)."""
+
+    def __init__(self, console: Console) -> None:
+        self._console = console
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
+
+    def start(self, *, responses: int, done: int) -> None:
+        if not self._console.is_terminal:
+            return
+        self._progress = Progress(
+            TextColumn("[bold]playing"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("responses · ETA"), TimeRemainingColumn(), console=self._console)
+        self._progress.start()
+        self._task = self._progress.add_task("playing", total=responses, completed=done)
+
+    def advance(self, responses: int) -> None:
+        if self._progress is not None and self._task is not None:
+            self._progress.update(self._task, advance=responses)
+
+    def chunk_done(self, participants: range, responses: int, seconds: float) -> None:
+        self._console.print(
+            f"participants {participants.start}–{participants.stop - 1}: {responses:,} "
+            f"responses in {seconds:,.0f} s ({responses / max(seconds, 1e-9):.1f}/s)",
+            markup=False, highlight=False)
+
+    def stop(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
 
 
 def _adapter_loader(model: str, dtype: str, device: str) -> Callable[[], LoadedModel] | None:

@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -195,9 +195,18 @@ def _check_folder(out: Path, spec: PlaySpec) -> None:
         )
 
 
+class PlayProgress(Protocol):
+    """Where a run reports how far it is (the CLI draws it; a library call passes none)."""
+
+    def start(self, *, responses: int, done: int) -> None: ...
+    def advance(self, responses: int) -> None: ...
+    def chunk_done(self, participants: range, responses: int, seconds: float) -> None: ...
+
+
 def run_play(
     spec: PlaySpec, out: Path, *, make_players: Callable[[], Players] | None = None,
     engine_info: dict[str, Any] | None = None, model_info: dict[str, Any] | None = None,
+    progress: PlayProgress | None = None,
 ) -> PlayResult:
     """Play ``spec`` into ``out``, chunk by chunk, skipping chunks a previous run finished.
 
@@ -216,10 +225,20 @@ def run_play(
     result = PlayResult(out, out / "transcripts" / f"{spec.study}.jsonl", out / CHOICES,
                         spec.n_participants, 0, 0.0)
     _write_manifest(out, spec, result, engine_info, model_info, status="running")
-    for first, stem in zip(range(0, spec.n_participants, spec.chunk),
-                           _chunk_stems(spec, out / "parts"), strict=True):
+    task = TASKS[spec.task]
+    per_participant = (spec.n_trials or task.default_trials) * task.responses_per_trial
+    chunks = list(zip(range(0, spec.n_participants, spec.chunk),
+                      _chunk_stems(spec, out / "parts"), strict=True))
+    finished = [stem.with_suffix(".jsonl").is_file() and stem.with_suffix(".parquet").is_file()
+                for _, stem in chunks]
+    if progress is not None:
+        done = sum(min(spec.chunk, spec.n_participants - first)
+                   for (first, _), was in zip(chunks, finished, strict=True) if was)
+        progress.start(responses=spec.n_participants * per_participant,
+                       done=done * per_participant)
+    for (first, stem), was in zip(chunks, finished, strict=True):
         n = min(spec.chunk, spec.n_participants - first)
-        if stem.with_suffix(".jsonl").is_file() and stem.with_suffix(".parquet").is_file():
+        if was:
             result.resumed_chunks += 1
             continue
         players = make_players()
@@ -227,6 +246,7 @@ def run_play(
         records, rows = play_study(
             spec.task, players, n_participants=n, n_trials=spec.n_trials, seed=spec.seed,
             shared_trials=spec.shared_trials, first=first, greedy=spec.policy == "greedy",
+            on_step=progress.advance if progress is not None else None,
         )
         elapsed = time.perf_counter() - start
         if spec.model != COGNITIVE:
@@ -240,6 +260,8 @@ def run_play(
         write_text_atomic(to_jsonl(records).decode("utf-8"), stem.with_suffix(".jsonl"))
         result.seconds_playing += elapsed
         result.timings.append({"participants": n, "responses": len(rows), "seconds": elapsed})
+        if progress is not None:
+            progress.chunk_done(range(first + 1, first + n + 1), len(rows), elapsed)
     _assemble(spec, result)
     _write_manifest(out, spec, result, engine_info, model_info, status="complete")
     return result

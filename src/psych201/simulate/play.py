@@ -248,6 +248,7 @@ def play_lockstep(
     give log-probs for all of them in one call (one batch for a language model); then each
     participant's choice is drawn from its own stream, so participant *i*'s session does not
     depend on who else plays. Returns the sessions (seat order) and a row per response.
+    ``on_step`` is told after each step how many responses it answered.
     """
     transcripts = [Transcript.start(env) for env in envs]
     rows: list[ChoiceRow] = []
@@ -256,7 +257,6 @@ def play_lockstep(
         point = env.next_choice()
         if point is not None:
             points[seat] = point
-    step = 0
     while points:
         seats = sorted(points)
         prompts = [transcripts[s].prompt(points[s]) for s in seats]
@@ -275,9 +275,8 @@ def play_lockstep(
             following = envs[seat].next_choice()
             if following is not None:
                 points[seat] = following
-        step += 1
         if on_step is not None:
-            on_step(step)
+            on_step(len(seats))
     sessions = [
         SimulatedSession(text=t.text, params=players.params(seat), loglik=tuple(t.loglik),
                          n_options=tuple(t.n_options))

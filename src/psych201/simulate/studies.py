@@ -168,7 +168,7 @@ def _checked(kind: str, n_participants: int, n_trials: int | None) -> tuple[Simu
 def play_study(
     kind: str, players: Players, *, n_participants: int, n_trials: int | None = None,
     seed: int, shared_trials: bool = False, first: int = 0, greedy: bool = False,
-    experiment: str | None = None,
+    experiment: str | None = None, on_step: Callable[[int], None] | None = None,
 ) -> tuple[list[dict[str, Any]], list[ChoiceRow]]:
     """Participants ``first .. first + n_participants - 1`` of task ``kind`` played by
     ``players``, all in lockstep: the JSONL records (as :func:`simulate_study` writes them) and
@@ -191,7 +191,7 @@ def play_study(
         envs.append(make_env(rng, trials))
         rngs.append(rng)
         people.append(demographics)
-    sessions, rows = play_lockstep(envs, rngs, players, greedy=greedy)
+    sessions, rows = play_lockstep(envs, rngs, players, greedy=greedy, on_step=on_step)
     records = [
         make_record(kind=kind, experiment=experiment or task.experiment, participant=str(i + 1),
                     demographics=d, session=s)
