@@ -157,8 +157,9 @@ def test_parse_failures_are_named_counted_and_fail_the_run_above_the_threshold(
 
 @pytest.mark.parametrize("architecture", ["llama", "gemma3"])
 def test_batched_caches_give_each_participant_its_transcript_alone(architecture: str) -> None:
-    """Rows of one batched cache (with pads, superseded tokens, an idle row and, for Gemma, a
-    sliding window the transcripts outgrow) give the log-probs of each context run alone."""
+    """Rows of one batched cache (with pads, superseded tokens, an idle row, a transcript
+    rewritten far back and, for Gemma, a sliding window the transcripts outgrow, whose old slots
+    the cache drops) give the log-probs of each context run alone."""
     import torch
 
     from psych201.scoring.hf_options import CachedOptionScorer
@@ -169,14 +170,17 @@ def test_batched_caches_give_each_participant_its_transcript_alone(architecture:
     rng = np.random.default_rng(1)
     candidates = [7, 9, 11]
     for rows in (1, 3):
-        scorer = CachedOptionScorer(model, rows=rows)
+        scorer = CachedOptionScorer(model, rows=rows, margin=4)
         shared = [int(t) for t in rng.integers(5, 500, 20)]  # the instructions, run once
         contexts = {f"p{i}": list(shared) for i in range(5)}
-        for step in range(10):
+        for step in range(12):
             for context in contexts.values():
                 if rng.random() < 0.3:  # the tokenizer merged the last token(s) with new text
                     del context[-int(rng.integers(1, 3)):]
                 context += [int(t) for t in rng.integers(5, 500, int(rng.integers(1, 9)))]
+            if step == 9:  # rewritten behind the slots the sliding layers dropped
+                del contexts["p1"][12:]
+                contexts["p1"] += [int(t) for t in rng.integers(5, 500, 30)]
             playing = [k for k in contexts if step < 7 or k != "p4"]  # p4 has finished
             got = scorer.score_options([(k, contexts[k], candidates) for k in playing])
             for key, logprobs in zip(playing, got, strict=True):
@@ -185,3 +189,5 @@ def test_batched_caches_give_each_participant_its_transcript_alone(architecture:
                 alone = torch.log_softmax(logits.float(), -1)[candidates].double().numpy()
                 np.testing.assert_allclose(logprobs, alone, atol=2e-5)
         assert len(contexts["p0"]) > 3 * 16  # well past the tiny Gemma's sliding window
+        if architecture == "gemma3":
+            assert all(batch.dropped > 0 for batch in scorer._batches)

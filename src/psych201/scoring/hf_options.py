@@ -15,6 +15,12 @@ when its token is superseded (the tokenizer merged it with what followed, e.g. `
 into ``<<A``) or was a pad; rotary positions are the tokens' real positions. The mask applies
 the model's own rules on those positions (causal; a sliding window where a layer has one), so
 each row's log-probs are those of its transcript run alone, up to float rounding.
+
+Sliding-window layers (15 of Gemma 3's 18) never look further back than their window, so their
+cache drops the leading slots no row can see again; over a long session that keeps most of the
+cache, and the attention over it, the size of the window rather than of the transcript. A row
+whose transcript changes further back than that (not closed-loop play, but any caller) runs
+again from its start.
 """
 
 from __future__ import annotations
@@ -33,6 +39,10 @@ from psych201.errors import UsageError
 #: Rows (participants) per batched cache; more rows share a pass but hold more memory.
 DEFAULT_ROWS = 32
 
+#: Tokens a transcript may be rewritten back by without re-running its row; also the smallest
+#: block of slots the sliding layers drop at once.
+DEFAULT_MARGIN = 64
+
 #: Below this many shared leading tokens (a task's instructions) a new batch does not run them
 #: once for every row first.
 _MIN_SHARED_PREFIX = 8
@@ -45,6 +55,8 @@ class _Row:
     key: str | None
     tokens: list[int] = field(default_factory=list)
     slots: list[int] = field(default_factory=list)
+    #: the first position a new token may have without keys the sliding layers dropped
+    floor: int = 0
 
 
 @dataclass
@@ -55,13 +67,16 @@ class _Batch:
     cache: Any
     live: torch.Tensor  # (rows, slots) bool
     position: torch.Tensor  # (rows, slots) long
+    #: leading slots the sliding layers' caches no longer hold
+    dropped: int = 0
 
 
 class CachedOptionScorer:
     """``log P(candidate | context)`` per request, each key's context cached between calls and
     the keys of a call run together, ``rows`` per batched pass (1: one participant at a time)."""
 
-    def __init__(self, model: Any, *, device: str = "cpu", rows: int = DEFAULT_ROWS) -> None:
+    def __init__(self, model: Any, *, device: str = "cpu", rows: int = DEFAULT_ROWS,
+                 margin: int = DEFAULT_MARGIN) -> None:
         if rows < 1:
             raise UsageError(f"rows must be at least 1, not {rows}")
         self._model = model
@@ -81,6 +96,8 @@ class CachedOptionScorer:
                              f"{', '.join(unknown)}; play this model with --mode batch")
         self._layer_types = sorted(set(types))
         self._window = getattr(config, "sliding_window", None)
+        self._sliding = [i for i, t in enumerate(types) if t == "sliding_attention"]
+        self._margin = max(1, margin)
         self._eager = getattr(config, "_attn_implementation", "sdpa") == "eager"
         self._pad = int(getattr(config, "pad_token_id", None) or 0)
 
@@ -154,6 +171,8 @@ class CachedOptionScorer:
             shared = 0
             while shared < limit and row.tokens[shared] == context[shared]:
                 shared += 1
+            if shared < row.floor:  # rewritten behind what the sliding layers still hold
+                shared, row.floor = 0, 0
             if shared < len(row.slots):  # superseded tokens: their slots go dark
                 batch.live[i, row.slots[shared:]] = False
             run = context[shared:] if keep is None else context[shared:keep]
@@ -175,29 +194,56 @@ class CachedOptionScorer:
         ids, position, live = (t.to(self._device) for t in (ids, position, live))
         all_live = torch.cat([batch.live, live], dim=1)
         all_position = torch.cat([batch.position, position], dim=1)
+        mask: torch.Tensor | dict[str, torch.Tensor] = self._visible(
+            all_live, all_position, live, position)
+        if "sliding_attention" in self._layer_types and self._window:
+            mask = {"full_attention": mask, "sliding_attention": self._visible(
+                all_live[:, batch.dropped:], all_position[:, batch.dropped:], live, position,
+                window=self._window)}
         result = self._model(input_ids=ids, position_ids=position, use_cache=True,
-                             attention_mask=self._mask(all_live, all_position, live, position),
-                             logits_to_keep=1, **{self._cache_arg: batch.cache})
+                             attention_mask=mask, logits_to_keep=1,
+                             **{self._cache_arg: batch.cache})
         batch.cache = getattr(result, self._cache_arg)
         batch.live, batch.position = all_live, all_position
+        self._drop_unseen(batch)
         return result.logits[:, -1]
 
-    def _mask(self, key_live: torch.Tensor, key_position: torch.Tensor,
-              query_live: torch.Tensor, query_position: torch.Tensor) -> Any:
-        """(rows, 1, queries, keys) masks: a live query sees live keys at positions up to its
-        own (within the window on sliding layers); a pad sees only itself, so it stays finite."""
+    def _visible(self, key_live: torch.Tensor, key_position: torch.Tensor,
+                 query_live: torch.Tensor, query_position: torch.Tensor,
+                 window: int | None = None) -> torch.Tensor:
+        """A (rows, 1, queries, keys) mask: a live query sees live keys at positions up to its
+        own (and within ``window``); a pad sees only itself, so it stays finite."""
         distance = query_position[:, :, None] - key_position[:, None, :]
         seen = key_live[:, None, :] & query_live[:, :, None] & (distance >= 0)
+        if window is not None:
+            seen &= distance < window
         n_queries, n_keys = query_live.shape[1], key_live.shape[1]
         own = torch.zeros((n_queries, n_keys), dtype=torch.bool, device=self._device)
         own[:, n_keys - n_queries:] = torch.eye(n_queries, dtype=torch.bool, device=self._device)
-        pad_self = (~query_live)[:, :, None] & own[None]
-        masks = {"full_attention": seen | pad_self}
-        if "sliding_attention" in self._layer_types and self._window:
-            masks["sliding_attention"] = (seen & (distance < self._window)) | pad_self
-        ready = {name: self._format(m[:, None]) for name, m in masks.items()}
-        # a model without sliding layers takes one mask (a dict only where it has layer types)
-        return ready if len(ready) > 1 else ready["full_attention"]
+        return self._format((seen | ((~query_live)[:, :, None] & own[None]))[:, None])
+
+    def _drop_unseen(self, batch: _Batch) -> None:
+        """Drop the sliding layers' leading slots that no row's next tokens can see (dead, or
+        further back than the window plus the margin), in blocks of at least the margin."""
+        layers = getattr(batch.cache, "layers", None)
+        if not self._sliding or not self._window or layers is None:
+            return
+        lengths = torch.tensor([len(r.tokens) for r in batch.rows], device=self._device)
+        threshold = lengths - self._window - self._margin
+        block = slice(batch.dropped, batch.live.shape[1])
+        unseen = ~batch.live[:, block] | (batch.position[:, block] < threshold[:, None])
+        count = int(unseen.all(dim=0).int().cumprod(dim=0).sum())
+        if count < self._margin:
+            return
+        block = slice(batch.dropped, batch.dropped + count)
+        last = torch.where(batch.live[:, block], batch.position[:, block], -1).amax(dim=1)
+        for row, position in zip(batch.rows, last.tolist(), strict=True):
+            if position >= 0:
+                row.floor = max(row.floor, position + self._window)
+        for index in self._sliding:
+            layer = layers[index]
+            layer.keys, layer.values = layer.keys[:, :, count:], layer.values[:, :, count:]
+        batch.dropped += count
 
     def _format(self, mask: torch.Tensor) -> torch.Tensor:
         if not self._eager:
