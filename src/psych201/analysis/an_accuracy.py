@@ -4,6 +4,7 @@ chance rate), per model with bootstrap intervals, on the discrete variant where 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -57,6 +58,14 @@ def caption(points: pd.DataFrame) -> str:
             "uses the discrete variant).")
 
 
+@dataclass(frozen=True)
+class AccuracyResult:
+    """The accuracy section's numbers."""
+
+    points: pd.DataFrame  # per model (registry columns, condition)
+    per_study: pd.DataFrame | None  # per model and study
+
+
 def section(points: pd.DataFrame, per_study: pd.DataFrame | None = None,
             families: Sequence[str] | None = None) -> Section:
     """The section of per-model accuracy ``points`` (with registry columns and ``condition``)."""
@@ -70,11 +79,12 @@ def section(points: pd.DataFrame, per_study: pd.DataFrame | None = None,
         tables=(SectionTable("accuracy", points, COLUMNS),),
         figures=(SectionFigure("fig_accuracy", caption(points),
                                partial(fig_accuracy, points, families)),),
-        data={"points": points, "per_study": per_study})
+        result=AccuracyResult(points, per_study))
 
 
 class Accuracy:
     name = "accuracy"
+    requires: Sequence[str] = ()
     columns: Sequence[str] = ("top1_correct",)
 
     def skip(self, context: AnalysisContext) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import partial
 
 import pandas as pd
@@ -18,17 +19,25 @@ COLUMNS = (Column("display", "model", "text"), Column("no_template", "NLL raw"),
            Column("template", "NLL chat template"), Column("n_studies", "studies", "int"))
 
 
+@dataclass(frozen=True)
+class ChatTemplateResult:
+    """NLL without and with the chat template, per model."""
+
+    table: pd.DataFrame
+
+
 def section(table: pd.DataFrame, families: Sequence[str] | None = None) -> Section:
     """The section of a chat-template table (with the registry's columns)."""
     return Section(anchor=ChatTemplate.name, title="Chat-template control", text="",
                    tables=(SectionTable("chat_template", table, COLUMNS),),
                    figures=(SectionFigure("fig_chat_template", CAPTION,
                                           partial(fig_chat_template, table, families)),),
-                   data={"table": table})
+                   result=ChatTemplateResult(table))
 
 
 class ChatTemplate:
     name = "chat-template"
+    requires: Sequence[str] = ()
     columns: Sequence[str] = ("nll",)
 
     def skip(self, context: AnalysisContext) -> str | None:

@@ -149,11 +149,12 @@ def section(result: PersonaResult, base: Mapping[str, bool]) -> Section:
                    tables=tuple(tables),
                    figures=(SectionFigure("fig5_persona", CAPTION,
                                           partial(fig_persona, result.per_study, dict(base))),),
-                   data={"result": result})
+                   result=result)
 
 
 class Persona:
     name = "persona"
+    requires: Sequence[str] = ()
     columns: Sequence[str] = ("nll",)
 
     def skip(self, context: AnalysisContext) -> str | None:

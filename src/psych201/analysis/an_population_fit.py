@@ -21,7 +21,7 @@ choice frequencies:
   W1 and the excess ``JSD − floor``; ``above_floor`` says whether the excess interval excludes
   0.
 
-It needs the transcripts: ``context.extras["trials"]`` (:data:`EXTRAS_KEY`), the table of
+It needs the transcripts: ``context.inputs.trials``, the table of
 :func:`~psych201.analysis.baselines.trial_responses` (keyed by the response key, with ``trial``,
 ``n_options`` and ``labels``), built by :func:`psych201.report.make.data_baselines`.
 """
@@ -60,9 +60,6 @@ from psych201.results.schema import RESPONSE_KEY
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-#: ``AnalysisContext.extras`` key of the trial table (see the module docstring).
-EXTRAS_KEY = "trials"
-
 
 #: Power of the floor test at level 0.05, 40 participants per trial, as measured by seeded
 #: simulation (quoted in the section's text): the slow test in tests/
@@ -89,10 +86,11 @@ class PopulationFit:
     """The ``population-fit`` section (see the module docstring)."""
 
     name = "population-fit"
+    requires: Sequence[str] = ()
     columns: Sequence[str] = _COLUMNS
 
     def skip(self, context: AnalysisContext) -> str | None:
-        if EXTRAS_KEY not in context.extras:
+        if context.inputs.trials is None:
             return ("population-level fit skipped: it needs the transcripts to find shared trials "
                     "(pass the scored dataset: compare/report --data)")
         if _scored_rows(context) is None:
@@ -101,9 +99,9 @@ class PopulationFit:
         return None
 
     def run(self, context: AnalysisContext) -> Section | None:
-        trials: pd.DataFrame = context.extras[EXTRAS_KEY]
+        trials = context.inputs.trials
         found = _scored_rows(context)
-        assert found is not None
+        assert found is not None and trials is not None  # what skip checked
         rows, condition = found
         options = context.options
         out, notes = [], []

@@ -174,7 +174,9 @@ def _closed_loop(play: list[Path] | None, people: list[Path] | None) -> dict[str
         if not path.exists():
             raise fail(f"{path}: no such file or directory")
     try:
-        return {"closed_loop": closed_loop_data(list(play), list(people or []))}
+        from psych201.analysis.an_closed_loop import INPUT_KEY
+
+        return {INPUT_KEY: closed_loop_data(list(play), list(people or []))}
     except UsageError as exc:
         raise fail(str(exc)) from exc
 

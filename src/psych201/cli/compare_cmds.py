@@ -127,9 +127,13 @@ def compare(
             typer.echo(strict_json(payload))
             return
         print_leaderboard(summary)
-        print_readable(summary.section_data("readable", "table"))
-        pairs = summary.section_data("post-training", "pairs")
-        if pairs is not None and not pairs.empty:
+        from psych201.analysis.an_post_training import PostTrainingResult
+        from psych201.analysis.an_readable import ReadableResult
+
+        readable = summary.result("readable", ReadableResult)
+        print_readable(None if readable is None else readable.table)
+        post_training = summary.result("post-training", PostTrainingResult)
+        if post_training is not None and not post_training.pairs.empty:
             print_pairs(summary)
         print_controls(summary)
         print_other_sections(summary)
