@@ -12,10 +12,10 @@ import pandas as pd
 
 from psych201.analysis import bootstrap as bs
 from psych201.analysis import paper
-from psych201.analysis.conditions import conditions_with_role
 from psych201.analysis.plots import fig_accuracy
 from psych201.analysis.plugin import AnalysisContext, Column, Section, SectionFigure, SectionTable
 from psych201.analysis.tables import select
+from psych201.prompts.records import ConditionRole
 
 if TYPE_CHECKING:
     from psych201.analysis.plugin import AnalysisOptions
@@ -95,7 +95,7 @@ class Accuracy:
     @staticmethod
     def _condition(context: AnalysisContext) -> str | None:
         """The discrete variant where scored, else the main condition if it has hits."""
-        discrete = conditions_with_role(context.frame["condition"].unique(), "discrete")
+        discrete = context.conditions_of(ConditionRole.DISCRETE)
         if discrete:
             return discrete[0]
         return context.condition if context.main["top1_correct"].notna().any() else None

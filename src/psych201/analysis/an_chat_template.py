@@ -9,9 +9,9 @@ from functools import partial
 import pandas as pd
 
 from psych201.analysis import paper
-from psych201.analysis.conditions import conditions_with_role
 from psych201.analysis.plots import fig_chat_template
 from psych201.analysis.plugin import AnalysisContext, Column, Section, SectionFigure, SectionTable
+from psych201.prompts.records import ConditionRole
 
 CAPTION = "Chat-template control: NLL without and with the model's chat template."
 
@@ -44,7 +44,7 @@ class ChatTemplate:
         return None
 
     def run(self, context: AnalysisContext) -> Section | None:
-        templates = conditions_with_role(context.frame["condition"].unique(), "chat-template")
+        templates = context.conditions_of(ConditionRole.CHAT_TEMPLATE)
         if not templates:
             return None
         chat = paper.chat_template_control(context.frame, template_condition=templates[0],

@@ -35,7 +35,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from psych201.analysis.conditions import conditions_with_role
 from psych201.analysis.effects import fdr_q_values
 from psych201.analysis.plugin import (
     AnalysisContext,
@@ -55,6 +54,7 @@ from psych201.analysis.population_fit import (
     population_fit,
     shared_trials,
 )
+from psych201.prompts.records import ConditionRole
 from psych201.results.schema import RESPONSE_KEY
 
 if TYPE_CHECKING:
@@ -191,8 +191,7 @@ def offered_rows(context: AnalysisContext,
     """Rows (of ``columns``) that carry the offered options' log-probs, and their condition: the
     main condition's where it recorded them, else the first discrete variant's that did
     (``None``: neither did). The population fit, item level and diagnostics all read these."""
-    for condition in [context.condition, *conditions_with_role(
-            context.frame["condition"].unique(), "discrete")]:
+    for condition in [context.condition, *context.conditions_of(ConditionRole.DISCRETE)]:
         rows = context.condition_rows(condition, columns)
         if _has_logprobs(rows):
             return rows, condition

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from psych201.analysis.baselines import PopulationBaseline
     from psych201.analysis.registry import ModelPair, ModelRegistry
     from psych201.analysis.tables import Results
+    from psych201.prompts.records import ConditionRole
 
 #: How a report prints a column: text, integer, a float with N decimals ("num1" … "num4"),
 #: a p-value, a probability, or an interval: a column named ``…low`` (e.g. ``ci_low``) is shown
@@ -150,6 +151,14 @@ class AnalysisContext:
     # the sections of the analyses this one ``requires`` that applied (set per analysis)
     earlier: Mapping[str, Section] = field(default_factory=dict)
     requires: tuple[str, ...] = ()  # what the running analysis declared
+    # each condition's role where the runs recorded it (Results.condition_roles)
+    roles: Mapping[str, ConditionRole] = field(default_factory=dict)
+
+    def conditions_of(self, role: ConditionRole) -> list[str]:
+        """The conditions of the response table that play ``role`` (recorded, else by name)."""
+        from psych201.analysis.conditions import conditions_with_role
+
+        return conditions_with_role(self.frame["condition"].unique(), role, self.roles)
 
     def required(self, anchor: str, kind: type[ResultT]) -> ResultT | None:
         """The result of the analysis ``anchor`` this one declared in ``requires`` (``None``

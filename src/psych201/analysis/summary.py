@@ -107,7 +107,8 @@ def summarize(results: Results, registry: ModelRegistry,
     options = options or AnalysisOptions()
     full = results.responses
     notes: list[str] = []
-    condition = main_condition(full["condition"].unique(), options.condition)
+    roles = results.condition_roles()
+    condition = main_condition(full["condition"].unique(), options.condition, roles)
     analyses = list(sections.ANALYSES)
     order = run_order(analyses)  # checks the declared requirements before any work
     # Analyses select rows many times over: keep only the columns some analysis reads, and
@@ -130,7 +131,7 @@ def summarize(results: Results, registry: ModelRegistry,
     shared = AnalysisContext(results=results, frame=frame, main=main, condition=condition,
                              studies=tuple(studies), models=tuple(models), registry=registry,
                              options=options, pairs=tuple(pairs), leaderboard=board,
-                             inputs=inputs)
+                             inputs=inputs, roles=roles)
     done: dict[str, Section] = {}
     reasons: dict[str, str] = {}
     for analysis in order:

@@ -230,7 +230,8 @@ def _paper_tables(loaded: Any, registry: Any, condition: str | None) -> Any:
     from psych201.analysis.paper_mode import paper_tables
 
     try:
-        return paper_tables(loaded.responses, registry, condition=condition)
+        return paper_tables(loaded.responses, registry, condition=condition,
+                            roles=loaded.condition_roles())
     except ConditionError as exc:
         raise fail(str(exc)) from exc
 

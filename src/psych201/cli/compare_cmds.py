@@ -143,7 +143,7 @@ def compare(
         return
     frame = loaded.responses
     try:
-        cond = main_condition(frame["condition"].unique(), condition)
+        cond = main_condition(frame["condition"].unique(), condition, loaded.condition_roles())
         main = select(frame[[c for c in ANALYSIS_COLUMNS if c in frame.columns]],
                       condition=cond)
         comparisons = []

@@ -131,6 +131,7 @@ def _open_loaded(
         tokenizer=setup.tokenizer_info,
         data={**data_info, "hash": data_hash, "studies": per_study},
         shard=config.shard,
+        condition_role=condition.role.value,
     )
     if opened.growth is not None:
         grow_run_dir(config.out, opened.growth, fresh)

@@ -70,13 +70,18 @@ def build_manifest(
     tokenizer: Mapping[str, Any],
     data: Mapping[str, Any],
     shard: Shard | None = None,
+    condition_role: str | None = None,
 ) -> dict[str, Any]:
-    """A fresh manifest for ``spec`` (status ``running``, no invocations yet)."""
+    """A fresh manifest for ``spec`` (status ``running``, no invocations yet).
+
+    ``condition_role`` is what the condition is for in the analyses (its class declares it);
+    it is kept out of the spec, so it does not change the run's hash."""
     created = now_iso()
     return {
         "format": MANIFEST_FORMAT,
         "config_hash": spec.config_hash(),
         "spec": _jsonable(spec.to_dict()),
+        "condition_role": condition_role,
         "shard": shard.to_dict() if shard else None,
         "model": _jsonable(dict(model)),
         "engine": _jsonable(dict(engine)),
@@ -129,7 +134,7 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "config_hash": (str,), "status": (str,), "spec": (dict, type(None)), "model": (dict,),
     "engine": (dict,), "tokenizer": (dict,), "data": (dict,), "counts": (dict,),
     "invocations": (list,), "shard": (dict, type(None)), "alignment": (str,), "dtype": (str,),
-    "seed": (int, type(None)), "table": (dict, type(None)),
+    "seed": (int, type(None)), "table": (dict, type(None)), "condition_role": (str, type(None)),
 }
 
 #: Fields of the ``table`` record (:func:`~psych201.results.writer.table_record`) and their types.

@@ -67,6 +67,7 @@ class Manifest(_Record):
     config_hash: str
     status: str | None = None
     spec: SpecRecord | None = None
+    condition_role: str | None = None  # absent from manifests written before roles were recorded
     shard: ShardRecord | None = None
     model: dict[str, Any] = Field(default_factory=dict)
     engine: dict[str, Any] = Field(default_factory=dict)
