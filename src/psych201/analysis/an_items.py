@@ -60,7 +60,8 @@ def _entropy(p: np.ndarray) -> np.ndarray:
     total = p.sum(axis=1, keepdims=True)
     with np.errstate(divide="ignore", invalid="ignore"):
         q = np.where(total > 0, p / total, 0.0)
-        return -(np.where(q > 0, q * np.log(q), 0.0)).sum(axis=1)
+        entropy: np.ndarray = -(np.where(q > 0, q * np.log(q), 0.0)).sum(axis=1)
+    return entropy
 
 
 def _counts(data: SharedTrials, keep: np.ndarray | None = None) -> np.ndarray:
