@@ -21,6 +21,7 @@ from typing import Any
 
 from psych201.atomic import write_text_atomic
 from psych201.results.lock import LOCK_FILE
+from psych201.results.manifest_model import Manifest, written_manifest
 from psych201.results.schema import RunSpec
 from psych201.results.shards import Shard
 from psych201.results.writer import (
@@ -77,7 +78,7 @@ def build_manifest(
     ``condition_role`` is what the condition is for in the analyses (its class declares it);
     it is kept out of the spec, so it does not change the run's hash."""
     created = now_iso()
-    return {
+    return Manifest.model_validate({
         "format": MANIFEST_FORMAT,
         "config_hash": spec.config_hash(),
         "spec": _jsonable(spec.to_dict()),
@@ -98,7 +99,7 @@ def build_manifest(
         # damaged. Runs started before records existed lack this flag; their parts are not.
         "part_records": True,
         "invocations": [],
-    }
+    }).written()
 
 
 def _jsonable(value: Any) -> Any:
@@ -179,7 +180,9 @@ def _checksum(body: Mapping[str, Any]) -> str:
 
 
 def save_manifest(run_dir: Path, manifest: Mapping[str, Any]) -> None:
-    body = {k: v for k, v in manifest.items() if k != CHECKSUM_KEY}
+    """Write ``manifest`` as the :class:`~.manifest_model.Manifest` model writes it, stamped
+    ``updated`` and with its checksum."""
+    body = written_manifest({k: v for k, v in manifest.items() if k != CHECKSUM_KEY})
     body["updated"] = now_iso()
     body[CHECKSUM_KEY] = _checksum(body)
     text = json.dumps(body, indent=2)
