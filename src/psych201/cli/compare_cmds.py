@@ -52,7 +52,12 @@ from psych201.cli.compare_print import (
 from psych201.cli.console import fail
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from psych201.analysis.bootstrap import Levels
+    from psych201.analysis.registry import ModelPair, ModelRegistry
+    from psych201.analysis.summary import Summary
+    from psych201.analysis.tables import Results
 
 # -- compare --------------------------------------------------------------------------------------
 def compare(
@@ -176,11 +181,11 @@ def compare(
         print_comparison(c)
 
 
-def _records(frame: Any) -> list[dict[str, Any]]:
+def _records(frame: pd.DataFrame | None) -> list[dict[str, Any]]:
     return [] if frame is None else list(frame.to_dict(orient="records"))
 
 
-def _summary_json(summary: Any) -> dict[str, Any]:
+def _summary_json(summary: Summary) -> dict[str, Any]:
     """The summary, machine-readable: the core tables and every section under its anchor, as
     the HTML report shows them (tables as records). Its shape is ``report/compare.schema.json``."""
     from psych201.report.compare_schema import COMPARE_JSON_VERSION
@@ -196,8 +201,8 @@ def _summary_json(summary: Any) -> dict[str, Any]:
     }
 
 
-def _unpaired(pairs: Sequence[Any], registry: Any, loaded: Any) -> dict[tuple[str, str],
-                                                                          list[str]]:
+def _unpaired(pairs: Sequence[ModelPair], registry: ModelRegistry, loaded: Results,
+              ) -> dict[tuple[str, str], list[str]]:
     """Per --pair (post, base) that does not look like a base and its post-trained
     checkpoint: why not (:func:`~psych201.analysis.registry.pair_problems`)."""
     from psych201.analysis.registry import pair_problems

@@ -17,10 +17,14 @@ from psych201.cli.analysis_opts import (
 )
 
 if TYPE_CHECKING:
+    import pandas as pd
+
+    from psych201.analysis.effects import PairComparison
+    from psych201.analysis.paper_mode import PaperTables
     from psych201.analysis.summary import Summary
 
 
-def print_paper(tables: Any) -> None:
+def print_paper(tables: PaperTables) -> None:
     """Each paper-mode table, with the line saying how psych201's default differs."""
     from psych201.analysis.paper_mode import DEFAULT_DIFFERS
 
@@ -50,7 +54,7 @@ def print_leaderboard(summary: Summary) -> None:
     console.print(table)
 
 
-def print_readable(readable: Any) -> None:
+def print_readable(readable: pd.DataFrame | None) -> None:
     from psych201.analysis.readable import READABLE_TEXT
 
     print_frame("Readable numbers (studies weighted equally)", readable,
@@ -82,7 +86,7 @@ def print_other_sections(summary: Summary) -> None:
             console.print(f"[dim]{section.text}[/dim]", highlight=False)
 
 
-def print_frame(title: str, frame: Any, columns: dict[str, str],
+def print_frame(title: str, frame: pd.DataFrame | None, columns: dict[str, str],
                  optional: Sequence[str] = ()) -> None:
     """A rich table of ``frame``'s ``columns`` (name → header); floats with 3 decimals.
 
@@ -232,7 +236,7 @@ def print_pairs(summary: Summary) -> None:
                       f"[{_f(e.ci_low)}, {_f(e.ci_high)}], p = {_p(e.p_value)} ({e.method})")
 
 
-def print_comparison(c: Any) -> None:
+def print_comparison(c: PairComparison) -> None:
     table = Table(title=f"{c.post} vs {c.base} · condition {c.condition} · {len(c.studies)} "
                         "studies (> 0 = post-trained model less human-like)")
     for column in ("effect", "estimate", "interval", "p", "units", "studies", "participants",
