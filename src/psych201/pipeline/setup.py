@@ -18,6 +18,7 @@ from typing import Any
 from psych201.errors import UsageError
 from psych201.pipeline.config import ScoreConfig, window_config
 from psych201.prompts.conditions import Condition
+from psych201.prompts.tokenizer import Tokenizer
 from psych201.results.schema import RunSpec
 from psych201.scoring.engine import (
     FULL_SOFTMAX,
@@ -49,7 +50,7 @@ class ScoringSetup:
 
     model_id: str
     engine: str
-    tokenizer: Any
+    tokenizer: Tokenizer | None  # None when the engine reads no text (the oracle)
     scorer: Scorer
     model_info: dict[str, Any]
     engine_info: EngineInfo
@@ -84,7 +85,7 @@ def engine_choices() -> tuple[str, ...]:
     return (*engine_names(), "ray")
 
 
-def tokenizer_info(tokenizer: Any) -> dict[str, Any]:
+def tokenizer_info(tokenizer: Tokenizer | None) -> dict[str, Any]:
     """What identifies a tokenizer: class, name, size, special tokens and a hash of its rules."""
     if tokenizer is None:
         return {}

@@ -54,6 +54,7 @@ from psych201.prompts.persona import (
     shuffled_donors,
 )
 from psych201.prompts.records import ConditionRole, Prompt
+from psych201.prompts.tokenizer import Tokenizer
 
 CONDITION_NAMES: tuple[str, ...] = (
     "raw",
@@ -335,7 +336,8 @@ _FACTORIES: dict[str, tuple[_Factory, frozenset[str]]] = {
 }
 
 
-def make_condition(name: str, *, tokenizer: Any = None, seed: int = 0, **params: Any) -> Condition:
+def make_condition(name: str, *, tokenizer: Tokenizer | None = None, seed: int = 0,
+                   **params: Any) -> Condition:
     """Build a condition by name (:data:`CONDITION_NAMES`) with its parameters.
 
     Unknown names and parameters a condition does not take are errors, not silently ignored.
