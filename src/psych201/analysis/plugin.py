@@ -197,6 +197,12 @@ class Analysis(Protocol):
     def run(self, context: AnalysisContext) -> Section | None: ...
 
 
+def requirements(analysis: Analysis) -> tuple[str, ...]:
+    """The anchors ``analysis`` requires (a plug-in written before ``requires`` existed reads no
+    other analysis' result: it requires none)."""
+    return tuple(getattr(analysis, "requires", ()))
+
+
 class AnalysisOrderError(ValueError):
     """Analyses whose declared requirements cannot be met (a cycle, or one not registered)."""
 
@@ -208,12 +214,12 @@ def run_order(analyses: Sequence[Analysis]) -> list[Analysis]:
 
     by_name = {a.name: a for a in analyses}
     for analysis in analyses:
-        missing = [r for r in analysis.requires if r not in by_name]
+        missing = [r for r in requirements(analysis) if r not in by_name]
         if missing:
             raise AnalysisOrderError(
                 f"analysis {analysis.name!r} requires {', '.join(map(repr, missing))}, which "
                 "no registered analysis produces")
-    sorter = TopologicalSorter({a.name: tuple(a.requires) for a in analyses})
+    sorter = TopologicalSorter({a.name: requirements(a) for a in analyses})
     try:
         sorter.prepare()
     except CycleError as exc:

@@ -33,6 +33,7 @@ from psych201.analysis.plugin import (
     AnalysisInputs,
     AnalysisOptions,
     Section,
+    requirements,
     run_order,
 )
 from psych201.analysis.registry import ModelRegistry
@@ -135,7 +136,7 @@ def summarize(results: Results, registry: ModelRegistry,
     done: dict[str, Section] = {}
     reasons: dict[str, str] = {}
     for analysis in order:
-        requires = tuple(analysis.requires)
+        requires = requirements(analysis)
         # an analysis sees the results it declared, nothing else: its numbers cannot depend on
         # which other analyses happened to run before it
         context = replace(shared, requires=requires,
