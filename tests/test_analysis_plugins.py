@@ -266,3 +266,17 @@ def test_an_analysis_reads_only_what_it_declared(monkeypatch: pytest.MonkeyPatch
     with pytest.raises(KeyError, match="'post-training' read without declaring it"):
         summarize(results_from_frame(_frame()), REGISTRY, AnalysisOptions(n_boot=50,
                                                                          detail_pairs=0))
+
+
+def test_each_analysis_declares_its_result_type_and_summarize_holds_it_to_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    assert all(hasattr(a, "result_type") for a in sections.ANALYSES)
+
+    class Liar(_Needs):
+        result_type = int  # but its section holds a dict
+
+    monkeypatch.setattr(sections, "ANALYSES", [*sections.ANALYSES, Liar("liar")])
+    with pytest.raises(TypeError, match="analysis 'liar' declares results of type int, its "
+                                        "section holds a dict"):
+        summarize(results_from_frame(_frame()), REGISTRY, AnalysisOptions(n_boot=50,
+                                                                         detail_pairs=0))

@@ -85,6 +85,7 @@ def section(points: pd.DataFrame, per_study: pd.DataFrame | None = None,
 class Accuracy:
     name = "accuracy"
     requires: Sequence[str] = ()
+    result_type: type | None = AccuracyResult
     columns: Sequence[str] = ("top1_correct",)
 
     def skip(self, context: AnalysisContext) -> str | None:

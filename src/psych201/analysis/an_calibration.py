@@ -199,6 +199,7 @@ class CalibrationAnalysis:
     name: str = "calibration"
     columns: Sequence[str] = ("nll", COLUMN)
     requires: Sequence[str] = ()
+    result_type: type | None = CalibrationResult
 
     def __init__(self, n_folds: int = N_FOLDS) -> None:
         self.n_folds = n_folds

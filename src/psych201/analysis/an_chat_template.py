@@ -38,6 +38,7 @@ def section(table: pd.DataFrame, families: Sequence[str] | None = None) -> Secti
 class ChatTemplate:
     name = "chat-template"
     requires: Sequence[str] = ()
+    result_type: type | None = ChatTemplateResult
     columns: Sequence[str] = ("nll",)
 
     def skip(self, context: AnalysisContext) -> str | None:

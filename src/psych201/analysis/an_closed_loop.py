@@ -185,6 +185,7 @@ class ClosedLoopAnalysis:
 
     name = ANCHOR
     requires: Sequence[str] = ()
+    result_type: type | None = ClosedLoopResult
     columns: Sequence[str] = ()
 
     def skip(self, context: AnalysisContext) -> str | None:

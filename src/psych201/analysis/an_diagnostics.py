@@ -219,6 +219,7 @@ class Diagnostics:
 
     name = "diagnostics"
     requires: Sequence[str] = ()
+    result_type: type | None = None
     columns: Sequence[str] = ("nll", "entropy")
 
     def skip(self, context: AnalysisContext) -> str | None:

@@ -37,6 +37,7 @@ def section(matrix: pd.DataFrame) -> Section:
 class Domains:
     name = "domains"
     requires: Sequence[str] = ()
+    result_type: type | None = DomainsResult
     columns: Sequence[str] = ("nll",)
 
     def skip(self, context: AnalysisContext) -> str | None:

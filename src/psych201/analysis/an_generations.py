@@ -36,6 +36,7 @@ def section(trend: paper.GenerationTrend) -> Section:
 class Generations:
     name = "generations"
     requires: Sequence[str] = ("post-training",)
+    result_type: type | None = paper.GenerationTrend
     columns: Sequence[str] = ("nll",)
 
     def skip(self, context: AnalysisContext) -> str | None:

@@ -178,6 +178,7 @@ class ItemLevel:
 
     name = "items"
     requires: Sequence[str] = ()
+    result_type: type | None = None
     columns: Sequence[str] = _COLUMNS
 
     def skip(self, context: AnalysisContext) -> str | None:

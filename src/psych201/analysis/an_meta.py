@@ -197,6 +197,7 @@ class MetaAnalysis:
 
     name = "meta-analysis"
     requires: Sequence[str] = ("post-training",)
+    result_type: type | None = MetaResult
     columns: Sequence[str] = ("nll",)
 
     def skip(self, context: AnalysisContext) -> str | None:

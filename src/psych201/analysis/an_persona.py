@@ -156,6 +156,7 @@ def section(result: PersonaResult, base: Mapping[str, bool]) -> Section:
 class Persona:
     name = "persona"
     requires: Sequence[str] = ()
+    result_type: type | None = PersonaResult
     columns: Sequence[str] = ("nll",)
 
     def skip(self, context: AnalysisContext) -> str | None:

@@ -29,6 +29,7 @@ class PopulationBaseline:
 
     name = "population"
     requires: Sequence[str] = ()
+    result_type: type | None = PopulationResult
     columns: Sequence[str] = ("nll",)
 
     def skip(self, context: AnalysisContext) -> str | None:

@@ -87,6 +87,7 @@ class PopulationFit:
 
     name = "population-fit"
     requires: Sequence[str] = ()
+    result_type: type | None = None
     columns: Sequence[str] = _COLUMNS
 
     def skip(self, context: AnalysisContext) -> str | None:

@@ -250,6 +250,7 @@ class PostTraining:
 
     name = "post-training"
     requires: Sequence[str] = ()
+    result_type: type | None = PostTrainingResult
     columns: Sequence[str] = ("nll",)
 
     def skip(self, context: AnalysisContext) -> str | None:

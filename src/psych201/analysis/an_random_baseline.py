@@ -30,6 +30,7 @@ class RandomBaseline:
 
     name = "baselines"
     requires: Sequence[str] = ()
+    result_type: type | None = PseudoR2Result
     columns: Sequence[str] = ("nll",)
 
     def skip(self, context: AnalysisContext) -> str | None:

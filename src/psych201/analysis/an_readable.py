@@ -29,6 +29,7 @@ class ReadableResult:
 class Readable:
     name = "readable"
     requires: Sequence[str] = ()
+    result_type: type | None = ReadableResult
     columns: Sequence[str] = ("nll",)
 
     def skip(self, context: AnalysisContext) -> str | None:

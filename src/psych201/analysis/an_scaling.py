@@ -44,6 +44,7 @@ def section(points: pd.DataFrame, fits: pd.DataFrame,
 class SizeScaling:
     name = "scaling"
     requires: Sequence[str] = ()
+    result_type: type | None = ScalingResult
     columns: Sequence[str] = ("nll",)
 
     def skip(self, context: AnalysisContext) -> str | None:

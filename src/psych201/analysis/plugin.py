@@ -191,6 +191,8 @@ class Analysis(Protocol):
     name: str  # the section anchor it produces
     columns: Sequence[str]  # response-table columns it reads (missing ones: it is skipped)
     requires: Sequence[str]  # anchors of earlier analyses whose results it reads
+    # An analysis may also declare ``result_type``, the class of its ``Section.result`` (None:
+    # it gives later analyses nothing); summarize checks it (checked_result).
 
     def skip(self, context: AnalysisContext) -> str | None: ...
 
@@ -201,6 +203,18 @@ def requirements(analysis: Analysis) -> tuple[str, ...]:
     """The anchors ``analysis`` requires (a plug-in written before ``requires`` existed reads no
     other analysis' result: it requires none)."""
     return tuple(getattr(analysis, "requires", ()))
+
+
+def checked_result(analysis: Analysis, section: Section) -> Section:
+    """``section`` once its result is of the type ``analysis`` declares (``result_type``, where
+    it declares one); ``TypeError`` naming the analysis and both types otherwise."""
+    declared = getattr(analysis, "result_type", object)
+    if declared is None:
+        declared = type(None)
+    if not isinstance(section.result, declared):
+        raise TypeError(f"analysis {analysis.name!r} declares results of type "
+                        f"{declared.__name__}, its section holds a {type(section.result).__name__}")
+    return section
 
 
 class AnalysisOrderError(ValueError):

@@ -33,6 +33,7 @@ from psych201.analysis.plugin import (
     AnalysisInputs,
     AnalysisOptions,
     Section,
+    checked_result,
     requirements,
     run_order,
 )
@@ -149,7 +150,7 @@ def summarize(results: Results, registry: ModelRegistry,
             continue
         section = analysis.run(context)
         if section is not None:
-            done[analysis.name] = section
+            done[analysis.name] = checked_result(analysis, section)
     shown: list[Section] = []
     for analysis in analyses:  # notes and sections in the order of registration
         if analysis.name in reasons:
