@@ -209,7 +209,7 @@ def test_a_training_participant_is_scored_without_their_own_choice() -> None:
 
 def test_the_population_section_states_in_sample_and_unpooled_studies() -> None:
     from psych201.analysis.an_population import PopulationBaseline as Section
-    from psych201.analysis.plugin import AnalysisContext, AnalysisOptions
+    from psych201.analysis.plugin import AnalysisContext, AnalysisInputs, AnalysisOptions
     from psych201.analysis.registry import ModelRegistry
     from psych201.analysis.tables import Results
 
@@ -222,7 +222,8 @@ def test_the_population_section_states_in_sample_and_unpooled_studies() -> None:
     context = AnalysisContext(
         results=Results(frame, ()), frame=frame, main=frame, condition="raw",
         studies=("a", "b"), models=("m",), registry=ModelRegistry([]),
-        options=AnalysisOptions(n_boot=50), pairs=(), extras={"population": result})
+        options=AnalysisOptions(n_boot=50), pairs=(),
+        inputs=AnalysisInputs(population=result))
     section = Section().run(context)
     assert section is not None
     assert any(n.startswith("b: not pooled") for n in section.notes), section.notes

@@ -265,7 +265,8 @@ def test_reading_follows_the_numbers() -> None:
     # (issue 25: one study is a first-class case, no longer "no interval")
     assert re.search(r"gap of [+-]\d\.\d{3} nats \[-?\d\.\d{3}, -?\d\.\d{3}\]", out.text)
     assert "For oracle against sharp" in out.text and "not worse before calibration" in out.text
-    assert out.data["temperatures"]["sharp"] == pytest.approx(2.0, rel=0.15)
+    fitted = out.result_as(cal.CalibrationResult).temperatures
+    assert fitted["sharp"] == pytest.approx(2.0, rel=0.15)
 
 
 def test_inconsistent_engine_is_noted() -> None:

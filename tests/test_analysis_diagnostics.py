@@ -17,7 +17,7 @@ from psych201.analysis.an_diagnostics import (
     participant_differences,
 )
 from psych201.analysis.offered import MAX_SLOPE, fit_slopes
-from psych201.analysis.plugin import AnalysisContext, AnalysisOptions
+from psych201.analysis.plugin import AnalysisContext, AnalysisInputs, AnalysisOptions
 from psych201.analysis.registry import ModelPair, ModelRegistry
 from psych201.analysis.tables import Results
 
@@ -53,20 +53,20 @@ def _planted(n_participants: int = 20, n_responses: int = 30, k: int = 4,
     return pd.DataFrame(rows), planted
 
 
-def _context(table: pd.DataFrame, extras: dict[str, object]) -> AnalysisContext:
+def _context(table: pd.DataFrame, trials: pd.DataFrame | None) -> AnalysisContext:
     main = table[["model", "condition", "study", "experiment", "participant", "line",
                   "response_index", "nll"]]  # as summarize trims it: the rest comes from results
     return AnalysisContext(
         results=Results(table, ()), frame=main, main=main, condition="raw", studies=("s",),
         models=("base", "post"), registry=ModelRegistry([]), options=AnalysisOptions(),
-        pairs=(PAIR,), extras=extras)
+        pairs=(PAIR,), inputs=AnalysisInputs(trials=trials))
 
 
 def test_the_planted_losses_are_the_largest_and_over_confidence_shows() -> None:
     table, planted = _planted()
     trials = table[table["model"] == "base"][["study", "experiment", "participant", "line",
                                               "response_index"]].assign(snippet="pick one")
-    section = Diagnostics().run(_context(table, {"trials": trials}))
+    section = Diagnostics().run(_context(table, trials))
     assert section is not None and section.anchor == "diagnostics"
     top = section.table("largest_losses")
     assert len(top) == TOP_N
@@ -96,7 +96,7 @@ def test_the_planted_losses_are_the_largest_and_over_confidence_shows() -> None:
 
 def test_without_transcripts_the_losses_come_without_context() -> None:
     table, _ = _planted(n_participants=6, n_responses=5)
-    section = Diagnostics().run(_context(table, {}))
+    section = Diagnostics().run(_context(table, None))
     assert section is not None
     assert "context" not in section.table("largest_losses").columns
     assert any("without context" in n for n in section.notes)
@@ -107,7 +107,7 @@ def test_without_a_pair_only_the_per_model_views_run() -> None:
     over-confidence views are per model), says the pair views are left out, and is skipped only
     where neither column has a value."""
     table, _ = _planted(n_participants=6, n_responses=4)
-    context = _context(table, {})
+    context = _context(table, None)
     from dataclasses import replace
 
     alone = replace(context, pairs=())
@@ -121,7 +121,7 @@ def test_without_a_pair_only_the_per_model_views_run() -> None:
     assert any("no base/post-trained pair" in n for n in section.notes)
     assert section.text.startswith("Is the model over-confident")
     bare = table.assign(entropy=np.nan, offered_logprobs=None)
-    assert Diagnostics().skip(replace(_context(bare, {}), pairs=())) is not None
+    assert Diagnostics().skip(replace(_context(bare, None), pairs=())) is not None
 
 
 def test_share_of_participants_fit_worse() -> None:
@@ -134,7 +134,7 @@ def test_share_of_participants_fit_worse() -> None:
     assert len(per) == 20 and (per["n_responses"] == 15).all()
     assert float((per["mean_diff"] > 0).mean()) == pytest.approx(0.3)
     table, _ = _planted(n_participants=8, n_responses=6)
-    section = Diagnostics().run(_context(table, {}))
+    section = Diagnostics().run(_context(table, None))
     assert section is not None
     summary = section.table("participant_summary").iloc[0]
     assert summary["n_participants"] == 8
@@ -299,7 +299,7 @@ def test_over_confidence_reads_a_discrete_variant_where_the_main_condition_has_n
     table, _ = _planted(n_participants=8, n_responses=6)
     raw = table.assign(offered_logprobs=None, offered_options=None)
     both = pd.concat([raw, table.assign(condition="discrete")], ignore_index=True)
-    context = _context(both, {})
+    context = _context(both, None)
     frame = both[["model", "condition", "study", "experiment", "participant", "line",
                   "response_index", "nll"]]
     context = replace(context, frame=frame, main=frame[frame["condition"] == "raw"])
@@ -308,5 +308,5 @@ def test_over_confidence_reads_a_discrete_variant_where_the_main_condition_has_n
     offered = section.table("offered_confidence")
     assert set(offered["model"]) == {"base", "post"}
     assert any("from condition discrete" in note for note in section.notes)
-    alone = Diagnostics().run(_context(raw, {}))
+    alone = Diagnostics().run(_context(raw, None))
     assert alone is not None and "offered_confidence" not in [t.name for t in alone.tables]

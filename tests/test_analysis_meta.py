@@ -13,6 +13,7 @@ import pytest
 from statsmodels.stats.multitest import multipletests
 
 from psych201.analysis.an_meta import fit_meta
+from psych201.analysis.an_post_training import PostTrainingResult
 from psych201.analysis.plugin import AnalysisOptions
 from psych201.analysis.registry import load_registry
 from psych201.analysis.summary import summarize
@@ -103,7 +104,7 @@ def test_the_meta_analysis_section_recovers_the_synthetic_types(summary: object)
 
 def test_pair_p_values_are_adjusted_for_multiplicity(summary: object) -> None:
     """Row 9: per-pair p-values were printed with no multiplicity control."""
-    pairs = summary.section("post-training").data["pairs"]  # type: ignore[attr-defined]
+    pairs = summary.result("post-training", PostTrainingResult).pairs  # type: ignore[attr-defined, union-attr]
     finite = pairs["p_value"].notna()
     assert finite.sum() >= 10
     expected = multipletests(pairs.loc[finite, "p_value"], method="fdr_bh")[1]

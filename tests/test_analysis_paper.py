@@ -19,6 +19,7 @@ import pytest
 
 from psych201.analysis import bootstrap as bs
 from psych201.analysis import paper
+from psych201.analysis.an_persona import PersonaResult
 from psych201.analysis.domains import PAPER_DOMAINS, load_categories
 from psych201.analysis.registry import ModelPair, load_registry
 from psych201.analysis.synthetic import SyntheticDesign, synthetic_responses, true_pair_d
@@ -265,7 +266,7 @@ def test_paired_persona_benefit_recovers_the_planted_effect() -> None:
     frame = synthetic_responses([REGISTRY["gemma-3-270m"]], design=design,
                                 conditions=("raw", "no-persona", "persona", "persona-shuffled"))
     summary = summarize(results_from_frame(frame), REGISTRY, AnalysisOptions(n_boot=400))
-    persona = summary.section_data("persona", "result")
+    persona = summary.result("persona", PersonaResult)
     assert persona is not None
     paired, overall = persona.paired, persona.per_model.set_index("comparison")
     assert set(paired["comparison"]) == set(overall.index)

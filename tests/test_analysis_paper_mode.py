@@ -19,6 +19,9 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from psych201.analysis.an_domains import DomainsResult
+from psych201.analysis.an_persona import PersonaResult
+from psych201.analysis.an_post_training import PostTrainingResult
 from psych201.analysis.registry import load_registry
 from psych201.analysis.synthetic import SyntheticDesign, synthetic_responses
 from psych201.cli import app
@@ -313,9 +316,11 @@ def test_share_of_positive_pairs_respects_that_pairs_share_their_data() -> None:
     frame = synthetic_responses(models, design=design, conditions=("raw",))
     summary = summarize(results_from_frame(frame), REGISTRY,
                         AnalysisOptions(n_boot=400, detail_pairs=0))
-    effect = summary.section_data("post-training", "sign_test")
+    post_training = summary.result("post-training", PostTrainingResult)
+    assert post_training is not None
+    effect = post_training.sign_test
     assert effect is not None and effect.name == PAIR_SHARE
-    d = summary.section_data("post-training", "pairs")["d"]
+    d = post_training.pairs["d"]
     assert effect.estimate == pytest.approx(float((d > 0).mean()))
     positive = int((d > 0).sum())
     assert sps.binomtest(positive, len(d), 0.5).pvalue < 0.01  # what the sign test reported
@@ -358,13 +363,14 @@ def test_default_figures_say_where_they_differ_from_the_paper(table: pd.DataFram
                                                            allow_missing=True))
     tables = paper_tables(results.responses, REGISTRY)
     drawn = paper_summary(summary, results.responses, REGISTRY, tables)
-    ours, theirs = (s.section_data("domains", "matrix") for s in (summary, drawn))
-    assert ours is not None and theirs is not None
+    ours_result, theirs_result = (s.result("domains", DomainsResult) for s in (summary, drawn))
+    assert ours_result is not None and theirs_result is not None
+    ours, theirs = ours_result.matrix, theirs_result.matrix
     # the default heatmap shows every pair; the paper's only the authors' 25 (here 4)
     assert len(ours) - 1 > len(theirs) - 1 == 4
     assert abs(theirs.loc["Average"].dropna().sort_index()
                - tables.tables["domain_means"].set_index("domain")["d"].sort_index()).max() < TOL
-    persona = drawn.section_data("persona", "result")
+    persona = drawn.result("persona", PersonaResult)
     assert persona is not None
     assert set(persona.per_study["model"]) == set(PERSONA)
 

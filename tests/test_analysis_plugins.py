@@ -17,9 +17,16 @@ import pytest
 from typer.testing import CliRunner
 
 from psych201.analysis import sections
-from psych201.analysis.plugin import Analysis, AnalysisOptions
+from psych201.analysis.plugin import (
+    Analysis,
+    AnalysisContext,
+    AnalysisOptions,
+    AnalysisOrderError,
+    Section,
+    run_order,
+)
 from psych201.analysis.registry import load_registry
-from psych201.analysis.summary import summarize
+from psych201.analysis.summary import section_json, summarize
 from psych201.analysis.synthetic import STUDIES, SyntheticDesign, synthetic_responses
 from psych201.analysis.tables import results_from_frame
 from psych201.cli import app
@@ -31,9 +38,19 @@ runner = CliRunner()
 
 #: One file, as a user would write it: nothing else in psych201 is edited.
 TOY = '''
+from dataclasses import dataclass
+
 from matplotlib.figure import Figure
 
+from psych201.analysis.an_post_training import PostTrainingResult
 from psych201.analysis.plugin import Column, Section, SectionFigure, SectionTable
+
+
+@dataclass(frozen=True)
+class ToyResult:
+    seen: list
+    n_pairs: int
+    extra: object
 
 
 def draw():
@@ -45,6 +62,7 @@ def draw():
 class Toy:
     name = "toy"
     columns = ("nll",)
+    requires = ("post-training",)
 
     def skip(self, context):
         return None
@@ -58,12 +76,16 @@ class Toy:
                                                       Column("max_nll", "max NLL", "num4"))),),
             figures=(SectionFigure("fig_toy", "A toy figure.", draw),),
             notes=("toy note: read with care",),
-            data={"seen": list(context.earlier), "extra": context.extras.get("toy_extra")})
+            result=ToyResult(
+                seen=list(context.earlier),
+                n_pairs=len(context.required("post-training", PostTrainingResult).pairs),
+                extra=context.inputs.other.get("toy_extra")))
 
 
 class Never:
     name = "never"
     columns = ("nll",)
+    requires = ()
 
     def skip(self, context):
         return "never applies: toy skip reason"
@@ -72,7 +94,7 @@ class Never:
         raise AssertionError("run must not be called when skip gives a reason")
 
 
-class NeedsColumn:
+class NeedsColumn:  # written before requires existed: it requires nothing
     name = "needs-column"
     columns = ("no_such_column",)
 
@@ -119,9 +141,10 @@ def test_a_toy_analysis_in_one_file_shows_everywhere(toy: ModuleType, tmp_path: 
     expected = frame.groupby("model")["nll"].max()
     got = section.table("per_model").set_index("model")["max_nll"]
     assert got.to_dict() == pytest.approx(expected.to_dict())
-    # it ran last and saw every earlier section
-    assert section.data["seen"] == [s.anchor for s in summary.sections[:-1]]
-    assert section.data["extra"] == 1  # what the caller passed in extras
+    # it saw the one section it declared, with that section's typed result
+    assert section.result.seen == ["post-training"]  # type: ignore[attr-defined]
+    assert section.result.n_pairs == 2  # type: ignore[attr-defined]
+    assert section.result.extra == 1  # type: ignore[attr-defined]  # what the caller passed
     assert "toy note: read with care" in summary.notes
     assert "never applies: toy skip reason" in summary.notes
     assert any("needs-column skipped" in n and "no_such_column" in n for n in summary.notes)
@@ -177,3 +200,83 @@ def test_report_and_json_list_the_same_sections(tmp_path: Path) -> None:
     assert payload["schema_version"] == 2
     assert set(payload) == {"schema_version", "condition", "studies", "options", "leaderboard",
                             "notes", "sections"}
+
+
+def _sections(summary: object) -> dict[str, object]:
+    return {s.anchor: section_json(s) for s in summary.sections}  # type: ignore[attr-defined]
+
+
+def test_registering_the_analyses_in_reverse_gives_the_same_report(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The run order comes from ``requires`` (generations and meta-analysis couple to the
+    post-training bootstrap), not from the list: reversed, every section is the same."""
+    results = results_from_frame(_frame(conditions=("raw", "persona"), n_studies=5))
+    options = AnalysisOptions(n_boot=100, detail_pairs=1)
+    forward = summarize(results, REGISTRY, options)
+    generations = forward.section("generations")
+    assert generations is not None  # the coupled intervals exist, so the order matters
+    assert generations.table("generations")["ci_low"].notna().all()
+    monkeypatch.setattr(sections, "ANALYSES", list(reversed(sections.ANALYSES)))
+    backward = summarize(results, REGISTRY, options)
+    assert _sections(backward) == _sections(forward)
+    assert [s.anchor for s in backward.sections] == [s.anchor for s in forward.sections][::-1]
+    assert sorted(backward.notes) == sorted(forward.notes)
+
+
+class _Needs:
+    """An analysis that only declares what it needs."""
+
+    columns = ("nll",)
+
+    def __init__(self, name: str, *requires: str) -> None:
+        self.name, self.requires = name, requires
+
+    def skip(self, context: AnalysisContext) -> str | None:
+        return None
+
+    def run(self, context: AnalysisContext) -> Section | None:
+        return Section(anchor=self.name, title=self.name, text="", result=dict(context.earlier))
+
+
+def test_the_run_order_follows_the_declared_requirements() -> None:
+    a, b, c = _Needs("a", "c"), _Needs("b"), _Needs("c", "b")
+    assert [x.name for x in run_order([a, b, c])] == ["b", "c", "a"]
+    assert [x.name for x in run_order([b, c, a])] == ["b", "c", "a"]
+    assert isinstance(a, Analysis)
+
+
+def test_a_cycle_or_a_missing_requirement_names_the_analyses() -> None:
+    with pytest.raises(AnalysisOrderError, match=r"cycle: .*'first'.*'second'|"
+                                                 r"cycle: .*'second'.*'first'"):
+        run_order([_Needs("first", "second"), _Needs("second", "first"), _Needs("free")])
+    with pytest.raises(AnalysisOrderError,
+                       match=r"analysis 'lonely' requires 'absent', which no registered"):
+        run_order([_Needs("lonely", "absent")])
+
+
+def test_an_analysis_reads_only_what_it_declared(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An undeclared result is a KeyError, not a silent dependency on the list's order."""
+
+    class Sneaky(_Needs):
+        def run(self, context: AnalysisContext) -> Section | None:
+            context.required("post-training", object)
+            return None
+
+    monkeypatch.setattr(sections, "ANALYSES", [*sections.ANALYSES, Sneaky("sneaky")])
+    with pytest.raises(KeyError, match="'post-training' read without declaring it"):
+        summarize(results_from_frame(_frame()), REGISTRY, AnalysisOptions(n_boot=50,
+                                                                         detail_pairs=0))
+
+
+def test_each_analysis_declares_its_result_type_and_summarize_holds_it_to_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    assert all(hasattr(a, "result_type") for a in sections.ANALYSES)
+
+    class Liar(_Needs):
+        result_type = int  # but its section holds a dict
+
+    monkeypatch.setattr(sections, "ANALYSES", [*sections.ANALYSES, Liar("liar")])
+    with pytest.raises(TypeError, match="analysis 'liar' declares results of type int, its "
+                                        "section holds a dict"):
+        summarize(results_from_frame(_frame()), REGISTRY, AnalysisOptions(n_boot=50,
+                                                                         detail_pairs=0))

@@ -10,9 +10,9 @@ import pytest
 from scipy.stats import wasserstein_distance
 
 from paths import DATA, needs_data
-from psych201.analysis.an_population_fit import ABOVE, AT, BELOW, EXTRAS_KEY, PopulationFit
+from psych201.analysis.an_population_fit import ABOVE, AT, BELOW, PopulationFit
 from psych201.analysis.baselines import letters_only, trial_responses
-from psych201.analysis.plugin import AnalysisContext, AnalysisOptions
+from psych201.analysis.plugin import AnalysisContext, AnalysisInputs, AnalysisOptions
 from psych201.analysis.population_fit import (
     SharedTrials,
     _divergences,
@@ -111,20 +111,20 @@ def test_wasserstein_on_numeric_options_is_scipys() -> None:
     assert w1[0] == pytest.approx(expected)
 
 
-def _context(table: pd.DataFrame, extras: dict[str, object]) -> AnalysisContext:
+def _context(table: pd.DataFrame, trials: pd.DataFrame | None) -> AnalysisContext:
     return AnalysisContext(
         results=Results(table, ()), frame=table, main=table, condition="raw", studies=("s",),
         models=("T3", "oracle"), registry=ModelRegistry([]),
-        options=AnalysisOptions(n_boot=300), pairs=(), extras=extras)
+        options=AnalysisOptions(n_boot=300), pairs=(), inputs=AnalysisInputs(trials=trials))
 
 
 def test_the_analysis_reports_per_model_and_study() -> None:
     table, trials = _shared_study()
     analysis = PopulationFit()
-    assert analysis.skip(_context(table, {})) is not None  # no transcripts
+    assert analysis.skip(_context(table, None)) is not None  # no transcripts
     no_logprobs = table.assign(offered_logprobs=None)
-    assert "offered_logprobs" in str(analysis.skip(_context(no_logprobs, {EXTRAS_KEY: trials})))
-    context = _context(table, {EXTRAS_KEY: trials})
+    assert "offered_logprobs" in str(analysis.skip(_context(no_logprobs, trials)))
+    context = _context(table, trials)
     assert analysis.skip(context) is None
     section = analysis.run(context)
     assert section is not None and section.anchor == "population-fit"
@@ -144,13 +144,13 @@ def test_without_options_in_the_main_condition_the_discrete_variant_is_fitted() 
     context = AnalysisContext(
         results=Results(both, ()), frame=both, main=raw, condition="raw", studies=("s",),
         models=("T3", "oracle"), registry=ModelRegistry([]),
-        options=AnalysisOptions(n_boot=300), pairs=(), extras={EXTRAS_KEY: trials})
+        options=AnalysisOptions(n_boot=300), pairs=(), inputs=AnalysisInputs(trials=trials))
     analysis = PopulationFit()
     assert analysis.skip(context) is None
     section = analysis.run(context)
     assert section is not None
     assert any("from condition discrete" in note for note in section.notes)
-    expected = analysis.run(_context(table, {EXTRAS_KEY: trials}))
+    expected = analysis.run(_context(table, trials))
     assert expected is not None
     pd.testing.assert_frame_equal(section.table("per_study"), expected.table("per_study"))
     # neither condition recorded them: skipped, saying where it looked
@@ -158,13 +158,13 @@ def test_without_options_in_the_main_condition_the_discrete_variant_is_fitted() 
     context = AnalysisContext(
         results=Results(none, ()), frame=none, main=raw, condition="raw", studies=("s",),
         models=("T3", "oracle"), registry=ModelRegistry([]),
-        options=AnalysisOptions(n_boot=300), pairs=(), extras={EXTRAS_KEY: trials})
+        options=AnalysisOptions(n_boot=300), pairs=(), inputs=AnalysisInputs(trials=trials))
     assert "discrete variant" in str(analysis.skip(context))
 
 
 def test_a_study_without_a_crowd_is_named() -> None:
     table, trials = _shared_study(n_participants=4)
-    section = PopulationFit().run(_context(table, {EXTRAS_KEY: trials}))
+    section = PopulationFit().run(_context(table, trials))
     assert section is not None and not section.tables
     assert any(note.startswith("s: not pooled: no trial seen in the same form by ≥ 5") for note in
                section.notes)
@@ -323,7 +323,7 @@ def test_numeric_keying_leaves_the_population_baselines_input_unchanged_on_real_
     assert (shared >= 5).sum() > 10
 
 
-def test_data_baselines_puts_the_trial_table_into_the_extras(tmp_path: Path) -> None:
+def test_data_baselines_carry_the_trial_table_for_the_analyses(tmp_path: Path) -> None:
     from psych201.report.make import data_baselines
 
     records = simulate_study("risky", n_participants=10, n_trials=4, seed=1, shared_trials=True)
@@ -331,7 +331,8 @@ def test_data_baselines_puts_the_trial_table_into_the_extras(tmp_path: Path) -> 
     name = discover_studies(tmp_path)[0].name
     results = Results(pd.DataFrame({"study": [name]}), ())
     baselines = data_baselines([tmp_path], results)
-    trials = baselines.extras[EXTRAS_KEY]
+    trials = baselines.trials
+    assert trials is not None
     assert {"trial", "labels", "snippet"} <= set(trials.columns) and len(trials) == 40
     assert trials["snippet"].str.contains("Lottery").all()
     # the population baseline still sees the shared trials
@@ -415,7 +416,7 @@ def test_responses_the_fit_cannot_use_are_counted() -> None:
     """Issue 25 row 9: free-text responses were dropped from the population fit silently."""
     table, trials = _shared_study(n_participants=6, n_trials=3)
     trials.loc[trials["response_index"] == 2, ["trial", "choice", "labels"]] = None  # free text
-    section = PopulationFit().run(_context(table, {EXTRAS_KEY: trials}))
+    section = PopulationFit().run(_context(table, trials))
     assert section is not None
     # per model: 6 of the 18 scored responses have no key
     assert any(note.startswith("s: 6 of 18 scored responses are not choices among offered "

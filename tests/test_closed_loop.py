@@ -18,6 +18,7 @@ from psych201.analysis.an_closed_loop import (
     closed_loop_section,
     group_from_sessions,
 )
+from psych201.analysis.plugin import AnalysisInputs
 from psych201.analysis.signatures import summarise
 from psych201.data.markers import parse_responses
 from psych201.data.records import Session
@@ -51,7 +52,7 @@ def test_the_section_puts_groups_side_by_side_with_distances_to_people() -> None
 
 
 def test_the_analysis_applies_only_with_closed_loop_data() -> None:
-    context = SimpleNamespace(extras={})
+    context = SimpleNamespace(inputs=AnalysisInputs())
     assert "psych201 play" in (ClosedLoopAnalysis().skip(context) or "")  # type: ignore[arg-type]
 
 

@@ -10,7 +10,8 @@ import pytest
 
 from cli_helpers import invoke
 from psych201.results.manifest import MANIFEST_FORMAT, load_manifest
-from psych201.results.manifest_model import Manifest, read_manifest
+from psych201.results.manifest_model import Manifest
+from psych201.results.manifest_read import read_manifest
 from psych201.results.writer import ResultsError
 from psych201.simulate.demo import DEMO_DIR
 
@@ -69,3 +70,25 @@ def test_a_damaged_field_is_named_with_the_file(run_dir: Path, tmp_path: Path,
     assert str(folder / "manifest.json") in str(raised.value)
     if field is not None:
         assert f"damaged manifest: {field}:" in str(raised.value)
+
+
+def test_every_manifest_is_written_through_the_model(run_dir: Path, tmp_path: Path) -> None:
+    """save_manifest writes what the Manifest model accepts and dumps: a run's manifest comes back
+    field for field, an older one gains no field, and a mistyped one never reaches the file."""
+    from pydantic import ValidationError
+
+    from psych201.results.manifest import CHECKSUM_KEY, save_manifest
+
+    raw = load_manifest(run_dir)
+    save_manifest(tmp_path, raw)
+    again = load_manifest(tmp_path)
+    assert list(again) == list(raw)  # same fields, same order
+    assert {k: v for k, v in again.items() if k not in ("updated", CHECKSUM_KEY)} == {
+        k: v for k, v in raw.items() if k not in ("updated", CHECKSUM_KEY)}
+    older = {k: v for k, v in raw.items() if k not in ("condition_role", "part_records")}
+    save_manifest(tmp_path, older)
+    assert "condition_role" not in load_manifest(tmp_path)
+    assert "part_records" not in load_manifest(tmp_path)
+    with pytest.raises(ValidationError, match="seed"):
+        save_manifest(tmp_path, {**raw, "seed": "0"})
+    assert load_manifest(tmp_path)["seed"] == raw["seed"]  # the file kept the last good one

@@ -17,6 +17,9 @@ from matplotlib.text import Text
 
 from cli_helpers import cli_output as _invoke
 from paths import DATA, needs_data
+from psych201.analysis.an_accuracy import AccuracyResult
+from psych201.analysis.an_post_training import PostTrainingResult
+from psych201.analysis.an_random_baseline import PseudoR2Result
 from psych201.analysis.plugin import AnalysisOptions
 from psych201.analysis.registry import load_registry
 from psych201.analysis.summary import summarize
@@ -226,8 +229,10 @@ def test_eta_counts_only_cells_that_worked() -> None:
 def test_single_study_pair_d_agrees_with_the_detail_table() -> None:
     results = results_from_frame(_frame(n_studies=1))
     summary = summarize(results, REGISTRY, AnalysisOptions(n_boot=100, detail_pairs=1))
-    (row,) = summary.section_data("post-training", "pairs").to_dict(orient="records")
-    detail = summary.section_data("post-training", "details")[0].per_study
+    post_training = summary.result("post-training", PostTrainingResult)
+    assert post_training is not None
+    (row,) = post_training.pairs.to_dict(orient="records")
+    detail = post_training.details[0].per_study
     assert row["n_studies"] == 1 and row["d"] != row["d"]  # the paper's rule: undefined
     assert row["d_one_study"] == pytest.approx(float(detail["d_sample"].iloc[0]))
     html = build_report(summary, results, REGISTRY)
@@ -240,7 +245,7 @@ def test_accuracy_caption_names_what_was_scored() -> None:
     from psych201.report.figures import caption
 
     raw = summarize(results_from_frame(_frame()), REGISTRY, AnalysisOptions(n_boot=100))
-    assert raw.section_data("accuracy", "points") is not None
+    assert raw.result("accuracy", AccuracyResult) is not None
     assert "Top-1 accuracy on condition raw" in caption("fig_accuracy", raw)
     discrete = summarize(results_from_frame(_frame(conditions=("raw", "discrete"))), REGISTRY,
                          AnalysisOptions(n_boot=100))
@@ -298,7 +303,7 @@ def test_readable_numbers_in_report_and_compare(tmp_path: Path) -> None:
     from psych201.report.html import probability_text
 
     assert f">{probability_text(got['p_response'])}<" in html and free_text in html
-    assert PSEUDO_R2_TEXT in html or summary.section_data("baselines", "table") is None
+    assert PSEUDO_R2_TEXT in html or summary.result("baselines", PseudoR2Result) is None
 
     path = tmp_path / "scores.parquet"
     frame.to_parquet(path)

@@ -19,6 +19,7 @@ import torch
 
 from paths import DATA, needs_data
 from psych201.analysis import paper
+from psych201.analysis.an_accuracy import AccuracyResult
 from psych201.analysis.plugin import AnalysisOptions
 from psych201.analysis.registry import load_registry
 from psych201.analysis.summary import summarize
@@ -222,7 +223,9 @@ def test_accuracy_among_offered_options_in_the_analysis() -> None:
     known = frame.loc[frame["condition"] == "discrete", "n_offered"].dropna().astype(float)
     assert (1 / known.max()) <= per_model["chance"].iloc[0] <= 1 / known.min()
     summary = summarize(results_from_frame(frame), registry, AnalysisOptions(n_boot=200))
-    points = summary.section_data("accuracy", "points")
+    accuracy = summary.result("accuracy", AccuracyResult)
+    assert accuracy is not None
+    points = accuracy.points
     assert points is not None and points["condition"].iloc[0] == "discrete"
     row = points.iloc[0]
     # The offered accuracy is the mean of offered_correct per study, then over studies.

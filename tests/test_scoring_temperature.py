@@ -17,10 +17,19 @@ import torch
 from paths import DATA, needs_data
 from psych201.data.readers import iter_sessions
 from psych201.data.records import ResponseSpan
+from psych201.pipeline.setup import temperature_record
 from psych201.prompts.conditions import make_condition
 from psych201.prompts.records import Prompt
 from psych201.scoring.align import align
-from psych201.scoring.engine import TEMPERATURE_GRID, EngineInfo, ScoringRequest, TokenScores
+from psych201.scoring.engine import (
+    FULL_SOFTMAX,
+    TEMPERATURE_GRID,
+    TOPK_ONLY_TEMPERATURES,
+    EngineInfo,
+    ScoringRequest,
+    TemperatureSupport,
+    TokenScores,
+)
 from psych201.scoring.hf import HFEngine
 from psych201.scoring.hf_head import temperatures_on
 from psych201.scoring.scorer import SessionScorer, WindowConfig, option_candidates
@@ -70,7 +79,8 @@ def test_temperature_logprobs_equal_log_softmax_of_scaled_logits(builder: Any, p
         np.testing.assert_allclose(got.temperature_logprobs, reference(model, req), atol=2e-5)
         # T = 1 is the plain log-prob itself.
         np.testing.assert_array_equal(got.temperature_logprobs[:, ONE], got.logprobs)
-    assert engine.info.extra["temperature_logprobs"] == "full softmax"
+    assert engine.info.temperatures == FULL_SOFTMAX
+    assert engine.info.record()["extra"]["temperature_logprobs"] == "full softmax"
 
 
 def test_requests_ask_for_their_own_temperatures_or_none() -> None:
@@ -88,7 +98,13 @@ def test_requests_ask_for_their_own_temperatures_or_none() -> None:
                                      temperatures=(0.0,))])
     off = HFEngine(model, packing="off", temperatures="off")
     assert off.score([grid])[0].temperature_logprobs is None
-    assert off.info.extra["temperature_logprobs"].startswith("null: off")
+    support = off.info.temperatures
+    assert support is not None and not support.available
+    assert support.missing_because is not None and support.missing_because.startswith("off")
+    # the manifest keeps its wording, and says there is no grid and why
+    assert off.info.record()["extra"]["temperature_logprobs"].startswith("null: off")
+    assert temperature_record(off.info) == {"temperature_grid": None,
+                                            "temperature_reason": support.missing_because}
     assert [temperatures_on(v) for v in ("on", "off", True, "false")] == [True, False, True, False]
     # auto: on where the softmax over the vocabulary is cheap (CUDA), off on a CPU.
     assert temperatures_on("auto", torch.device("cuda", 0))
@@ -168,7 +184,7 @@ class _TopK:
     @property
     def info(self) -> EngineInfo:
         return EngineInfo("topk", "m", "float32", "cpu", None,
-                          extra={"temperature_logprobs": "null: top-k only"})
+                          temperatures=TemperatureSupport("top-k only"))
 
     def score(self, reqs: Sequence[ScoringRequest]) -> list[TokenScores]:
         return [TokenScores(s.key, s.logprobs, s.top1, s.entropy) for s in self.inner.score(reqs)]
@@ -227,3 +243,18 @@ def test_real_discrete_sessions_fill_offered_options_where_options_are_stated() 
             assert (scored.offered_options is None) == (scored.offered_correct is None)
             assert scored.nll_temperature is not None
     assert stated > 0 and filled == stated
+
+
+def test_the_manifest_records_temperature_support_in_its_old_wording() -> None:
+    """The typed support is written as manifests always spelled it; an engine that says nothing
+    gains no key, and its manifest says there is no grid."""
+    silent = EngineInfo("quiet", "m", "float32", "cpu", None, extra={"a": 1})
+    assert silent.record()["extra"] == {"a": 1} and "temperatures" not in silent.record()
+    assert temperature_record(silent) == {"temperature_grid": None,
+                                          "temperature_reason": "the engine does not report them"}
+    topk = EngineInfo("topk", "m", "float32", "cpu", None, temperatures=TOPK_ONLY_TEMPERATURES)
+    assert topk.record()["extra"]["temperature_logprobs"] == (
+        "null: top-k log-probs only; a softmax temperature needs every logit")
+    full = EngineInfo("full", "m", "float32", "cpu", None, temperatures=FULL_SOFTMAX)
+    assert temperature_record(full) == {"temperature_grid": list(TEMPERATURE_GRID),
+                                        "temperature_reason": None}

@@ -4,6 +4,7 @@ chance rate), per model with bootstrap intervals, on the discrete variant where 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -11,10 +12,10 @@ import pandas as pd
 
 from psych201.analysis import bootstrap as bs
 from psych201.analysis import paper
-from psych201.analysis.conditions import conditions_with_role
 from psych201.analysis.plots import fig_accuracy
 from psych201.analysis.plugin import AnalysisContext, Column, Section, SectionFigure, SectionTable
 from psych201.analysis.tables import select
+from psych201.prompts.records import ConditionRole
 
 if TYPE_CHECKING:
     from psych201.analysis.plugin import AnalysisOptions
@@ -57,6 +58,14 @@ def caption(points: pd.DataFrame) -> str:
             "uses the discrete variant).")
 
 
+@dataclass(frozen=True)
+class AccuracyResult:
+    """The accuracy section's numbers."""
+
+    points: pd.DataFrame  # per model (registry columns, condition)
+    per_study: pd.DataFrame | None  # per model and study
+
+
 def section(points: pd.DataFrame, per_study: pd.DataFrame | None = None,
             families: Sequence[str] | None = None) -> Section:
     """The section of per-model accuracy ``points`` (with registry columns and ``condition``)."""
@@ -70,11 +79,13 @@ def section(points: pd.DataFrame, per_study: pd.DataFrame | None = None,
         tables=(SectionTable("accuracy", points, COLUMNS),),
         figures=(SectionFigure("fig_accuracy", caption(points),
                                partial(fig_accuracy, points, families)),),
-        data={"points": points, "per_study": per_study})
+        result=AccuracyResult(points, per_study))
 
 
 class Accuracy:
     name = "accuracy"
+    requires: Sequence[str] = ()
+    result_type: type | None = AccuracyResult
     columns: Sequence[str] = ("top1_correct",)
 
     def skip(self, context: AnalysisContext) -> str | None:
@@ -85,7 +96,7 @@ class Accuracy:
     @staticmethod
     def _condition(context: AnalysisContext) -> str | None:
         """The discrete variant where scored, else the main condition if it has hits."""
-        discrete = conditions_with_role(context.frame["condition"].unique(), "discrete")
+        discrete = context.conditions_of(ConditionRole.DISCRETE)
         if discrete:
             return discrete[0]
         return context.condition if context.main["top1_correct"].notna().any() else None

@@ -23,7 +23,8 @@ intervals from one bootstrap in which both models' temperatures are refitted on 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -184,11 +185,21 @@ PAIR_COLUMNS = (
 )
 
 
+@dataclass(frozen=True)
+class CalibrationResult:
+    """What the calibration section holds for later readers."""
+
+    grid: tuple[float, ...]  # the temperatures scored
+    temperatures: Mapping[str, float]  # each model's fitted temperature
+
+
 class CalibrationAnalysis:
     """The calibration control as a section (anchor ``calibration``)."""
 
     name: str = "calibration"
     columns: Sequence[str] = ("nll", COLUMN)
+    requires: Sequence[str] = ()
+    result_type: type | None = CalibrationResult
 
     def __init__(self, n_folds: int = N_FOLDS) -> None:
         self.n_folds = n_folds
@@ -274,11 +285,10 @@ class CalibrationAnalysis:
             tables=tables,
             figures=(figure,),
             notes=tuple(f"calibration: {n}" for n in notes),
-            # plain values only: whatever serialises sections must not meet a frame here
-            data={"grid": list(TEMPERATURE_GRID),
-                  "temperatures": {str(m): float(t) for m, t in
-                                   zip(per_model["model"], per_model["temperature"],
-                                       strict=True)}},
+            result=CalibrationResult(
+                grid=tuple(TEMPERATURE_GRID),
+                temperatures={str(m): float(t) for m, t in
+                              zip(per_model["model"], per_model["temperature"], strict=True)}),
         )
 
 

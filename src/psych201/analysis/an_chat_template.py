@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import partial
 
 import pandas as pd
 
 from psych201.analysis import paper
-from psych201.analysis.conditions import conditions_with_role
 from psych201.analysis.plots import fig_chat_template
 from psych201.analysis.plugin import AnalysisContext, Column, Section, SectionFigure, SectionTable
+from psych201.prompts.records import ConditionRole
 
 CAPTION = "Chat-template control: NLL without and with the model's chat template."
 
 COLUMNS = (Column("display", "model", "text"), Column("no_template", "NLL raw"),
            Column("template", "NLL chat template"), Column("n_studies", "studies", "int"))
+
+
+@dataclass(frozen=True)
+class ChatTemplateResult:
+    """NLL without and with the chat template, per model."""
+
+    table: pd.DataFrame
 
 
 def section(table: pd.DataFrame, families: Sequence[str] | None = None) -> Section:
@@ -24,18 +32,20 @@ def section(table: pd.DataFrame, families: Sequence[str] | None = None) -> Secti
                    tables=(SectionTable("chat_template", table, COLUMNS),),
                    figures=(SectionFigure("fig_chat_template", CAPTION,
                                           partial(fig_chat_template, table, families)),),
-                   data={"table": table})
+                   result=ChatTemplateResult(table))
 
 
 class ChatTemplate:
     name = "chat-template"
+    requires: Sequence[str] = ()
+    result_type: type | None = ChatTemplateResult
     columns: Sequence[str] = ("nll",)
 
     def skip(self, context: AnalysisContext) -> str | None:
         return None
 
     def run(self, context: AnalysisContext) -> Section | None:
-        templates = conditions_with_role(context.frame["condition"].unique(), "chat-template")
+        templates = context.conditions_of(ConditionRole.CHAT_TEMPLATE)
         if not templates:
             return None
         chat = paper.chat_template_control(context.frame, template_condition=templates[0],

@@ -8,7 +8,7 @@ cognitive model and of each language model that played the task (``psych201 play
 side: the mean over participants with a bootstrap interval, the spread across participants, and
 the Wasserstein-1 distance of each group's per-participant values from the people's.
 
-It applies when the summary is given closed-loop data (``extras["closed_loop"]``, a
+It applies when the summary is given closed-loop data (``inputs.other["closed_loop"]``, a
 :class:`ClosedLoopData`); ``psych201 behaviour`` builds it from play runs and human studies.
 """
 
@@ -38,6 +38,8 @@ from psych201.data.choices import session_choices
 from psych201.data.records import Session
 
 ANCHOR = "closed_loop"
+#: Where the summary's caller puts the :class:`ClosedLoopData` (``summarize(extras=…)``).
+INPUT_KEY = "closed_loop"
 #: Signature families, and the simulated tasks each covers.
 FAMILIES: dict[str, tuple[str, ...]] = {
     "bandit": BANDIT_SIGNATURES,
@@ -168,23 +170,33 @@ def closed_loop_section(data: ClosedLoopData, *, ci: float = 0.95, seed: int = 0
                                    caption="Reward rate by tenth of the session (learning "
                                            "curve), mean over participants."))
     return Section(ANCHOR, "Behaviour in closed loop", reading(table), tuple(tables),
-                   data={"family": data.family})
+                   result=ClosedLoopResult(data.family))
+
+
+@dataclass(frozen=True)
+class ClosedLoopResult:
+    """Which task family the closed-loop section compares."""
+
+    family: str
 
 
 class ClosedLoopAnalysis:
     """Registered analysis: applies when closed-loop data was given to the summary."""
 
     name = ANCHOR
+    requires: Sequence[str] = ()
+    result_type: type | None = ClosedLoopResult
     columns: Sequence[str] = ()
 
     def skip(self, context: AnalysisContext) -> str | None:
-        if not isinstance(context.extras.get("closed_loop"), ClosedLoopData):
+        if not isinstance(context.inputs.other.get(INPUT_KEY), ClosedLoopData):
             return ("no closed-loop play runs given (psych201 play, then compare/report "
                     "--play RUN --people STUDY, or psych201 behaviour)")
         return None
 
     def run(self, context: AnalysisContext) -> Section | None:
-        data = context.extras["closed_loop"]
+        data = context.inputs.other[INPUT_KEY]
+        assert isinstance(data, ClosedLoopData)  # what skip checked
         return closed_loop_section(data, ci=context.options.ci, seed=context.options.seed,
                                    n_resamples=context.options.n_boot)
 

@@ -5,7 +5,7 @@ Three views, for the report:
 * **Largest losses** — per base/post-trained pair present: the :data:`TOP_N` responses with the
   largest paired difference ``nll_post − nll_base`` (the post-trained model finds the human
   response much less likely than its base did), with study, participant, the response and, when
-  the transcripts are given (``context.extras["trials"]`` with a ``snippet`` column, built by
+  the transcripts are given (``context.inputs.trials`` with a ``snippet`` column, built by
   :func:`psych201.report.make.data_baselines`), the end of the text the response answered.
 * **NLL vs entropy** — per model: mean NLL per token of the human responses and the model's own
   mean predictive entropy at them (the ``entropy`` column), mean per study then over studies.
@@ -33,7 +33,6 @@ import numpy as np
 import pandas as pd
 
 from psych201.analysis import bootstrap as bs
-from psych201.analysis.an_population_fit import EXTRAS_KEY
 from psych201.analysis.an_population_fit import offered_rows as offered_rows_of
 from psych201.analysis.calibration_fit import participant_weights, temperature_matrix
 from psych201.analysis.diagnostics_figures import histogram_drawer, scatter_drawer
@@ -219,6 +218,8 @@ class Diagnostics:
     """The ``diagnostics`` section (see the module docstring)."""
 
     name = "diagnostics"
+    requires: Sequence[str] = ()
+    result_type: type | None = None
     columns: Sequence[str] = ("nll", "entropy")
 
     def skip(self, context: AnalysisContext) -> str | None:
@@ -235,7 +236,7 @@ class Diagnostics:
     def run(self, context: AnalysisContext) -> Section | None:
         rows = context.main_rows(_COLUMNS)
         options = context.options
-        trials = context.extras.get(EXTRAS_KEY)
+        trials = context.inputs.trials
         notes = []
         if not context.pairs:
             notes.append("no base/post-trained pair among the scored models: the largest "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import partial
 
 import pandas as pd
@@ -16,6 +17,13 @@ CAPTION = ("Post-training effect d by domain, pairs × domains, with the average
            "Fig. 4; population SD as the authors).")
 
 
+@dataclass(frozen=True)
+class DomainsResult:
+    """Pair × domain d (``Average`` row last)."""
+
+    matrix: pd.DataFrame
+
+
 def section(matrix: pd.DataFrame) -> Section:
     """The section of a pair × domain matrix (``Average`` row last)."""
     return Section(anchor=Domains.name, title="Domains",
@@ -23,11 +31,13 @@ def section(matrix: pd.DataFrame) -> Section:
                         "as the authors), per pair; last row: mean over pairs.",
                    tables=(SectionTable("domains", matrix.rename_axis("pair"), index="pair"),),
                    figures=(SectionFigure("fig4_domains", CAPTION, partial(fig_domains, matrix)),),
-                   data={"matrix": matrix})
+                   result=DomainsResult(matrix))
 
 
 class Domains:
     name = "domains"
+    requires: Sequence[str] = ()
+    result_type: type | None = DomainsResult
     columns: Sequence[str] = ("nll",)
 
     def skip(self, context: AnalysisContext) -> str | None:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from functools import partial
 
 from psych201.analysis import paper
-from psych201.analysis.an_post_training import _group_intervals
+from psych201.analysis.an_post_training import PostTrainingResult, _group_intervals
 from psych201.analysis.plots import fig_generation
 from psych201.analysis.plugin import AnalysisContext, Column, Section, SectionFigure, SectionTable
 
@@ -30,11 +30,13 @@ def section(trend: paper.GenerationTrend) -> Section:
                    tables=tables,
                    figures=(SectionFigure("fig3a_generations", CAPTION,
                                           partial(fig_generation, trend)),),
-                   data={"trend": trend})
+                   result=trend)
 
 
 class Generations:
     name = "generations"
+    requires: Sequence[str] = ("post-training",)
+    result_type: type | None = paper.GenerationTrend
     columns: Sequence[str] = ("nll",)
 
     def skip(self, context: AnalysisContext) -> str | None:
@@ -45,13 +47,12 @@ class Generations:
                                        condition=context.condition, sd=context.options.sd)
         if trend.base_scores.empty and trend.pair_d.empty:
             return None
-        pairs = context.earlier.get("post-training")
+        pairs = context.required("post-training", PostTrainingResult)
         if pairs is not None and not trend.mean_d.empty:
-            pair_df = pairs.data["pairs"]
-            members = pair_df[pair_df["post"].isin(trend.pair_d["post"])]
+            members = pairs.pairs[pairs.pairs["post"].isin(trend.pair_d["post"])]
             trend = paper.GenerationTrend(
                 trend.base_scores, trend.pair_d,
-                _group_intervals(trend.mean_d, members, "family", pairs.data["replicates"],
+                _group_intervals(trend.mean_d, members, "family", pairs.replicates,
                                  context.options))
         return section(trend)
 

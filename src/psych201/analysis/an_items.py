@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from psych201.analysis.an_population_fit import EXTRAS_KEY, offered_rows
+from psych201.analysis.an_population_fit import offered_rows
 from psych201.analysis.plugin import (
     AnalysisContext,
     Column,
@@ -60,7 +60,8 @@ def _entropy(p: np.ndarray) -> np.ndarray:
     total = p.sum(axis=1, keepdims=True)
     with np.errstate(divide="ignore", invalid="ignore"):
         q = np.where(total > 0, p / total, 0.0)
-        return -(np.where(q > 0, q * np.log(q), 0.0)).sum(axis=1)
+        entropy: np.ndarray = -(np.where(q > 0, q * np.log(q), 0.0)).sum(axis=1)
+    return entropy
 
 
 def _counts(data: SharedTrials, keep: np.ndarray | None = None) -> np.ndarray:
@@ -176,10 +177,12 @@ class ItemLevel:
     """The ``items`` section (see the module docstring)."""
 
     name = "items"
+    requires: Sequence[str] = ()
+    result_type: type | None = None
     columns: Sequence[str] = _COLUMNS
 
     def skip(self, context: AnalysisContext) -> str | None:
-        if EXTRAS_KEY not in context.extras:
+        if context.inputs.trials is None:
             return ("item-level analysis skipped: it needs the transcripts to find shared "
                     "trials (pass the scored dataset: compare/report --data)")
         if _scored_rows(context) is None:
@@ -188,9 +191,9 @@ class ItemLevel:
         return None
 
     def run(self, context: AnalysisContext) -> Section | None:
-        trials: pd.DataFrame = context.extras[EXTRAS_KEY]
+        trials = context.inputs.trials
         rows = _scored_rows(context)
-        assert rows is not None
+        assert rows is not None and trials is not None  # what skip checked
         options = context.options
         out, curves, notes = [], [], []
         for (model, study), group in rows.groupby(["model", "study"], observed=True, sort=True):

@@ -25,7 +25,12 @@ import pandas as pd
 from scipy import stats as sps
 
 from psych201.analysis import bootstrap as bs
-from psych201.analysis.an_post_training import COHEN_NOTE, LESS_HUMAN_LIKE, pair_arrays
+from psych201.analysis.an_post_training import (
+    COHEN_NOTE,
+    LESS_HUMAN_LIKE,
+    PostTrainingResult,
+    pair_arrays,
+)
 from psych201.analysis.plugin import AnalysisContext, Column, Section, SectionTable
 from psych201.analysis.registry import ModelPair, ModelRegistry
 
@@ -179,10 +184,20 @@ FDR_COLUMNS = (
     Column("discovery", "q < 0.05", "text"))
 
 
+@dataclass(frozen=True)
+class MetaResult:
+    """The regression over pairs (or why there is none) and the rows it was fitted on."""
+
+    fit: MetaFit | str
+    rows: pd.DataFrame
+
+
 class MetaAnalysis:
     """Pair d across models: size, type and family (needs the post-training section)."""
 
     name = "meta-analysis"
+    requires: Sequence[str] = ("post-training",)
+    result_type: type | None = MetaResult
     columns: Sequence[str] = ("nll",)
 
     def skip(self, context: AnalysisContext) -> str | None:
@@ -209,9 +224,9 @@ class MetaAnalysis:
                                             "families"),
                        SectionTable("variance", fit.variance, VARIANCE_COLUMNS,
                                     caption="Variance components (d²)")]
-        post_training = context.earlier.get("post-training")
+        post_training = context.required("post-training", PostTrainingResult)
         if post_training is not None:
-            pairs = post_training.data["pairs"]
+            pairs = post_training.pairs
             fdr = pairs[[c for c in ("post", "base", "type", "d", "diff_nats", "p_value",
                                      "q_value") if c in pairs.columns]].copy()
             fdr["discovery"] = np.where(fdr["q_value"] < 0.05, "yes", "no")
@@ -228,7 +243,7 @@ class MetaAnalysis:
                 f"(Benjamini–Hochberg q). {LESS_HUMAN_LIKE} {COHEN_NOTE}")
         return Section(anchor=self.name, title="Meta-analysis over pairs", text=text,
                        tables=tuple(tables), notes=tuple(notes),
-                       data={"fit": fit, "rows": rows})
+                       result=MetaResult(fit, rows))
 
 
 ANALYSIS = MetaAnalysis()

@@ -14,12 +14,13 @@ import pandas as pd
 from scipy import stats as sps
 
 from psych201.analysis import paper
-from psych201.analysis.conditions import conditions_with_role, persona_reference
+from psych201.analysis.conditions import Roles, conditions_with_role, persona_reference
 from psych201.analysis.effects import bootstrap_effect, per_study_table, sign_test
 from psych201.analysis.plots import fig_persona
 from psych201.analysis.plugin import AnalysisContext, Column, Section, SectionFigure, SectionTable
 from psych201.analysis.registry import ModelRegistry
 from psych201.analysis.tables import select
+from psych201.prompts.records import ConditionRole
 from psych201.results.schema import RESPONSE_KEY
 
 if TYPE_CHECKING:
@@ -42,10 +43,10 @@ class PersonaResult:
 
 
 def _persona(frame: pd.DataFrame, reference: str, options: AnalysisOptions,
-             ) -> PersonaResult | None:
+             roles: Roles | None = None) -> PersonaResult | None:
     conditions = list(frame["condition"].unique())
-    persona = conditions_with_role(conditions, "persona")
-    shuffled = conditions_with_role(conditions, "persona-shuffled")
+    persona = conditions_with_role(conditions, ConditionRole.PERSONA, roles)
+    shuffled = conditions_with_role(conditions, ConditionRole.PERSONA_SHUFFLED, roles)
     if not persona:
         return None
     rows, summary, paired = [], [], []
@@ -149,18 +150,20 @@ def section(result: PersonaResult, base: Mapping[str, bool]) -> Section:
                    tables=tuple(tables),
                    figures=(SectionFigure("fig5_persona", CAPTION,
                                           partial(fig_persona, result.per_study, dict(base))),),
-                   data={"result": result})
+                   result=result)
 
 
 class Persona:
     name = "persona"
+    requires: Sequence[str] = ()
+    result_type: type | None = PersonaResult
     columns: Sequence[str] = ("nll",)
 
     def skip(self, context: AnalysisContext) -> str | None:
         return None
 
     def run(self, context: AnalysisContext) -> Section | None:
-        result = _persona(context.frame, context.condition, context.options)
+        result = _persona(context.frame, context.condition, context.options, context.roles)
         if result is None:
             return None
         models = sorted(map(str, result.per_study["model"].unique())) \

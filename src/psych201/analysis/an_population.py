@@ -4,6 +4,9 @@ frequencies at the same trial (needs the transcripts: ``report --data``)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pandas as pd
 
 from psych201.analysis import baselines as bl
 from psych201.analysis.plugin import AnalysisContext, Column, Section, SectionTable
@@ -13,18 +16,27 @@ COLUMNS = (Column("model", "model", "text"), Column("study", "study", "text"),
            Column("nll_population", "NLL population"), Column("nll_guessing", "NLL guessing"))
 
 
+@dataclass(frozen=True)
+class PopulationResult:
+    """Model, population and guessing NLL per model and study."""
+
+    table: pd.DataFrame
+
+
 class PopulationBaseline:
-    """Runs where ``extras["population"]`` holds a
+    """Runs where ``inputs.population`` holds a
     :class:`~psych201.analysis.baselines.PopulationBaseline` (silent otherwise)."""
 
     name = "population"
+    requires: Sequence[str] = ()
+    result_type: type | None = PopulationResult
     columns: Sequence[str] = ("nll",)
 
     def skip(self, context: AnalysisContext) -> str | None:
         return None
 
     def run(self, context: AnalysisContext) -> Section | None:
-        population: bl.PopulationBaseline | None = context.extras.get("population")
+        population = context.inputs.population
         if population is None:
             return None
         table = bl.against_population(context.main, population, condition=context.condition)
@@ -48,7 +60,7 @@ class PopulationBaseline:
                             "not pooled. Free-text responses have no population baseline. "
                             f"Pooled studies: {covered}.",
                        tables=(SectionTable("population", table, COLUMNS),),
-                       notes=tuple(notes), data={"table": table})
+                       notes=tuple(notes), result=PopulationResult(table))
 
 
 ANALYSIS = PopulationBaseline()

@@ -21,7 +21,7 @@ choice frequencies:
   W1 and the excess ``JSD − floor``; ``above_floor`` says whether the excess interval excludes
   0.
 
-It needs the transcripts: ``context.extras["trials"]`` (:data:`EXTRAS_KEY`), the table of
+It needs the transcripts: ``context.inputs.trials``, the table of
 :func:`~psych201.analysis.baselines.trial_responses` (keyed by the response key, with ``trial``,
 ``n_options`` and ``labels``), built by :func:`psych201.report.make.data_baselines`.
 """
@@ -35,7 +35,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from psych201.analysis.conditions import conditions_with_role
 from psych201.analysis.effects import fdr_q_values
 from psych201.analysis.plugin import (
     AnalysisContext,
@@ -55,13 +54,11 @@ from psych201.analysis.population_fit import (
     population_fit,
     shared_trials,
 )
+from psych201.prompts.records import ConditionRole
 from psych201.results.schema import RESPONSE_KEY
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
-
-#: ``AnalysisContext.extras`` key of the trial table (see the module docstring).
-EXTRAS_KEY = "trials"
 
 
 #: Power of the floor test at level 0.05, 40 participants per trial, as measured by seeded
@@ -89,10 +86,12 @@ class PopulationFit:
     """The ``population-fit`` section (see the module docstring)."""
 
     name = "population-fit"
+    requires: Sequence[str] = ()
+    result_type: type | None = None
     columns: Sequence[str] = _COLUMNS
 
     def skip(self, context: AnalysisContext) -> str | None:
-        if EXTRAS_KEY not in context.extras:
+        if context.inputs.trials is None:
             return ("population-level fit skipped: it needs the transcripts to find shared trials "
                     "(pass the scored dataset: compare/report --data)")
         if _scored_rows(context) is None:
@@ -101,9 +100,9 @@ class PopulationFit:
         return None
 
     def run(self, context: AnalysisContext) -> Section | None:
-        trials: pd.DataFrame = context.extras[EXTRAS_KEY]
+        trials = context.inputs.trials
         found = _scored_rows(context)
-        assert found is not None
+        assert found is not None and trials is not None  # what skip checked
         rows, condition = found
         options = context.options
         out, notes = [], []
@@ -193,8 +192,7 @@ def offered_rows(context: AnalysisContext,
     """Rows (of ``columns``) that carry the offered options' log-probs, and their condition: the
     main condition's where it recorded them, else the first discrete variant's that did
     (``None``: neither did). The population fit, item level and diagnostics all read these."""
-    for condition in [context.condition, *conditions_with_role(
-            context.frame["condition"].unique(), "discrete")]:
+    for condition in [context.condition, *context.conditions_of(ConditionRole.DISCRETE)]:
         rows = context.condition_rows(condition, columns)
         if _has_logprobs(rows):
             return rows, condition

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -13,7 +14,13 @@ import pandas as pd
 
 from psych201.analysis import bootstrap as bs
 from psych201.analysis import paper
-from psych201.analysis.effects import Effect, compare_pair, effects_frame, fdr_q_values
+from psych201.analysis.effects import (
+    Effect,
+    PairComparison,
+    compare_pair,
+    effects_frame,
+    fdr_q_values,
+)
 from psych201.analysis.plots import fig_forest
 from psych201.analysis.plugin import (
     AnalysisContext,
@@ -105,7 +112,8 @@ def _single_study_pairs(pairs: pd.DataFrame, frame: pd.DataFrame, condition: str
 
 
 def _group_intervals(groups: pd.DataFrame, pairs: pd.DataFrame, by: str,
-                     replicates: dict[tuple[str, str], np.ndarray], options: AnalysisOptions,
+                     replicates: Mapping[tuple[str, str], np.ndarray],
+                     options: AnalysisOptions,
                      ) -> pd.DataFrame:
     """Intervals for means of pair d over groups of pairs (type d, generation d).
 
@@ -226,10 +234,23 @@ DETAIL_COLUMNS = (
     Column("d_population", "d (population SD)"))
 
 
+@dataclass(frozen=True)
+class PostTrainingResult:
+    """Per-pair and per-type d with the bootstrap replicates later analyses couple to."""
+
+    pairs: pd.DataFrame  # one row per post/base pair
+    type_d: pd.DataFrame  # per post-training type
+    sign_test: Effect | None  # share of pairs with positive d (two pairs or more)
+    details: tuple[PairComparison, ...]  # full comparisons of the first pairs
+    replicates: Mapping[tuple[str, str], np.ndarray]  # bootstrap d per (post, base)
+
+
 class PostTraining:
     """Pairs of a post-trained model and its base (registry pairs present, plus ``--pair``)."""
 
     name = "post-training"
+    requires: Sequence[str] = ()
+    result_type: type | None = PostTrainingResult
     columns: Sequence[str] = ("nll",)
 
     def skip(self, context: AnalysisContext) -> str | None:
@@ -247,7 +268,8 @@ class PostTraining:
                                  options)
         sign: Effect | None = None
         if len(pair_df) >= 2:
-            board = context.extras["leaderboard"]
+            board = context.leaderboard
+            assert board is not None  # summarize always builds it
             sign = pair_share_positive(pair_df, replicates, options,
                                        n_responses=int(board["n_responses"].max()))
         details = tuple(
@@ -285,8 +307,7 @@ class PostTraining:
                   f"from the same procedure). {LESS_HUMAN_LIKE} {COHEN_NOTE} "
                   f"{MULTIPLICITY_NOTE}"),
             tables=tuple(tables), figures=tuple(figures), notes=tuple(notes),
-            data={"pairs": pair_df, "type_d": types, "sign_test": sign, "details": details,
-                  "replicates": replicates})
+            result=PostTrainingResult(pair_df, types, sign, details, replicates))
 
 
 ANALYSIS = PostTraining()

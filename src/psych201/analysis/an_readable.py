@@ -4,6 +4,9 @@ studies that dominate a model's mean (see :mod:`psych201.analysis.readable`)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pandas as pd
 
 from psych201.analysis.plugin import AnalysisContext, Column, Section, SectionTable
 from psych201.analysis.readable import READABLE_TEXT, readable_numbers
@@ -16,8 +19,17 @@ COLUMNS = (Column("model", "model", "text"), Column("nll_response", "NLL per res
            Column("nll_response_without", "NLL per response without them"))
 
 
+@dataclass(frozen=True)
+class ReadableResult:
+    """NLL per response and token as probabilities, per model."""
+
+    table: pd.DataFrame
+
+
 class Readable:
     name = "readable"
+    requires: Sequence[str] = ()
+    result_type: type | None = ReadableResult
     columns: Sequence[str] = ("nll",)
 
     def skip(self, context: AnalysisContext) -> str | None:
@@ -29,7 +41,7 @@ class Readable:
                                  studies=context.studies)
         return Section(anchor=self.name, title="Readable numbers", text=READABLE_TEXT,
                        tables=(SectionTable("readable", table, COLUMNS),),
-                       data={"table": table})
+                       result=ReadableResult(table))
 
 
 ANALYSIS = Readable()

@@ -4,6 +4,7 @@ per tenfold size."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import partial
 
 import pandas as pd
@@ -19,6 +20,14 @@ COLUMNS = (Column("family", "family", "text"), Column("line", "line", "text"),
            Column("slope_per_decade", "Δ NLL per 10×"), Column("n_sizes", "sizes", "int"))
 
 
+@dataclass(frozen=True)
+class ScalingResult:
+    """Size-scaling points and the fitted slope per family and line."""
+
+    points: pd.DataFrame
+    fits: pd.DataFrame
+
+
 def section(points: pd.DataFrame, fits: pd.DataFrame,
             families: Sequence[str] | None = None) -> Section:
     """The section of size-scaling points and fits (``families``: the figure's panels)."""
@@ -29,11 +38,13 @@ def section(points: pd.DataFrame, fits: pd.DataFrame,
                    else (),
                    figures=(SectionFigure("fig2_size", CAPTION,
                                           partial(fig_size, points, families)),),
-                   data={"points": points, "fits": fits})
+                   result=ScalingResult(points, fits))
 
 
 class SizeScaling:
     name = "scaling"
+    requires: Sequence[str] = ()
+    result_type: type | None = ScalingResult
     columns: Sequence[str] = ("nll",)
 
     def skip(self, context: AnalysisContext) -> str | None:

@@ -290,7 +290,8 @@ def resample(arrays: StudyArrays, statistic: Statistic, *, levels: Levels = "bot
         nu = _shrunk(nu, draws, per_study(arrays, statistic, sd=sd))
     ok = np.isfinite(nu)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(ok, nu, 0.0).sum(axis=1) / np.where(ok, de, 0.0).sum(axis=1)
+        ratio: np.ndarray = np.where(ok, nu, 0.0).sum(axis=1) / np.where(ok, de, 0.0).sum(axis=1)
+    return ratio
 
 
 def _shrunk(nu: np.ndarray, draws: np.ndarray, observed: np.ndarray) -> np.ndarray:

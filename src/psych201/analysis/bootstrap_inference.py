@@ -54,7 +54,8 @@ def _tail_beyond(sorted_values: np.ndarray) -> float:
     last = x.size - 1
 
     def crossing(k: int) -> float:  # level between x[k-1] (below) and x[k] (at or above)
-        return ((k - 1) + (0.0 - x[k - 1]) / (x[k] - x[k - 1])) / last
+        level: float = ((k - 1) + (0.0 - x[k - 1]) / (x[k] - x[k - 1])) / last
+        return level
 
     at_most = int(np.searchsorted(x, 0.0, side="right"))  # replicates ≤ 0
     below = int(np.searchsorted(x, 0.0, side="left"))  # replicates < 0

@@ -146,7 +146,8 @@ def nll_at(matrix: np.ndarray, temperature: float,
     hit = np.flatnonzero(weights == 1.0)
     if hit.size:
         return rows[:, int(hit[0])].copy()
-    return np.maximum(rows @ weights, 0.0)
+    interpolated: np.ndarray = np.maximum(rows @ weights, 0.0)
+    return interpolated
 
 
 # -- cross-fitting ------------------------------------------------------------------------------

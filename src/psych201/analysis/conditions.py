@@ -2,18 +2,23 @@
 
 Conditions are named by ``psych201.prompts.conditions.make_condition`` (``raw``, ``paper``,
 ``discrete``, ``chat-template``, ``persona`` with its modes, ``persona-shuffled``). The analyses
-only need to know each condition's *role*: the main NLL measurement, or one of the paper's
-controls. A persona condition may carry its mode after the name (``persona:qa``, ``persona-bio``).
+only need to know each condition's *role* (:class:`~psych201.prompts.records.ConditionRole`): the
+main NLL measurement, or one of the paper's controls. Each condition class declares its role and
+run manifests record it (:meth:`psych201.analysis.tables.Results.condition_roles`); a condition
+no manifest speaks for (older runs, bare tables) has the role of the registered condition its
+name comes from (:func:`~psych201.prompts.conditions.registered_role`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Literal
+from collections.abc import Iterable, Mapping
 
 from psych201.errors import UsageError
+from psych201.prompts.conditions import registered_role
+from psych201.prompts.records import ConditionRole
 
-Role = Literal["main", "discrete", "chat-template", "persona", "persona-shuffled"]
+#: Each condition's role where the runs recorded it (the rest: by registered name).
+Roles = Mapping[str, ConditionRole]
 
 #: Main conditions tried, in this order, when none is named and several are present.
 PREFERRED_MAIN = ("raw", "paper")
@@ -23,25 +28,19 @@ class ConditionError(UsageError):
     """The table does not hold the condition an analysis needs (message lists what it holds)."""
 
 
-def condition_role(name: str) -> Role:
-    """The analysis role of condition ``name``."""
-    low = name.lower()
-    if low.startswith("persona-shuffled") or low.startswith("persona_shuffled"):
-        return "persona-shuffled"
-    if low.startswith("persona"):
-        return "persona"
-    if low.startswith("discrete"):
-        return "discrete"
-    if low.startswith("chat-template") or low.startswith("chat_template"):
-        return "chat-template"
-    return "main"
+def condition_role(name: str, roles: Roles | None = None) -> ConditionRole:
+    """The analysis role of condition ``name``: as recorded in ``roles``, else by its name."""
+    recorded = (roles or {}).get(name)
+    return recorded if recorded is not None else registered_role(name)
 
 
-def conditions_with_role(conditions: Iterable[str], role: Role) -> list[str]:
-    return sorted(c for c in set(conditions) if condition_role(c) == role)
+def conditions_with_role(conditions: Iterable[str], role: ConditionRole,
+                         roles: Roles | None = None) -> list[str]:
+    return sorted(c for c in set(conditions) if condition_role(c, roles) == role)
 
 
-def main_condition(conditions: Iterable[str], requested: str | None = None) -> str:
+def main_condition(conditions: Iterable[str], requested: str | None = None,
+                   roles: Roles | None = None) -> str:
     """The condition whose NLLs the leaderboard and pair effects use.
 
     ``requested`` wins when present. Otherwise the only main-role condition, or the first of
@@ -54,7 +53,7 @@ def main_condition(conditions: Iterable[str], requested: str | None = None) -> s
                 f"condition {requested!r} is not in the results (present: {', '.join(present)})"
             )
         return requested
-    mains = conditions_with_role(present, "main")
+    mains = conditions_with_role(present, ConditionRole.MAIN, roles)
     if len(mains) == 1:
         return mains[0]
     for name in PREFERRED_MAIN:

@@ -47,12 +47,14 @@ class OfferedChoices:
 
     @property
     def q(self) -> np.ndarray:
-        return np.exp(self.log_q)
+        q: np.ndarray = np.exp(self.log_q)
+        return q
 
     def entropy(self) -> np.ndarray:
         """The model's predictive entropy over the offered options (nats), per response."""
         q = self.q
-        return -(q * np.where(q > 0, self.log_q, 0.0)).sum(axis=1)
+        entropy: np.ndarray = -(q * np.where(q > 0, self.log_q, 0.0)).sum(axis=1)
+        return entropy
 
 
 def offered_choices(rows: pd.DataFrame) -> OfferedChoices:

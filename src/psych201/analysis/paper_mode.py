@@ -31,10 +31,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from psych201.analysis.conditions import conditions_with_role, main_condition
+from psych201.analysis.conditions import Roles, conditions_with_role, main_condition
 from psych201.analysis.domains import load_categories, psych101_studies
 from psych201.analysis.paper import QWEN_GENERATIONS
 from psych201.analysis.registry import TYPE_LABELS, ModelRegistry
+from psych201.prompts.records import ConditionRole
 
 #: Categories the authors' Fig. 4 script drops.
 DROPPED_DOMAINS: tuple[str, ...] = ("Intertemporal Choice", "Moral Judgment", "Psychophysics",
@@ -318,26 +319,28 @@ def centaur_tables(rows: pd.DataFrame, psych101: Collection[str],
     return per_study, summary
 
 
-def _pick(conditions: Iterable[str], role: str) -> str | None:
+def _pick(conditions: Iterable[str], role: ConditionRole, roles: Roles | None) -> str | None:
     """The condition of ``role``; a paper-mode one (name contains ``paper``) is preferred."""
-    found = conditions_with_role(conditions, role)  # type: ignore[arg-type]
+    found = conditions_with_role(conditions, role, roles)
     papers = [c for c in found if "paper" in c.lower()]
     return (papers or found)[0] if found else None
 
 
 def paper_tables(frame: pd.DataFrame, registry: ModelRegistry, *, condition: str | None = None,
-                 psych101: Collection[str] = (), categories: str | None = None) -> PaperTables:
+                 psych101: Collection[str] = (), categories: str | None = None,
+                 roles: Roles | None = None) -> PaperTables:
     """Every figure's table as the authors compute it (see the module docstring).
 
     ``frame`` is a response table (any conditions). The Centaur comparison leaves out the
     studies ``categories.csv`` marks as Psych-101, those in ``psych101`` and those a table's
-    ``is_psych101`` column flags.
+    ``is_psych101`` column flags. ``roles``: each condition's recorded role
+    (:meth:`~psych201.analysis.tables.Results.condition_roles`; the rest go by name).
     """
     frame = canonical_models(frame, registry)
     all_conditions = list(frame["condition"].unique())
     # the paper's own text variant is the main condition when it was scored
     main = main_condition(all_conditions, condition if condition is not None else (
-        "paper" if "paper" in all_conditions else None))
+        "paper" if "paper" in all_conditions else None), roles)
     used = {"main": main}
     notes: list[str] = []
     rows = frame[frame["condition"] == main]
@@ -352,7 +355,7 @@ def paper_tables(frame: pd.DataFrame, registry: ModelRegistry, *, condition: str
     tables["domains"], tables["domain_means"] = domain_tables(
         model_study_stats(rows, ddof=0), load_categories(categories))
 
-    persona_condition = _pick(all_conditions, "persona")
+    persona_condition = _pick(all_conditions, ConditionRole.PERSONA, roles)
     if persona_condition is not None:
         used["persona"] = persona_condition
         tables["persona_per_study"], tables["persona"] = persona_tables(
@@ -360,7 +363,7 @@ def paper_tables(frame: pd.DataFrame, registry: ModelRegistry, *, condition: str
     else:
         notes.append("no persona condition: persona figure skipped")
 
-    discrete = _pick(all_conditions, "discrete")
+    discrete = _pick(all_conditions, ConditionRole.DISCRETE, roles)
     acc_condition = discrete if discrete is not None else (
         main if rows["top1_correct"].notna().any() else None)
     if acc_condition is not None:
@@ -370,7 +373,7 @@ def paper_tables(frame: pd.DataFrame, registry: ModelRegistry, *, condition: str
     else:
         notes.append("no top-1 hits: accuracy figure skipped")
 
-    chat = _pick(all_conditions, "chat-template")
+    chat = _pick(all_conditions, ConditionRole.CHAT_TEMPLATE, roles)
     if chat is not None:
         used["chat_template"] = chat
         tables["chat_template"] = chat_template_table(frame[frame["condition"] == chat], rows)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from typing import Any, cast
 
 import matplotlib as mpl
@@ -297,9 +298,10 @@ def _strip(ax: object, data: pd.DataFrame, x: str, y: str, order: Sequence[str],
                    linewidths=0)
 
 
-def style() -> Any:
+def style() -> AbstractContextManager[None]:
     """Context manager applying :data:`STYLE` while a figure is built."""
-    return mpl.rc_context(cast(Any, STYLE))
+    context: AbstractContextManager[None] = mpl.rc_context(cast(Any, STYLE))
+    return context
 
 
 def _short(name: str) -> str:

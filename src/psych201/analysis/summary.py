@@ -2,7 +2,9 @@
 
 :func:`summarize` computes the core tables (leaderboard, per-study means), builds one
 :class:`~psych201.analysis.plugin.AnalysisContext` and runs each analysis of
-:data:`psych201.analysis.sections.ANALYSES` that applies, in order: the paper's pair/type d with
+:data:`psych201.analysis.sections.ANALYSES` that applies, each after those whose results it
+``requires`` (:func:`~psych201.analysis.plugin.run_order`), shown in the order of registration: the
+paper's pair/type d with
 paired intervals, generation trend, domains, size scaling, accuracy, chat-template and persona
 controls, random and population baselines, readable numbers, and whatever else is registered.
 Whatever cannot run says why in :attr:`Summary.notes` instead of failing the rest.
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 
@@ -26,10 +28,20 @@ from psych201.analysis.an_post_training import (  # noqa: F401 (re-exported for 
     pair_share_positive,
 )
 from psych201.analysis.conditions import main_condition
-from psych201.analysis.plugin import AnalysisContext, AnalysisOptions, Section
+from psych201.analysis.plugin import (
+    AnalysisContext,
+    AnalysisInputs,
+    AnalysisOptions,
+    Section,
+    checked_result,
+    requirements,
+    run_order,
+)
 from psych201.analysis.registry import ModelRegistry
 from psych201.analysis.tables import Results, common_studies, select
 from psych201.strict_json import jsonable
+
+ResultT = TypeVar("ResultT")
 
 #: Columns any analysis reads (the rest of a response table is carried by reports only).
 ANALYSIS_COLUMNS = ("model", "condition", "study", "experiment", "participant", "line",
@@ -61,11 +73,10 @@ class Summary:
         kept = [new.pop(s.anchor, s) for s in self.sections if s.anchor not in drop]
         return replace(self, sections=(*kept, *new.values()))
 
-    def section_data(self, anchor: str, key: str, default: Any = None) -> Any:
-        """The result ``key`` an analysis stored on its section ``anchor`` (``default`` where the
-        section did not run)."""
+    def result(self, anchor: str, kind: type[ResultT]) -> ResultT | None:
+        """The typed result of the analysis ``anchor`` (``None`` where it did not apply)."""
         section = self.section(anchor)
-        return default if section is None else section.data.get(key, default)
+        return None if section is None else section.result_as(kind)
 
     def sections_json(self) -> dict[str, dict[str, Any]]:
         """Every section under its anchor: title, text, notes and each table as records."""
@@ -87,18 +98,21 @@ def summarize(results: Results, registry: ModelRegistry,
               options: AnalysisOptions | None = None, *,
               option_counts: pd.DataFrame | None = None,
               population: bl.PopulationBaseline | None = None,
-              extras: Mapping[str, Any] | None = None) -> Summary:
+              trials: pd.DataFrame | None = None,
+              extras: Mapping[str, object] | None = None) -> Summary:
     """Run every applicable analysis on ``results`` (see the module docstring).
 
-    The analyses find ``option_counts``, ``population`` and the core ``leaderboard`` in
-    :attr:`AnalysisContext.extras <psych201.analysis.plugin.AnalysisContext.extras>` under those
-    names, with anything else ``extras`` passes (e.g. what the transcripts add).
+    The analyses find ``option_counts``, ``population`` and ``trials`` (what the transcripts
+    add) in :attr:`AnalysisContext.inputs <psych201.analysis.plugin.AnalysisContext.inputs>`,
+    with whatever else ``extras`` names (closed-loop data, plug-ins' inputs) in its ``other``.
     """
     options = options or AnalysisOptions()
     full = results.responses
     notes: list[str] = []
-    condition = main_condition(full["condition"].unique(), options.condition)
+    roles = results.condition_roles()
+    condition = main_condition(full["condition"].unique(), options.condition, roles)
     analyses = list(sections.ANALYSES)
+    order = run_order(analyses)  # checks the declared requirements before any work
     # Analyses select rows many times over: keep only the columns some analysis reads, and
     # give the pair analyses a table of the main condition alone.
     wanted = dict.fromkeys([*ANALYSIS_COLUMNS, *(c for a in analyses for c in a.columns)])
@@ -114,30 +128,36 @@ def summarize(results: Results, registry: ModelRegistry,
                         ci=options.ci, seed=options.seed, levels=options.levels)
     means = study_matrix(select(main, studies=studies), condition=condition)
     pairs = paper.pairs_present(main, registry, condition=condition, extra=options.extra_pairs)
-    extras = {**(extras or {}), "leaderboard": board}
-    if option_counts is not None:
-        extras["option_counts"] = option_counts
-    if population is not None:
-        extras["population"] = population
-    earlier: dict[str, Section] = {}
-    context = AnalysisContext(results=results, frame=frame, main=main, condition=condition,
-                              studies=tuple(studies), models=tuple(models), registry=registry,
-                              options=options, pairs=tuple(pairs), extras=extras,
-                              earlier=earlier)
-    done: list[Section] = []
-    for analysis in analyses:
+    inputs = AnalysisInputs(option_counts=option_counts, population=population, trials=trials,
+                            other=dict(extras or {}))
+    shared = AnalysisContext(results=results, frame=frame, main=main, condition=condition,
+                             studies=tuple(studies), models=tuple(models), registry=registry,
+                             options=options, pairs=tuple(pairs), leaderboard=board,
+                             inputs=inputs, roles=roles)
+    done: dict[str, Section] = {}
+    reasons: dict[str, str] = {}
+    for analysis in order:
+        requires = requirements(analysis)
+        # an analysis sees the results it declared, nothing else: its numbers cannot depend on
+        # which other analyses happened to run before it
+        context = replace(shared, requires=requires,
+                          earlier={r: done[r] for r in requires if r in done})
         missing = [c for c in analysis.columns if c not in full.columns]
         reason = (f"{analysis.name} skipped: the response tables lack "
                   f"{', '.join(missing)}" if missing else analysis.skip(context))
         if reason is not None:
-            notes.append(reason)
+            reasons[analysis.name] = reason
             continue
         section = analysis.run(context)
-        if section is None:
-            continue
-        done.append(section)
-        earlier[section.anchor] = section  # the context sees it (its mapping is this dict)
-        notes.extend(section.notes)
+        if section is not None:
+            done[analysis.name] = checked_result(analysis, section)
+    shown: list[Section] = []
+    for analysis in analyses:  # notes and sections in the order of registration
+        if analysis.name in reasons:
+            notes.append(reasons[analysis.name])
+        elif analysis.name in done:
+            shown.append(done[analysis.name])
+            notes.extend(done[analysis.name].notes)
     return Summary(condition=condition, options=options, studies=tuple(studies),
-                   leaderboard=board, study_means=means, sections=tuple(done),
+                   leaderboard=board, study_means=means, sections=tuple(shown),
                    notes=tuple(notes))

@@ -33,6 +33,8 @@ import pandas as pd
 
 from psych201.analysis.domains import load_categories
 from psych201.analysis.registry import ModelInfo, ModelRegistry
+from psych201.prompts.conditions import registered_role
+from psych201.prompts.records import ConditionRole
 from psych201.results.schema import RESPONSE_SCHEMA
 
 #: The 19 studies of the curated real subset (../shared/data/psych201), discrete-choice flag and
@@ -160,11 +162,12 @@ def synthetic_responses(models: Sequence[ModelInfo], *, design: SyntheticDesign 
             model.family, 0.0)
         delta = design.penalty_d.get(model.post_training, 0.0) * sd
         for condition in conditions:
-            if condition.startswith("chat-template") and model.is_base:
+            role = registered_role(condition)
+            if role is ConditionRole.CHAT_TEMPLATE and model.is_base:
                 continue
             for s, info in zip(studies, shared, strict=True):
                 k = design.studies[s]
-                if condition.startswith("discrete") and k is None:
+                if role is ConditionRole.DISCRETE and k is None:
                     continue
                 rng = _rng(design.seed, model.id, condition, s)
                 u = np.asarray(info["u"])
@@ -174,11 +177,12 @@ def synthetic_responses(models: Sequence[ModelInfo], *, design: SyntheticDesign 
                 nll = float(info["mu"]) + quality + u[:, None] + e + delta * float(
                     info["gain"]) + own
                 keep = np.ones(n_p, dtype=bool)
-                if condition.startswith("persona"):
+                if role in (ConditionRole.PERSONA, ConditionRole.PERSONA_SHUFFLED):
                     keep = np.asarray(info["persona"])
-                    benefit = 0.0 if "shuffled" in condition else design.persona_effect
+                    benefit = 0.0 if role is ConditionRole.PERSONA_SHUFFLED else (
+                        design.persona_effect)
                     nll = nll - benefit
-                if condition.startswith("chat-template"):
+                if role is ConditionRole.CHAT_TEMPLATE:
                     nll = nll + design.template_penalty * np.exp(rng.normal(0, 0.3, nll.shape))
                 nll = np.maximum(nll[keep], 0.0).ravel()
                 n = nll.size

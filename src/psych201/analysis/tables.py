@@ -19,6 +19,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from psych201.errors import UsageError
+from psych201.prompts.records import ConditionRole
 from psych201.results.io import read_manifest, read_responses
 from psych201.results.schema import ADDED_COLUMNS, RESPONSE_KEY, RESPONSE_SCHEMA
 
@@ -68,6 +69,16 @@ class Results:
     @property
     def conditions(self) -> list[str]:
         return sorted(self.responses["condition"].unique())
+
+    def condition_roles(self) -> dict[str, ConditionRole]:
+        """The role each run's manifest records for its condition (runs of one condition; older
+        manifests record none, and the analyses then go by the condition's registered name)."""
+        roles: dict[str, ConditionRole] = {}
+        for source in self.sources:
+            recorded = (source.manifest or {}).get("condition_role")
+            if recorded in {r.value for r in ConditionRole} and len(source.conditions) == 1:
+                roles[source.conditions[0]] = ConditionRole(recorded)
+        return roles
 
 
 def _parquet_file(path: Path) -> Path | None:

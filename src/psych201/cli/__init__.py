@@ -94,7 +94,9 @@ def _suggest_option(exc: Exception) -> Exception:
     if meant is None:
         return exc
     rebuilt: Any = type(exc)
-    return rebuilt(name, message=f"No such option: {name}; did you mean {meant}?", ctx=ctx)
+    suggested: Exception = rebuilt(name, message=f"No such option: {name}; did you mean {meant}?",
+                                   ctx=ctx)
+    return suggested
 
 
 def _one_line(exc: BaseException) -> str:

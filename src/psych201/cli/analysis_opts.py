@@ -19,6 +19,11 @@ from psych201.cli.console import fail, out_console
 if TYPE_CHECKING:
     from psych201.analysis.aggregate import Weighting
     from psych201.analysis.bootstrap import SD, Levels
+    from psych201.analysis.paper_mode import PaperTables
+    from psych201.analysis.plugin import AnalysisOptions
+    from psych201.analysis.registry import ModelPair, ModelRegistry
+    from psych201.analysis.summary import Summary
+    from psych201.analysis.tables import Results
 
 console = out_console()
 err_console = out_console(stderr=True)
@@ -58,7 +63,7 @@ PaperOpt = Annotated[
                        "plotting scripts do.")
 ]
 
-def _registry(paths: list[Path] | None) -> Any:
+def _registry(paths: list[Path] | None) -> ModelRegistry:
     from psych201.analysis.registry import RegistryError, load_registry
 
     try:
@@ -66,7 +71,7 @@ def _registry(paths: list[Path] | None) -> Any:
     except RegistryError as exc:
         raise fail(str(exc)) from exc
 
-def _pairs(specs: list[str] | None, registry: Any) -> tuple[Any, ...]:
+def _pairs(specs: list[str] | None, registry: ModelRegistry) -> tuple[ModelPair, ...]:
     from psych201.analysis.registry import ModelPair
 
     out = []
@@ -84,7 +89,8 @@ def _choice(name: str, value: str, allowed: tuple[str, ...]) -> str:
     return value
 
 def _options(*, condition: str | None, weighting: str, sd: str, levels: str, n_boot: int,
-             seed: int, allow_missing: bool, pairs: tuple[Any, ...], detail: int) -> Any:
+             seed: int, allow_missing: bool, pairs: tuple[ModelPair, ...], detail: int,
+             ) -> AnalysisOptions:
     from psych201.analysis.plugin import AnalysisOptions
 
     return AnalysisOptions(
@@ -111,7 +117,7 @@ def _not_a_run(path: Path) -> str | None:
         return "a study's adapter (or a file in it), not a run"
     return None
 
-def _load(paths: list[Path]) -> Any:
+def _load(paths: list[Path]) -> Results:
     from psych201.analysis.tables import TableError, read_results
 
     # What a study writes beside its runs is left out with a word, so `runs/study/*/*/*` works.
@@ -161,7 +167,7 @@ PeopleOpt = Annotated[list[Path] | None, typer.Option(
     "--people", help="With --play: a human study of the same task (folder or file; "
                      "repeatable), whose participants' signatures the models are compared with.")]
 
-def _closed_loop(play: list[Path] | None, people: list[Path] | None) -> dict[str, Any]:
+def _closed_loop(play: list[Path] | None, people: list[Path] | None) -> dict[str, object]:
     """``extras`` for the closed-loop section from ``--play``/``--people`` (checked up front)."""
     if not play:
         if people:
@@ -174,12 +180,15 @@ def _closed_loop(play: list[Path] | None, people: list[Path] | None) -> dict[str
         if not path.exists():
             raise fail(f"{path}: no such file or directory")
     try:
-        return {"closed_loop": closed_loop_data(list(play), list(people or []))}
+        from psych201.analysis.an_closed_loop import INPUT_KEY
+
+        return {INPUT_KEY: closed_loop_data(list(play), list(people or []))}
     except UsageError as exc:
         raise fail(str(exc)) from exc
 
-def _summarize_runs(results: Any, registry: Any, options: Any, data: list[Path],
-                    split_seed: int | None, extras: dict[str, Any] | None = None) -> Any:
+def _summarize_runs(results: Results, registry: ModelRegistry, options: AnalysisOptions,
+                    data: list[Path], split_seed: int | None,
+                    extras: dict[str, object] | None = None) -> Summary:
     """Every analysis, with what the transcripts at ``data`` add (compare and report alike)."""
     from psych201.analysis.conditions import ConditionError
     from psych201.analysis.tables import StudySetError
@@ -194,7 +203,8 @@ def _summarize_runs(results: Any, registry: Any, options: Any, data: list[Path],
         named = any(str(d) in str(exc) for d in data)
         raise fail(str(exc) if named else f"{', '.join(map(str, data))}: {exc}") from exc
 
-def _summarize(results: Any, registry: Any, options: Any, **kw: Any) -> Any:
+def _summarize(results: Results, registry: ModelRegistry, options: AnalysisOptions,
+               **kw: Any) -> Summary:
     from psych201.analysis.conditions import ConditionError
     from psych201.analysis.summary import summarize
     from psych201.analysis.tables import StudySetError
@@ -204,7 +214,7 @@ def _summarize(results: Any, registry: Any, options: Any, **kw: Any) -> Any:
     except (StudySetError, ConditionError) as exc:
         raise fail(str(exc)) from exc
 
-def strict_json(value: Any) -> str:
+def strict_json(value: object) -> str:
     from psych201.strict_json import dumps
 
     return dumps(value)
@@ -223,21 +233,24 @@ def _p(value: Any) -> str:
         return "–"
     return "–" if not math.isfinite(v) else ("<0.001" if v < 0.001 else f"{v:.3f}")
 
-def _paper_tables(loaded: Any, registry: Any, condition: str | None) -> Any:
+def _paper_tables(loaded: Results, registry: ModelRegistry, condition: str | None,
+                  ) -> PaperTables:
     from psych201.analysis.conditions import ConditionError
     from psych201.analysis.paper_mode import paper_tables
 
     try:
-        return paper_tables(loaded.responses, registry, condition=condition)
+        return paper_tables(loaded.responses, registry, condition=condition,
+                            roles=loaded.condition_roles())
     except ConditionError as exc:
         raise fail(str(exc)) from exc
 
-def _paper_summary(summary: Any, loaded: Any, registry: Any, tables: Any) -> Any:
+def _paper_summary(summary: Summary, loaded: Results, registry: ModelRegistry,
+                   tables: PaperTables) -> Summary:
     from psych201.analysis.paper_summary import paper_summary
 
     return paper_summary(summary, loaded.responses, registry, tables)
 
-def _write_json(path: Path, payload: Any) -> None:
+def _write_json(path: Path, payload: object) -> None:
     text = strict_json(payload)
     try:
         path.write_text(text + "\n", encoding="utf-8")

@@ -52,7 +52,12 @@ from psych201.cli.compare_print import (
 from psych201.cli.console import fail
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from psych201.analysis.bootstrap import Levels
+    from psych201.analysis.registry import ModelPair, ModelRegistry
+    from psych201.analysis.summary import Summary
+    from psych201.analysis.tables import Results
 
 # -- compare --------------------------------------------------------------------------------------
 def compare(
@@ -127,9 +132,13 @@ def compare(
             typer.echo(strict_json(payload))
             return
         print_leaderboard(summary)
-        print_readable(summary.section_data("readable", "table"))
-        pairs = summary.section_data("post-training", "pairs")
-        if pairs is not None and not pairs.empty:
+        from psych201.analysis.an_post_training import PostTrainingResult
+        from psych201.analysis.an_readable import ReadableResult
+
+        readable = summary.result("readable", ReadableResult)
+        print_readable(None if readable is None else readable.table)
+        post_training = summary.result("post-training", PostTrainingResult)
+        if post_training is not None and not post_training.pairs.empty:
             print_pairs(summary)
         print_controls(summary)
         print_other_sections(summary)
@@ -139,7 +148,7 @@ def compare(
         return
     frame = loaded.responses
     try:
-        cond = main_condition(frame["condition"].unique(), condition)
+        cond = main_condition(frame["condition"].unique(), condition, loaded.condition_roles())
         main = select(frame[[c for c in ANALYSIS_COLUMNS if c in frame.columns]],
                       condition=cond)
         comparisons = []
@@ -172,11 +181,11 @@ def compare(
         print_comparison(c)
 
 
-def _records(frame: Any) -> list[dict[str, Any]]:
+def _records(frame: pd.DataFrame | None) -> list[dict[str, Any]]:
     return [] if frame is None else list(frame.to_dict(orient="records"))
 
 
-def _summary_json(summary: Any) -> dict[str, Any]:
+def _summary_json(summary: Summary) -> dict[str, Any]:
     """The summary, machine-readable: the core tables and every section under its anchor, as
     the HTML report shows them (tables as records). Its shape is ``report/compare.schema.json``."""
     from psych201.report.compare_schema import COMPARE_JSON_VERSION
@@ -192,8 +201,8 @@ def _summary_json(summary: Any) -> dict[str, Any]:
     }
 
 
-def _unpaired(pairs: Sequence[Any], registry: Any, loaded: Any) -> dict[tuple[str, str],
-                                                                          list[str]]:
+def _unpaired(pairs: Sequence[ModelPair], registry: ModelRegistry, loaded: Results,
+              ) -> dict[tuple[str, str], list[str]]:
     """Per --pair (post, base) that does not look like a base and its post-trained
     checkpoint: why not (:func:`~psych201.analysis.registry.pair_problems`)."""
     from psych201.analysis.registry import pair_problems

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
@@ -16,8 +16,15 @@ from psych201.cli.analysis_opts import (
     err_console,
 )
 
+if TYPE_CHECKING:
+    import pandas as pd
 
-def print_paper(tables: Any) -> None:
+    from psych201.analysis.effects import PairComparison
+    from psych201.analysis.paper_mode import PaperTables
+    from psych201.analysis.summary import Summary
+
+
+def print_paper(tables: PaperTables) -> None:
     """Each paper-mode table, with the line saying how psych201's default differs."""
     from psych201.analysis.paper_mode import DEFAULT_DIFFERS
 
@@ -30,7 +37,7 @@ def print_paper(tables: Any) -> None:
         console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
 
 
-def print_leaderboard(summary: Any) -> None:
+def print_leaderboard(summary: Summary) -> None:
     board = summary.leaderboard
     level = int(summary.options.ci * 100)
     table = Table(title=f"Leaderboard · condition {summary.condition} · {len(summary.studies)} "
@@ -47,7 +54,7 @@ def print_leaderboard(summary: Any) -> None:
     console.print(table)
 
 
-def print_readable(readable: Any) -> None:
+def print_readable(readable: pd.DataFrame | None) -> None:
     from psych201.analysis.readable import READABLE_TEXT
 
     print_frame("Readable numbers (studies weighted equally)", readable,
@@ -63,7 +70,7 @@ _PRINTED = frozenset({"readable", "post-training", "generations", "domains", "sc
                       "accuracy", "chat-template", "persona", "baselines", "population"})
 
 
-def print_other_sections(summary: Any) -> None:
+def print_other_sections(summary: Summary) -> None:
     """Each section of an analysis added later: its tables (shown columns) and text."""
     for section in summary.sections:
         if section.anchor in _PRINTED:
@@ -79,7 +86,7 @@ def print_other_sections(summary: Any) -> None:
             console.print(f"[dim]{section.text}[/dim]", highlight=False)
 
 
-def print_frame(title: str, frame: Any, columns: dict[str, str],
+def print_frame(title: str, frame: pd.DataFrame | None, columns: dict[str, str],
                  optional: Sequence[str] = ()) -> None:
     """A rich table of ``frame``'s ``columns`` (name → header); floats with 3 decimals.
 
@@ -100,12 +107,25 @@ def print_frame(title: str, frame: Any, columns: dict[str, str],
     console.print(table)
 
 
-def print_controls(summary: Any) -> None:
-    generation = summary.section_data("generations", "trend")
-    domains = summary.section_data("domains", "matrix")
-    accuracy = summary.section_data("accuracy", "points")
-    persona = summary.section_data("persona", "result")
-    pseudo_r2 = summary.section_data("baselines", "table")
+def print_controls(summary: Summary) -> None:
+    from psych201.analysis.an_accuracy import AccuracyResult
+    from psych201.analysis.an_chat_template import ChatTemplateResult
+    from psych201.analysis.an_domains import DomainsResult
+    from psych201.analysis.an_persona import PersonaResult
+    from psych201.analysis.an_random_baseline import PseudoR2Result
+    from psych201.analysis.an_scaling import ScalingResult
+    from psych201.analysis.paper import GenerationTrend
+
+    generation = summary.result("generations", GenerationTrend)
+    domains_result = summary.result("domains", DomainsResult)
+    domains = None if domains_result is None else domains_result.matrix
+    accuracy_result = summary.result("accuracy", AccuracyResult)
+    accuracy = None if accuracy_result is None else accuracy_result.points
+    persona = summary.result("persona", PersonaResult)
+    pseudo_r2_result = summary.result("baselines", PseudoR2Result)
+    pseudo_r2 = None if pseudo_r2_result is None else pseudo_r2_result.table
+    scaling = summary.result("scaling", ScalingResult)
+    chat_template = summary.result("chat-template", ChatTemplateResult)
     if generation is not None:
         print_frame("Generations (mean pair d)", generation.mean_d,
                      {"family": "generation", "d": "d", "ci_low": "low", "ci_high": "high",
@@ -114,7 +134,7 @@ def print_controls(summary: Any) -> None:
         print_frame("Domains (mean d over pairs)", domains.loc[["Average"]].T
                      .reset_index(names="domain"), {"domain": "domain", "Average": "d"})
     print_frame("Size scaling (Δ NLL per tenfold parameters)",
-                 summary.section_data("scaling", "fits"),
+                 None if scaling is None else scaling.fits,
                  {"family": "family", "line": "line", "slope_per_decade": "slope",
                   "n_sizes": "sizes"})
     if accuracy is not None:
@@ -125,7 +145,7 @@ def print_controls(summary: Any) -> None:
                                 "offered_ci_high": "high", "chance_offered": "chance"},
                      optional=("accuracy_offered", "offered_ci_low", "offered_ci_high",
                                "chance_offered"))
-    print_frame("Chat-template control", summary.section_data("chat-template", "table"),
+    print_frame("Chat-template control", None if chat_template is None else chat_template.table,
                  {"model": "model", "no_template": "NLL raw", "template": "NLL template",
                   "n_studies": "studies"})
     if persona is not None:
@@ -177,11 +197,12 @@ def _short(name: Any) -> str:
     return str(name).rsplit("/", 1)[-1]
 
 
-def print_pairs(summary: Any) -> None:
+def print_pairs(summary: Summary) -> None:
     from psych201.analysis.an_post_training import (
         COHEN_NOTE,
         LESS_HUMAN_LIKE,
         MULTIPLICITY_NOTE,
+        PostTrainingResult,
         pair_d_text,
     )
 
@@ -191,14 +212,16 @@ def print_pairs(summary: Any) -> None:
                    "studies"):
         table.add_column(column, justify="left" if column in ("post-trained", "base", "type")
                          else "right")
-    for _, r in summary.section_data("post-training", "pairs").iterrows():
+    result = summary.result("post-training", PostTrainingResult)
+    assert result is not None  # the caller prints pairs only where the section ran
+    for _, r in result.pairs.iterrows():
         table.add_row(_short(r["post"]), _short(r["base"]), str(r["type"]), pair_d_text(r),
                       _f(r.get("diff_nats")), f"[{_f(r['ci_low'])}, {_f(r['ci_high'])}]",
                       _p(r["p_value"]), _p(r.get("q_value")), str(r["n_studies"]))
     console.print(table)
     console.print(f"[dim]{LESS_HUMAN_LIKE} {COHEN_NOTE} {MULTIPLICITY_NOTE}[/dim]",
                   highlight=False)
-    type_d = summary.section_data("post-training", "type_d")
+    type_d = result.type_d
     if type_d is not None and not type_d.empty:
         types = Table(title="Type d (mean pair d per post-training type)")
         for column in ("type", "d", "interval", "pairs"):
@@ -207,13 +230,13 @@ def print_pairs(summary: Any) -> None:
             types.add_row(str(r["type"]), _f(r["d"]), f"[{_f(r['ci_low'])}, {_f(r['ci_high'])}]",
                           str(r["n_pairs"]))
         console.print(types)
-    e = summary.section_data("post-training", "sign_test")
+    e = result.sign_test
     if e is not None:
         console.print(f"{e.name}: {_f(e.estimate)} "
                       f"[{_f(e.ci_low)}, {_f(e.ci_high)}], p = {_p(e.p_value)} ({e.method})")
 
 
-def print_comparison(c: Any) -> None:
+def print_comparison(c: PairComparison) -> None:
     table = Table(title=f"{c.post} vs {c.base} · condition {c.condition} · {len(c.studies)} "
                         "studies (> 0 = post-trained model less human-like)")
     for column in ("effect", "estimate", "interval", "p", "units", "studies", "participants",

@@ -35,7 +35,7 @@ def finished_run(config: ScoreConfig, keys: list[SessionKey]) -> FinishedRun | N
     runs, as before.
     """
     from psych201.results.manifest import MANIFEST_FILE, load_manifest
-    from psych201.results.manifest_model import typed_manifest
+    from psych201.results.manifest_read import typed_manifest
     from psych201.results.writer import ResultsError
     from psych201.scoring.model_files import ModelLoadError
     from psych201.scoring.models import model_folder
@@ -70,6 +70,8 @@ def finished_run(config: ScoreConfig, keys: list[SessionKey]) -> FinishedRun | N
             or folder.revision != extra.get("model_revision")):  # a hub model's commit too
         return None
     config_hash = manifest.config_hash
+    if config_hash is None:  # a merge output, never a run to finish
+        return None
     if not set(keys) <= completed_sessions(config.out, config_hash=config_hash):
         return None
     if damaged_parts(config.out, records_required=manifest.part_records):
@@ -88,7 +90,7 @@ def precheck_model(config: ScoreConfig) -> None:
     engine converts, downloads or loads anything: the stored model id is compared with the one
     the name gives (:func:`~psych201.scoring.models.model_identity`)."""
     from psych201.results.manifest import MANIFEST_FILE, ConfigMismatchError
-    from psych201.results.manifest_model import read_manifest
+    from psych201.results.manifest_read import read_manifest
     from psych201.scoring.models import model_identity
 
     if not (config.out / MANIFEST_FILE).is_file():
@@ -126,7 +128,7 @@ def precheck_run_dir(
         describe_differences,
         load_manifest,
     )
-    from psych201.results.manifest_model import typed_manifest
+    from psych201.results.manifest_read import typed_manifest
 
     if not (config.out / MANIFEST_FILE).is_file():
         return None

@@ -3,7 +3,7 @@ finished run's rerun loads none), then the model, the manifest and the scorer.""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from psych201.data.issues import IssueLog
@@ -127,10 +127,11 @@ def _open_loaded(
     fresh = build_manifest(
         spec,
         model=setup.model_info,
-        engine={**asdict(setup.engine_info), **temperature_record(setup.engine_info)},
+        engine={**setup.engine_info.record(), **temperature_record(setup.engine_info)},
         tokenizer=setup.tokenizer_info,
         data={**data_info, "hash": data_hash, "studies": per_study},
         shard=config.shard,
+        condition_role=condition.role.value,
     )
     if opened.growth is not None:
         grow_run_dir(config.out, opened.growth, fresh)

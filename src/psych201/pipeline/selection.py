@@ -23,6 +23,7 @@ from psych201.data.split import iter_split, split_kind
 from psych201.pipeline.config import PipelineError, ScoreConfig
 from psych201.prompts.conditions import Condition, ConditionUnavailableError, make_condition
 from psych201.prompts.records import Prompt
+from psych201.prompts.tokenizer import Tokenizer
 from psych201.results.shards import Shard
 from psych201.suggest import did_you_mean
 
@@ -153,7 +154,7 @@ def data_fingerprint(sources: Sequence[StudySource]) -> tuple[str, dict[str, str
 
 
 
-def make_condition_for(config: ScoreConfig, tokenizer: Any) -> Condition:
+def make_condition_for(config: ScoreConfig, tokenizer: Tokenizer | None) -> Condition:
     try:
         condition = make_condition(
             config.condition, tokenizer=tokenizer, seed=config.seed, **dict(config.condition_args)

@@ -18,8 +18,16 @@ from typing import Any
 from psych201.errors import UsageError
 from psych201.pipeline.config import ScoreConfig, window_config
 from psych201.prompts.conditions import Condition
+from psych201.prompts.tokenizer import Tokenizer
 from psych201.results.schema import RunSpec
-from psych201.scoring.engine import TEMPERATURE_GRID, TOPK_ONLY_TEMPERATURES, EngineInfo
+from psych201.scoring.engine import (
+    FULL_SOFTMAX,
+    NOT_REPORTED,
+    TEMPERATURE_GRID,
+    TOPK_ONLY_TEMPERATURES,
+    EngineInfo,
+    TemperatureSupport,
+)
 from psych201.scoring.engines import (
     BuiltScorer,
     ScorerSpec,
@@ -42,7 +50,7 @@ class ScoringSetup:
 
     model_id: str
     engine: str
-    tokenizer: Any
+    tokenizer: Tokenizer | None  # None when the engine reads no text (the oracle)
     scorer: Scorer
     model_info: dict[str, Any]
     engine_info: EngineInfo
@@ -77,7 +85,7 @@ def engine_choices() -> tuple[str, ...]:
     return (*engine_names(), "ray")
 
 
-def tokenizer_info(tokenizer: Any) -> dict[str, Any]:
+def tokenizer_info(tokenizer: Tokenizer | None) -> dict[str, Any]:
     """What identifies a tokenizer: class, name, size, special tokens and a hash of its rules."""
     if tokenizer is None:
         return {}
@@ -192,8 +200,8 @@ def _ray_setup(spec: ScorerSpec, ray_kwargs: dict[str, Any]) -> ScoringSetup:
         dtype=spec.dtype,
         device=spec.device,
         max_context=None,
-        extra={"inner": spec.engine, "options": dict(spec.options), "ray": asdict(ray),
-               "temperature_logprobs": _temperature_statement(spec)},
+        extra={"inner": spec.engine, "options": dict(spec.options), "ray": asdict(ray)},
+        temperatures=_temperature_support(spec),
     )
     return ScoringSetup(
         model_id=model["id"],
@@ -207,28 +215,28 @@ def _ray_setup(spec: ScorerSpec, ray_kwargs: dict[str, Any]) -> ScoringSetup:
     )
 
 
-def _temperature_statement(spec: ScorerSpec) -> str:
+def _temperature_support(spec: ScorerSpec) -> TemperatureSupport:
     """What the workers' engine says of ``nll_temperature`` (the driver never builds one)."""
     if spec.engine != "hf":
         entry = engine_entry(spec.engine)
         if not entry.capabilities.temperatures:
             return TOPK_ONLY_TEMPERATURES if not entry.capabilities.entropy else (
-                f"null: not implemented for {spec.engine}")
-        return "full softmax"
+                TemperatureSupport(f"not implemented for {spec.engine}"))
+        return FULL_SOFTMAX
     import torch
 
     from psych201.scoring.hf_head import temperatures_on
 
     setting = spec.options.get("temperatures", "auto")
     on = temperatures_on(setting, torch.device(spec.device))
-    return "full softmax" if on else f"null: off (temperatures={setting})"
+    return FULL_SOFTMAX if on else TemperatureSupport(f"off (temperatures={setting})")
 
 
 def temperature_record(info: EngineInfo) -> dict[str, Any]:
     """The manifest's word on ``nll_temperature``: the grid it holds, or null and why not."""
-    said = str(info.extra.get("temperature_logprobs") or "null: the engine does not report them")
-    if said.startswith("null"):
-        return {"temperature_grid": None, "temperature_reason": said.removeprefix("null: ")}
+    support = info.temperatures or NOT_REPORTED
+    if not support.available:
+        return {"temperature_grid": None, "temperature_reason": support.missing_because}
     return {"temperature_grid": list(TEMPERATURE_GRID), "temperature_reason": None}
 
 

@@ -7,13 +7,13 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from psych201.data.records import Session
 from psych201.data.variants import PAPER_MAX_CHARS, paper_variant
 from psych201.prompts.chat import render_chat, transcript_messages
 from psych201.prompts.condition_errors import ConditionUnavailableError
-from psych201.prompts.records import Prompt
+from psych201.prompts.records import ConditionRole, Prompt
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,7 @@ class ChatTemplateCondition:
     writes it.
     """
 
+    role: ClassVar[ConditionRole] = ConditionRole.CHAT_TEMPLATE
     tokenizer: Any = field(compare=False, hash=False, repr=False)
     paper: bool = False
     max_chars: int = PAPER_MAX_CHARS

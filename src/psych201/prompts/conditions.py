@@ -33,7 +33,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from psych201.data.records import ResponseSpan, Session
 from psych201.data.variants import (
@@ -53,7 +53,8 @@ from psych201.prompts.persona import (
     persona_preamble,
     shuffled_donors,
 )
-from psych201.prompts.records import Prompt
+from psych201.prompts.records import ConditionRole, Prompt
+from psych201.prompts.tokenizer import Tokenizer
 
 CONDITION_NAMES: tuple[str, ...] = (
     "raw",
@@ -74,6 +75,11 @@ class Condition(Protocol):
     @property
     def name(self) -> str:
         """Label written into the results' ``condition`` column (mode included, seed not)."""
+        ...
+
+    @property
+    def role(self) -> ConditionRole:
+        """What the analyses use it for (recorded in the run manifest, not in the run hash)."""
         ...
 
     def spec(self) -> dict[str, Any]:
@@ -115,6 +121,7 @@ def _prompt_from_session(
 class RawCondition:
     """The session text and its spans unchanged; ``only_with_metadata`` makes it ``no-persona``."""
 
+    role: ClassVar[ConditionRole] = ConditionRole.MAIN
     only_with_metadata: bool = False
     #: ``no-persona`` with ``paper=True`` is the reference of the paper-mode persona cells.
     paper: bool = False
@@ -162,6 +169,7 @@ class PaperCondition:
     is removed), exactly as the paper scored them; spans hold the cleaned text.
     """
 
+    role: ClassVar[ConditionRole] = ConditionRole.MAIN
     max_chars: int = PAPER_MAX_CHARS
 
     @property
@@ -189,6 +197,7 @@ class DiscreteCondition:
     offered options. ``paper=True`` then applies the authors' clean-ups and truncation.
     """
 
+    role: ClassVar[ConditionRole] = ConditionRole.DISCRETE
     paper: bool = False
     max_chars: int = PAPER_MAX_CHARS
 
@@ -244,6 +253,10 @@ class PersonaCondition:
             raise ValueError(
                 f"unknown persona mode {self.mode!r}; choose one of {', '.join(PERSONA_MODES)}"
             )
+
+    @property
+    def role(self) -> ConditionRole:
+        return ConditionRole.PERSONA_SHUFFLED if self.shuffled else ConditionRole.PERSONA
 
     @property
     def name(self) -> str:
@@ -323,7 +336,8 @@ _FACTORIES: dict[str, tuple[_Factory, frozenset[str]]] = {
 }
 
 
-def make_condition(name: str, *, tokenizer: Any = None, seed: int = 0, **params: Any) -> Condition:
+def make_condition(name: str, *, tokenizer: Tokenizer | None = None, seed: int = 0,
+                   **params: Any) -> Condition:
     """Build a condition by name (:data:`CONDITION_NAMES`) with its parameters.
 
     Unknown names and parameters a condition does not take are errors, not silently ignored.
@@ -357,3 +371,19 @@ def make_condition(name: str, *, tokenizer: Any = None, seed: int = 0, **params:
     if name == "persona-shuffled":
         return PersonaCondition(shuffled=True, seed=seed, **params)
     return factory(**params)
+
+
+def registered_role(name: str) -> ConditionRole:
+    """The role of the registered condition a results table's condition ``name`` comes from,
+    for tables whose runs did not record one: the longest registered name that ``name`` is or
+    starts with (``persona-shuffled-bio`` → ``persona-shuffled``); any other name is a main
+    condition."""
+    key = name.lower().replace("_", "-")
+    for registered in sorted(_FACTORIES, key=len, reverse=True):
+        if key == registered or key.startswith((f"{registered}-", f"{registered}:")):
+            factory = _FACTORIES[registered][0]
+            declared = getattr(factory, "role", None)
+            if isinstance(declared, ConditionRole):  # a class that declares it
+                return declared
+            return make_condition(registered).role
+    return ConditionRole.MAIN

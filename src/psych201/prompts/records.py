@@ -1,10 +1,22 @@
-"""The record every prompt condition produces."""
+"""The record every prompt condition produces, and the role a condition plays."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 from psych201.data.records import ResponseSpan
+
+
+class ConditionRole(StrEnum):
+    """What a condition is for in the analyses: the main NLL measurement or one of the paper's
+    controls. Each condition class declares its own; run manifests record it."""
+
+    MAIN = "main"
+    DISCRETE = "discrete"
+    CHAT_TEMPLATE = "chat-template"
+    PERSONA = "persona"
+    PERSONA_SHUFFLED = "persona-shuffled"
 
 
 @dataclass(frozen=True)

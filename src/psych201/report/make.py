@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -37,18 +36,11 @@ class ReportDataError(UsageError):
 class DataBaselines:
     """What the transcripts add to a report: option counts, the population baseline and the
     trial table (:func:`trial_responses` with numeric scales and a context snippet) that the
-    population-fit and diagnostics analyses read as ``extras["trials"]``."""
+    population-fit, item-level and diagnostics analyses read as ``inputs.trials``."""
 
     option_counts: pd.DataFrame
     population: PopulationBaseline
     trials: pd.DataFrame | None = None
-
-    @property
-    def extras(self) -> dict[str, pd.DataFrame]:
-        """What the analyses' context gets under :data:`population_fit.EXTRAS_KEY`."""
-        from psych201.analysis.an_population_fit import EXTRAS_KEY
-
-        return {} if self.trials is None else {EXTRAS_KEY: self.trials}
 
 
 #: Characters of the text before a response shown beside it (diagnostics' largest losses).
@@ -109,7 +101,7 @@ def summarize_runs(
     *,
     data: Sequence[Path] = (),
     split_seed: int | None = None,
-    extras: Mapping[str, Any] | None = None,
+    extras: Mapping[str, object] | None = None,
 ) -> Summary:
     """Every analysis the runs support, with the data baselines when ``data`` is given.
 
@@ -126,7 +118,8 @@ def summarize_runs(
             options,
             option_counts=baselines.option_counts,
             population=baselines.population,
-            extras={**baselines.extras, **(extras or {})},
+            trials=baselines.trials,
+            extras=extras,
         )
     oracle = oracle_means(results, data or _manifest_data(results), condition=summary.condition)
     if oracle.empty:

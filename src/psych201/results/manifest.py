@@ -21,6 +21,7 @@ from typing import Any
 
 from psych201.atomic import write_text_atomic
 from psych201.results.lock import LOCK_FILE
+from psych201.results.manifest_model import Manifest, written_manifest
 from psych201.results.schema import RunSpec
 from psych201.results.shards import Shard
 from psych201.results.writer import (
@@ -70,13 +71,18 @@ def build_manifest(
     tokenizer: Mapping[str, Any],
     data: Mapping[str, Any],
     shard: Shard | None = None,
+    condition_role: str | None = None,
 ) -> dict[str, Any]:
-    """A fresh manifest for ``spec`` (status ``running``, no invocations yet)."""
+    """A fresh manifest for ``spec`` (status ``running``, no invocations yet).
+
+    ``condition_role`` is what the condition is for in the analyses (its class declares it);
+    it is kept out of the spec, so it does not change the run's hash."""
     created = now_iso()
-    return {
+    return Manifest.model_validate({
         "format": MANIFEST_FORMAT,
         "config_hash": spec.config_hash(),
         "spec": _jsonable(spec.to_dict()),
+        "condition_role": condition_role,
         "shard": shard.to_dict() if shard else None,
         "model": _jsonable(dict(model)),
         "engine": _jsonable(dict(engine)),
@@ -93,7 +99,7 @@ def build_manifest(
         # damaged. Runs started before records existed lack this flag; their parts are not.
         "part_records": True,
         "invocations": [],
-    }
+    }).written()
 
 
 def _jsonable(value: Any) -> Any:
@@ -129,7 +135,7 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "config_hash": (str,), "status": (str,), "spec": (dict, type(None)), "model": (dict,),
     "engine": (dict,), "tokenizer": (dict,), "data": (dict,), "counts": (dict,),
     "invocations": (list,), "shard": (dict, type(None)), "alignment": (str,), "dtype": (str,),
-    "seed": (int, type(None)), "table": (dict, type(None)),
+    "seed": (int, type(None)), "table": (dict, type(None)), "condition_role": (str, type(None)),
 }
 
 #: Fields of the ``table`` record (:func:`~psych201.results.writer.table_record`) and their types.
@@ -174,7 +180,9 @@ def _checksum(body: Mapping[str, Any]) -> str:
 
 
 def save_manifest(run_dir: Path, manifest: Mapping[str, Any]) -> None:
-    body = {k: v for k, v in manifest.items() if k != CHECKSUM_KEY}
+    """Write ``manifest`` as the :class:`~.manifest_model.Manifest` model writes it, stamped
+    ``updated`` and with its checksum."""
+    body = written_manifest({k: v for k, v in manifest.items() if k != CHECKSUM_KEY})
     body["updated"] = now_iso()
     body[CHECKSUM_KEY] = _checksum(body)
     text = json.dumps(body, indent=2)

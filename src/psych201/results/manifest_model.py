@@ -1,23 +1,22 @@
-"""The run manifest as a typed record: what readers that only *look* at a run directory use.
+"""The run manifest as a typed record: the one shape of ``DIR/manifest.json``, read and written.
 
-:func:`read_manifest` reads ``DIR/manifest.json`` through :func:`~.manifest.load_manifest` (which
-refuses another format and names a mistyped field) and returns a frozen :class:`Manifest`:
-``manifest.spec.split`` instead of ``manifest.get("spec", {}).get("split")``. The version is
-the ``format`` field (``psych201-run/1``); a field a newer psych201 adds is kept (``extra``) and a
-field an older one did not write reads as ``None``, so resume decisions stay the same: a missing
-value never equals a wanted one. Code that updates a manifest keeps the dict of
-:func:`~.manifest.load_manifest` and :func:`~.manifest.save_manifest`, the one writer.
+:class:`Manifest` is what readers that only *look* at a run directory use (through
+:func:`psych201.results.manifest_read.read_manifest`): ``manifest.spec.split`` instead of
+``manifest.get("spec", {}).get("split")``. It is also what builds the JSON a run writes:
+:func:`~psych201.results.manifest.build_manifest` makes a :class:`Manifest` and
+:func:`~psych201.results.manifest.save_manifest` writes every manifest through
+:func:`written_manifest`, so nothing reaches the file that the model does not accept. The
+version is the ``format`` field (``psych201-run/1``); a field a newer psych201 adds is kept
+(``extra``) and a field an older one did not write reads as ``None`` and is not written back, so
+resume decisions stay the same and an old manifest keeps its fields.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-
-from psych201.results.manifest import load_manifest, manifest_path
-from psych201.results.writer import ResultsError
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class _Record(BaseModel):
@@ -61,39 +60,42 @@ class TableRecord(_Record):
 
 
 class Manifest(_Record):
-    """A run directory's manifest (see :mod:`psych201.results.manifest` for the fields)."""
+    """A run directory's manifest (see :mod:`psych201.results.manifest` for the fields).
+
+    Fields are declared in the order a run writes them; fields not declared here (a merge's
+    sources, a repair's record) are kept after them, in the order they came."""
 
     format: Literal["psych201-run/1"]
-    config_hash: str
-    status: str | None = None
+    config_hash: str | None  # None: a merge of runs of different configurations
     spec: SpecRecord | None = None
+    condition_role: str | None = None  # absent from manifests written before roles were recorded
     shard: ShardRecord | None = None
     model: dict[str, Any] = Field(default_factory=dict)
     engine: dict[str, Any] = Field(default_factory=dict)
     tokenizer: dict[str, Any] = Field(default_factory=dict)
+    alignment: str | None = None
+    dtype: str | None = None
+    seed: int | None = None
     data: dict[str, Any] = Field(default_factory=dict)
+    status: str | None = None
+    created: str | None = None
+    updated: str | None = None
     counts: dict[str, Any] = Field(default_factory=dict)
+    part_records: bool = False
     invocations: list[dict[str, Any]] = Field(default_factory=list)
     table: TableRecord | None = None
-    part_records: bool = False
 
     @property
     def complete(self) -> bool:
         return self.status == "complete"
 
+    def written(self) -> dict[str, Any]:
+        """The JSON object of the manifest file: the fields that were given, nothing added."""
+        # python mode: values pass as they are (a NaN stays NaN, as json.dumps always wrote it)
+        return self.model_dump(exclude_unset=True)
 
-def read_manifest(run_dir: Path) -> Manifest:
-    """The manifest of ``run_dir``, typed (``ResultsError`` where it is missing or damaged)."""
-    return typed_manifest(load_manifest(run_dir), run_dir)
 
-
-def typed_manifest(raw: dict[str, Any], run_dir: Path) -> Manifest:
-    """``raw`` (what :func:`~.manifest.load_manifest` read from ``run_dir``) as a
-    :class:`Manifest`; ``ResultsError`` naming the file and the first field that does not fit."""
-    try:
-        return Manifest.model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        path = manifest_path(run_dir) if Path(run_dir).is_dir() else Path(run_dir)
-        raise ResultsError(f"{path}: damaged manifest: {where}: {first['msg']}") from exc
+def written_manifest(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """``manifest`` as the model writes it (``pydantic.ValidationError`` where it does not fit:
+    a bug in the code that built it, never a user's input)."""
+    return Manifest.model_validate(dict(manifest)).written()

@@ -3,14 +3,37 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
 
-#: ``EngineInfo.extra["temperature_logprobs"]`` of engines that see only the top-k log-probs.
-TOPK_ONLY_TEMPERATURES = "null: top-k log-probs only; a softmax temperature needs every logit"
+
+@dataclass(frozen=True)
+class TemperatureSupport:
+    """Whether an engine fills :attr:`TokenScores.temperature_logprobs` (the ``nll_temperature``
+    column: the full softmax at each grid temperature) and, where it does not, why not."""
+
+    missing_because: str | None = None  # None: it does
+
+    @property
+    def available(self) -> bool:
+        return self.missing_because is None
+
+    @property
+    def wording(self) -> str:
+        """As run manifests record it (``engine.extra.temperature_logprobs``)."""
+        return "full softmax" if self.missing_because is None else f"null: {self.missing_because}"
+
+
+#: Engines that compute every logit.
+FULL_SOFTMAX = TemperatureSupport()
+#: Engines that see only the top-k log-probs.
+TOPK_ONLY_TEMPERATURES = TemperatureSupport(
+    "top-k log-probs only; a softmax temperature needs every logit")
+#: What an engine that says nothing about temperatures is taken to mean.
+NOT_REPORTED = TemperatureSupport("the engine does not report them")
 
 
 #: Softmax temperatures of the ``nll_temperature`` column: log-spaced 1/8 … 8 (2^(k/8), k = −24 …
@@ -48,7 +71,7 @@ class TokenScores:
     ``None`` where the engine cannot see the whole distribution (top-k APIs) or none were asked.
     ``temperature_logprobs[j, k]`` is the log-prob of target ``j`` with the logits divided by
     ``request.temperatures[k]`` (shape ``[targets, temperatures]``); ``None`` where the engine
-    cannot (or was asked none). Engines say why in ``EngineInfo.extra["temperature_logprobs"]``.
+    cannot (or was asked none). Engines say why in ``EngineInfo.temperatures``.
     """
 
     key: str
@@ -70,6 +93,16 @@ class EngineInfo:
     max_context: int | None
     versions: dict[str, str] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    temperatures: TemperatureSupport | None = None  # None: the engine does not say
+
+    def record(self) -> dict[str, Any]:
+        """The run manifest's ``engine`` record: every field, the temperature support written
+        into ``extra`` as ``temperature_logprobs`` (the manifests' wording since version 1)."""
+        record = asdict(self)
+        del record["temperatures"]
+        if self.temperatures is not None:
+            record["extra"]["temperature_logprobs"] = self.temperatures.wording
+        return record
 
 
 @runtime_checkable

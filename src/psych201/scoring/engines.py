@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from psych201.errors import UsageError
+from psych201.prompts.tokenizer import Tokenizer
 from psych201.scoring.engine import Engine, EngineInfo
 from psych201.scoring.protocols import PromptScorer, Scorer
 from psych201.scoring.scorer import SessionScorer, WindowConfig
@@ -74,7 +75,7 @@ class BuiltScorer:
 
     scorer: Scorer
     info: EngineInfo
-    tokenizer: Any  # None when the engine reads no text (the oracle)
+    tokenizer: Tokenizer | None  # None when the engine reads no text (the oracle)
     model_id: str
     model_info: Mapping[str, Any]
     engine: Engine | None = None

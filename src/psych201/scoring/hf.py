@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from psych201.scoring.engine import EngineInfo, ScoringRequest, TokenScores
+from psych201.scoring.engine import EngineInfo, ScoringRequest, TemperatureSupport, TokenScores
 from psych201.scoring.engine_util import EngineError, check_request, empty_scores
 from psych201.scoring.engines import BuiltScorer, ScorerSpec, token_scorer
 from psych201.scoring.hf_batches import (
@@ -124,11 +124,9 @@ class HFEngine:
                 "logit_transform": transform_name,
                 "batch_tokens": batch_tokens,
                 "packing": self._attention or "off",
-                "temperature_logprobs": (
-                    "full softmax" if self._temperatures
-                    else f"null: off (temperatures={temperatures}; --engine-args temperatures=on)"
-                ),
             },
+            temperatures=TemperatureSupport(None if self._temperatures else (
+                f"off (temperatures={temperatures}; --engine-args temperatures=on)")),
         )
         try:
             self._check_head()

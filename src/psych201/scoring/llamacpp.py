@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from psych201.scoring.engine import EngineInfo, ScoringRequest, TokenScores
+from psych201.scoring.engine import EngineInfo, ScoringRequest, TemperatureSupport, TokenScores
 from psych201.scoring.engine_util import (
     EngineError,
     check_request,
@@ -99,9 +99,9 @@ class LlamaCppEngine:
             max_context=self._n_ctx,
             versions={"llama_cpp_python": str(llama_cpp.__version__)},
             extra={"gguf": str(path), "n_batch": self._n_batch, "mode": mode,
-                   "n_gpu_layers": n_gpu_layers,
-                   # Its logits are whole; only the wiring (and a test with llama.cpp) is missing.
-                   "temperature_logprobs": "null: not implemented for llama.cpp yet"},
+                   "n_gpu_layers": n_gpu_layers},
+            # Its logits are whole; only the wiring (and a test with llama.cpp) is missing.
+            temperatures=TemperatureSupport("not implemented for llama.cpp yet"),
         )
 
     @property

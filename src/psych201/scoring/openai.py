@@ -133,7 +133,6 @@ class OpenAICompatEngine:
             "base_url": self.server.base_url,
             "entropy": "nan: servers return top-k log-probs only",
             "offered_correct": "null: needs log-probs of ids outside the top-k",
-            "temperature_logprobs": TOPK_ONLY_TEMPERATURES,
         }
         if self._probe is not None:
             extra["probe"] = {
@@ -149,6 +148,7 @@ class OpenAICompatEngine:
             device=urllib.parse.urlparse(self.server.base_url).netloc,
             max_context=self._max_context,
             extra=extra,
+            temperatures=TOPK_ONLY_TEMPERATURES,
         )
 
     def score(self, requests: Sequence[ScoringRequest]) -> list[TokenScores]:

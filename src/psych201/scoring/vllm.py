@@ -141,8 +141,8 @@ class VLLMEngine:
                 "prompt_logprobs": "target_ids" if self._target_ids_mode else "top1",
                 "entropy": "nan: vLLM returns top-k log-probs only",
                 "offered_correct": "null: needs log-probs of ids outside the top-k",
-                "temperature_logprobs": TOPK_ONLY_TEMPERATURES,
             },
+            temperatures=TOPK_ONLY_TEMPERATURES,
         )
 
     def score(self, requests: Sequence[ScoringRequest]) -> list[TokenScores]:

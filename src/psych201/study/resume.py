@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from psych201.pipeline import ScoreConfig, window_config
-from psych201.results.manifest_model import SpecRecord, read_manifest
+from psych201.results.manifest_model import SpecRecord
+from psych201.results.manifest_read import read_manifest
 from psych201.results.writer import ResultsError
 from psych201.study.cells import Cell
 
