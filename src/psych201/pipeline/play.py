@@ -389,4 +389,4 @@ def language_model_players(
     engine, tokenizer = built.engine, built.tokenizer
     return LoadedModelPlayers(
         lambda: LanguageModelPlayers(EngineOptions(engine), tokenizer),
-        {**asdict(built.info), "mode": "batch"}, dict(built.model_info), built.close)
+        {**built.info.record(), "mode": "batch"}, dict(built.model_info), built.close)

@@ -194,10 +194,10 @@ class CachedOptionScorer:
         ids, position, live = (t.to(self._device) for t in (ids, position, live))
         all_live = torch.cat([batch.live, live], dim=1)
         all_position = torch.cat([batch.position, position], dim=1)
-        mask: torch.Tensor | dict[str, torch.Tensor] = self._visible(
-            all_live, all_position, live, position)
+        full = self._visible(all_live, all_position, live, position)
+        mask: torch.Tensor | dict[str, torch.Tensor] = full
         if "sliding_attention" in self._layer_types and self._window:
-            mask = {"full_attention": mask, "sliding_attention": self._visible(
+            mask = {"full_attention": full, "sliding_attention": self._visible(
                 all_live[:, batch.dropped:], all_position[:, batch.dropped:], live, position,
                 window=self._window)}
         result = self._model(input_ids=ids, position_ids=position, use_cache=True,
