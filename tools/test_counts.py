@@ -42,8 +42,9 @@ def block() -> str:
     if code != 0:
         raise SystemExit(f"pytest --collect-only failed (exit {code})")
     c = lanes.counts
-    return (f"{BEGIN}{c['all']} tests: {c['fast']} `fast`, {c['heavy']} `heavy` (build a torch "
-            f"model, train or start a subprocess), {c['slow']} `slow`{END}")
+    return (f"{BEGIN}{c['all']} tests: {c['fast']} `fast`, {c['heavy']} `heavy` (torch models, "
+            f"training, subprocesses, the real studies, the whole report or analysis, simulation "
+            f"studies), {c['slow']} `slow`{END}")
 
 
 def main(argv: list[str]) -> int:
