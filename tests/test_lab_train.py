@@ -331,7 +331,8 @@ def test_an_adapter_plays_in_closed_loop_as_its_merged_model(tiny_base: Path, hu
     post-trained side of a base/post-trained pair in closed loop): the choice table equals
     playing the merged model loaded in-process, and the manifest names the adapter."""
     from psych201.cli import app
-    from psych201.pipeline.play import PlaySpec, language_model_players, run_play
+    from psych201.pipeline.play import PlaySpec, run_play
+    from psych201.pipeline.play_models import language_model_players
 
     result = posttrain(str(tiny_base), human_settings(steps=2), human_data,
                        out_dir=tmp_path / "ad", name="tiny-human")

@@ -16,7 +16,8 @@ import pytest
 
 from cli_helpers import cli_output
 from psych201.data.readers import discover_studies, iter_sessions
-from psych201.pipeline.play import PlaySpec, language_model_players, run_play
+from psych201.pipeline.play import PlaySpec, run_play
+from psych201.pipeline.play_models import language_model_players
 from psych201.scoring.hf_generate import parse_answer
 from psych201.simulate import simulate_study, to_jsonl
 from psych201.simulate.play import ChoicePoint
@@ -55,6 +56,31 @@ def test_a_rerun_resumes_and_gives_the_same_run(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"other settings.*seed"):
         run_play(PlaySpec(task="reversal", model="cognitive", n_participants=8, n_trials=10,
                           chunk=3, seed=1), out)
+
+
+def test_a_second_process_is_refused_before_its_model_loads(tmp_path: Path) -> None:
+    from psych201.results.lock import lock_run_dir
+
+    out = tmp_path / "run"
+    # the model does not exist: a refusal that got as far as loading would say so instead
+    with lock_run_dir(out):  # another process playing into the same folder
+        code, output = cli_output("play", "--task", "bandit", "--model", str(tmp_path / "none"),
+                                  "-n", "2", "--out", str(out))
+        assert code == 2, output
+        assert "is in use by another psych201 process" in " ".join(output.split())
+        with pytest.raises(ValueError, match="in use by another psych201 process"):
+            run_play(PlaySpec(task="bandit", model="cognitive", n_participants=2, n_trials=3), out)
+    assert not (out / "parts").exists()
+    # once it is gone, the folder (holding only the lock file) plays
+    run_play(PlaySpec(task="bandit", model="cognitive", n_participants=2, n_trials=3), out)
+    assert (out / "manifest.json").is_file()
+    # and a folder that holds something else is refused before anything loads
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    code, output = cli_output("play", "--task", "bandit", "--model", str(tmp_path / "none"),
+                              "--out", str(other))
+    assert code == 2 and "not empty and not a play run" in " ".join(output.split()), output
 
 
 @pytest.mark.parametrize(

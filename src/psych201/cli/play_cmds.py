@@ -25,10 +25,12 @@ from psych201.pipeline.play import (
     OPTION_LOGPROB_ENGINES,
     POLICIES,
     PlaySpec,
-    language_model_players,
+    check_play_folder,
     run_play,
 )
+from psych201.pipeline.play_models import language_model_players
 from psych201.pipeline.players import MODES
+from psych201.results.lock import lock_run_dir
 from psych201.simulate import TASKS
 
 if TYPE_CHECKING:
@@ -85,24 +87,28 @@ def play(
                     seed=seed, policy=policy, engine=engine, dtype=dtype,
                     shared_trials=shared_trials, chunk=chunk)
     spec.check()  # before any model loads
+    check_play_folder(out, spec)
     if model == COGNITIVE:
         result = run_play(spec, out)
     else:
         if mode not in MODES:
             raise typer.BadParameter(f"choose one of {', '.join(MODES)}", param_hint="--mode")
-        with _console.status(f"loading {model} ({engine})"):
-            loaded = language_model_players(
-                spec, mode=mode, device=device, load=_adapter_loader(model, spec.dtype, device),
-                on_failure=lambda line: _console.print(f"parse failure: {line}",
-                                                       markup=False, highlight=False))
-        bar = _PlayBar(_console)
-        try:
-            result = run_play(spec, out, make_players=loaded.make_players,
-                              engine_info=loaded.engine_info, model_info=loaded.model_info,
-                              progress=bar)
-        finally:
-            bar.stop()
-            loaded.close()
+        # the folder is ours before the model loads: a second process is refused at once
+        with lock_run_dir(out):
+            with _console.status(f"loading {model} ({engine})"):
+                loaded = language_model_players(
+                    spec, mode=mode, device=device,
+                    load=_adapter_loader(model, spec.dtype, device),
+                    on_failure=lambda line: _console.print(f"parse failure: {line}",
+                                                           markup=False, highlight=False))
+            bar = _PlayBar(_console)
+            try:
+                result = run_play(spec, out, make_players=loaded.make_players,
+                                  engine_info=loaded.engine_info, model_info=loaded.model_info,
+                                  progress=bar, lock=False)
+            finally:
+                bar.stop()
+                loaded.close()
     if result.option_mass < MIN_OPTION_MASS:
         _console.print(
             f"[yellow]warning:[/yellow] the model put only {result.option_mass:.0%} of its "

@@ -25,9 +25,10 @@ import json
 import math
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -36,20 +37,12 @@ import pyarrow.parquet as pq
 
 from psych201.atomic import write_text_atomic
 from psych201.errors import UsageError
-from psych201.pipeline.players import (
-    MODES,
-    EngineOptions,
-    GeneratingPlayers,
-    LanguageModelPlayers,
-    LoadedModelPlayers,
-)
+from psych201.pipeline.players import GeneratingPlayers, LanguageModelPlayers
+from psych201.results.lock import LOCK_FILE, lock_run_dir
 from psych201.results.writer import write_parquet_atomic
 from psych201.simulate import KINDS, TASKS, CognitivePlayers, play_study, to_jsonl
 from psych201.simulate.play import ChoiceRow, Players
 from psych201.strict_json import dumps
-
-if TYPE_CHECKING:
-    from psych201.scoring.models import LoadedModel
 
 #: Engines whose requests return the log-probs of given candidate tokens (the offered options).
 OPTION_LOGPROB_ENGINES: tuple[str, ...] = ("hf", "llamacpp")
@@ -125,10 +118,6 @@ class PlaySpec:
 
 
 # --------------------------------------------------------------------------------------------
-# The language-model player
-
-
-# --------------------------------------------------------------------------------------------
 # The run: chunks of participants, resumable
 
 
@@ -176,10 +165,11 @@ def choice_table(
     return pa.Table.from_pandas(frame, schema=CHOICE_SCHEMA, preserve_index=False)
 
 
-def _check_folder(out: Path, spec: PlaySpec) -> None:
+def check_play_folder(out: Path, spec: PlaySpec) -> None:
+    """UsageError unless ``out`` is new, empty, or a play run of ``spec`` (which resumes)."""
     manifest = out / MANIFEST
     if not manifest.is_file():
-        if out.exists() and any(out.iterdir()):
+        if out.exists() and any(p.name != LOCK_FILE for p in out.iterdir()):
             raise UsageError(f"{out}: not empty and not a play run; choose a new --out")
         return
     try:
@@ -206,16 +196,27 @@ class PlayProgress(Protocol):
 def run_play(
     spec: PlaySpec, out: Path, *, make_players: Callable[[], Players] | None = None,
     engine_info: dict[str, Any] | None = None, model_info: dict[str, Any] | None = None,
-    progress: PlayProgress | None = None,
+    progress: PlayProgress | None = None, lock: bool = True,
 ) -> PlayResult:
     """Play ``spec`` into ``out``, chunk by chunk, skipping chunks a previous run finished.
 
     ``make_players`` gives a fresh set of players per chunk; by default the task's cognitive
     model (``spec.model == "cognitive"``). A language model is loaded once by the caller
-    (:func:`language_model_players`) and its players made from it.
+    (:func:`language_model_players`) and its players made from it. The run holds ``out``'s
+    lock (a second process is refused, naming this one) unless ``lock`` is False because the
+    caller already holds it.
     """
     spec.check()
-    _check_folder(out, spec)
+    check_play_folder(out, spec)
+    with lock_run_dir(out) if lock else nullcontext():
+        return _play_chunks(spec, out, make_players, engine_info, model_info, progress)
+
+
+def _play_chunks(
+    spec: PlaySpec, out: Path, make_players: Callable[[], Players] | None,
+    engine_info: dict[str, Any] | None, model_info: dict[str, Any] | None,
+    progress: PlayProgress | None,
+) -> PlayResult:
     if make_players is None:
         if spec.model != COGNITIVE:
             raise UsageError(f"{spec.model}: a language model is loaded before the run")
@@ -326,67 +327,3 @@ def _write_manifest(
         "timings": result.timings,
     }
     write_text_atomic(dumps(manifest) + "\n", out / MANIFEST)
-
-
-def language_model_players(
-    spec: PlaySpec, *, mode: str = "cache", device: str = "cpu",
-    options: dict[str, Any] | None = None, model_args: dict[str, Any] | None = None,
-    on_failure: Callable[[str], None] | None = None,
-    load: Callable[[], LoadedModel] | None = None,
-) -> LoadedModelPlayers:
-    """Load ``spec.model`` once with ``spec.engine``.
-
-    Checks the spec first, so a bad task or an engine without option log-probs is refused
-    before any weights load. ``load`` loads the model for the hf modes instead of
-    :func:`~psych201.scoring.models.load_model` (the CLI passes one for a LoRA adapter folder,
-    merged into its base by the post-training lab).
-    """
-    spec.check()
-    if mode not in MODES:
-        raise UsageError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
-    if (mode == "cache" or spec.policy == "generate") and spec.engine != "hf":
-        raise UsageError(f"mode cache and policy generate run on the hf engine, not {spec.engine}")
-    if load is not None and mode != "cache" and spec.policy != "generate":
-        raise UsageError(f"{spec.model}: a model loaded this way (an adapter folder) plays with "
-                         "--mode cache or --policy generate, not --mode batch")
-    if load is None:
-        from psych201.scoring.models import load_model
-
-        def load() -> LoadedModel:
-            return load_model(spec.model, dtype=spec.dtype, device=device, **(model_args or {}))
-
-    if spec.policy == "generate":
-        from psych201.scoring.hf_generate import Generator
-
-        loaded = load()
-        generator = Generator(loaded.model, loaded.tokenizer, device=device)
-        info = {"name": "hf", "mode": "generate", "chat_template": generator.chat,
-                "model_id": loaded.model_id, "dtype": spec.dtype, "device": device}
-        return LoadedModelPlayers(
-            lambda: GeneratingPlayers(generator, on_failure),
-            info, {"id": loaded.model_id, "source": loaded.source,
-                   "file_sha256": loaded.file_sha256}, lambda: None)
-    if mode == "cache":
-        from psych201.scoring.hf_options import CachedOptionScorer
-
-        loaded = load()
-        info = {"name": "hf", "mode": "cache", "rows": spec.chunk, "model_id": loaded.model_id,
-                "dtype": spec.dtype, "device": device}
-        model_info = {"id": loaded.model_id, "source": loaded.source,
-                      "file_sha256": loaded.file_sha256}
-        return LoadedModelPlayers(
-            lambda: LanguageModelPlayers(
-                CachedOptionScorer(loaded.model, device=device, rows=spec.chunk),
-                loaded.tokenizer),
-            info, model_info, lambda: None)
-    from psych201.scoring.engines import ScorerSpec, build_scorer
-
-    built = build_scorer(ScorerSpec(engine=spec.engine, model=spec.model, dtype=spec.dtype,
-                                    device=device, options=options or {},
-                                    model_args=model_args or {}))
-    if built.engine is None or built.tokenizer is None:
-        raise UsageError(f"engine {spec.engine} scores no tokens")
-    engine, tokenizer = built.engine, built.tokenizer
-    return LoadedModelPlayers(
-        lambda: LanguageModelPlayers(EngineOptions(engine), tokenizer),
-        {**built.info.record(), "mode": "batch"}, dict(built.model_info), built.close)
