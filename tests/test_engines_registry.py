@@ -191,6 +191,23 @@ def test_an_engine_from_another_package_scores_from_the_cli(bandit: Path, tmp_pa
     assert set(table["model"]) == {"toy-m"} and len(table) == 5 * 24
     assert list(table["nll"]) == [float(len(t)) for t in table["response_text"]]
     assert read_manifest(out)["spec"]["engine"] == "toy"
+    # the same engine named in a study file: the runner reads the registration too
+    study = tmp_path / "toy.yaml"
+    study.write_text(textwrap.dedent(f"""\
+        name: toy-study
+        out: {tmp_path / "study"}
+        report: null
+        data:
+          - {{name: bandit, path: {bandit}, split: all}}
+        engine: {{name: toy, device: cpu}}
+        models: [m]
+        """))
+    command = [sys.executable, "-c", "from psych201.cli import main; main()", "run", str(study)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    (cell,) = [p.parent for p in (tmp_path / "study").rglob("manifest.json")
+               if read_manifest(p.parent).get("spec", {}).get("engine") == "toy"]
+    assert list(read_responses(cell)["nll"]) == list(table["nll"])
 
 
 def test_the_schema_lists_the_record_fields_in_order() -> None:
