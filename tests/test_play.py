@@ -83,6 +83,38 @@ def test_a_second_process_is_refused_before_its_model_loads(tmp_path: Path) -> N
     assert code == 2 and "not empty and not a play run" in " ".join(output.split()), output
 
 
+def test_a_spec_out_of_range_or_an_out_that_is_a_file_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"--participants must be at most 100000"):
+        PlaySpec(task="bandit", model="cognitive", n_participants=10**8, n_trials=3).check()
+    with pytest.raises(ValueError, match=r"--chunk must be at least 1"):
+        PlaySpec(task="bandit", model="cognitive", n_participants=2, n_trials=3, chunk=0).check()
+    a_file = tmp_path / "results.txt"
+    a_file.write_text("mine")
+    code, output = cli_output("play", "--task", "bandit", "--model", str(tmp_path / "none"),
+                              "-n", "2", "--out", str(a_file))
+    assert code == 2 and "a file, not a folder" in " ".join(output.split()), output
+    assert a_file.read_text() == "mine"
+
+
+def test_a_truncated_or_corrupted_chunk_is_played_again_not_assembled(tmp_path: Path) -> None:
+    spec = PlaySpec(task="bandit", model="cognitive", n_participants=6, n_trials=4, chunk=2)
+    out = tmp_path / "run"
+    first = run_play(spec, out)
+    before = first.transcripts.read_bytes(), first.choices.read_bytes()
+    parts = out / "parts"
+    # a table cut short (not parquet any more) and a transcript part that lost its last line
+    table = parts / "participants-000003-000004.parquet"
+    table.write_bytes(table.read_bytes()[:100])
+    lines = parts / "participants-000005-000006.jsonl"
+    lines.write_text(lines.read_text().splitlines(keepends=True)[0])
+    (out / "choices.parquet").write_bytes(b"garbage")
+    again = run_play(spec, out)
+    assert (again.resumed_chunks, again.replayed_chunks) == (1, 2)
+    assert (again.transcripts.read_bytes(), again.choices.read_bytes()) == before
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["chunks_replayed"] == 2
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -90,6 +122,10 @@ def test_a_second_process_is_refused_before_its_model_loads(tmp_path: Path) -> N
         (["--task", "bandit", "--engine", "openai"], "use one that does: hf, llamacpp"),
         (["--task", "bandit", "--engine", "oracle"], "use one that does: hf, llamacpp"),
         (["--task", "bandit", "--policy", "argmax"], "choose one of sample, greedy"),
+        # a typo of -n must not start a run of years
+        (["--task", "bandit", "-n", "100000001"], "less than or equal to 100000"),
+        (["--task", "bandit", "--chunk", "0"], "greater than or equal to 1"),
+        (["--task", "bandit", "--seed", str(2**40)], "less than or equal to 4294967295"),
     ],
 )
 def test_bad_input_is_one_line_before_anything_loads(

@@ -17,6 +17,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from psych201.bounds import option_range
 from psych201.errors import InvalidDataError
 from psych201.pipeline.play import (
     COGNITIVE,
@@ -52,11 +53,14 @@ def play(
         "--model", "-m", help=f"A model the engine loads, or '{COGNITIVE}' for the task's own "
         "cognitive model (the ground truth: its transcripts are psych201 simulate's).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (rerun to resume).")],
-    participants: Annotated[int, typer.Option("--participants", "-n", min=1,
-                                              help="Number of participants.")] = 20,
+    participants: Annotated[int, typer.Option(
+        "--participants", "-n", **option_range("participants"),
+        help="Number of participants.")] = 20,
     trials: Annotated[int | None, typer.Option(
-        "--trials", "-t", min=1, help="Trials per participant (default: the task's).")] = None,
-    seed: Annotated[int, typer.Option(min=0, help="Random seed (tasks and sampled choices).")] = 0,
+        "--trials", "-t", **option_range("trials"),
+        help="Trials per participant (default: the task's).")] = None,
+    seed: Annotated[int, typer.Option(**option_range("seed"),
+                                      help="Random seed (tasks and sampled choices).")] = 0,
     policy: Annotated[str, typer.Option(
         help="sample: choose by sampling the model's distribution over the options (a "
         "stochastic participant); greedy: its most probable option; generate: the model writes "
@@ -72,9 +76,10 @@ def play(
         help="cache: keep each participant's key/value cache and run only the new tokens, a "
         "chunk's participants in one batched pass (hf); batch: the whole transcript per choice, "
         "all participants in one engine call.")] = "cache",
-    chunk: Annotated[int, typer.Option(min=1, help="Participants per saved chunk (the unit a "
-                                       "rerun resumes from) and per batched pass of --mode cache "
-                                       "(more share a pass and hold more memory).")] = 25,
+    chunk: Annotated[int, typer.Option(
+        **option_range("participants"), help="Participants per saved chunk (the unit a rerun "
+        "resumes from) and per batched pass of --mode cache (more share a pass and hold more "
+        "memory).")] = 25,
 ) -> None:
     """Let a language model take part in a simulated task in closed loop: it sees its own choices and their outcomes, and its transcripts, choice probabilities and a manifest are written to OUT.
 
@@ -120,10 +125,15 @@ def play(
             f"({result.parse_failure_rate:.0%}) named no offered option, above the threshold of "
             f"{MAX_PARSE_FAILURES:.0%} (each was replaced by a random choice; see "
             f"{out / 'choices.parquet'}, column generated)")
-    rate = result.n_responses / result.seconds_playing if result.seconds_playing else float("nan")
+    if result.replayed_chunks:
+        _console.print(f"[yellow]warning:[/yellow] {result.replayed_chunks} chunk(s) in "
+                       f"{out / 'parts'} were truncated or corrupted and were played again")
+    played = result.n_responses - result.resumed_responses
+    pace = (f"{played / result.seconds_playing:.1f} responses/s" if result.seconds_playing
+            else "nothing left to play")
     _console.print(
         f"{result.n_participants} participants, {result.n_responses} responses "
-        f"({result.resumed_chunks} chunks resumed; {rate:.1f} responses/s) -> {out}\n"
+        f"({result.resumed_chunks} chunks resumed; {pace}) -> {out}\n"
         f"transcripts: {result.transcripts}\nchoices: {result.choices}"
     )
 
