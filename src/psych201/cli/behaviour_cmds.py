@@ -12,6 +12,7 @@ from rich.table import Table
 
 from psych201.analysis.an_closed_loop import (
     FAMILIES,
+    FAMILY_OF_TASK,
     BehaviourGroup,
     ClosedLoopData,
     closed_loop_section,
@@ -21,6 +22,7 @@ from psych201.analysis.plugin import Section
 from psych201.analysis.registry import load_registry
 from psych201.data.choices import study_choices
 from psych201.data.readers import discover_studies, iter_sessions
+from psych201.data.records import Session
 from psych201.errors import UsageError
 from psych201.strict_json import dumps
 
@@ -40,7 +42,17 @@ def _people(path: Path, family: str, limit: int | None) -> BehaviourGroup:
     parsed = study_choices(sources[0].name, sessions)
     if not parsed.parseable:
         raise UsageError(f"--people {path}: {parsed.reason}")
-    return group_from_sessions(f"people ({sources[0].name})", "people", family, sessions)
+    return _group(f"--people {path}", f"people ({sources[0].name})", "people", family, sessions)
+
+
+def _group(flag: str, name: str, role: str, family: str, sessions: list[Session]
+           ) -> BehaviourGroup:
+    """:func:`group_from_sessions`, its refusal of transcripts not of ``family`` one line
+    naming the option and path."""
+    try:
+        return group_from_sessions(name, role, family, sessions)
+    except ValueError as exc:
+        raise UsageError(f"{flag}: {exc} (--family {family})") from exc
 
 
 def _played(run: Path, family: str) -> BehaviourGroup:
@@ -54,15 +66,21 @@ def _played(run: Path, family: str) -> BehaviourGroup:
         raise UsageError(f"{manifest_path}: not a play manifest ({exc})") from exc
     if manifest.get("status") != "complete":
         raise UsageError(f"--play {run}: the run is not complete (rerun psych201 play to resume)")
+    played = FAMILY_OF_TASK.get(spec["task"])
+    if played != family:
+        raise UsageError(f"--play {run}: played the {spec['task']} task, which "
+                         + ("has no behavioural signatures" if played is None
+                            else f"is of the {played} family, not --family {family}"))
     sessions = list(iter_sessions(transcripts))
+    flag = f"--play {run}"
     if spec["model"] == "cognitive":
-        return group_from_sessions(f"cognitive model ({spec['task']})", "cognitive model",
-                                   family, sessions)
+        return _group(flag, f"cognitive model ({spec['task']})", "cognitive model", family,
+                      sessions)
     name = Path(spec["model"]).name
     # base vs post-trained, where the model registry knows the model
     info = load_registry().get(name)
     role = "language model" if info is None else f"language model ({info.type_label})"
-    return group_from_sessions(name, role, family, sessions)
+    return _group(flag, name, role, family, sessions)
 
 
 def play_task(run: Path) -> str:
@@ -78,8 +96,6 @@ def closed_loop_data(play: list[Path], people: list[Path], *, family: str | None
                      max_people: int | None = None) -> ClosedLoopData:
     """People's studies and play runs as one :class:`ClosedLoopData` (the family from the runs'
     task where not given; runs of tasks of different families are refused)."""
-    from psych201.analysis.an_closed_loop import FAMILY_OF_TASK
-
     if family is None:
         families = {FAMILY_OF_TASK.get(play_task(run), "") for run in play}
         if len(families) != 1 or "" in families:
