@@ -115,6 +115,28 @@ def test_a_truncated_or_corrupted_chunk_is_played_again_not_assembled(tmp_path: 
     assert manifest["chunks_replayed"] == 2
 
 
+def test_an_adapter_whose_base_is_missing_is_refused_before_anything_loads(
+    tmp_path: Path,
+) -> None:
+    from psych201.lab.adapter import CARD_FILE, AdapterCard
+    from psych201.lab.settings import TrainSettings
+
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    settings = TrainSettings(recipe="instruct", steps=3)
+    card = AdapterCard(name="a", base=str(tmp_path / "gone"), base_sha256="0" * 64,
+                       recipe="instruct", post_training=settings.post_training, data={},
+                       settings=settings.to_dict(), steps=3, seed=0, losses=(1.0,))
+    (adapter / CARD_FILE).write_text(json.dumps(card.to_dict()))
+    (adapter / "adapter_config.json").write_text("{}")
+    (adapter / "adapter_model.safetensors").write_bytes(b"")
+    code, output = cli_output("play", "--task", "bandit", "--model", str(adapter), "-n", "2",
+                              "--out", str(tmp_path / "run"))
+    assert code == 2, output
+    assert f"the adapter's base model '{tmp_path / 'gone'}' is not" in " ".join(output.split())
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

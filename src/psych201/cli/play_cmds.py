@@ -18,7 +18,7 @@ from rich.progress import (
 )
 
 from psych201.bounds import option_range
-from psych201.errors import InvalidDataError
+from psych201.errors import InvalidDataError, UsageError
 from psych201.pipeline.play import (
     COGNITIVE,
     MAX_PARSE_FAILURES,
@@ -98,12 +98,12 @@ def play(
     else:
         if mode not in MODES:
             raise typer.BadParameter(f"choose one of {', '.join(MODES)}", param_hint="--mode")
+        load = _adapter_loader(model, spec.dtype, device)  # its card and files checked here
         # the folder is ours before the model loads: a second process is refused at once
         with lock_run_dir(out):
             with _console.status(f"loading {model} ({engine})"):
                 loaded = language_model_players(
-                    spec, mode=mode, device=device,
-                    load=_adapter_loader(model, spec.dtype, device),
+                    spec, mode=mode, device=device, load=load,
                     on_failure=lambda line: _console.print(f"parse failure: {line}",
                                                            markup=False, highlight=False))
             bar = _PlayBar(_console)
@@ -175,8 +175,21 @@ class _PlayBar:
 def _adapter_loader(model: str, dtype: str, device: str) -> Callable[[], LoadedModel] | None:
     """A LoRA adapter folder (``psych201 posttrain``, a study's ``adapters:``) plays merged into
     its base; anything else loads as usual (None)."""
-    from psych201.lab.adapter import is_adapter_dir, load_adapter_model
+    from psych201.lab.adapter import (
+        check_adapter_files,
+        is_adapter_dir,
+        load_adapter_model,
+        read_card,
+    )
+    from psych201.scoring.models import model_identity
 
-    if not is_adapter_dir(Path(model).expanduser()):
+    folder = Path(model).expanduser()
+    if not is_adapter_dir(folder):
         return None
+    # what fails without loading anything, before the base model's weights load
+    check_adapter_files(folder)
+    base = read_card(folder).base
+    if model_identity(base) is None:
+        raise UsageError(f"{folder}: the adapter's base model {base!r} is not a built-in, a "
+                         "local model folder, a .gguf file or a hub id")
     return lambda: load_adapter_model(model, dtype=dtype, device=device)
