@@ -42,6 +42,16 @@ def test_the_cognitive_player_writes_simulates_transcripts(task: str, tmp_path: 
     assert manifest["status"] == "complete" and manifest["spec"]["seed"] == 3
 
 
+def test_a_play_run_folder_reads_as_its_transcripts(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    run_play(PlaySpec(task="bandit", model="cognitive", n_participants=3, n_trials=4), out)
+    # not its choice table: read as a study, every one of its rows failed
+    assert [(s.name, s.path) for s in discover_studies(out)] == [
+        ("play_bandit_cognitive", out / "transcripts" / "play_bandit_cognitive.jsonl")]
+    code, output = cli_output("data", "validate", str(out))
+    assert code == 0 and "3 sessions, 12 responses, 0 error(s)" in output, output
+
+
 def test_a_rerun_resumes_and_gives_the_same_run(tmp_path: Path) -> None:
     spec = PlaySpec(task="reversal", model="cognitive", n_participants=8, n_trials=10, chunk=3)
     out = tmp_path / "run"
