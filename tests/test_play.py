@@ -249,6 +249,27 @@ def test_parse_failures_are_named_counted_and_fail_the_run_above_the_threshold(
     assert choices["generated"].notna().all()
 
 
+def test_a_chat_model_generates_its_answer_through_its_chat_template() -> None:
+    import copy
+
+    import torch
+
+    from psych201.scoring.hf_generate import Generator
+    from tiny_models import byte_bpe_tokenizer, tiny_llama
+
+    tokenizer = copy.deepcopy(byte_bpe_tokenizer())
+    tokenizer.chat_template = ("{% for m in messages %}user: {{ m['content'] }}\n{% endfor %}"
+                               "assistant:")
+    torch.manual_seed(0)
+    generator = Generator(tiny_llama(tokenizer), tokenizer)
+    assert generator.chat
+    # the prompt as the user's message, the options named (the ids, not a BatchEncoding's keys)
+    ids = generator._input("Trial 1: You chose machine <<", ("C", "L"))
+    assert all(isinstance(i, int) for i in ids)
+    assert tokenizer.decode(ids).endswith("Answer with exactly one of: C, L.\nassistant:")
+    assert isinstance(generator.answer("Trial 1: You chose machine <<", ("C", "L")), str)
+
+
 @pytest.mark.parametrize("architecture", ["llama", "gemma3"])
 def test_batched_caches_give_each_participant_its_transcript_alone(architecture: str) -> None:
     """Rows of one batched cache (with pads, superseded tokens, an idle row, a transcript
