@@ -115,6 +115,13 @@ def test_behaviour_refuses_a_run_or_people_of_another_family(tmp_path: Path) -> 
         code, output = cli_output("behaviour", "--family", family, "--play", str(tmp_path / run))
         assert code == 2, output
         assert message in " ".join(output.split()), output
+    # compare/report take the family from the runs (they have no --family): each run named
+    from psych201.cli.behaviour_cmds import closed_loop_data
+
+    with pytest.raises(ValueError, match=r"lexical \(no behavioural signatures\)"):
+        closed_loop_data([tmp_path / "bandit", tmp_path / "lexical"], [])
+    with pytest.raises(ValueError, match=r"bandit \(bandit\); .*twostep played twostep"):
+        closed_loop_data([tmp_path / "bandit", tmp_path / "twostep"], [])
     # people whose transcripts are not of the family (here, the played ones given as people)
     for family, message in [("twostep", "not a two-step task"),
                             ("risky", "not a risky-choice task")]:

@@ -97,10 +97,14 @@ def closed_loop_data(play: list[Path], people: list[Path], *, family: str | None
     """People's studies and play runs as one :class:`ClosedLoopData` (the family from the runs'
     task where not given; runs of tasks of different families are refused)."""
     if family is None:
-        families = {FAMILY_OF_TASK.get(play_task(run), "") for run in play}
+        tasks = {run: play_task(run) for run in play}
+        families = {FAMILY_OF_TASK.get(task, "") for task in tasks.values()}
         if len(families) != 1 or "" in families:
-            raise UsageError("--play runs of tasks of one signature family, or name it with "
-                             f"--family ({', '.join(FAMILIES)})")
+            played = "; ".join(
+                f"{run} played {task} ({FAMILY_OF_TASK.get(task, 'no behavioural signatures')})"
+                for run, task in tasks.items())
+            raise UsageError("--play runs must be of one signature family "
+                             f"({', '.join(FAMILIES)}): {played}")
         family = families.pop()
     if family not in FAMILIES:
         raise UsageError(f"--family {family}: choose one of {', '.join(FAMILIES)}")
