@@ -115,6 +115,12 @@ def test_behaviour_refuses_a_run_or_people_of_another_family(tmp_path: Path) -> 
         code, output = cli_output("behaviour", "--family", family, "--play", str(tmp_path / run))
         assert code == 2, output
         assert message in " ".join(output.split()), output
+    # a manifest edited to name a file outside its run is refused, not read
+    manifest = json.loads((tmp_path / "bandit" / "manifest.json").read_text())
+    manifest["files"]["transcripts"] = "../../elsewhere.jsonl"
+    (tmp_path / "bandit" / "manifest.json").write_text(json.dumps(manifest))
+    code, output = cli_output("behaviour", "--family", "bandit", "--play", str(tmp_path / "bandit"))
+    assert code == 2 and "lie outside the run" in " ".join(output.split()), output
     # compare/report take the family from the runs (they have no --family): each run named
     from psych201.cli.behaviour_cmds import closed_loop_data
 

@@ -106,6 +106,18 @@ def test_a_spec_out_of_range_or_an_out_that_is_a_file_is_refused(tmp_path: Path)
     assert a_file.read_text() == "mine"
 
 
+@pytest.mark.parametrize("manifest", ['{"spec": []}', "[1]", "{", '{"kind": "other"}'])
+def test_a_folder_with_a_foreign_manifest_is_refused_in_one_line(tmp_path: Path,
+                                                                 manifest: str) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "manifest.json").write_text(manifest)
+    code, output = cli_output("play", "--task", "bandit", "--model", "cognitive", "-n", "2",
+                              "--out", str(out))
+    assert code == 2 and "not a play manifest" in " ".join(output.split()), output
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json"]
+
+
 def test_a_truncated_or_corrupted_chunk_is_played_again_not_assembled(tmp_path: Path) -> None:
     spec = PlaySpec(task="bandit", model="cognitive", n_participants=6, n_trials=4, chunk=2)
     out = tmp_path / "run"

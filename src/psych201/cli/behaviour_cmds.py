@@ -62,21 +62,25 @@ def _played(run: Path, family: str) -> BehaviourGroup:
     try:
         manifest = json.loads(manifest_path.read_text("utf-8"))
         spec, transcripts = manifest["spec"], run / manifest["files"]["transcripts"]
+        task, model = str(spec["task"]), str(spec["model"])
     except (ValueError, KeyError, TypeError) as exc:
         raise UsageError(f"{manifest_path}: not a play manifest ({exc})") from exc
+    # a manifest names its transcripts inside its run: never a file elsewhere on the machine
+    if not transcripts.resolve().is_relative_to(run.resolve()):
+        raise UsageError(f"{manifest_path}: its transcripts {transcripts} lie outside the run")
     if manifest.get("status") != "complete":
         raise UsageError(f"--play {run}: the run is not complete (rerun psych201 play to resume)")
-    played = FAMILY_OF_TASK.get(spec["task"])
+    played = FAMILY_OF_TASK.get(task)
     if played != family:
-        raise UsageError(f"--play {run}: played the {spec['task']} task, which "
+        raise UsageError(f"--play {run}: played the {task} task, which "
                          + ("has no behavioural signatures" if played is None
                             else f"is of the {played} family, not --family {family}"))
     sessions = list(iter_sessions(transcripts))
     flag = f"--play {run}"
-    if spec["model"] == "cognitive":
-        return _group(flag, f"cognitive model ({spec['task']})", "cognitive model", family,
+    if model == "cognitive":
+        return _group(flag, f"cognitive model ({task})", "cognitive model", family,
                       sessions)
-    name = Path(spec["model"]).name
+    name = Path(model).name
     # base vs post-trained, where the model registry knows the model
     info = load_registry().get(name)
     role = "language model" if info is None else f"language model ({info.type_label})"

@@ -185,6 +185,8 @@ def check_play_folder(out: Path, spec: PlaySpec) -> None:
         before = json.loads(manifest.read_text("utf-8"))["spec"]
     except (ValueError, KeyError, TypeError) as exc:
         raise UsageError(f"{manifest}: not a play manifest ({exc})") from exc
+    if not isinstance(before, dict):
+        raise UsageError(f"{manifest}: not a play manifest (its spec is not an object)")
     mine = spec.identity()
     differs = sorted(k for k in mine if before.get(k) != mine[k])
     if differs:
