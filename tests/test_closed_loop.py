@@ -91,10 +91,16 @@ def test_behaviour_compares_play_runs(tmp_path: Path) -> None:
         (["--family", "maze", "--play", "x"], "choose one of bandit, risky, twostep"),
         (["--family", "bandit"], "give at least one --play run or --people study"),
         (["--family", "bandit", "--play", "{tmp}"], "not a psych201 play run"),
+        # outputs checked before any transcript is read
+        (["--family", "bandit", "--play", "{tmp}", "--json", "{tmp}"],
+         "is a directory; name the file to write"),
+        (["--family", "bandit", "--play", "{tmp}", "--html", "{tmp}/f/x.html"],
+         "f is a file, not a directory"),
     ],
 )
 def test_behaviour_refuses_bad_input_in_one_line(tmp_path: Path, args: list[str],
                                                  message: str) -> None:
+    (tmp_path / "f").write_text("a file")
     code, output = cli_output("behaviour", *[a.format(tmp=tmp_path) for a in args])
     assert code == 2, output
     assert message in " ".join(output.replace("│", " ").split())
@@ -129,10 +135,13 @@ def test_behaviour_refuses_a_run_or_people_of_another_family(tmp_path: Path) -> 
     with pytest.raises(ValueError, match=r"bandit \(bandit\); .*twostep played twostep"):
         closed_loop_data([tmp_path / "bandit", tmp_path / "twostep"], [])
     # people whose transcripts are not of the family (here, the played ones given as people)
-    for family, message in [("twostep", "not a two-step task"),
-                            ("risky", "not a risky-choice task")]:
+    for family, study, message in [
+        ("twostep", "bandit", "not a two-step task"),
+        ("risky", "bandit", "not a risky-choice task"),
+        ("bandit", "twostep", "no participant chose between two options twice"),
+    ]:
         code, output = cli_output("behaviour", "--family", family, "--people",
-                                  str(tmp_path / "bandit" / "transcripts"))
+                                  str(tmp_path / study / "transcripts"))
         assert code == 2, output
         assert message in " ".join(output.split()), output
 

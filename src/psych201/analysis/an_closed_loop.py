@@ -93,7 +93,11 @@ def group_from_sessions(name: str, role: str, family: str, sessions: Sequence[Se
         raise ValueError(f"{name}: no response has an outcome (reward) read: the bandit "
                          "signatures need a task with feedback")
     if family == "bandit":
-        return BehaviourGroup(name, role, bandit_signatures(table), learning_curve(table))
+        bandit = bandit_signatures(table)
+        if bandit.empty:
+            raise ValueError(f"{name}: no participant chose between two options twice: not a "
+                             "two-armed bandit task")
+        return BehaviourGroup(name, role, bandit, learning_curve(table))
     if family == "risky":
         risky = risky_signatures(table)
         if risky.empty:

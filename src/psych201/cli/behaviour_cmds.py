@@ -20,6 +20,7 @@ from psych201.analysis.an_closed_loop import (
 )
 from psych201.analysis.plugin import Section
 from psych201.analysis.registry import load_registry
+from psych201.cli.console import check_file_output
 from psych201.data.choices import study_choices
 from psych201.data.readers import discover_studies, iter_sessions
 from psych201.data.records import Session
@@ -136,6 +137,10 @@ def behaviour(
     if not play and not people:
         raise typer.BadParameter("give at least one --play run or --people study",
                                  param_hint="--play")
+    for path, flag, example in ((json_out, "--json", "behaviour.json"),
+                                (html_out, "--html", "behaviour.html")):
+        if path is not None:
+            check_file_output(path, flag, example=example)
     data = closed_loop_data(list(play or []), list(people or []), family=family,
                             max_people=max_people)
     section = closed_loop_section(data, seed=seed)
@@ -153,9 +158,11 @@ def behaviour(
         payload = {"anchor": section.anchor, "title": section.title, "text": section.text,
                    "tables": {t.name: t.frame.reset_index() if t.index else t.frame
                               for t in section.tables}}
+        json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(dumps(payload) + "\n", encoding="utf-8")
         _console.print(f"wrote {json_out}")
     if html_out is not None:
+        html_out.parent.mkdir(parents=True, exist_ok=True)
         html_out.write_text(_page(section), encoding="utf-8")
         _console.print(f"wrote {html_out}")
 
