@@ -63,6 +63,13 @@ def test_a_rerun_resumes_and_gives_the_same_run(tmp_path: Path) -> None:
     again = run_play(spec, out)
     assert again.resumed_chunks == 2
     assert (again.transcripts.read_bytes(), again.choices.read_bytes()) == before
+    # more participants resume the run; fewer would drop some from its transcripts
+    grown = run_play(PlaySpec(task="reversal", model="cognitive", n_participants=9, n_trials=10,
+                              chunk=3), out)
+    assert grown.resumed_chunks == 2 and grown.n_participants == 9  # 7-8 became 7-9
+    with pytest.raises(ValueError, match=r"of 9 participants; -n 8 would drop 1 of them"):
+        run_play(spec, out)
+    assert len(grown.transcripts.read_text().splitlines()) == 9
     with pytest.raises(ValueError, match=r"other settings.*seed"):
         run_play(PlaySpec(task="reversal", model="cognitive", n_participants=8, n_trials=10,
                           chunk=3, seed=1), out)

@@ -114,7 +114,8 @@ class PlaySpec:
         return f"play_{self.task}_{slug}"
 
     def identity(self) -> dict[str, Any]:
-        """The fields a resumed run must share (the number of participants may grow)."""
+        """The fields a resumed run must share (the number of participants may grow, not
+        shrink: :func:`check_play_folder`)."""
         own = asdict(self)
         del own["n_participants"]
         return own
@@ -193,6 +194,14 @@ def check_play_folder(out: Path, spec: PlaySpec) -> None:
         raise UsageError(
             f"{out} holds a play run with other settings ({', '.join(differs)}); "
             "choose a new --out to play these"
+        )
+    # a run grows; fewer participants would rewrite its transcripts without the others
+    had = before.get("n_participants")
+    if isinstance(had, int) and spec.n_participants < had:
+        raise UsageError(
+            f"{out} holds a play run of {had} participants; -n {spec.n_participants} would "
+            f"drop {had - spec.n_participants} of them from its transcripts (give -n {had} or "
+            "more, or choose a new --out)"
         )
 
 
