@@ -42,6 +42,24 @@ def test_the_cognitive_player_writes_simulates_transcripts(task: str, tmp_path: 
     assert manifest["status"] == "complete" and manifest["spec"]["seed"] == 3
 
 
+def test_an_engine_whose_package_is_missing_is_named_before_anything_loads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from psych201.scoring.engines import EnginePackage
+
+    # as where llama-cpp-python is not installed (it was exit 70 from inside the engine)
+    monkeypatch.setattr(EnginePackage, "installed", lambda self: self.module != "llama_cpp")
+    code, output = cli_output("play", "--task", "bandit", "--model", str(tmp_path / "m.gguf"),
+                              "--engine", "llamacpp", "--mode", "batch", "-n", "2",
+                              "--out", str(tmp_path / "run"))
+    assert code == 2, output
+    assert "llamacpp needs the llama_cpp package, which is not installed" in " ".join(
+        output.split())
+    code, output = cli_output("play", "--task", "bandit", "--model", str(tmp_path / "m.gguf"),
+                              "--engine", "llamacpp", "-n", "2", "--out", str(tmp_path / "run"))
+    assert code == 2 and "use --mode batch with --engine llamacpp" in " ".join(output.split())
+
+
 def test_a_play_run_folder_reads_as_its_transcripts(tmp_path: Path) -> None:
     out = tmp_path / "run"
     run_play(PlaySpec(task="bandit", model="cognitive", n_participants=3, n_trials=4), out)
