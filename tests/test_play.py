@@ -195,6 +195,8 @@ def test_an_adapter_whose_base_is_missing_is_refused_before_anything_loads(
         (["--task", "bandit", "-n", "100000001"], "less than or equal to 100000"),
         (["--task", "bandit", "--chunk", "0"], "greater than or equal to 1"),
         (["--task", "bandit", "--seed", str(2**40)], "less than or equal to 4294967295"),
+        # was exit 70 from torch after the folder was taken
+        (["--task", "bandit", "--device", "banana"], "--device must be cpu, cuda, cuda:N, mps"),
     ],
 )
 def test_bad_input_is_one_line_before_anything_loads(

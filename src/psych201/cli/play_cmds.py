@@ -19,6 +19,7 @@ from rich.progress import (
 
 from psych201.bounds import option_range
 from psych201.errors import InvalidDataError, UsageError
+from psych201.pipeline.config import resolve_device
 from psych201.pipeline.play import (
     COGNITIVE,
     MAX_PARSE_FAILURES,
@@ -69,7 +70,8 @@ def play(
     engine: Annotated[str, typer.Option(
         help=f"Engine with option log-probs: {', '.join(OPTION_LOGPROB_ENGINES)}.")] = "hf",
     dtype: Annotated[str, typer.Option(help="Model weights' dtype.")] = "float32",
-    device: Annotated[str, typer.Option(help="Device (cpu, cuda, auto).")] = "cpu",
+    device: Annotated[str, typer.Option(
+        help="Device: cpu, cuda, cuda:N, mps, or auto (the GPU where torch sees one).")] = "cpu",
     shared_trials: Annotated[bool, typer.Option(
         "--shared-trials", help="Every participant meets the same problems (risky only).")] = False,
     mode: Annotated[str, typer.Option(
@@ -98,6 +100,7 @@ def play(
     else:
         if mode not in MODES:
             raise typer.BadParameter(f"choose one of {', '.join(MODES)}", param_hint="--mode")
+        device = resolve_device(device)  # a GPU torch cannot see is refused before loading
         load = _adapter_loader(model, spec.dtype, device)  # its card and files checked here
         # the folder is ours before the model loads: a second process is refused at once
         with lock_run_dir(out):
