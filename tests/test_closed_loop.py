@@ -91,13 +91,83 @@ def test_behaviour_compares_play_runs(tmp_path: Path) -> None:
         (["--family", "maze", "--play", "x"], "choose one of bandit, risky, twostep"),
         (["--family", "bandit"], "give at least one --play run or --people study"),
         (["--family", "bandit", "--play", "{tmp}"], "not a psych201 play run"),
+        # outputs checked before any transcript is read
+        (["--family", "bandit", "--play", "{tmp}", "--json", "{tmp}"],
+         "is a directory; name the file to write"),
+        (["--family", "bandit", "--play", "{tmp}", "--html", "{tmp}/f/x.html"],
+         "f is a file, not a directory"),
     ],
 )
 def test_behaviour_refuses_bad_input_in_one_line(tmp_path: Path, args: list[str],
                                                  message: str) -> None:
+    (tmp_path / "f").write_text("a file")
     code, output = cli_output("behaviour", *[a.format(tmp=tmp_path) for a in args])
     assert code == 2, output
     assert message in " ".join(output.replace("│", " ").split())
+
+
+def test_behaviour_refuses_a_run_or_people_of_another_family(tmp_path: Path) -> None:
+    from psych201.pipeline.play import PlaySpec, run_play
+
+    for task in ("bandit", "twostep", "lexical"):
+        run_play(PlaySpec(task=task, model="cognitive", n_participants=3, n_trials=4),
+                 tmp_path / task)
+    for family, run, message in [
+        ("bandit", "twostep", "played the twostep task, which is of the twostep family, not "
+                              "--family bandit"),
+        ("twostep", "bandit", "is of the bandit family, not --family twostep"),
+        ("bandit", "lexical", "played the lexical task, which has no behavioural signatures"),
+    ]:
+        code, output = cli_output("behaviour", "--family", family, "--play", str(tmp_path / run))
+        assert code == 2, output
+        assert message in " ".join(output.split()), output
+    # a manifest edited to name a file outside its run is refused, not read
+    manifest = json.loads((tmp_path / "bandit" / "manifest.json").read_text())
+    manifest["files"]["transcripts"] = "../../elsewhere.jsonl"
+    (tmp_path / "bandit" / "manifest.json").write_text(json.dumps(manifest))
+    code, output = cli_output("behaviour", "--family", "bandit", "--play", str(tmp_path / "bandit"))
+    assert code == 2 and "lie outside the run" in " ".join(output.split()), output
+    # compare/report take the family from the runs (they have no --family): each run named
+    from psych201.cli.behaviour_cmds import closed_loop_data
+
+    with pytest.raises(ValueError, match=r"lexical \(no behavioural signatures\)"):
+        closed_loop_data([tmp_path / "bandit", tmp_path / "lexical"], [])
+    with pytest.raises(ValueError, match=r"bandit \(bandit\); .*twostep played twostep"):
+        closed_loop_data([tmp_path / "bandit", tmp_path / "twostep"], [])
+    # people whose transcripts are not of the family (here, the played ones given as people)
+    for family, study, message in [
+        ("twostep", "bandit", "not a two-step task"),
+        ("risky", "bandit", "not a risky-choice task"),
+        ("bandit", "twostep", "no participant chose between two options twice"),
+    ]:
+        code, output = cli_output("behaviour", "--family", family, "--people",
+                                  str(tmp_path / study / "transcripts"))
+        assert code == 2, output
+        assert message in " ".join(output.split()), output
+
+
+def test_bandit_signatures_need_outcomes_rather_than_fitting_a_flat_likelihood() -> None:
+    import re
+
+    from psych201.analysis.signatures import bandit_participant
+    from psych201.data.choices import session_choices
+
+    records, _ = play_study("bandit", CognitivePlayers(TASKS["bandit"].agent),
+                            n_participants=3, n_trials=20, seed=0)
+    # the same choices with their feedback removed (like a lexical decision's): the likelihood
+    # is flat in the learning rate, and the optimiser's start is no estimate
+    sessions = []
+    for i, r in enumerate(records):
+        text = re.sub(r" and won [^.\n]*\.", ".", r["text"])
+        sessions.append(Session("s", r["experiment"], r["participant"], i + 1, text,
+                                parse_responses(text)))
+    table = session_choices(sessions[0])
+    assert table is not None and len(table) == 20 and table["reward"].isna().all()
+    with pytest.raises(ValueError, match="no response has an outcome"):
+        group_from_sessions("no feedback", "people", "bandit", sessions)
+    choices = table["choice"].eq(table["options"].iloc[0][0]).to_numpy(dtype=np.float64)
+    fitted = bandit_participant(choices, np.full(20, np.nan))
+    assert np.isnan(fitted["alpha"]) and np.isnan(fitted["beta"])
 
 
 @pytest.mark.needs_data

@@ -42,6 +42,34 @@ def test_the_cognitive_player_writes_simulates_transcripts(task: str, tmp_path: 
     assert manifest["status"] == "complete" and manifest["spec"]["seed"] == 3
 
 
+def test_an_engine_whose_package_is_missing_is_named_before_anything_loads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from psych201.scoring.engines import EnginePackage
+
+    # as where llama-cpp-python is not installed (it was exit 70 from inside the engine)
+    monkeypatch.setattr(EnginePackage, "installed", lambda self: self.module != "llama_cpp")
+    code, output = cli_output("play", "--task", "bandit", "--model", str(tmp_path / "m.gguf"),
+                              "--engine", "llamacpp", "--mode", "batch", "-n", "2",
+                              "--out", str(tmp_path / "run"))
+    assert code == 2, output
+    assert "llamacpp needs the llama_cpp package, which is not installed" in " ".join(
+        output.split())
+    code, output = cli_output("play", "--task", "bandit", "--model", str(tmp_path / "m.gguf"),
+                              "--engine", "llamacpp", "-n", "2", "--out", str(tmp_path / "run"))
+    assert code == 2 and "use --mode batch with --engine llamacpp" in " ".join(output.split())
+
+
+def test_a_play_run_folder_reads_as_its_transcripts(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    run_play(PlaySpec(task="bandit", model="cognitive", n_participants=3, n_trials=4), out)
+    # not its choice table: read as a study, every one of its rows failed
+    assert [(s.name, s.path) for s in discover_studies(out)] == [
+        ("play_bandit_cognitive", out / "transcripts" / "play_bandit_cognitive.jsonl")]
+    code, output = cli_output("data", "validate", str(out))
+    assert code == 0 and "3 sessions, 12 responses, 0 error(s)" in output, output
+
+
 def test_a_rerun_resumes_and_gives_the_same_run(tmp_path: Path) -> None:
     spec = PlaySpec(task="reversal", model="cognitive", n_participants=8, n_trials=10, chunk=3)
     out = tmp_path / "run"
@@ -53,6 +81,13 @@ def test_a_rerun_resumes_and_gives_the_same_run(tmp_path: Path) -> None:
     again = run_play(spec, out)
     assert again.resumed_chunks == 2
     assert (again.transcripts.read_bytes(), again.choices.read_bytes()) == before
+    # more participants resume the run; fewer would drop some from its transcripts
+    grown = run_play(PlaySpec(task="reversal", model="cognitive", n_participants=9, n_trials=10,
+                              chunk=3), out)
+    assert grown.resumed_chunks == 2 and grown.n_participants == 9  # 7-8 became 7-9
+    with pytest.raises(ValueError, match=r"of 9 participants; -n 8 would drop 1 of them"):
+        run_play(spec, out)
+    assert len(grown.transcripts.read_text().splitlines()) == 9
     with pytest.raises(ValueError, match=r"other settings.*seed"):
         run_play(PlaySpec(task="reversal", model="cognitive", n_participants=8, n_trials=10,
                           chunk=3, seed=1), out)
@@ -83,6 +118,72 @@ def test_a_second_process_is_refused_before_its_model_loads(tmp_path: Path) -> N
     assert code == 2 and "not empty and not a play run" in " ".join(output.split()), output
 
 
+def test_a_spec_out_of_range_or_an_out_that_is_a_file_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"--participants must be at most 100000"):
+        PlaySpec(task="bandit", model="cognitive", n_participants=10**8, n_trials=3).check()
+    with pytest.raises(ValueError, match=r"--chunk must be at least 1"):
+        PlaySpec(task="bandit", model="cognitive", n_participants=2, n_trials=3, chunk=0).check()
+    a_file = tmp_path / "results.txt"
+    a_file.write_text("mine")
+    code, output = cli_output("play", "--task", "bandit", "--model", str(tmp_path / "none"),
+                              "-n", "2", "--out", str(a_file))
+    assert code == 2 and "a file, not a folder" in " ".join(output.split()), output
+    assert a_file.read_text() == "mine"
+
+
+@pytest.mark.parametrize("manifest", ['{"spec": []}', "[1]", "{", '{"kind": "other"}'])
+def test_a_folder_with_a_foreign_manifest_is_refused_in_one_line(tmp_path: Path,
+                                                                 manifest: str) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "manifest.json").write_text(manifest)
+    code, output = cli_output("play", "--task", "bandit", "--model", "cognitive", "-n", "2",
+                              "--out", str(out))
+    assert code == 2 and "not a play manifest" in " ".join(output.split()), output
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json"]
+
+
+def test_a_truncated_or_corrupted_chunk_is_played_again_not_assembled(tmp_path: Path) -> None:
+    spec = PlaySpec(task="bandit", model="cognitive", n_participants=6, n_trials=4, chunk=2)
+    out = tmp_path / "run"
+    first = run_play(spec, out)
+    before = first.transcripts.read_bytes(), first.choices.read_bytes()
+    parts = out / "parts"
+    # a table cut short (not parquet any more) and a transcript part that lost its last line
+    table = parts / "participants-000003-000004.parquet"
+    table.write_bytes(table.read_bytes()[:100])
+    lines = parts / "participants-000005-000006.jsonl"
+    lines.write_text(lines.read_text().splitlines(keepends=True)[0])
+    (out / "choices.parquet").write_bytes(b"garbage")
+    again = run_play(spec, out)
+    assert (again.resumed_chunks, again.replayed_chunks) == (1, 2)
+    assert (again.transcripts.read_bytes(), again.choices.read_bytes()) == before
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["chunks_replayed"] == 2
+
+
+def test_an_adapter_whose_base_is_missing_is_refused_before_anything_loads(
+    tmp_path: Path,
+) -> None:
+    from psych201.lab.adapter import CARD_FILE, AdapterCard
+    from psych201.lab.settings import TrainSettings
+
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    settings = TrainSettings(recipe="instruct", steps=3)
+    card = AdapterCard(name="a", base=str(tmp_path / "gone"), base_sha256="0" * 64,
+                       recipe="instruct", post_training=settings.post_training, data={},
+                       settings=settings.to_dict(), steps=3, seed=0, losses=(1.0,))
+    (adapter / CARD_FILE).write_text(json.dumps(card.to_dict()))
+    (adapter / "adapter_config.json").write_text("{}")
+    (adapter / "adapter_model.safetensors").write_bytes(b"")
+    code, output = cli_output("play", "--task", "bandit", "--model", str(adapter), "-n", "2",
+                              "--out", str(tmp_path / "run"))
+    assert code == 2, output
+    assert f"the adapter's base model '{tmp_path / 'gone'}' is not" in " ".join(output.split())
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -90,6 +191,12 @@ def test_a_second_process_is_refused_before_its_model_loads(tmp_path: Path) -> N
         (["--task", "bandit", "--engine", "openai"], "use one that does: hf, llamacpp"),
         (["--task", "bandit", "--engine", "oracle"], "use one that does: hf, llamacpp"),
         (["--task", "bandit", "--policy", "argmax"], "choose one of sample, greedy"),
+        # a typo of -n must not start a run of years
+        (["--task", "bandit", "-n", "100000001"], "less than or equal to 100000"),
+        (["--task", "bandit", "--chunk", "0"], "greater than or equal to 1"),
+        (["--task", "bandit", "--seed", str(2**40)], "less than or equal to 4294967295"),
+        # was exit 70 from torch after the folder was taken
+        (["--task", "bandit", "--device", "banana"], "--device must be cpu, cuda, cuda:N, mps"),
     ],
 )
 def test_bad_input_is_one_line_before_anything_loads(
@@ -179,6 +286,27 @@ def test_parse_failures_are_named_counted_and_fail_the_run_above_the_threshold(
     assert manifest["parse_failures"] == 6 and manifest["parse_failure_threshold"] == 0.1
     choices = pd.read_parquet(tmp_path / "run" / "choices.parquet")
     assert choices["generated"].notna().all()
+
+
+def test_a_chat_model_generates_its_answer_through_its_chat_template() -> None:
+    import copy
+
+    import torch
+
+    from psych201.scoring.hf_generate import Generator
+    from tiny_models import byte_bpe_tokenizer, tiny_llama
+
+    tokenizer = copy.deepcopy(byte_bpe_tokenizer())
+    tokenizer.chat_template = ("{% for m in messages %}user: {{ m['content'] }}\n{% endfor %}"
+                               "assistant:")
+    torch.manual_seed(0)
+    generator = Generator(tiny_llama(tokenizer), tokenizer)
+    assert generator.chat
+    # the prompt as the user's message, the options named (the ids, not a BatchEncoding's keys)
+    ids = generator._input("Trial 1: You chose machine <<", ("C", "L"))
+    assert all(isinstance(i, int) for i in ids)
+    assert tokenizer.decode(ids).endswith("Answer with exactly one of: C, L.\nassistant:")
+    assert isinstance(generator.answer("Trial 1: You chose machine <<", ("C", "L")), str)
 
 
 @pytest.mark.parametrize("architecture", ["llama", "gemma3"])

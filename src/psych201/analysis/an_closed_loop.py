@@ -34,7 +34,7 @@ from psych201.analysis.signatures import (
     twostep_participant,
     twostep_trials,
 )
-from psych201.data.choices import session_choices
+from psych201.data.choices import session_choices, twostep_labels
 from psych201.data.records import Session
 
 ANCHOR = "closed_loop"
@@ -89,10 +89,24 @@ def group_from_sessions(name: str, role: str, family: str, sessions: Sequence[Se
     if not parsed:
         raise ValueError(f"{name}: no session is a choice between a few options")
     table = pd.concat([t for _, t in parsed], ignore_index=True)
+    if family == "bandit" and not pd.to_numeric(table["reward"], errors="coerce").notna().any():
+        raise ValueError(f"{name}: no response has an outcome (reward) read: the bandit "
+                         "signatures need a task with feedback")
     if family == "bandit":
-        return BehaviourGroup(name, role, bandit_signatures(table), learning_curve(table))
+        bandit = bandit_signatures(table)
+        if bandit.empty:
+            raise ValueError(f"{name}: no participant chose between two options twice: not a "
+                             "two-armed bandit task")
+        return BehaviourGroup(name, role, bandit, learning_curve(table))
     if family == "risky":
-        return BehaviourGroup(name, role, risky_signatures(table))
+        risky = risky_signatures(table)
+        if risky.empty:
+            raise ValueError(f"{name}: no choice between two lotteries read: not a risky-choice "
+                             "task")
+        return BehaviourGroup(name, role, risky)
+    if not all(twostep_labels(session.text) for session, _ in parsed):
+        raise ValueError(f"{name}: not a two-step task (no spaceships and aliens named in the "
+                         "instructions)")
     rows = []
     for session, own in parsed:
         trials = twostep_trials(session.text, own["choice"].tolist(), own["reward"].tolist())

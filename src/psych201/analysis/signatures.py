@@ -79,7 +79,9 @@ def bandit_participant(choices: FloatArray, rewards: FloatArray, *, fit: bool = 
         "reward_rate": float(np.nanmean(rewards)) if np.isfinite(rewards).any() else math.nan,
     }
     if fit:
-        out["alpha"], out["beta"] = fit_q_learning(choices, rewards)
+        # without an outcome the likelihood is flat in alpha: the fit would return its start
+        out["alpha"], out["beta"] = (fit_q_learning(choices, rewards)
+                                     if np.isfinite(rewards).any() else (math.nan, math.nan))
     return out
 
 

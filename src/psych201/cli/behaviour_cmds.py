@@ -12,6 +12,7 @@ from rich.table import Table
 
 from psych201.analysis.an_closed_loop import (
     FAMILIES,
+    FAMILY_OF_TASK,
     BehaviourGroup,
     ClosedLoopData,
     closed_loop_section,
@@ -19,8 +20,10 @@ from psych201.analysis.an_closed_loop import (
 )
 from psych201.analysis.plugin import Section
 from psych201.analysis.registry import load_registry
+from psych201.cli.console import check_file_output
 from psych201.data.choices import study_choices
 from psych201.data.readers import discover_studies, iter_sessions
+from psych201.data.records import Session
 from psych201.errors import UsageError
 from psych201.strict_json import dumps
 
@@ -40,7 +43,17 @@ def _people(path: Path, family: str, limit: int | None) -> BehaviourGroup:
     parsed = study_choices(sources[0].name, sessions)
     if not parsed.parseable:
         raise UsageError(f"--people {path}: {parsed.reason}")
-    return group_from_sessions(f"people ({sources[0].name})", "people", family, sessions)
+    return _group(f"--people {path}", f"people ({sources[0].name})", "people", family, sessions)
+
+
+def _group(flag: str, name: str, role: str, family: str, sessions: list[Session]
+           ) -> BehaviourGroup:
+    """:func:`group_from_sessions`, its refusal of transcripts not of ``family`` one line
+    naming the option and path."""
+    try:
+        return group_from_sessions(name, role, family, sessions)
+    except ValueError as exc:
+        raise UsageError(f"{flag}: {exc} (--family {family})") from exc
 
 
 def _played(run: Path, family: str) -> BehaviourGroup:
@@ -50,19 +63,29 @@ def _played(run: Path, family: str) -> BehaviourGroup:
     try:
         manifest = json.loads(manifest_path.read_text("utf-8"))
         spec, transcripts = manifest["spec"], run / manifest["files"]["transcripts"]
+        task, model = str(spec["task"]), str(spec["model"])
     except (ValueError, KeyError, TypeError) as exc:
         raise UsageError(f"{manifest_path}: not a play manifest ({exc})") from exc
+    # a manifest names its transcripts inside its run: never a file elsewhere on the machine
+    if not transcripts.resolve().is_relative_to(run.resolve()):
+        raise UsageError(f"{manifest_path}: its transcripts {transcripts} lie outside the run")
     if manifest.get("status") != "complete":
         raise UsageError(f"--play {run}: the run is not complete (rerun psych201 play to resume)")
+    played = FAMILY_OF_TASK.get(task)
+    if played != family:
+        raise UsageError(f"--play {run}: played the {task} task, which "
+                         + ("has no behavioural signatures" if played is None
+                            else f"is of the {played} family, not --family {family}"))
     sessions = list(iter_sessions(transcripts))
-    if spec["model"] == "cognitive":
-        return group_from_sessions(f"cognitive model ({spec['task']})", "cognitive model",
-                                   family, sessions)
-    name = Path(spec["model"]).name
+    flag = f"--play {run}"
+    if model == "cognitive":
+        return _group(flag, f"cognitive model ({task})", "cognitive model", family,
+                      sessions)
+    name = Path(model).name
     # base vs post-trained, where the model registry knows the model
     info = load_registry().get(name)
     role = "language model" if info is None else f"language model ({info.type_label})"
-    return group_from_sessions(name, role, family, sessions)
+    return _group(flag, name, role, family, sessions)
 
 
 def play_task(run: Path) -> str:
@@ -78,13 +101,15 @@ def closed_loop_data(play: list[Path], people: list[Path], *, family: str | None
                      max_people: int | None = None) -> ClosedLoopData:
     """People's studies and play runs as one :class:`ClosedLoopData` (the family from the runs'
     task where not given; runs of tasks of different families are refused)."""
-    from psych201.analysis.an_closed_loop import FAMILY_OF_TASK
-
     if family is None:
-        families = {FAMILY_OF_TASK.get(play_task(run), "") for run in play}
+        tasks = {run: play_task(run) for run in play}
+        families = {FAMILY_OF_TASK.get(task, "") for task in tasks.values()}
         if len(families) != 1 or "" in families:
-            raise UsageError("--play runs of tasks of one signature family, or name it with "
-                             f"--family ({', '.join(FAMILIES)})")
+            played = "; ".join(
+                f"{run} played {task} ({FAMILY_OF_TASK.get(task, 'no behavioural signatures')})"
+                for run, task in tasks.items())
+            raise UsageError("--play runs must be of one signature family "
+                             f"({', '.join(FAMILIES)}): {played}")
         family = families.pop()
     if family not in FAMILIES:
         raise UsageError(f"--family {family}: choose one of {', '.join(FAMILIES)}")
@@ -112,6 +137,10 @@ def behaviour(
     if not play and not people:
         raise typer.BadParameter("give at least one --play run or --people study",
                                  param_hint="--play")
+    for path, flag, example in ((json_out, "--json", "behaviour.json"),
+                                (html_out, "--html", "behaviour.html")):
+        if path is not None:
+            check_file_output(path, flag, example=example)
     data = closed_loop_data(list(play or []), list(people or []), family=family,
                             max_people=max_people)
     section = closed_loop_section(data, seed=seed)
@@ -129,9 +158,11 @@ def behaviour(
         payload = {"anchor": section.anchor, "title": section.title, "text": section.text,
                    "tables": {t.name: t.frame.reset_index() if t.index else t.frame
                               for t in section.tables}}
+        json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(dumps(payload) + "\n", encoding="utf-8")
         _console.print(f"wrote {json_out}")
     if html_out is not None:
+        html_out.parent.mkdir(parents=True, exist_ok=True)
         html_out.write_text(_page(section), encoding="utf-8")
         _console.print(f"wrote {html_out}")
 

@@ -5,6 +5,7 @@ terminal."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -30,3 +31,13 @@ def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
     out_console(stderr=True).print(f"[bold red]error:[/bold red] {escape(message)}",
                                    highlight=False, soft_wrap=True)
     return typer.Exit(code)
+
+
+def check_file_output(path: Path, flag: str, *, example: str = "report.html") -> None:
+    """Refuse, before any work, an output file that is a directory or sits under a file."""
+    if path.is_dir():
+        raise fail(f"{flag} {path} is a directory; name the file to write "
+                   f"(e.g. {path / example})")
+    parent = next((p for p in path.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise fail(f"{flag} {path}: {parent} is a file, not a directory")

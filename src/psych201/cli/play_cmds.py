@@ -17,7 +17,9 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from psych201.errors import InvalidDataError
+from psych201.bounds import option_range
+from psych201.errors import InvalidDataError, UsageError
+from psych201.pipeline.config import resolve_device
 from psych201.pipeline.play import (
     COGNITIVE,
     MAX_PARSE_FAILURES,
@@ -52,11 +54,14 @@ def play(
         "--model", "-m", help=f"A model the engine loads, or '{COGNITIVE}' for the task's own "
         "cognitive model (the ground truth: its transcripts are psych201 simulate's).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (rerun to resume).")],
-    participants: Annotated[int, typer.Option("--participants", "-n", min=1,
-                                              help="Number of participants.")] = 20,
+    participants: Annotated[int, typer.Option(
+        "--participants", "-n", **option_range("participants"),
+        help="Number of participants.")] = 20,
     trials: Annotated[int | None, typer.Option(
-        "--trials", "-t", min=1, help="Trials per participant (default: the task's).")] = None,
-    seed: Annotated[int, typer.Option(min=0, help="Random seed (tasks and sampled choices).")] = 0,
+        "--trials", "-t", **option_range("trials"),
+        help="Trials per participant (default: the task's).")] = None,
+    seed: Annotated[int, typer.Option(**option_range("seed"),
+                                      help="Random seed (tasks and sampled choices).")] = 0,
     policy: Annotated[str, typer.Option(
         help="sample: choose by sampling the model's distribution over the options (a "
         "stochastic participant); greedy: its most probable option; generate: the model writes "
@@ -65,16 +70,18 @@ def play(
     engine: Annotated[str, typer.Option(
         help=f"Engine with option log-probs: {', '.join(OPTION_LOGPROB_ENGINES)}.")] = "hf",
     dtype: Annotated[str, typer.Option(help="Model weights' dtype.")] = "float32",
-    device: Annotated[str, typer.Option(help="Device (cpu, cuda, auto).")] = "cpu",
+    device: Annotated[str, typer.Option(
+        help="Device: cpu, cuda, cuda:N, mps, or auto (the GPU where torch sees one).")] = "cpu",
     shared_trials: Annotated[bool, typer.Option(
         "--shared-trials", help="Every participant meets the same problems (risky only).")] = False,
     mode: Annotated[str, typer.Option(
         help="cache: keep each participant's key/value cache and run only the new tokens, a "
         "chunk's participants in one batched pass (hf); batch: the whole transcript per choice, "
         "all participants in one engine call.")] = "cache",
-    chunk: Annotated[int, typer.Option(min=1, help="Participants per saved chunk (the unit a "
-                                       "rerun resumes from) and per batched pass of --mode cache "
-                                       "(more share a pass and hold more memory).")] = 25,
+    chunk: Annotated[int, typer.Option(
+        **option_range("participants"), help="Participants per saved chunk (the unit a rerun "
+        "resumes from) and per batched pass of --mode cache (more share a pass and hold more "
+        "memory).")] = 25,
 ) -> None:
     """Let a language model take part in a simulated task in closed loop: it sees its own choices and their outcomes, and its transcripts, choice probabilities and a manifest are written to OUT.
 
@@ -93,12 +100,13 @@ def play(
     else:
         if mode not in MODES:
             raise typer.BadParameter(f"choose one of {', '.join(MODES)}", param_hint="--mode")
+        device = resolve_device(device)  # a GPU torch cannot see is refused before loading
+        load = _adapter_loader(model, spec.dtype, device)  # its card and files checked here
         # the folder is ours before the model loads: a second process is refused at once
         with lock_run_dir(out):
             with _console.status(f"loading {model} ({engine})"):
                 loaded = language_model_players(
-                    spec, mode=mode, device=device,
-                    load=_adapter_loader(model, spec.dtype, device),
+                    spec, mode=mode, device=device, load=load,
                     on_failure=lambda line: _console.print(f"parse failure: {line}",
                                                            markup=False, highlight=False))
             bar = _PlayBar(_console)
@@ -120,10 +128,15 @@ def play(
             f"({result.parse_failure_rate:.0%}) named no offered option, above the threshold of "
             f"{MAX_PARSE_FAILURES:.0%} (each was replaced by a random choice; see "
             f"{out / 'choices.parquet'}, column generated)")
-    rate = result.n_responses / result.seconds_playing if result.seconds_playing else float("nan")
+    if result.replayed_chunks:
+        _console.print(f"[yellow]warning:[/yellow] {result.replayed_chunks} chunk(s) in "
+                       f"{out / 'parts'} were truncated or corrupted and were played again")
+    played = result.n_responses - result.resumed_responses
+    pace = (f"{played / result.seconds_playing:.1f} responses/s" if result.seconds_playing
+            else "nothing left to play")
     _console.print(
         f"{result.n_participants} participants, {result.n_responses} responses "
-        f"({result.resumed_chunks} chunks resumed; {rate:.1f} responses/s) -> {out}\n"
+        f"({result.resumed_chunks} chunks resumed; {pace}) -> {out}\n"
         f"transcripts: {result.transcripts}\nchoices: {result.choices}"
     )
 
@@ -165,8 +178,21 @@ class _PlayBar:
 def _adapter_loader(model: str, dtype: str, device: str) -> Callable[[], LoadedModel] | None:
     """A LoRA adapter folder (``psych201 posttrain``, a study's ``adapters:``) plays merged into
     its base; anything else loads as usual (None)."""
-    from psych201.lab.adapter import is_adapter_dir, load_adapter_model
+    from psych201.lab.adapter import (
+        check_adapter_files,
+        is_adapter_dir,
+        load_adapter_model,
+        read_card,
+    )
+    from psych201.scoring.models import model_identity
 
-    if not is_adapter_dir(Path(model).expanduser()):
+    folder = Path(model).expanduser()
+    if not is_adapter_dir(folder):
         return None
+    # what fails without loading anything, before the base model's weights load
+    check_adapter_files(folder)
+    base = read_card(folder).base
+    if model_identity(base) is None:
+        raise UsageError(f"{folder}: the adapter's base model {base!r} is not a built-in, a "
+                         "local model folder, a .gguf file or a hub id")
     return lambda: load_adapter_model(model, dtype=dtype, device=device)

@@ -23,20 +23,10 @@ from psych201.cli.analysis_opts import (
     console,
     distinct_notes,
 )
-from psych201.cli.console import fail
+from psych201.cli.console import check_file_output, fail
 
 
 # -- report ---------------------------------------------------------------------------------------
-def _check_file_output(path: Path, flag: str) -> None:
-    """Refuse, before any work, an output file that is a directory or sits under a file."""
-    if path.is_dir():
-        raise fail(f"{flag} {path} is a directory; name the HTML file to write "
-                    f"(e.g. {path / 'report.html'})")
-    parent = next((p for p in path.parents if p.exists()), None)
-    if parent is not None and not parent.is_dir():
-        raise fail(f"{flag} {path}: {parent} is a file, not a directory")
-
-
 def _check_dir_output(path: Path, flag: str) -> None:
     """Refuse, before any work, an output directory that is a file or sits under a file."""
     if path.exists() and not path.is_dir():
@@ -77,7 +67,7 @@ def report(
     from psych201.report.figures import render_figures, save_figures
     from psych201.report.html import write_report
 
-    _check_file_output(output, "-o/--output")
+    check_file_output(output, "-o/--output")
     if figures_dir is not None:
         _check_dir_output(figures_dir, "--figures-dir")
     data_paths = _data_paths(data)

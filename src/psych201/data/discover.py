@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from psych201.data.issues import DataError
@@ -19,6 +20,19 @@ from psych201.data.tables import (
     _saved_dataset_sources,
     _table_sources,
 )
+
+
+def _play_run_transcripts(root: Path) -> Path | None:
+    """The transcripts folder of a ``psych201 play`` run folder, which reads as its studies
+    (the run's choice table beside them is no transcript: read as one, every line failed)."""
+    manifest, transcripts = root / "manifest.json", root / "transcripts"
+    if not (manifest.is_file() and transcripts.is_dir()):
+        return None
+    try:
+        kind = json.loads(manifest.read_text("utf-8")).get("kind")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return transcripts if kind == "psych201 play" else None
 
 
 def discover_studies(path: str | Path) -> list[StudySource]:
@@ -41,6 +55,9 @@ def discover_studies(path: str | Path) -> list[StudySource]:
     own = _study_file_in(root)
     if own is not None:
         return [StudySource(root.name, own)]
+    played = _play_run_transcripts(root)
+    if played is not None:
+        return discover_studies(played)
     if any((root / name).is_file() for name in SAVED_DATASET_FILES):
         return _saved_dataset_sources(root)
     found: dict[str, StudySource] = {}

@@ -173,6 +173,18 @@ def check_output_dir(out: Path, *, flag: str = "--out") -> None:
         raise StorageError(f"{flag} {out}: cannot write in {ancestor}: {reason}") from exc
 
 
+def resolve_device(device: str) -> str:
+    """``device`` checked without a model (``auto``: the GPU where torch sees one, else cpu)."""
+    if device == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if not _DEVICE.fullmatch(device):
+        raise UsageError(f"--device must be cpu, cuda, cuda:N, mps or auto, got {device!r}")
+    check_device(device)
+    return device
+
+
 def check_device(device: str) -> None:
     """A CUDA device needs a CUDA build of torch and a visible GPU (checked without a model)."""
     if not device.startswith("cuda"):

@@ -36,6 +36,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from psych201.atomic import write_text_atomic
+from psych201.bounds import check_bound
 from psych201.errors import UsageError
 from psych201.pipeline.players import GeneratingPlayers, LanguageModelPlayers
 from psych201.results.lock import LOCK_FILE, lock_run_dir
@@ -100,9 +101,11 @@ class PlaySpec:
             )
         if self.shared_trials and TASKS[self.task].shared_environment is None:
             raise UsageError(f"task {self.task!r} has no shared problem set")
-        for name in ("n_participants", "n_trials", "chunk"):
-            if getattr(self, name) < 1:
-                raise UsageError(f"{name} must be at least 1, got {getattr(self, name)}")
+        # the ranges of ``simulate``'s counts: a typo of -n must not run for years
+        check_bound("participants", self.n_participants)
+        check_bound("trials", self.n_trials)
+        check_bound("participants", self.chunk, flag="--chunk")
+        check_bound("seed", self.seed)
 
     @property
     def study(self) -> str:
@@ -111,7 +114,8 @@ class PlaySpec:
         return f"play_{self.task}_{slug}"
 
     def identity(self) -> dict[str, Any]:
-        """The fields a resumed run must share (the number of participants may grow)."""
+        """The fields a resumed run must share (the number of participants may grow, not
+        shrink: :func:`check_play_folder`)."""
         own = asdict(self)
         del own["n_participants"]
         return own
@@ -140,6 +144,10 @@ class PlayResult:
     def parse_failure_rate(self) -> float:
         return self.parse_failures / self.n_responses if self.n_responses else 0.0
     resumed_chunks: int = 0
+    #: responses of the resumed chunks (not played by this process: not in its pace)
+    resumed_responses: int = 0
+    #: chunks whose files a rerun found truncated or corrupted, and played again
+    replayed_chunks: int = 0
     timings: list[dict[str, float]] = field(default_factory=list)
 
 
@@ -167,6 +175,8 @@ def choice_table(
 
 def check_play_folder(out: Path, spec: PlaySpec) -> None:
     """UsageError unless ``out`` is new, empty, or a play run of ``spec`` (which resumes)."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: a file, not a folder; choose a new --out")
     manifest = out / MANIFEST
     if not manifest.is_file():
         if out.exists() and any(p.name != LOCK_FILE for p in out.iterdir()):
@@ -176,12 +186,22 @@ def check_play_folder(out: Path, spec: PlaySpec) -> None:
         before = json.loads(manifest.read_text("utf-8"))["spec"]
     except (ValueError, KeyError, TypeError) as exc:
         raise UsageError(f"{manifest}: not a play manifest ({exc})") from exc
+    if not isinstance(before, dict):
+        raise UsageError(f"{manifest}: not a play manifest (its spec is not an object)")
     mine = spec.identity()
     differs = sorted(k for k in mine if before.get(k) != mine[k])
     if differs:
         raise UsageError(
             f"{out} holds a play run with other settings ({', '.join(differs)}); "
             "choose a new --out to play these"
+        )
+    # a run grows; fewer participants would rewrite its transcripts without the others
+    had = before.get("n_participants")
+    if isinstance(had, int) and spec.n_participants < had:
+        raise UsageError(
+            f"{out} holds a play run of {had} participants; -n {spec.n_participants} would "
+            f"drop {had - spec.n_participants} of them from its transcripts (give -n {had} or "
+            "more, or choose a new --out)"
         )
 
 
@@ -230,8 +250,12 @@ def _play_chunks(
     per_participant = (spec.n_trials or task.default_trials) * task.responses_per_trial
     chunks = list(zip(range(0, spec.n_participants, spec.chunk),
                       _chunk_stems(spec, out / "parts"), strict=True))
-    finished = [stem.with_suffix(".jsonl").is_file() and stem.with_suffix(".parquet").is_file()
-                for _, stem in chunks]
+    finished = [_chunk_intact(stem, min(spec.chunk, spec.n_participants - first),
+                              per_participant)
+                for first, stem in chunks]
+    result.replayed_chunks = sum(
+        not was and stem.with_suffix(".jsonl").exists() for (_, stem), was in
+        zip(chunks, finished, strict=True))
     if progress is not None:
         done = sum(min(spec.chunk, spec.n_participants - first)
                    for (first, _), was in zip(chunks, finished, strict=True) if was)
@@ -241,6 +265,7 @@ def _play_chunks(
         n = min(spec.chunk, spec.n_participants - first)
         if was:
             result.resumed_chunks += 1
+            result.resumed_responses += n * per_participant
             continue
         players = make_players()
         start = time.perf_counter()
@@ -266,6 +291,22 @@ def _play_chunks(
     _assemble(spec, result)
     _write_manifest(out, spec, result, engine_info, model_info, status="complete")
     return result
+
+
+def _chunk_intact(stem: Path, participants: int, per_participant: int) -> bool:
+    """Whether a chunk's files exist and hold all of it: a part truncated or corrupted (a full
+    disk, a copy cut short) is played again rather than assembled into a short run."""
+    table, lines = stem.with_suffix(".parquet"), stem.with_suffix(".jsonl")
+    if not (table.is_file() and lines.is_file()):
+        return False
+    try:
+        rows = pq.read_metadata(table).num_rows
+        records = lines.read_text("utf-8").splitlines()
+        for record in records:
+            json.loads(record)
+    except (OSError, ValueError, pa.ArrowException):
+        return False
+    return rows == participants * per_participant and len(records) == participants
 
 
 def _chunk_stems(spec: PlaySpec, parts: Path) -> list[Path]:
@@ -324,6 +365,7 @@ def _write_manifest(
         "parse_failure_threshold": MAX_PARSE_FAILURES,
         "seconds_playing": result.seconds_playing,
         "chunks_resumed": result.resumed_chunks,
+        "chunks_replayed": result.replayed_chunks,
         "timings": result.timings,
     }
     write_text_atomic(dumps(manifest) + "\n", out / MANIFEST)

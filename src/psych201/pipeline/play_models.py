@@ -36,7 +36,11 @@ def language_model_players(
     if mode not in MODES:
         raise UsageError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
     if (mode == "cache" or spec.policy == "generate") and spec.engine != "hf":
-        raise UsageError(f"mode cache and policy generate run on the hf engine, not {spec.engine}")
+        raise UsageError(f"--mode cache and --policy generate run on the hf engine, not "
+                         f"{spec.engine} (use --mode batch with --engine {spec.engine})")
+    from psych201.scoring.engines import require_packages
+
+    require_packages(spec.engine)  # named in one line, before any weights load
     if load is not None and mode != "cache" and spec.policy != "generate":
         raise UsageError(f"{spec.model}: a model loaded this way (an adapter folder) plays with "
                          "--mode cache or --policy generate, not --mode batch")

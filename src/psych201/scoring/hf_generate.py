@@ -10,7 +10,7 @@ caller counts (and names, one line each).
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -45,7 +45,8 @@ class Generator:
         message = (f"{body}\n\nAnswer with exactly one of: {', '.join(options)}.")
         ids = self._tokenizer.apply_chat_template(
             [{"role": "user", "content": message}], add_generation_prompt=True, tokenize=True)
-        return list(ids["input_ids"] if isinstance(ids, dict) else ids)
+        # transformers 5 returns a BatchEncoding (a Mapping, not a dict); 4 a list of ids
+        return list(ids["input_ids"] if isinstance(ids, Mapping) else ids)
 
     @torch.inference_mode()
     def answer(self, prompt: str, options: Sequence[str]) -> str:
