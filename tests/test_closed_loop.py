@@ -171,6 +171,21 @@ def test_bandit_signatures_need_outcomes_rather_than_fitting_a_flat_likelihood()
 
 
 @pytest.mark.needs_data
+def test_a_real_study_without_outcomes_gets_no_bandit_parameters() -> None:
+    # guenther2020LDT: two-option lexical decisions with no feedback, where the fit once
+    # reported the optimiser's start (alpha 0.3, beta 3) as every participant's parameters
+    from itertools import islice
+
+    from paths import DATA
+    from psych201.data.readers import discover_studies, iter_sessions
+
+    (source,) = discover_studies(DATA / "guenther2020LDT")
+    sessions = list(islice(iter_sessions(source), 5))
+    with pytest.raises(ValueError, match="no response has an outcome"):
+        group_from_sessions("guenther2020LDT", "people", "bandit", sessions)
+
+
+@pytest.mark.needs_data
 def test_compare_and_report_show_the_closed_loop_beside_the_nll(tmp_path: Path) -> None:
     """The report answers both questions: the teacher-forced NLL of the scored runs and, from
     `--play`/`--people`, whether the players behave like the people of a real bandit study."""

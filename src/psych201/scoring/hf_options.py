@@ -52,7 +52,7 @@ _MIN_SHARED_PREFIX = 8
 class _Row:
     """One participant in a batched cache: its live tokens and the cache slot of each."""
 
-    key: str | None
+    key: str
     tokens: list[int] = field(default_factory=list)
     slots: list[int] = field(default_factory=list)
     #: the first position a new token may have without keys the sliding layers dropped
@@ -101,15 +101,6 @@ class CachedOptionScorer:
         self._eager = getattr(config, "_attn_implementation", "sdpa") == "eager"
         self._pad = int(getattr(config, "pad_token_id", None) or 0)
 
-    def forget(self, key: str) -> None:
-        for batch in self._batches:
-            for row in batch.rows:
-                if row.key == key:
-                    row.key = None
-                    batch.live[batch.rows.index(row), row.slots] = False
-                    row.tokens, row.slots = [], []
-        self._batches = [b for b in self._batches if any(r.key is not None for r in b.rows)]
-
     @torch.inference_mode()
     def score_options(
         self, items: Sequence[tuple[str, Sequence[int], Sequence[int]]]
@@ -129,12 +120,11 @@ class CachedOptionScorer:
         logprobs: dict[str, npt.NDArray[np.float64]] = {}
         for batch in self._batches:
             contexts = [wanted[r.key][0] if r.key in wanted else None for r in batch.rows]
-            last = self._step(batch, contexts)
+            every = torch.log_softmax(self._step(batch, contexts).float(), dim=-1)
             for i, row in enumerate(batch.rows):
                 if row.key in wanted:
                     candidates = torch.tensor(wanted[row.key][1], device=self._device)
-                    logprobs[row.key] = torch.log_softmax(last[i].float(), dim=-1)[candidates] \
-                        .double().cpu().numpy()
+                    logprobs[row.key] = every[i, candidates].double().cpu().numpy()
         return [logprobs[key] for key, _, _ in items]
 
     def _start(self, contexts: list[list[int]], keys: list[str]) -> _Batch:
